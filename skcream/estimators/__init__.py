@@ -1,0 +1,1 @@
+"""Estimators: composition of the layers below, sklearn API."""
