@@ -11,8 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is in the test extra")
 def test_ruff_clean():
+    paths = [p for p in ("skcream", "tests", "benchmarks", "examples") if (ROOT / p).is_dir()]
     out = subprocess.run(
-        ["ruff", "check", "skcream", "tests", "benchmarks", "examples"],
+        ["ruff", "check", *paths],
         cwd=ROOT, capture_output=True, text=True,
     )
     assert out.returncode == 0, out.stdout + out.stderr
