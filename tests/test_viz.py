@@ -1,0 +1,189 @@
+"""skcream.viz: overlays and figures, checked pixel by pixel where it matters."""
+
+import matplotlib
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from PIL import Image
+
+from skcream import viz
+
+
+def _grey(h=40, w=60, value=128):
+    return np.full((h, w, 3), value, dtype=np.uint8)
+
+
+def test_overlay_returns_rgb_image_of_the_input_size():
+    out = viz.overlay(_grey(40, 60), np.zeros((7, 7)))
+    assert isinstance(out, Image.Image)
+    assert out.mode == "RGB"
+    assert out.size == (60, 40)
+
+
+def test_gt_box_outline_is_green_and_prediction_red():
+    img = _grey(50, 50)
+    out = np.asarray(viz.overlay(img, None, boxes=[[30, 30, 45, 45]], gt_boxes=[[5, 5, 20, 20]],
+                                 line_width=1))
+    # the four edges of each inclusive box
+    for x, y in [(5, 5), (20, 5), (5, 20), (20, 20), (12, 5), (5, 12), (20, 12), (12, 20)]:
+        assert tuple(out[y, x]) == viz.GT_COLOR
+    for x, y in [(30, 30), (45, 45), (37, 30), (45, 37)]:
+        assert tuple(out[y, x]) == viz.PRED_COLOR
+    # inside and outside the outlines the picture is untouched
+    assert tuple(out[12, 12]) == (128, 128, 128)
+    assert tuple(out[4, 4]) == (128, 128, 128)
+    assert tuple(out[21, 21]) == (128, 128, 128)
+
+
+def test_prediction_is_drawn_over_a_coinciding_gt_box():
+    out = np.asarray(viz.overlay(_grey(), None, boxes=[[5, 5, 20, 20]], gt_boxes=[[5, 5, 20, 20]]))
+    assert tuple(out[5, 12]) == viz.PRED_COLOR
+
+
+def test_default_line_width_scales_with_image():
+    out = np.asarray(viz.overlay(_grey(448, 448), None, gt_boxes=[[100, 100, 300, 300]]))
+    # 448 / 112 = 4 pixels wide, inward from the box edge
+    assert all(tuple(out[200, x]) == viz.GT_COLOR for x in range(100, 104))
+    assert tuple(out[200, 104]) == (128, 128, 128)
+
+
+def test_map_blend_matches_colormap_formula():
+    img = _grey(8, 8, 100)
+    scores = np.linspace(0, 1, 64).reshape(8, 8)
+    out = np.asarray(viz.overlay(img, scores, alpha=0.25, cmap="viridis")).astype(float)
+    colours = matplotlib.colormaps["viridis"](scores)[..., :3] * 255
+    expected = 0.75 * 100 + 0.25 * colours
+    assert np.max(np.abs(out - expected)) <= 0.5 + 1e-9
+
+
+def test_alpha_zero_leaves_image_and_alpha_one_shows_only_map():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)
+    scores = rng.random((10, 12))
+    assert np.array_equal(np.asarray(viz.overlay(img, scores, alpha=0.0)), img)
+    only = np.asarray(viz.overlay(img, np.ones((10, 12)), alpha=1.0, cmap="jet"))
+    top = np.round(np.array(matplotlib.colormaps["jet"](1.0)[:3]) * 255)
+    assert np.all(only == top.astype(np.uint8))
+
+
+def test_low_resolution_map_is_resized_to_the_image():
+    img = _grey(64, 32)
+    scores = np.zeros((4, 2))
+    scores[:2] = 1.0  # top half hot
+    out = np.asarray(viz.overlay(img, scores, alpha=1.0, cmap="gray")).astype(int)
+    assert out[2, 16].mean() > 240  # top: white
+    assert out[61, 16].mean() < 15  # bottom: black
+
+
+def test_image_inputs_grey_float_pil_rgba():
+    grey = np.full((10, 10), 0.5)
+    a = np.asarray(viz.overlay(grey, None))
+    assert a.shape == (10, 10, 3) and np.all(a == 128)
+    rgba = Image.new("RGBA", (10, 10), (10, 20, 30, 0))
+    assert tuple(np.asarray(viz.overlay(rgba, None))[0, 0]) == (10, 20, 30)
+    pal = Image.new("P", (5, 5))
+    assert viz.overlay(pal, None).mode == "RGB"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"map": np.full((4, 4), np.nan)}, "map contains NaN"),
+        ({"map": np.full((4, 4), 2.0)}, r"map must hold values in \[0, 1\]"),
+        ({"map": np.zeros((2, 4, 4))}, "map must be a non-empty 2-D"),
+        ({"boxes": [[5, 5, 2, 8]]}, r"boxes\[0\]"),
+        ({"gt_boxes": [[0, 0, 1, 1], [5, 9, 8, 2]]}, r"gt_boxes\[1\]"),
+        ({"boxes": [[1, 2, 3]]}, r"boxes must have shape \(k, 4\)"),
+        ({"alpha": 1.5}, "alpha"),
+        ({"map": np.zeros((4, 4)), "cmap": "no-such-map"}, "cmap"),
+    ],
+)
+def test_overlay_rejects_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        viz.overlay(_grey(), **kwargs)
+
+
+def test_overlay_rejects_non_image():
+    with pytest.raises(TypeError, match="image must be a PIL image or a numpy array"):
+        viz.overlay("cat.jpg", None)
+    with pytest.raises(ValueError, match=r"image of float dtype must hold values in \[0, 1\]"):
+        viz.overlay(np.full((4, 4, 3), 3.0), None)
+
+
+def test_normalize_accepts_raw_cam():
+    raw = np.array([[-3.0, 5.0], [1.0, 1.0]])
+    out = np.asarray(viz.overlay(_grey(2, 2), raw, alpha=1.0, cmap="gray", normalize=True))
+    assert tuple(out[0, 0]) == (0, 0, 0) and tuple(out[0, 1]) == (255, 255, 255)
+
+
+def test_boxes_to_mask_is_inclusive_and_clipped():
+    mask = viz.boxes_to_mask([[1, 2, 3, 4], [8, 8, 20, 20]], (10, 10))
+    expected = np.zeros((10, 10), bool)
+    expected[2:5, 1:4] = True
+    expected[8:, 8:] = True
+    assert np.array_equal(mask, expected)
+    assert not viz.boxes_to_mask(np.zeros((0, 4)), (3, 3)).any()
+
+
+def test_threshold_curves_figure_draws_each_curve():
+    xs = np.arange(100) / 100
+    fig = viz.plot_threshold_curves({"CAM": 80 * np.exp(-xs * 5), "CREAM": 70 - 10 * xs})
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["CAM", "CREAM"]
+    ys = ax.get_lines()[0].get_ydata()
+    assert np.allclose(ys, 80 * np.exp(-xs * 5))
+    assert np.allclose(ax.get_lines()[0].get_xdata(), xs)
+
+
+def test_threshold_curves_bad_input():
+    with pytest.raises(ValueError, match="same length"):
+        viz.plot_threshold_curves({"a": [1, 2], "b": [1, 2, 3]})
+    with pytest.raises(ValueError, match="thresholds must have shape"):
+        viz.plot_threshold_curves({"a": [1, 2]}, thresholds=[0.1])
+    with pytest.raises(ValueError, match="non-empty mapping"):
+        viz.plot_threshold_curves({})
+
+
+def test_activation_histograms_count_fg_and_bg_pixels():
+    maps = [np.array([[0.0, 0.1], [0.9, 1.0]]), np.array([[0.55, 0.55], [0.05, 0.05]])]
+    masks = [np.array([[0, 0], [1, 1]], bool), np.array([[1, 255], [0, 0]], np.uint8)]
+    fig = viz.plot_activation_histograms({"CAM": maps, "CREAM": maps}, masks, bins=10, log=False)
+    assert len(fig.axes) == 2
+    ax = fig.axes[0]
+    bg_bars, fg_bars = ax.containers[0], ax.containers[1]
+    bg = np.array([p.get_height() for p in bg_bars])
+    fg = np.array([p.get_height() for p in fg_bars])
+    # background: 0.0, 0.1, 0.05, 0.05 -> bins 0,1,0,0 ; the 255 pixel is ignored
+    assert bg.tolist() == [3, 1, 0, 0, 0, 0, 0, 0, 0, 0]
+    # foreground: 0.9, 1.0, 0.55 -> bins 9, 9 (last bin closed), 5
+    assert fg.tolist() == [0, 0, 0, 0, 0, 1, 0, 0, 0, 2]
+
+
+def test_activation_histograms_bad_input():
+    with pytest.raises(ValueError, match=r"maps\['CAM'\] has 1 maps but fg_masks has 2"):
+        viz.plot_activation_histograms({"CAM": [np.zeros((2, 2))]}, [np.ones((2, 2))] * 2)
+    with pytest.raises(ValueError, match=r"maps\['CAM'\]\[0\] has shape"):
+        viz.plot_activation_histograms({"CAM": [np.zeros((3, 2))]}, [np.ones((2, 2))])
+
+
+def test_example_grid_layout_and_cells():
+    imgs = [_grey(20, 30), _grey(25, 25)]
+    maps = {"CAM": [np.zeros((5, 5)), np.ones((5, 5))], "CREAM": [np.ones((5, 5))] * 2}
+    fig = viz.example_grid(imgs, maps, boxes={"CREAM": [[[1, 1, 10, 10]], [[2, 2, 5, 5]]]},
+                           gt_boxes=[[[0, 0, 29, 19]], [[3, 3, 20, 20]]], row_titles=["a", "b"])
+    assert len(fig.axes) == 6
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["image", "CAM", "CREAM"]
+    first = fig.axes[0].get_images()[0].get_array()
+    assert first.shape == (20, 30, 3)
+    assert tuple(first[0, 10]) == viz.GT_COLOR  # GT outline on the plain image
+    cream = fig.axes[2].get_images()[0].get_array()
+    assert tuple(cream[1, 5]) == viz.PRED_COLOR
+
+
+def test_example_grid_bad_input():
+    with pytest.raises(ValueError, match=r"maps\['CAM'\] has 1 maps but there are 2 images"):
+        viz.example_grid([_grey(), _grey()], {"CAM": [np.zeros((2, 2))]})
+    with pytest.raises(ValueError, match=r"boxes\['X'\] has no matching entry"):
+        viz.example_grid([_grey()], {"CAM": [np.zeros((2, 2))]}, boxes={"X": [None]})
