@@ -1,0 +1,20 @@
+"""Data for skcream: loaders returning one ``datasets.Dataset`` schema, the synthetic WSOL
+benchmark, box-aware transforms and the input adapters the estimators use.
+
+See :mod:`skcream.data.schema` for the columns every loader returns.
+"""
+
+from .adapters import ImageSource, TorchImageDataset, collate
+from .schema import SkippedImagesWarning, to_rgb, wsol_features
+from .transforms import EvalTransform, TrainTransform
+
+__all__ = [
+    "EvalTransform",
+    "ImageSource",
+    "SkippedImagesWarning",
+    "TorchImageDataset",
+    "TrainTransform",
+    "collate",
+    "to_rgb",
+    "wsol_features",
+]

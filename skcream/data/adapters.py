@@ -1,0 +1,493 @@
+"""One view over whatever images the user brings, and its torch Dataset.
+
+:meth:`ImageSource.from_input` accepts
+
+- a :class:`datasets.Dataset` with an image column (``datasets.Image`` feature, PIL images,
+  arrays, paths or ``{"path", "bytes"}`` dicts) and optional label / bbox / mask columns
+  (names configurable; ``y`` overrides the label column);
+- a sequence of PIL images (any mode), ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or
+  ``(H, W, 4)`` uint8 arrays, or file paths, with labels in ``y``; sizes and modes may differ.
+
+Images are decoded one at a time, on request, and returned as RGB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from PIL import Image
+
+from .schema import to_rgb
+
+__all__ = ["ImageSource", "TorchImageDataset", "array_to_pil", "collate"]
+
+
+def array_to_pil(array: np.ndarray, index: int | None = None) -> Image.Image:
+    """uint8 array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) -> RGB PIL image (alpha dropped)."""
+    where = "" if index is None else f" at index {index}"
+    if array.dtype != np.uint8:
+        raise TypeError(f"image arrays must be uint8, got dtype {array.dtype}{where}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim == 2:
+        return Image.fromarray(np.ascontiguousarray(array), mode="L").convert("RGB")
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        return Image.fromarray(np.ascontiguousarray(array[:, :, :3]), mode="RGB")
+    raise ValueError(
+        f"image arrays must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), "
+        f"got {array.shape}{where}"
+    )
+
+
+def _open_any(value: Any, index: int, image_id: str, *, header_only: bool = False) -> Image.Image:
+    """Decode one stored image value; failures name the image id and index."""
+    try:
+        if isinstance(value, Image.Image):
+            img = value
+        elif isinstance(value, np.ndarray):
+            return array_to_pil(value, index)
+        elif isinstance(value, (str, os.PathLike)):
+            if not os.path.isfile(value):
+                raise FileNotFoundError(f"no such image file: {os.fspath(value)!r}")
+            img = Image.open(value)
+        elif isinstance(value, dict) and ("bytes" in value or "path" in value):
+            if value.get("bytes") is not None:
+                img = Image.open(io.BytesIO(value["bytes"]))
+            elif value.get("path") is not None:
+                if not os.path.isfile(value["path"]):
+                    raise FileNotFoundError(f"no such image file: {value['path']!r}")
+                img = Image.open(value["path"])
+            else:
+                raise ValueError("image value has neither 'bytes' nor 'path'")
+        else:
+            raise TypeError(
+                "images must be PIL images, uint8 arrays, file paths or {'path', 'bytes'} "
+                f"dicts, got {type(value).__name__}"
+            )
+        if header_only:
+            return img
+        img.load()
+        return to_rgb(img)
+    except (TypeError, ValueError) as err:
+        if isinstance(err, TypeError):
+            raise TypeError(f"image {image_id!r} (index {index}): {err}") from err
+        raise ValueError(f"image {image_id!r} (index {index}) could not be read: {err}") from err
+    except (OSError, SyntaxError, Image.DecompressionBombError) as err:
+        raise ValueError(
+            f"image {image_id!r} (index {index}) is missing, corrupt or truncated: {err}"
+        ) from err
+
+
+def _hash_value(h: Any, value: Any) -> None:
+    if isinstance(value, Image.Image):
+        h.update(f"pil:{value.mode}:{value.size}".encode())
+        h.update(value.tobytes())
+    elif isinstance(value, np.ndarray):
+        h.update(f"arr:{value.dtype.str}:{value.shape}".encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, (str, os.PathLike)):
+        path = os.fspath(value)
+        h.update(f"path:{os.path.abspath(path)}".encode())
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    else:
+        raise TypeError(f"cannot fingerprint a {type(value).__name__}")
+
+
+class ImageSource:
+    """Random access to images, labels, boxes and masks, whatever the input.
+
+    Build with :meth:`from_input`. Indices run over ``range(len(source))``.
+
+    Attributes
+    ----------
+    class_names : list of str or None
+        ``ClassLabel`` names of a Dataset's label column, or the sorted unique values of a
+        non-integer ``y`` (which is then encoded to their indices); None otherwise.
+    """
+
+    def __init__(
+        self,
+        images: Sequence | datasets.Dataset,
+        labels: np.ndarray | None,
+        *,
+        class_names: list[str] | None = None,
+        dataset: datasets.Dataset | None = None,
+        image_column: str = "image",
+        bbox_column: str | None = None,
+        mask_column: str | None = None,
+        id_column: str | None = None,
+        base_fingerprint: str | None = None,
+    ):
+        self._images = images
+        self._labels = labels
+        self.class_names = class_names
+        self._dataset = dataset
+        self._image_column = image_column
+        self._bbox_column = bbox_column
+        self._mask_column = mask_column
+        self._id_column = id_column
+        self._base_fingerprint = base_fingerprint
+        self._raw: datasets.Dataset | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_input(
+        cls,
+        X: Any,
+        y: Any = None,
+        *,
+        image_column: str = "image",
+        label_column: str = "label",
+        bbox_column: str = "bboxes",
+        mask_column: str = "mask",
+        id_column: str = "image_id",
+    ) -> ImageSource:
+        """Wrap a Dataset or a sequence of images (+ labels).
+
+        Parameters
+        ----------
+        X : datasets.Dataset, ImageSource, or sequence of PIL images / uint8 arrays / paths
+            A single 4-D uint8 array (N, H, W, C) is taken as N images.
+        y : array-like of shape (N,), optional
+            Labels. Integers are kept as they are (they must be >= 0); any other values are
+            encoded to the index of their sorted unique value (``class_names``). Overrides
+            the Dataset's label column.
+        image_column, label_column, bbox_column, mask_column, id_column : str
+            Column names in a Dataset; missing label/bbox/mask/id columns are simply absent.
+
+        Returns
+        -------
+        ImageSource
+        """
+        if isinstance(X, ImageSource):
+            if y is None:
+                return X
+            labels, names = _encode_y(y, len(X))
+            return cls(X._images, labels, class_names=names, dataset=X._dataset,
+                       image_column=X._image_column, bbox_column=X._bbox_column,
+                       mask_column=X._mask_column, id_column=X._id_column,
+                       base_fingerprint=X._base_fingerprint)
+        if isinstance(X, datasets.DatasetDict):
+            raise TypeError(
+                f"X is a DatasetDict with splits {list(X)}; pass one split, e.g. X['train']"
+            )
+        if isinstance(X, datasets.Dataset):
+            return cls._from_dataset(X, y, image_column, label_column, bbox_column,
+                                     mask_column, id_column)
+        if isinstance(X, (str, os.PathLike)):
+            raise TypeError(
+                "X is a single path; pass a sequence of image paths, or load a folder with "
+                "skcream.data.load_imagefolder(root)"
+            )
+        if isinstance(X, np.ndarray):
+            if X.ndim != 4 and X.dtype != object:
+                raise ValueError(
+                    f"an ndarray X must be a batch of images of shape (N, H, W, C), got {X.shape}"
+                )
+            X = list(X)
+        if not isinstance(X, Sequence):
+            raise TypeError(
+                "X must be a datasets.Dataset or a sequence of PIL images, uint8 arrays or "
+                f"file paths, got {type(X).__name__}"
+            )
+        if len(X) == 0:
+            raise ValueError("X is empty: at least one image is needed")
+        for i, item in enumerate(X):
+            if not isinstance(item, (Image.Image, np.ndarray, str, os.PathLike)):
+                raise TypeError(
+                    f"X[{i}] must be a PIL image, a uint8 ndarray or a file path, "
+                    f"got {type(item).__name__}"
+                )
+            if isinstance(item, np.ndarray) and item.dtype != np.uint8:
+                raise TypeError(f"X[{i}] must be a uint8 array, got dtype {item.dtype}")
+        labels, names = (None, None) if y is None else _encode_y(y, len(X))
+        return cls(list(X), labels, class_names=names)
+
+    @classmethod
+    def _from_dataset(cls, ds, y, image_column, label_column, bbox_column, mask_column, id_column):
+        if image_column not in ds.column_names:
+            raise ValueError(
+                f"image_column={image_column!r} is not a column of the Dataset; columns are "
+                f"{ds.column_names}"
+            )
+        if len(ds) == 0:
+            raise ValueError("the Dataset is empty: at least one image is needed")
+        names = None
+        if y is not None:
+            labels, names = _encode_y(y, len(ds))
+        elif label_column in ds.column_names:
+            feature = ds.features[label_column]
+            raw = list(ds.with_format(None)[label_column])
+            if isinstance(feature, datasets.ClassLabel):
+                names = list(feature.names)
+            labels, enc_names = _encode_y(raw, len(ds), argument=f"column {label_column!r}")
+            names = names if names is not None else enc_names
+        else:
+            labels = None
+        return cls(
+            ds, labels, class_names=names, dataset=ds, image_column=image_column,
+            bbox_column=bbox_column if bbox_column in ds.column_names else None,
+            mask_column=mask_column if mask_column in ds.column_names else None,
+            id_column=id_column if id_column in ds.column_names else None,
+            base_fingerprint=getattr(ds, "_fingerprint", None),
+        )
+
+    # ------------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def _check_index(self, i: int) -> int:
+        n = len(self)
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"index must be an int, got {type(i).__name__}")
+        if not -n <= i < n:
+            raise IndexError(f"index {i} is out of range for {n} images")
+        return int(i) % n
+
+    def _row(self, i: int) -> dict:
+        """Row ``i`` of the Dataset with images and masks left undecoded."""
+        if self._raw is None:
+            ds = self._dataset.with_format(None)
+            for col in (self._image_column, self._mask_column):
+                if col is not None and isinstance(ds.features[col], datasets.Image):
+                    ds = ds.cast_column(col, datasets.Image(decode=False))
+            self._raw = ds
+        return self._raw[i]
+
+    def image_id(self, i: int) -> str:
+        """Stable id of image ``i``: the id column, the file path, or ``str(i)``."""
+        i = self._check_index(i)
+        if self._dataset is not None:
+            if self._id_column is not None:
+                return str(self._row(i)[self._id_column])
+            return str(i)
+        item = self._images[i]
+        return os.fspath(item) if isinstance(item, (str, os.PathLike)) else str(i)
+
+    def _raw_image(self, i: int) -> Any:
+        if self._dataset is None:
+            return self._images[i]
+        value = self._row(i)[self._image_column]
+        if value is None:
+            raise ValueError(f"image {self.image_id(i)!r} (index {i}) is missing (None)")
+        if isinstance(value, (dict, str, Image.Image, np.ndarray)):
+            return value  # {"bytes", "path"} dicts are decoded by _open_any: errors name the id
+        return np.asarray(value, dtype=np.uint8)  # arrays stored as nested lists
+
+    def image(self, i: int) -> Image.Image:
+        """Decode image ``i`` as RGB. Corrupt/missing files raise ValueError naming the id."""
+        i = self._check_index(i)
+        return _open_any(self._raw_image(i), i, self.image_id(i))
+
+    def size(self, i: int) -> tuple[int, int]:
+        """``(W, H)`` of image ``i`` (file headers only, where possible)."""
+        i = self._check_index(i)
+        raw = self._raw_image(i)
+        if isinstance(raw, np.ndarray):
+            return int(raw.shape[1]), int(raw.shape[0])
+        return tuple(_open_any(raw, i, self.image_id(i), header_only=True).size)
+
+    def label(self, i: int) -> int:
+        """Integer label of image ``i``; -1 when the source has no labels."""
+        i = self._check_index(i)
+        return -1 if self._labels is None else int(self._labels[i])
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """All labels, shape (N,) int64, or None."""
+        return None if self._labels is None else self._labels.copy()
+
+    @property
+    def has_boxes(self) -> bool:
+        return self._bbox_column is not None
+
+    @property
+    def has_masks(self) -> bool:
+        return self._mask_column is not None
+
+    def boxes(self, i: int) -> np.ndarray | None:
+        """Ground-truth boxes of image ``i``, shape (k, 4) float64 x0,y0,x1,y1, or None."""
+        i = self._check_index(i)
+        if self._bbox_column is None:
+            return None
+        value = self._row(i)[self._bbox_column]
+        if value is None:
+            return np.zeros((0, 4), dtype=np.float64)
+        arr = np.asarray(value, dtype=np.float64)
+        return arr.reshape(-1, 4)
+
+    def mask(self, i: int) -> np.ndarray | None:
+        """Mask of image ``i``, shape (H, W) uint8 (0 bg, 1 fg, 255 ignore), or None."""
+        i = self._check_index(i)
+        if self._mask_column is None:
+            return None
+        value = self._row(i)[self._mask_column]
+        if value is None:
+            return None
+        if isinstance(value, dict):
+            img = _open_any(value, i, self.image_id(i), header_only=True)
+            img.load()
+            arr = np.asarray(img)
+        else:
+            arr = np.asarray(value)
+        if arr.ndim == 3:
+            arr = arr[:, :, 0]
+        return arr.astype(np.uint8)
+
+    def select(self, indices: Sequence[int]) -> ImageSource:
+        """A new source over ``indices`` (in that order)."""
+        idx = [self._check_index(int(i)) for i in indices]
+        labels = None if self._labels is None else self._labels[idx]
+        if self._dataset is not None:
+            sub = self._dataset.select(idx)
+            return ImageSource(
+                sub, labels, class_names=self.class_names, dataset=sub,
+                image_column=self._image_column, bbox_column=self._bbox_column,
+                mask_column=self._mask_column, id_column=self._id_column,
+                base_fingerprint=getattr(sub, "_fingerprint", None),
+            )
+        return ImageSource([self._images[i] for i in idx], labels, class_names=self.class_names)
+
+    def fingerprint(self) -> str:
+        """Stable hex hash of the data (images, labels, class names).
+
+        A Dataset contributes its ``_fingerprint`` (which datasets derives from its content and
+        history) and the column names used; a sequence contributes the pixels of PIL images and
+        arrays and the bytes of files. Equal data gives equal fingerprints across processes.
+        """
+        h = hashlib.blake2b(digest_size=16)
+        if self._dataset is not None:
+            h.update(f"ds:{self._base_fingerprint}:{self._image_column}:{self._bbox_column}:"
+                     f"{self._mask_column}".encode())
+        else:
+            for item in self._images:
+                _hash_value(h, item)
+        if self._labels is not None:
+            h.update(b"labels")
+            h.update(np.ascontiguousarray(self._labels, dtype=np.int64).tobytes())
+        h.update(repr(self.class_names).encode())
+        return h.hexdigest()
+
+    def __repr__(self) -> str:
+        kind = "Dataset" if self._dataset is not None else "sequence"
+        return (f"ImageSource({kind}, n={len(self)}, labels={self._labels is not None}, "
+                f"boxes={self.has_boxes}, masks={self.has_masks})")
+
+
+def _encode_y(y: Any, n: int, argument: str = "y") -> tuple[np.ndarray, list[str] | None]:
+    arr = np.asarray(list(y) if not isinstance(y, np.ndarray) else y)
+    if arr.ndim != 1:
+        raise ValueError(f"{argument} must be 1-D with one label per image, got shape {arr.shape}")
+    if len(arr) != n:
+        raise ValueError(f"{argument} has {len(arr)} labels but there are {n} images")
+    if arr.dtype.kind in "iu":
+        if arr.size and arr.min() < 0:
+            bad = int(np.argmin(arr))
+            raise ValueError(f"{argument} must hold non-negative class indices; index {bad} is {arr[bad]}")
+        return arr.astype(np.int64), None
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            bad = int(np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))[0])
+            raise ValueError(f"{argument} must hold integer class indices; index {bad} is {arr[bad]}")
+        return _encode_y(arr.astype(np.int64), n, argument)
+    if arr.dtype == object and any(v is None for v in arr):
+        bad = next(i for i, v in enumerate(arr) if v is None)
+        raise ValueError(f"{argument} has a missing label (None) at index {bad}")
+    names, codes = np.unique(arr.astype(str), return_inverse=True)
+    return codes.astype(np.int64), [str(s) for s in names]
+
+
+def collate(batch: list[dict]) -> dict:
+    """Collate :class:`TorchImageDataset` items; ``boxes`` become a list of (k_i, 4) tensors.
+
+    Returns
+    -------
+    dict
+        ``image`` (B, 3, S, S) float32, ``label`` (B,) int64, ``index`` (B,) int64,
+        ``size`` (B, 2) int64 original (W, H), and ``boxes`` list of B tensors (k_i, 4) float32
+        when present.
+    """
+    if not batch:
+        raise ValueError("batch is empty")
+    out = {
+        "image": torch.stack([b["image"] for b in batch]),
+        "label": torch.tensor([b["label"] for b in batch], dtype=torch.int64),
+        "index": torch.tensor([b["index"] for b in batch], dtype=torch.int64),
+        "size": torch.tensor([b["size"] for b in batch], dtype=torch.int64),
+    }
+    if "boxes" in batch[0]:
+        out["boxes"] = [b["boxes"] for b in batch]
+    return out
+
+
+class TorchImageDataset(torch.utils.data.Dataset):
+    """A map-style torch Dataset over an :class:`ImageSource`.
+
+    Parameters
+    ----------
+    source : ImageSource (or anything :meth:`ImageSource.from_input` accepts)
+    transform : callable, optional
+        A box-aware transform (``box_aware = True``, called as ``transform(image, boxes)``)
+        such as :class:`~skcream.data.transforms.EvalTransform` (the default, 224) or any
+        ``image -> tensor (3, S, S)`` callable (e.g. a torchvision pipeline; no boxes then).
+    with_boxes : bool, optional
+        Pass ground-truth boxes through the transform and return them. Default: when the
+        source has boxes and the transform is box-aware.
+
+    Items
+    -----
+    ``{"image": (3, S, S) float32, "label": int (-1 if unlabeled), "index": int,
+    "size": (W, H)}`` plus ``"boxes": (k, 4) float32`` tensor with boxes. Use
+    :func:`collate` as the DataLoader's ``collate_fn``.
+    """
+
+    def __init__(self, source: Any, transform: Callable | None = None, *, with_boxes: bool | None = None):
+        from .transforms import EvalTransform
+
+        self.source = source if isinstance(source, ImageSource) else ImageSource.from_input(source)
+        self.transform = EvalTransform() if transform is None else transform
+        if not callable(self.transform):
+            raise TypeError(f"transform must be callable, got {type(transform).__name__}")
+        box_aware = bool(getattr(self.transform, "box_aware", False))
+        if with_boxes is None:
+            with_boxes = box_aware and self.source.has_boxes
+        if with_boxes and not box_aware:
+            raise ValueError(
+                "with_boxes=True needs a box-aware transform (TrainTransform/EvalTransform or "
+                "any callable with box_aware = True taking (image, boxes))"
+            )
+        if with_boxes and not self.source.has_boxes:
+            raise ValueError("with_boxes=True but the source has no bounding-box column")
+        self.with_boxes = bool(with_boxes)
+        self._box_aware = box_aware
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> dict:
+        img = self.source.image(index)
+        item: dict[str, Any] = {"label": self.source.label(index), "index": int(index),
+                                "size": img.size}
+        if self._box_aware:
+            boxes = self.source.boxes(index) if self.with_boxes else None
+            x, boxes = self.transform(img, boxes)
+            if self.with_boxes:
+                item["boxes"] = torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
+        else:
+            x = self.transform(img)
+        if not isinstance(x, torch.Tensor) or x.ndim != 3:
+            raise TypeError(
+                f"transform must return a (3, S, S) tensor, got "
+                f"{getattr(x, 'shape', type(x).__name__)}"
+            )
+        item["image"] = x
+        return item

@@ -1,0 +1,211 @@
+"""The one dataset schema of skcream, image-mode conversion and input checks.
+
+Every loader of :mod:`skcream.data` returns a :class:`datasets.Dataset` with the columns
+
+========== ============================================ =========================================
+column     feature                                      meaning
+========== ============================================ =========================================
+image      ``datasets.Image()`` (decoded lazily)        the picture, any mode (RGB on use)
+label      ``ClassLabel(names=...)``                    the image-level class
+bboxes     ``Sequence(Sequence(float32, length=4))``    x0, y0, x1, y1 in original pixels
+mask       ``datasets.Image()`` (optional)              0 background, 1 foreground, 255 ignore
+image_id   ``string``                                   stable id (relative path)
+========== ============================================ =========================================
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import datasets
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "IGNORE",
+    "SkippedImagesWarning",
+    "check_boxes",
+    "encode_label",
+    "report_skipped",
+    "to_rgb",
+    "wsol_features",
+]
+
+#: Mask value of pixels left out of PxAP (OpenImages ignore regions).
+IGNORE = 255
+
+
+def wsol_features(class_names: Sequence[str], *, with_mask: bool = False) -> datasets.Features:
+    """The :class:`datasets.Features` of the skcream schema.
+
+    Parameters
+    ----------
+    class_names : sequence of str
+        Names of the classes, index = label.
+    with_mask : bool, default=False
+        Add the ``mask`` column (``datasets.Image()``; 0 bg, 1 fg, 255 ignore).
+
+    Returns
+    -------
+    datasets.Features
+    """
+    names = [str(n) for n in class_names]
+    if len(names) == 0:
+        raise ValueError("class_names must name at least one class, got an empty sequence")
+    if len(set(names)) != len(names):
+        raise ValueError("class_names must be unique")
+    columns = {
+        "image": datasets.Image(),
+        "label": datasets.ClassLabel(names=names),
+        "bboxes": datasets.Sequence(datasets.Sequence(datasets.Value("float32"), length=4)),
+    }
+    if with_mask:
+        columns["mask"] = datasets.Image()
+    columns["image_id"] = datasets.Value("string")
+    return datasets.Features(columns)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert a PIL image of any mode to RGB.
+
+    Grayscale (``L``, ``1``) is replicated over the three channels, alpha (``RGBA``, ``LA``,
+    palette with transparency) is dropped, ``CMYK`` and ``YCbCr`` are converted by PIL, 16-bit
+    (``I;16*``) and 32-bit (``I``) integers are scaled to 8 bits by their range, float (``F``)
+    images are taken as [0, 1] when their maximum is <= 1 and clipped to [0, 255] otherwise.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image
+        Any mode.
+
+    Returns
+    -------
+    PIL.Image.Image
+        Mode ``RGB``, same size.
+    """
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"image must be a PIL.Image.Image, got {type(image).__name__}")
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode.startswith("I;16"):
+        arr = np.asarray(image).astype(np.float64) / 257.0
+        return Image.fromarray(np.round(arr).astype(np.uint8), mode="L").convert("RGB")
+    if mode == "I":
+        arr = np.asarray(image).astype(np.float64)
+        arr = arr / 257.0 if arr.max(initial=0) > 255 else arr
+        return Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8)).convert("RGB")
+    if mode == "F":
+        arr = np.asarray(image).astype(np.float64)
+        arr = np.nan_to_num(arr)
+        if arr.max(initial=0) <= 1.0:
+            arr = arr * 255.0
+        return Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8)).convert("RGB")
+    if mode == "P":
+        # palette images with transparency go through RGBA (PIL warns otherwise)
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def check_boxes(boxes: object, size: tuple[int, int] | None, image_id: str) -> np.ndarray:
+    """Validate the ground-truth boxes of one image.
+
+    Parameters
+    ----------
+    boxes : array-like of shape (k, 4)
+        x0, y0, x1, y1 in original pixel coordinates; k may be 0.
+    size : (W, H) or None
+        Image size; when given, boxes must lie inside ``[0, W] x [0, H]``.
+    image_id : str
+        Named in the error message.
+
+    Returns
+    -------
+    ndarray of shape (k, 4), float32
+
+    Raises
+    ------
+    ValueError
+        Non-finite values, wrong shape, ``x1 < x0`` or ``y1 < y0``, negative coordinates or
+        coordinates beyond the image size; the message names ``image_id`` and the box index.
+    """
+    arr = np.asarray(boxes, dtype=np.float64)
+    if arr.size == 0:
+        return np.zeros((0, 4), dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(
+            f"bboxes of image {image_id!r} must have shape (k, 4) as x0,y0,x1,y1, got {arr.shape}"
+        )
+    for j, (x0, y0, x1, y1) in enumerate(arr):
+        if not np.all(np.isfinite((x0, y0, x1, y1))):
+            raise ValueError(f"box {j} of image {image_id!r} is not finite: {arr[j].tolist()}")
+        if x1 < x0 or y1 < y0:
+            raise ValueError(
+                f"box {j} of image {image_id!r} has x1 < x0 or y1 < y0: {arr[j].tolist()} "
+                "(expected x0,y0,x1,y1)"
+            )
+        if min(x0, y0) < 0:
+            raise ValueError(
+                f"box {j} of image {image_id!r} has a negative coordinate: {arr[j].tolist()}"
+            )
+        if size is not None and (x1 > size[0] or y1 > size[1]):
+            raise ValueError(
+                f"box {j} of image {image_id!r} lies outside the image of size "
+                f"(W={size[0]}, H={size[1]}): {arr[j].tolist()}"
+            )
+    return arr.astype(np.float32)
+
+
+def encode_label(label: object, n_classes: int, image_id: str) -> int:
+    """Check that ``label`` is an integer index of a ``ClassLabel`` with ``n_classes`` names.
+
+    Raises
+    ------
+    ValueError
+        When the label is not an integer in ``[0, n_classes)``; the message names ``image_id``.
+    """
+    try:
+        value = int(str(label).strip())
+    except ValueError:
+        raise ValueError(
+            f"label of image {image_id!r} must be an integer class index, got {label!r}"
+        ) from None
+    if not 0 <= value < n_classes:
+        raise ValueError(
+            f"label {value} of image {image_id!r} is outside the ClassLabel range "
+            f"[0, {n_classes})"
+        )
+    return value
+
+
+class SkippedImagesWarning(UserWarning):
+    """Emitted when a loader skipped bad samples because the caller asked for it.
+
+    Attributes
+    ----------
+    skipped : list of (image_id, reason)
+        Every skipped sample, in metadata order.
+    """
+
+    def __init__(self, message: str, skipped: list[tuple[str, str]]):
+        super().__init__(message)
+        self.skipped = skipped
+
+
+def report_skipped(skipped: list[tuple[str, str]], source: str) -> None:
+    """Warn with the count and ids of skipped samples (nothing when the list is empty)."""
+    if not skipped:
+        return
+    shown = "; ".join(f"{i}: {r}" for i, r in skipped[:5])
+    more = f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else ""
+    warnings.warn(
+        SkippedImagesWarning(
+            f"{source}: skipped {len(skipped)} sample(s) on request (on_error='skip'): "
+            f"{shown}{more}",
+            list(skipped),
+        ),
+        stacklevel=3,
+    )

@@ -1,0 +1,186 @@
+"""Box-aware transforms: normalisation, protocol box scaling, boxes follow crops and flips."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from skcream.data.schema import to_rgb
+from skcream.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CropParams,
+    EvalTransform,
+    TrainTransform,
+    resize_mask,
+)
+
+
+def _solid(w, h, color, mode="RGB"):
+    return Image.new(mode, (w, h), color)
+
+
+def test_eval_normalisation_hand_computed():
+    t = EvalTransform(size=32)
+    x, boxes = t(_solid(50, 20, (255, 0, 51)))
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32
+    assert boxes is None
+    expected = [(1.0 - IMAGENET_MEAN[0]) / IMAGENET_STD[0], (0.0 - IMAGENET_MEAN[1]) / IMAGENET_STD[1],
+                (0.2 - IMAGENET_MEAN[2]) / IMAGENET_STD[2]]
+    for c in range(3):
+        assert torch.allclose(x[c], torch.full((32, 32), expected[c]), atol=1e-5)
+
+
+def test_eval_boxes_protocol_truncation_real_ilsvrc_box():
+    # ILSVRC val2/0/0.jpeg: 500x375, box 156,163,318,230 (the real metadata line)
+    t = EvalTransform(224)
+    _, b = t(_solid(500, 375, 0), np.array([[156, 163, 318, 230]]))
+    assert b.tolist() == [[int(156 * 224 / 500), int(163 * 224 / 375), int(318 * 224 / 500),
+                           int(230 * 224 / 375)]]
+    assert b.tolist() == [[69, 97, 142, 137]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    w=st.integers(1, 2000), h=st.integers(1, 2000), size=st.integers(8, 448),
+    fx=st.lists(st.floats(0, 1), min_size=4, max_size=4),
+)
+def test_eval_boxes_match_plain_python(w, h, size, fx):
+    x0, x1 = sorted((fx[0] * w, fx[1] * w))
+    y0, y1 = sorted((fx[2] * h, fx[3] * h))
+    t = EvalTransform(size)
+    out = t.scale_boxes(np.array([[x0, y0, x1, y1]]), w, h)
+    ref = [int(x0 * size / w), int(y0 * size / h), int(x1 * size / w), int(y1 * size / h)]
+    assert out[0].tolist() == ref
+
+
+def _rect_image(size, box, fill=255):
+    arr = np.zeros((size[1], size[0], 3), np.uint8)
+    x0, y0, x1, y1 = box
+    arr[y0:y1, x0:x1] = fill
+    return Image.fromarray(arr)
+
+
+def _white_extent(x):
+    """Continuous extent [x0, y0, x1, y1) of pixels brighter than half in channel 0."""
+    on = (x[0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]) > 0.5
+    ys, xs = np.nonzero(on.numpy())
+    return [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+
+
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("left,top", [(0, 0), (32, 0), (7, 19), (32, 32)])
+def test_train_boxes_follow_crop_and_flip_exactly(left, top, flip):
+    # a 128x128 image resized x2 to 256: a step edge at even x lands exactly at 2x (bilinear)
+    box = (30, 40, 90, 100)
+    img = _rect_image((128, 128), box)
+    t = TrainTransform(resize=256, crop=224)
+    x, out = t.apply(img, np.array([box], float), CropParams(left, top, flip))
+    assert x.shape == (3, 224, 224)
+    ex = _white_extent(x)
+    assert out[0].tolist() == pytest.approx(ex)
+    # hand computation
+    x0, y0, x1, y1 = 2 * 30 - left, 2 * 40 - top, 2 * 90 - left, 2 * 100 - top
+    if flip:
+        x0, x1 = 224 - x1, 224 - x0
+    assert out[0].tolist() == [x0, y0, x1, y1]
+
+
+def test_train_boxes_non_square_scaling_and_clipping():
+    t = TrainTransform(resize=256, crop=224)
+    boxes = np.array([[0, 0, 400, 300], [390, 290, 400, 300], [10, 10, 20, 20]], float)
+    out = t.transform_boxes(boxes, 400, 300, CropParams(20, 10, False))
+    sx, sy = 256 / 400, 256 / 300
+    np.testing.assert_allclose(out[0], [0, 0, 224, 224])
+    np.testing.assert_allclose(out[1], [min(390 * sx - 20, 224), min(290 * sy - 10, 224), 224, 224])
+    # the third box starts left of and above the crop: 10*sx - 20 < 0, 20*sx - 20 < 0 and
+    # 10*sy - 10 < 0 clip to 0; 20*sy - 10 > 0 stays
+    np.testing.assert_allclose(out[2], [0, 0, 0, 20 * sy - 10])
+    assert out.shape == (3, 4)  # never dropped
+    out_f = t.transform_boxes(boxes, 400, 300, CropParams(20, 10, True))
+    np.testing.assert_allclose(out_f[:, [0, 2]], 224 - out[:, [2, 0]])
+    np.testing.assert_allclose(out_f[:, [1, 3]], out[:, [1, 3]])
+
+
+def test_train_random_params_reproducible_and_cover_all_positions():
+    a = TrainTransform(resize=10, crop=8, random_state=3)
+    b = TrainTransform(resize=10, crop=8, random_state=3)
+    pa = [a.sample_params() for _ in range(200)]
+    pb = [b.sample_params() for _ in range(200)]
+    assert pa == pb
+    assert {p.left for p in pa} == {0, 1, 2} and {p.top for p in pa} == {0, 1, 2}
+    assert {p.flip for p in pa} == {False, True}
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    img = _rect_image((40, 30), (3, 4, 20, 25))
+    x1, b1 = TrainTransform(32, 24, random_state=g1)(img, np.array([[3, 4, 20, 25]]))
+    x2, b2 = TrainTransform(32, 24, random_state=g2)(img, np.array([[3, 4, 20, 25]]))
+    assert torch.equal(x1, x2) and np.array_equal(b1, b2)
+    rs = np.random.RandomState(0)
+    assert TrainTransform(10, 8, random_state=rs).sample_params() == TrainTransform(
+        10, 8, random_state=np.random.RandomState(0)).sample_params()
+    assert all(not p.flip for p in (TrainTransform(10, 8, flip=False, random_state=1).sample_params()
+                                    for _ in range(20)))
+
+
+def test_transform_bad_arguments():
+    with pytest.raises(ValueError, match="crop"):
+        TrainTransform(resize=100, crop=224)
+    with pytest.raises(ValueError, match="size"):
+        EvalTransform(size=0)
+    with pytest.raises(ValueError, match="std"):
+        EvalTransform(std=(1, 0, 1))
+    with pytest.raises(ValueError, match=r"\(k, 4\)"):
+        EvalTransform(8)(_solid(4, 4, 0), np.zeros((2, 3)))
+    with pytest.raises(TypeError, match="random_state"):
+        TrainTransform(random_state="seed")
+    with pytest.raises(TypeError, match="image"):
+        EvalTransform(8)("not an image")
+
+
+def test_from_data_config_uses_timm_stats():
+    cfg = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25), "input_size": (3, 240, 240)}
+    t = EvalTransform.from_data_config(cfg)
+    assert t.size == 240 and t.mean == (0.5, 0.5, 0.5)
+    x, _ = t(_solid(10, 10, (255, 255, 255)))
+    assert torch.allclose(x, torch.full_like(x, 2.0))
+    tt = TrainTransform.from_data_config(cfg, resize=256)
+    assert tt.crop == 240 and tt.std == (0.25, 0.25, 0.25)
+
+
+@pytest.mark.parametrize(
+    "mode,color,rgb",
+    [
+        ("L", 77, (77, 77, 77)),
+        ("1", 1, (255, 255, 255)),
+        ("RGBA", (10, 20, 30, 0), (10, 20, 30)),
+        ("LA", (90, 5), (90, 90, 90)),
+        ("CMYK", (0, 0, 0, 0), (255, 255, 255)),
+        ("CMYK", (0, 0, 0, 255), (0, 0, 0)),
+        ("I;16", 65535, (255, 255, 255)),
+        ("F", 0.5, (128, 128, 128)),
+    ],
+)
+def test_modes_become_rgb(mode, color, rgb):
+    img = Image.new(mode, (3, 2), color)
+    out = to_rgb(img)
+    assert out.mode == "RGB" and out.size == (3, 2)
+    assert np.asarray(out)[0, 0].tolist() == list(rgb)
+    x, _ = EvalTransform(4, mean=(0, 0, 0), std=(1, 1, 1))(img)
+    np.testing.assert_allclose(x[:, 0, 0].numpy(), np.array(rgb) / 255.0, atol=1e-6)
+
+
+def test_palette_with_transparency_to_rgb():
+    img = Image.new("P", (2, 2), 1)
+    img.putpalette([0, 0, 0, 200, 100, 50] + [0] * 762)
+    img.info["transparency"] = 0
+    assert np.asarray(to_rgb(img))[1, 1].tolist() == [200, 100, 50]
+
+
+def test_resize_mask_nearest_keeps_values():
+    m = np.zeros((3, 4), np.uint8)
+    m[0, 0], m[2, 3] = 1, 255
+    out = resize_mask(m, 8)
+    assert out.shape == (8, 8) and set(np.unique(out)) == {0, 1, 255}
+    assert out[0, 0] == 1 and out[-1, -1] == 255
