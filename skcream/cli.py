@@ -383,12 +383,12 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 
 
 def _load_model(path: Path):
-    from skcream.estimators.localizer import CREAMLocalizer
-
     if not path.exists():
         raise CLIError(f"--model {path}: no such folder")
     if not path.is_dir():
         raise CLIError(f"--model {path}: expected the folder written by 'skcream train'")
+    from skcream.estimators.localizer import CREAMLocalizer
+
     return CREAMLocalizer.load(path)
 
 
@@ -402,8 +402,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from skcream.estimators.localizer import CREAMLocalizer
-
     out: Path = args.out
     ckpt = out / "checkpoints"
     if args.resume and not ckpt.is_dir():
@@ -411,6 +409,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not args.resume and ckpt.is_dir() and any(ckpt.iterdir()):
         raise CLIError(f"--out {out} already holds checkpoints; pass --resume to continue "
                        "them, or choose another --out")
+    from skcream.estimators.localizer import CREAMLocalizer
+
     train = args.data.load(args.split, random_state=args.seed)
     val = None
     if args.val_data is not None:
@@ -437,9 +437,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    model = _load_model(_model_dir(args.model))
     from skcream.demo import evaluate_localizer
 
-    model = _load_model(_model_dir(args.model))
     data = args.data.load(args.split)
     report = evaluate_localizer(model, data, batch_size=args.batch_size, verbose=_verbose(args))
     if args.json:
@@ -455,8 +455,6 @@ def _model_dir(path: Path) -> Path:
 
 
 def _cmd_localize(args: argparse.Namespace) -> int:
-    from skcream.demo import localize_files
-
     if args.post_hoc and args.model is not None:
         raise CLIError("--post-hoc uses the backbone's ImageNet classifier; drop --model")
     if not args.post_hoc and args.model is None:
@@ -464,6 +462,8 @@ def _cmd_localize(args: argparse.Namespace) -> int:
     for path in args.images:
         if not path.is_file():
             raise CLIError(f"IMAGE {path}: no such file")
+    from skcream.demo import localize_files
+
     model = None if args.post_hoc else _load_model(_model_dir(args.model))
     records = localize_files(args.images, args.out, model=model, backbone=args.backbone,
                              pretrained=args.pretrained, threshold=args.threshold,
