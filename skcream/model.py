@@ -1,0 +1,102 @@
+"""The CAM network: a feature backbone, global average pooling and a linear head (Eq. 1-2).
+
+Because the head is linear after GAP, the logit of class c equals the spatial mean of its
+class activation map plus the bias (Eq. 2), so CAM is exact for this network.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import torch
+from torch import nn
+
+from skcream.cam import class_activation_maps
+
+__all__ = ["CAMNet"]
+
+
+class CAMNet(nn.Module):
+    """GAP + linear classifier on a feature backbone.
+
+    Parameters
+    ----------
+    backbone : nn.Module
+        Maps (B,3,H,W) to (B,d,h,w) and has ``num_features`` (d), e.g. a
+        :class:`skcream.backbones.FeatureBackbone`. Its ``new_parameters()`` /
+        ``pretrained_parameters()`` are used for the learning-rate split when present.
+    n_classes : int
+        C, at least 2.
+
+    Attributes
+    ----------
+    backbone : nn.Module
+    head : nn.Linear
+        weight (C,d), bias (C,); new layer: weight ~ N(0, 0.01^2), bias 0 (wsolevaluation's
+        initialisation of new linear layers).
+    """
+
+    def __init__(self, backbone: nn.Module, n_classes: int) -> None:
+        super().__init__()
+        if isinstance(n_classes, bool) or not isinstance(n_classes, Integral):
+            raise TypeError(f"n_classes: expected an int, got {n_classes!r}")
+        if n_classes < 2:
+            raise ValueError(f"n_classes: expected at least 2 classes, got {n_classes}")
+        dim = getattr(backbone, "num_features", None)
+        if not isinstance(dim, Integral) or dim <= 0:
+            raise TypeError("backbone: expected a module with a positive int num_features attribute")
+        self.backbone = backbone
+        self.head = nn.Linear(int(dim), int(n_classes))
+        nn.init.normal_(self.head.weight, std=0.01)
+        nn.init.zeros_(self.head.bias)
+
+    @property
+    def n_classes(self) -> int:
+        """C."""
+        return self.head.out_features
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the feature maps they come from.
+
+        Parameters
+        ----------
+        x : Tensor (B,3,H,W)
+
+        Returns
+        -------
+        logits : Tensor (B,C)
+            ``head(mean over h,w of features)``.
+        features : Tensor (B,d,h,w)
+            The backbone output, on which CAM and the context update are computed.
+        """
+        features = self.backbone(x)
+        logits = self.head(features.mean(dim=(2, 3)))
+        return logits, features
+
+    def cams(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw class activation maps of the head (bias excluded, Eq. 1).
+
+        Parameters
+        ----------
+        features : Tensor (B,d,h,w)
+        labels : Tensor (B,) of int, optional
+
+        Returns
+        -------
+        Tensor (B,h,w) for the given labels, or (B,C,h,w) when labels is None.
+        """
+        weight = self.head.weight
+        if features.dtype != weight.dtype:  # e.g. bf16 features under autocast
+            dtype = torch.promote_types(features.dtype, weight.dtype)
+            features, weight = features.to(dtype), weight.to(dtype)
+        return class_activation_maps(features, weight, labels)
+
+    def new_parameters(self) -> list[nn.Parameter]:
+        """The head and the backbone's new layers (trained at ``head_lr_mult`` x lr)."""
+        extra = self.backbone.new_parameters() if hasattr(self.backbone, "new_parameters") else []
+        return list(extra) + list(self.head.parameters())
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """Every other parameter (the timm layers)."""
+        new = {id(p) for p in self.new_parameters()}
+        return [p for p in self.parameters() if id(p) not in new]

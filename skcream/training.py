@@ -1,0 +1,583 @@
+"""The one Accelerate training loop, shared by the localizer and the pseudo-box regressor.
+
+:func:`train` is short and linear, as in accelerate's examples::
+
+    prepare -> for each epoch: for each batch: forward, loss, backward, step, hook
+            -> gather_for_metrics -> checkpoint
+
+and the same code runs on a CPU, one GPU or many processes under ``accelerate launch``.
+
+Contract with callers
+---------------------
+* ``model(batch[input_key])`` returns anything ``loss_fn(outputs, batch)`` turns into a scalar
+  loss (for :class:`skcream.model.CAMNet`: ``(logits, features)``). Models with
+  ``new_parameters()`` / ``pretrained_parameters()`` get two SGD parameter groups (lr and
+  ``head_lr_mult * lr``), others one.
+* ``step_hook(accelerator, batch, outputs)`` runs after every optimisation micro-step, under
+  ``torch.no_grad()``; it is where the localizer updates its context embeddings with
+  ``gather=accelerator.gather`` so that every process applies the same update.
+* ``epoch_hook(accelerator, epoch, record)`` runs after every epoch (all processes) and may
+  return a dict merged into that epoch's history record (e.g. validation MaxBoxAccV2).
+* ``state_objects={"context": ctx}``: objects with ``state_dict()`` / ``load_state_dict()``
+  that are saved in every checkpoint and restored on resume (``nn.Module`` ones are moved to
+  the training device first).
+* Checkpoints: three files of skcream's own in ``checkpoint_dir`` (see
+  :data:`CHECKPOINT_FILES`); nothing else in the directory is touched. A checkpoint written
+  under another configuration (:func:`config_fingerprint`) is refused, never mixed.
+
+Reproducibility: with ``random_state`` set, the shuffling order, the data-augmentation and
+dropout randomness of epoch e are functions of (random_state, e, process index) only (the
+global RNGs are re-seeded at the start of every epoch and restored to the caller's state on
+return), so two CPU runs give bit-identical weights and a resumed run equals an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+__all__ = [
+    "CHECKPOINT_FILES",
+    "TrainConfig",
+    "config_fingerprint",
+    "cross_entropy_loss",
+    "make_accelerator",
+    "parameter_groups",
+    "top1_correct",
+    "train",
+]
+
+#: skcream's own files in a checkpoint directory (the only files it writes or replaces).
+CHECKPOINT_FILES = ("skcream-train.json", "skcream-train.pt", "skcream-train-rng{rank}.pt")
+_FORMAT = "skcream-train/1"
+_MIXED = ("no", "fp16", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters and run options of :func:`train` (paper section 4.1 defaults).
+
+    Parameters
+    ----------
+    epochs : int
+        Number of epochs to reach (a resumed run continues up to it).
+    batch_size : int
+        Per-process batch size.
+    lr : float
+        Learning rate of the pretrained layers; new layers use ``lr * head_lr_mult``.
+    head_lr_mult : float
+    momentum, weight_decay : float
+        SGD settings.
+    lr_step_size : int or None
+        Divide the lr by ``1/lr_gamma`` every this many epochs; None keeps it constant.
+    lr_gamma : float
+    mixed_precision : {"no", "fp16", "bf16"}
+    gradient_accumulation_steps : int
+    num_workers : int
+        DataLoader worker processes.
+    checkpoint_dir : str or PathLike or None
+        Where a checkpoint is written after every epoch; None disables checkpoints.
+    resume : bool
+        Continue from the checkpoint in ``checkpoint_dir`` when there is one.
+    random_state : int or None
+        Seed; with an int a CPU run is bit-for-bit reproducible.
+    verbose : int
+        0 silent; 1 a tqdm bar per epoch with loss and accuracy.
+    device : {"auto", "cpu"}
+        "cpu" forces the CPU; "auto" lets Accelerate choose.
+    shuffle : bool
+    drop_last : bool
+    """
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    head_lr_mult: float = 10.0
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_step_size: int | None = None
+    lr_gamma: float = 0.1
+    mixed_precision: str = "no"
+    gradient_accumulation_steps: int = 1
+    num_workers: int = 0
+    checkpoint_dir: str | os.PathLike | None = None
+    resume: bool = False
+    random_state: int | None = None
+    verbose: int = 1
+    device: str = "auto"
+    shuffle: bool = True
+    drop_last: bool = False
+
+    def validate(self) -> TrainConfig:
+        """Raise ValueError/TypeError naming the first invalid field; return self."""
+        for name in ("epochs", "batch_size", "gradient_accumulation_steps"):
+            _check_int(name, getattr(self, name), low=1)
+        _check_int("num_workers", self.num_workers, low=0)
+        _check_int("verbose", self.verbose, low=0)
+        if self.lr_step_size is not None:
+            _check_int("lr_step_size", self.lr_step_size, low=1)
+        if self.random_state is not None:
+            _check_int("random_state", self.random_state, low=0)
+        for name in ("lr", "head_lr_mult", "lr_gamma"):
+            _check_real(name, getattr(self, name), positive=True)
+        for name in ("momentum", "weight_decay"):
+            _check_real(name, getattr(self, name), positive=False)
+        if self.mixed_precision not in _MIXED:
+            raise ValueError(f"mixed_precision: expected one of {_MIXED}, got {self.mixed_precision!r}")
+        if self.device not in ("auto", "cpu"):
+            raise ValueError(f"device: expected 'auto' or 'cpu', got {self.device!r}")
+        if self.resume and self.checkpoint_dir is None:
+            raise ValueError("resume=True needs a checkpoint_dir")
+        return self
+
+
+def _check_int(name: str, value: object, *, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name}: expected an int, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name}: expected an int >= {low}, got {value}")
+
+
+def _check_real(name: str, value: object, *, positive: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise TypeError(f"{name}: expected a finite number, got {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{name}: expected a {'positive' if positive else 'non-negative'} number, got {value}")
+
+
+# ------------------------------------------------------------------ losses and metrics
+def _logits(outputs: Any) -> torch.Tensor:
+    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+
+
+def cross_entropy_loss(outputs: Any, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy of the logits (``outputs`` or ``outputs[0]``, (B,C)) and ``batch["label"]`` (B,)."""
+    return F.cross_entropy(_logits(outputs).float(), batch["label"])
+
+
+def top1_correct(outputs: Any, batch: Any) -> torch.Tensor | None:
+    """Per-sample top-1 correctness (B,) float, or None when the batch has no ``"label"``."""
+    if not isinstance(batch, Mapping) or "label" not in batch:
+        return None
+    logits = _logits(outputs)
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        return None
+    return (logits.argmax(dim=1) == batch["label"]).float()
+
+
+# --------------------------------------------------------------------- building blocks
+def parameter_groups(model: nn.Module, lr: float, head_lr_mult: float) -> list[dict[str, Any]]:
+    """SGD parameter groups: pretrained layers at ``lr``, new layers at ``lr * head_lr_mult``.
+
+    Models without ``new_parameters()`` / ``pretrained_parameters()`` give one group at ``lr``.
+    Frozen parameters (``requires_grad=False``) are left out; empty groups are dropped.
+    """
+    if hasattr(model, "new_parameters") and hasattr(model, "pretrained_parameters"):
+        groups = [
+            {"params": [p for p in model.pretrained_parameters() if p.requires_grad], "lr": lr},
+            {"params": [p for p in model.new_parameters() if p.requires_grad], "lr": lr * head_lr_mult},
+        ]
+        n_grouped = sum(len(g["params"]) for g in groups)
+        n_total = sum(1 for p in model.parameters() if p.requires_grad)
+        if n_grouped != n_total:
+            raise ValueError(
+                f"model: new_parameters() and pretrained_parameters() cover {n_grouped} of "
+                f"{n_total} trainable parameters; they must partition model.parameters()"
+            )
+    else:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
+    return [g for g in groups if g["params"]]
+
+
+def make_accelerator(config: TrainConfig):
+    """An :class:`accelerate.Accelerator` for ``config`` (resets accelerate's singleton state
+    when an earlier run in this process used another mixed-precision mode)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state  # noqa: SLF001 - the documented reset path of accelerate's tests
+    if state and state.get("_mixed_precision") not in (None, config.mixed_precision):
+        AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(
+        cpu=config.device == "cpu",
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        rng_types=[],  # shuffling is seeded per epoch by _EpochSampler, identical on every process
+        step_scheduler_with_optimizer=False,
+    )
+
+
+class _EpochSampler(Sampler[int]):
+    """Indices 0..n-1, shuffled by a function of (seed, epoch): the same on every process."""
+
+    def __init__(self, n: int, seed: int, shuffle: bool) -> None:
+        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.n))
+        rng = np.random.default_rng([self.seed, self.epoch])
+        return iter(rng.permutation(self.n).tolist())
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32  # set by the DataLoader from its (re-seeded) generator
+    np.random.seed(seed)  # noqa: NPY002 - transforms may draw from numpy's global RNG
+    random.seed(seed)
+
+
+def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1, dtype=np.uint32)[0])
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - the global RNG is what user transforms draw from
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state(legacy=False)  # noqa: NPY002 - saved and restored as is
+    py_version, py_state, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy_key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+        "numpy_pos": int(np_state["state"]["pos"]),
+        "numpy_has_gauss": int(np_state["has_gauss"]),
+        "numpy_gauss": float(np_state["gauss"]),
+        "python": torch.tensor(py_state, dtype=torch.int64),
+        "python_version": int(py_version),
+        "python_gauss": py_gauss,
+    }
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state({  # noqa: NPY002 - restores the state saved above
+        "bit_generator": "MT19937",
+        "state": {"key": state["numpy_key"].numpy().astype(np.uint32), "pos": state["numpy_pos"]},
+        "has_gauss": state["numpy_has_gauss"],
+        "gauss": state["numpy_gauss"],
+    })
+    random.setstate((state["python_version"], tuple(state["python"].tolist()), state["python_gauss"]))
+
+
+@contextmanager
+def _preserved_global_rng(active: bool):
+    """Restore the caller's python / numpy / torch RNG states on exit when ``active``."""
+    saved = _rng_state() if active else None
+    try:
+        yield
+    finally:
+        if saved is not None:
+            _set_rng_state(saved)
+
+
+# ------------------------------------------------------------------------ checkpoints
+def config_fingerprint(
+    config: TrainConfig, model: nn.Module, n_samples: int, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a checkpoint must agree with to be resumed.
+
+    The training hyper-parameters (everything of ``config`` except ``epochs``, which may grow,
+    and run options: workers, paths, verbosity, device), the model's class and parameter
+    names and shapes (hashed), the dataset length, and the caller's ``extra`` (JSON-able;
+    e.g. the estimator's parameters and a fingerprint of the data).
+    """
+    run_options = {"epochs", "num_workers", "checkpoint_dir", "resume", "verbose", "device"}
+    hyper = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+             if f.name not in run_options}
+    shapes = hashlib.sha256(json.dumps(
+        [[k, list(v.shape), str(v.dtype)] for k, v in model.state_dict().items()]
+    ).encode()).hexdigest()
+    return json.loads(json.dumps({
+        "config": hyper,
+        "model": type(model).__name__,
+        "model_shapes_sha256": shapes,
+        "n_samples": int(n_samples),
+        "extra": dict(extra or {}),
+    }, default=str))
+
+
+def _paths(directory: Path, rank: int) -> tuple[Path, Path, Path]:
+    meta, state, rng = CHECKPOINT_FILES
+    return directory / meta, directory / state, directory / rng.format(rank=rank)
+
+
+def _read_meta(directory: Path) -> dict[str, Any] | None:
+    meta_path = _paths(directory, 0)[0]
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"checkpoint_dir: {meta_path} is not a readable skcream checkpoint: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        raise ValueError(f"checkpoint_dir: {meta_path} was not written by skcream.training ({_FORMAT})")
+    return meta
+
+
+def _check_fingerprint(meta: Mapping[str, Any], fingerprint: Mapping[str, Any], directory: Path) -> None:
+    if meta["fingerprint"] == fingerprint:
+        return
+    old, new = meta["fingerprint"], fingerprint
+    diffs = _diff(old, new)
+    raise ValueError(
+        f"checkpoint_dir: {directory} holds a checkpoint of another configuration "
+        f"(differences: {'; '.join(diffs[:6])}); refusing to mix runs. Use another "
+        "checkpoint_dir, or delete the skcream-train.* files there to start over."
+    )
+
+
+def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new)):
+            out += _diff(old.get(key, "<absent>"), new.get(key, "<absent>"), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _save_checkpoint(
+    directory: Path, accelerator, model, optimizer, scheduler, state_objects, epoch: int,
+    history: list, fingerprint: Mapping[str, Any],
+) -> None:
+    meta_path, state_path, rng_path = _paths(directory, accelerator.process_index)
+    _atomic_save(_rng_state(), rng_path)
+    if accelerator.is_main_process:
+        _atomic_save({
+            "model": accelerator.unwrap_model(model).state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "objects": {k: v.state_dict() for k, v in state_objects.items()},
+        }, state_path)
+        tmp = meta_path.with_name(meta_path.name + ".tmp")
+        tmp.write_text(json.dumps({
+            "format": _FORMAT, "epoch": epoch, "history": history,
+            "num_processes": accelerator.num_processes, "fingerprint": fingerprint,
+        }, indent=1, default=str))
+        os.replace(tmp, meta_path)  # written last: marks the checkpoint complete
+    accelerator.wait_for_everyone()
+
+
+def _load_checkpoint(directory: Path, rank: int, model, optimizer, scheduler, state_objects) -> None:
+    _, state_path, rng_path = _paths(directory, rank)
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    for name, obj in state_objects.items():
+        if name not in state["objects"]:
+            raise ValueError(f"checkpoint: {state_path} has no state for object {name!r}")
+        obj.load_state_dict(state["objects"][name])
+    if rng_path.is_file():
+        _set_rng_state(torch.load(rng_path, map_location="cpu", weights_only=True))
+
+
+# ------------------------------------------------------------------------------ train
+def train(
+    model: nn.Module,
+    dataset: torch.utils.data.Dataset,
+    *,
+    loss_fn: Callable[[Any, Any], torch.Tensor],
+    config: TrainConfig | None = None,
+    step_hook: Callable[[Any, Any, Any], None] | None = None,
+    epoch_hook: Callable[[Any, int, dict], Mapping[str, Any] | None] | None = None,
+    state_objects: Mapping[str, Any] | None = None,
+    fingerprint: Mapping[str, Any] | None = None,
+    metric_fn: Callable[[Any, Any], torch.Tensor | None] | None = top1_correct,
+    collate_fn: Callable | None = None,
+    input_key: str = "image",
+) -> list[dict[str, Any]]:
+    """Train ``model`` on ``dataset`` with SGD through Accelerate.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Trained in place (the unwrapped module keeps the final weights).
+    dataset : torch Dataset
+        Map-style; items are dicts with ``input_key`` (e.g. {"image": (3,S,S), "label": int})
+        or tuples whose first element is the input.
+    loss_fn : callable
+        ``loss_fn(outputs, batch) -> scalar Tensor`` (e.g. :func:`cross_entropy_loss`).
+    config : TrainConfig, optional
+    step_hook : callable, optional
+        ``step_hook(accelerator, batch, outputs)`` after every micro-step, under no_grad.
+    epoch_hook : callable, optional
+        ``epoch_hook(accelerator, epoch, record)`` after every epoch (1-based); a returned
+        dict is merged into the epoch's record.
+    state_objects : mapping of str to object with state_dict/load_state_dict, optional
+        Saved with every checkpoint and restored on resume.
+    fingerprint : mapping, optional
+        JSON-able facts that must match for a checkpoint to be resumed.
+    metric_fn : callable or None
+        ``metric_fn(outputs, batch) -> (B,) Tensor or None``; its mean is the epoch's
+        ``accuracy`` (default :func:`top1_correct`).
+    collate_fn : callable, optional
+    input_key : str
+        Key of the model input in dict batches.
+
+    Returns
+    -------
+    list of dict
+        One record per finished epoch (those restored from a checkpoint included):
+        ``epoch`` (1-based), ``loss``, ``accuracy`` (None without a metric), ``lr``,
+        ``seconds``, ``samples``, plus what ``epoch_hook`` returned.
+    """
+    config = (config or TrainConfig()).validate()
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn: expected a callable, got {type(loss_fn).__name__}")
+    state_objects = dict(state_objects or {})
+    for name, obj in state_objects.items():
+        if not (hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict")):
+            raise TypeError(f"state_objects[{name!r}]: needs state_dict() and load_state_dict()")
+    n_samples = len(dataset)
+    if n_samples == 0:
+        raise ValueError("dataset: is empty")
+    with _preserved_global_rng(config.random_state is not None):
+        return _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook,
+                      state_objects, fingerprint, metric_fn, collate_fn, input_key)
+
+
+def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, state_objects,
+           fingerprint, metric_fn, collate_fn, input_key):
+    from accelerate.utils import broadcast_object_list
+    from tqdm.auto import tqdm
+
+    accelerator = make_accelerator(config)
+    seed = config.random_state
+    if seed is None:  # sklearn's convention: draw from numpy's global RNG; same on every process
+        drawn = int(np.random.randint(0, 2**31 - 1))  # noqa: NPY002
+        seed = broadcast_object_list([drawn])[0]
+
+    fp = config_fingerprint(config, model, n_samples, fingerprint)
+    directory = Path(config.checkpoint_dir) if config.checkpoint_dir is not None else None
+    meta = None
+    if directory is not None:
+        if directory.exists() and not directory.is_dir():
+            raise ValueError(f"checkpoint_dir: {directory} exists and is not a directory")
+        meta = _read_meta(directory) if directory.is_dir() else None
+        if meta is not None:
+            _check_fingerprint(meta, fp, directory)
+        if accelerator.is_main_process:
+            directory.mkdir(parents=True, exist_ok=True)
+        accelerator.wait_for_everyone()
+
+    model.to(accelerator.device)
+    for obj in state_objects.values():
+        if isinstance(obj, nn.Module):
+            obj.to(accelerator.device)
+    optimizer = torch.optim.SGD(
+        parameter_groups(model, config.lr, config.head_lr_mult),
+        lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+    )
+    scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step_size, config.lr_gamma)
+                 if config.lr_step_size is not None else None)
+    start, history = 0, []
+    if config.resume and meta is not None:
+        _load_checkpoint(directory, accelerator.process_index, model, optimizer, scheduler,
+                         state_objects)
+        start, history = int(meta["epoch"]), list(meta["history"])
+
+    sampler = _EpochSampler(n_samples, seed, config.shuffle)
+    generator = torch.Generator()
+    loader = DataLoader(
+        dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.num_workers,
+        collate_fn=collate_fn, drop_last=config.drop_last, generator=generator,
+        worker_init_fn=_seed_worker if config.num_workers else None,
+    )
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+
+    for epoch in range(start, config.epochs):
+        epoch_seed = _epoch_seed(seed, epoch, accelerator.process_index)
+        sampler.set_epoch(epoch)
+        generator.manual_seed(epoch_seed)
+        if config.random_state is not None:
+            _seed_everything(epoch_seed)
+        model.train()
+        tic = time.perf_counter()
+        sums = {"loss": 0.0, "n": 0, "correct": 0.0, "m": 0}
+        bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{config.epochs}",
+                   disable=config.verbose == 0 or not accelerator.is_main_process,
+                   leave=True, dynamic_ncols=True)
+        for batch in loader:
+            inputs = batch[input_key] if isinstance(batch, Mapping) else batch[0]
+            with accelerator.accumulate(model):
+                outputs = model(inputs)
+                loss = loss_fn(outputs, batch)
+                accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad()
+            if step_hook is not None:
+                with torch.no_grad():
+                    step_hook(accelerator, batch, outputs)
+            with torch.no_grad():
+                per_sample = loss.detach().float().reshape(1).repeat(inputs.shape[0])
+                losses = accelerator.gather_for_metrics(per_sample)
+                sums["loss"] += float(losses.sum())
+                sums["n"] += losses.numel()
+                correct = metric_fn(outputs, batch) if metric_fn is not None else None
+                if correct is not None:
+                    correct = accelerator.gather_for_metrics(correct.detach().float())
+                    sums["correct"] += float(correct.sum())
+                    sums["m"] += correct.numel()
+            bar.update(1)
+            bar.set_postfix(_postfix(sums), refresh=False)
+        bar.close()
+        lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None:
+            scheduler.step()
+        record = {
+            "epoch": epoch + 1,
+            "loss": sums["loss"] / max(sums["n"], 1),
+            "accuracy": sums["correct"] / sums["m"] if sums["m"] else None,
+            "lr": lr,
+            "seconds": time.perf_counter() - tic,
+            "samples": sums["n"],
+        }
+        if epoch_hook is not None:
+            record.update(epoch_hook(accelerator, epoch + 1, record) or {})
+        history.append(record)
+        if directory is not None:
+            _save_checkpoint(directory, accelerator, model, optimizer, scheduler, state_objects,
+                             epoch + 1, history, fp)
+    accelerator.wait_for_everyone()
+    return history
+
+
+def _postfix(sums: Mapping[str, float]) -> dict[str, str]:
+    out = {"loss": f"{sums['loss'] / max(sums['n'], 1):.4f}"}
+    if sums["m"]:
+        out["acc"] = f"{sums['correct'] / sums['m']:.3f}"
+    return out

