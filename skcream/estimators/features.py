@@ -78,6 +78,10 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         higher-resolution map with fewer channels.
     large_feature_map : bool, default=False
         The WSOL "large feature map" variant (28x28 at 224) where supported.
+    modification : {"auto", "stride1", "dilated", "none"}, default="auto"
+        How the backbone reaches 14x14 maps at 224 (see
+        ``skcream.backbones.build_backbone``); ``"auto"`` is the WSOL protocol for
+        VGG / ResNet / InceptionV3 and the stride-1 last stage for EfficientNets.
     image_size : int or None, default=None
         Side of the square network input; ``None`` takes the backbone's
         ``pretrained_cfg`` input size. Images are resized without cropping.
@@ -124,6 +128,7 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         *,
         feature_stage: int | None = None,
         large_feature_map: bool = False,
+        modification: str = "auto",
         image_size: int | None = None,
         batch_size: int = 32,
         device: str | torch.device | None = None,
@@ -137,6 +142,7 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         self.pretrained = pretrained
         self.feature_stage = feature_stage
         self.large_feature_map = large_feature_map
+        self.modification = modification
         self.image_size = image_size
         self.batch_size = batch_size
         self.device = device
@@ -227,6 +233,7 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
                 pretrained=self.pretrained,
                 feature_stage=self.feature_stage,
                 large_feature_map=self.large_feature_map,
+                modification=self.modification,
             )
         net.eval()
         for p in net.parameters():
@@ -286,6 +293,7 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
                 _file_stamp(self.pretrained),
                 self.feature_stage,
                 self.large_feature_map,
+                self.modification,
                 self.image_size_,
                 self.seed_ if self.random_init_ else None,
             )
