@@ -71,7 +71,12 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
 
 
 def _check_finite(name: str, x: torch.Tensor) -> None:
-    bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
+    # max/min propagate NaN and expose +-inf: two cheap reductions instead of an
+    # elementwise isfinite (which costs more than the whole EM on CPU).
+    flat = x.reshape(x.shape[0], -1)
+    if flat.shape[1] == 0:
+        return
+    bad = ~(torch.isfinite(flat.amax(dim=1)) & torch.isfinite(flat.amin(dim=1)))
     if bool(bad.any()):
         raise ValueError(f"{name} must be finite; sample {int(bad.nonzero()[0, 0])} has NaN or inf")
 
@@ -138,17 +143,28 @@ def em_soft_clustering(
     n_iter = _check_n_iter(n_iter, 1)
     sigma = _check_sigma(sigma)
     kernel = _check_choice("kernel", kernel, KERNELS)
+    return _em(features, fg_init, bg_init, n_iter, sigma, kernel)
 
+
+def _em(
+    features: torch.Tensor, fg_init: torch.Tensor, bg_init: torch.Tensor,
+    n_iter: int, sigma: float, kernel: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """EM core of :func:`em_soft_clustering` on validated arguments."""
     dtype = torch.promote_types(features.dtype, torch.promote_types(fg_init.dtype, bg_init.dtype))
     b, d, h, w = features.shape
-    x = features.to(dtype).reshape(b, d, h * w)  # (B, d, N)
+    n_pix = h * w
+    x = features.to(dtype).reshape(b, d, n_pix)  # (B, d, N), no copy when already contiguous
     v_fg = fg_init.to(device=x.device, dtype=dtype)
     v_bg = bg_init.to(device=x.device, dtype=dtype)
-    if kernel == "cosine":
-        x = _unit(x, dim=1)
-    n_pix = h * w
     tiny = torch.finfo(dtype).tiny
     big = torch.finfo(dtype).max
+    # Cosine kernel: the EM runs on unit pixel vectors x / |x|. They are never
+    # materialised: scores and M-step weights are multiplied by 1 / |x| instead
+    # (a zero pixel stays zero: its norm is clamped at the smallest normal number).
+    inv_norm = None
+    if kernel == "cosine":
+        inv_norm = 1.0 / torch.linalg.vector_norm(x, dim=1).clamp_min(tiny)  # (B, N)
     log_ratio = torch.zeros(b, dtype=dtype, device=x.device)  # log a^fg - log a^bg, a = 1/2 each
 
     for t in range(n_iter):
@@ -157,24 +173,26 @@ def em_soft_clustering(
             direction = _unit(v_fg, dim=1) - _unit(v_bg, dim=1)
         else:
             direction = v_fg - v_bg
-        score = torch.bmm(direction[:, None, :], x)[:, 0, :] / sigma  # (B, N)
+        score = torch.bmm(direction[:, None, :], x)[:, 0, :]  # (B, N)
+        if inv_norm is not None:
+            score = score * inv_norm
         # Only reachable by overflow of finite inputs: keep the result finite.
-        score = torch.nan_to_num(score, nan=0.0, posinf=big, neginf=-big)
+        score = torch.nan_to_num(score / sigma, nan=0.0, posinf=big, neginf=-big)
         logit = log_ratio[:, None] + score
         z_fg = torch.sigmoid(logit)
         z_bg = torch.sigmoid(-logit)
         if t == n_iter - 1:
             break  # the last M-step would not change Z^(T)
-        # M-step (Eq. 9).
-        mass_fg = z_fg.sum(dim=1)  # (B,)
-        mass_bg = z_bg.sum(dim=1)
-        sum_fg = torch.bmm(x, z_fg[:, :, None])[..., 0]  # (B, d)
-        sum_bg = torch.bmm(x, z_bg[:, :, None])[..., 0]
-        v_fg = torch.where(mass_fg[:, None] > 0, sum_fg / mass_fg.clamp_min(tiny)[:, None], v_fg)
-        v_bg = torch.where(mass_bg[:, None] > 0, sum_bg / mass_bg.clamp_min(tiny)[:, None], v_bg)
-        log_ratio = (
-            torch.log((mass_fg / n_pix).clamp_min(tiny)) - torch.log((mass_bg / n_pix).clamp_min(tiny))
-        )
+        # M-step (Eq. 9), both clusters in one pass over the features.
+        resp = torch.stack([z_fg, z_bg], dim=2)  # (B, N, 2)
+        mass = resp.sum(dim=1)  # (B, 2)
+        weights = resp if inv_norm is None else resp * inv_norm[:, :, None]
+        sums = torch.bmm(x, weights)  # (B, d, 2)
+        means = sums / mass.clamp_min(tiny)[:, None, :]
+        v_fg = torch.where(mass[:, None, 0] > 0, means[:, :, 0], v_fg)
+        v_bg = torch.where(mass[:, None, 1] > 0, means[:, :, 1], v_bg)
+        log_a = torch.log((mass / n_pix).clamp_min(tiny))  # (B, 2)
+        log_ratio = log_a[:, 0] - log_a[:, 1]
     return z_fg.reshape(b, h, w), z_bg.reshape(b, h, w)
 
 
@@ -265,9 +283,7 @@ def reactivate(
     cam_map = normalize_maps(cams)
     if n_iter == 0 or output == "cam":
         return cam_map
-    z_fg, z_bg = em_soft_clustering(
-        features, fg_ctx, bg_ctx, n_iter=n_iter, sigma=sigma, kernel=kernel
-    )
+    z_fg, z_bg = _em(features, fg_ctx, bg_ctx, n_iter, sigma, kernel)
     if output == "posterior":
         return z_fg
     calibrated = calibrate(z_fg, z_bg, cams, fg_threshold)
