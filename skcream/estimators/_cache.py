@@ -1,0 +1,189 @@
+"""Caches that let a grid search over inference-only parameters skip retraining.
+
+Two levels, both switched on by the estimator's ``memory=`` parameter only:
+
+- :class:`FitCache` (on disk): the fitted state (network weights, context
+  embeddings, classes, history) of a training run, stored with
+  :mod:`skcream.persistence` (JSON + safetensors, no pickle) under a key made of
+  the training parameters and a fingerprint of the training data. ``clone``s
+  that differ only in inference parameters (``sigma``, ``n_iter``, ...) find
+  the network already trained.
+- :class:`ForwardCache` (in memory, bounded): the network's outputs (logits and
+  feature maps) on an evaluation set, keyed by a digest of the weights and a
+  fingerprint of the images. Scoring nine re-activation settings on the same
+  fold then runs the network once and the EM nine times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from skcream.persistence import read_saved, write_saved
+
+__all__ = ["FitCache", "ForwardCache", "FORWARD_CACHE", "cache_key", "cache_location", "digest_tensors"]
+
+
+def cache_location(memory: Any) -> Path | None:
+    """The directory behind a ``memory=`` value, or None when caching is off.
+
+    Parameters
+    ----------
+    memory : None, str, PathLike or joblib.Memory
+        A ``joblib.Memory(location=None)`` means no caching, as in scikit-learn.
+    """
+    if memory is None:
+        return None
+    if isinstance(memory, str | os.PathLike):
+        return Path(memory)
+    location = getattr(memory, "location", None)
+    return None if location is None else Path(location)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, str) and os.path.isfile(value):
+        stat = os.stat(value)
+        return {"file": os.path.abspath(value), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return value
+
+
+def cache_key(params: Mapping[str, Any], data_fingerprint: str) -> str:
+    """A hex digest identifying one training run.
+
+    Parameters
+    ----------
+    params : mapping
+        The training parameters (JSON-representable; a weight-file path is represented by
+        its absolute path, size and modification time).
+    data_fingerprint : str
+        Fingerprint of the training images and labels.
+    """
+    payload = json.dumps(
+        {"params": {k: _jsonable(v) for k, v in sorted(params.items())}, "data": data_fingerprint},
+        sort_keys=True,
+        default=repr,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def digest_tensors(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of named tensors (names, dtypes, shapes and bytes), in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+class FitCache:
+    """Fitted states on disk under ``<location>/skcream-fits/<key>/``.
+
+    Parameters
+    ----------
+    location : Path
+        The ``memory=`` directory.
+    """
+
+    def __init__(self, location: Path) -> None:
+        self.root = Path(location) / "skcream-fits"
+
+    def get(self, key: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+        """The cached ``(meta, tensors)`` for ``key``, or None (also for an unreadable entry)."""
+        path = self.root / key
+        if not path.is_dir():
+            return None
+        try:
+            return read_saved(path)
+        except (OSError, ValueError):
+            return None
+
+    def put(self, key: str, meta: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
+        """Store an entry atomically (written aside, then renamed into place)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        target = self.root / key
+        if target.is_dir():
+            return
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{key}."))
+        try:
+            write_saved(tmp, meta, tensors)
+            os.replace(tmp, target)
+        except OSError:
+            # another process stored the same key first: theirs is as good as ours
+            if not target.is_dir():
+                raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+class ForwardCache:
+    """A small LRU of network outputs, bounded by total bytes.
+
+    Parameters
+    ----------
+    max_bytes : int
+        Entries are evicted (least recently used first) beyond this budget; an entry larger
+        than the budget is not stored.
+    """
+
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        self.max_bytes = int(max_bytes)
+        self._entries: OrderedDict[tuple, tuple[dict[str, torch.Tensor], int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: tuple) -> dict[str, torch.Tensor] | None:
+        """The stored outputs (the same tensors; callers must not modify them), or None."""
+        with self._lock:
+            item = self._entries.get(key)
+            if item is None:
+                return None
+            self._entries.move_to_end(key)
+            return item[0]
+
+    def put(self, key: tuple, outputs: dict[str, torch.Tensor]) -> None:
+        """Store ``outputs`` (a dict of CPU tensors) under ``key``."""
+        size = sum(t.numel() * t.element_size() for t in outputs.values())
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._entries:
+                self._bytes -= self._entries.pop(key)[1]
+            self._entries[key] = (outputs, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, (_, old) = self._entries.popitem(last=False)
+                self._bytes -= old
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+
+#: process-wide forward cache shared by every estimator with ``memory`` set
+FORWARD_CACHE = ForwardCache()

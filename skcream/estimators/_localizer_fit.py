@@ -1,0 +1,292 @@
+"""Training of a ``CREAMLocalizer``: one call of :func:`skcream.training.train`.
+
+The network (timm backbone + GAP + linear head) is trained with cross-entropy by
+the paper's recipe; the context embeddings are updated from the CAM of the true
+class in the step hook (Eq. 3-4; no gradients, gathered across processes), and
+are checkpointed and restored with the network. With ``memory=`` the fitted
+state is looked up in / stored to the on-disk :class:`~._cache.FitCache`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
+from skcream.estimators._cache import FitCache, cache_key, cache_location
+from skcream.estimators._localizer_data import training_classes
+from skcream.estimators._localizer_io import fitted_meta, fitted_tensors, restore
+from skcream.estimators._localizer_params import TRAINING_PARAMS
+
+__all__ = ["fit_network", "resolve_seed", "LabelledImages"]
+
+
+class LabelledImages(torch.utils.data.Dataset):
+    """A torch Dataset whose ``label`` is the internal class index (0..C-1) of each image.
+
+    Parameters
+    ----------
+    images : TorchImageDataset
+    codes : ndarray (n,) int64
+    """
+
+    def __init__(self, images, codes: np.ndarray) -> None:
+        self.images = images
+        self.codes = codes
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.images[index]
+        item["label"] = int(self.codes[index])
+        return item
+
+
+def resolve_seed(random_state: Any) -> int | None:
+    """An int seed for torch/Accelerate from sklearn's ``random_state`` (None stays None)."""
+    if random_state is None:
+        return None
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    return int(check_random_state(random_state).randint(0, 2**31 - 1))
+
+
+def _data_fingerprint(source, codes: np.ndarray) -> str:
+    h = hashlib.sha256(source.fingerprint().encode())
+    h.update(np.ascontiguousarray(codes, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def _key_params(est) -> dict[str, Any]:
+    params = est.get_params(deep=False)
+    out = {k: params[k] for k in TRAINING_PARAMS}
+    if isinstance(out["random_state"], np.random.RandomState):
+        out["random_state"] = None
+    return out
+
+
+def _feature_shape(model, image_size: int, device) -> tuple[int, int]:
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        _, feats = model(torch.zeros(1, 3, image_size, image_size, device=device))
+    model.train(was)
+    return int(feats.shape[2]), int(feats.shape[3])
+
+
+class _ContextHook:
+    """The training step hook: Eq. 3-4 on the true class's CAM, timed."""
+
+    def __init__(self, model, context) -> None:
+        self.model = model
+        self.context = context
+        self.seconds = 0.0
+
+    def __call__(self, accelerator, batch, outputs) -> None:
+        tic = time.perf_counter()
+        _, features = outputs
+        labels = batch["label"]
+        cams = self.model.cams(features, labels)
+        gather = accelerator.gather if accelerator.num_processes > 1 else None
+        self.context.update(features, cams, labels, gather=gather)
+        self.seconds += time.perf_counter() - tic
+
+
+def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
+    """Train (or fetch from ``memory``) the network and context of ``est`` on ``source``.
+
+    Parameters
+    ----------
+    est : CREAMLocalizer
+        Its parameters (already validated) drive everything.
+    source : ImageSource
+    y : array-like or None
+    class_label : bool
+
+    Returns
+    -------
+    dict
+        Fitted attributes: ``model_``, ``context_``, ``classes_``, ``class_names_``,
+        ``n_classes_``, ``feature_dim_``, ``feature_shape_``, ``data_config_``,
+        ``history_``, ``_net_spec``.
+    """
+    from skcream.backbones import build_backbone
+    from skcream.context import ContextEmbeddings
+    from skcream.data.adapters import TorchImageDataset, collate
+    from skcream.data.transforms import TrainTransform
+    from skcream.model import CAMNet
+    from skcream.training import TrainConfig, cross_entropy_loss, train
+
+    classes, codes, names = training_classes(source, y, class_label)
+    data_fp = _data_fingerprint(source, codes)
+    key_params = _key_params(est)
+    location = cache_location(est.memory)
+    cache = None
+    if location is not None:
+        if isinstance(est.random_state, np.random.RandomState):
+            warnings.warn(
+                "memory is ignored when random_state is a RandomState instance (its state "
+                "cannot key a cache); pass an int",
+                UserWarning,
+                stacklevel=3,
+            )
+        else:
+            cache = FitCache(location)
+            key = cache_key(key_params, data_fp)
+            hit = cache.get(key)
+            if hit is not None:
+                meta, tensors = hit
+                holder = _Holder(est)
+                restore(holder, meta["fitted"], tensors, torch.device("cpu"))
+                return holder.fitted()
+
+    seed = resolve_seed(est.random_state)
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        backbone = build_backbone(
+            est.backbone,
+            est.pretrained,
+            feature_stage=est.feature_stage,
+            large_feature_map=bool(est.large_feature_map),
+        )
+        model = CAMNet(backbone, len(classes))
+    context = ContextEmbeddings(
+        len(classes),
+        backbone.num_features,
+        momentum=float(est.momentum),
+        fg_threshold=float(est.context_threshold),
+        random_state=seed,
+    )
+    data_config = dict(backbone.data_config)
+    transform = TrainTransform(
+        resize=est.resize_size,
+        crop=est.image_size,
+        flip=True,
+        mean=data_config["mean"],
+        std=data_config["std"],
+    )
+    dataset = LabelledImages(TorchImageDataset(source, transform, with_boxes=False), codes)
+    device = est._inference_device()
+    config = TrainConfig(
+        epochs=est.max_epochs,
+        batch_size=est.batch_size,
+        lr=float(est.lr),
+        lr_step_size=est.lr_step,
+        mixed_precision=est.mixed_precision,
+        gradient_accumulation_steps=est.gradient_accumulation_steps,
+        num_workers=est.num_workers,
+        checkpoint_dir=est.checkpoint_dir,
+        resume=est.checkpoint_dir is not None,
+        random_state=seed,
+        verbose=est.verbose,
+        device="cpu" if device.type == "cpu" else "auto",
+    )
+    hook = _ContextHook(model, context)
+    net_spec = {
+        "backbone": est.backbone,
+        "feature_stage": est.feature_stage,
+        "large_feature_map": bool(est.large_feature_map),
+        "n_classes": len(classes),
+        "feature_dim": int(backbone.num_features),
+        "momentum": float(est.momentum),
+        "context_threshold": float(est.context_threshold),
+    }
+    epoch_hook = _validation_hook(est, model, context, data_config, classes, hook)
+    history = train(
+        model,
+        dataset,
+        loss_fn=cross_entropy_loss,
+        config=config,
+        step_hook=hook,
+        epoch_hook=epoch_hook,
+        state_objects={"context": context},
+        fingerprint={"params": {k: repr(v) for k, v in key_params.items()}, "data": data_fp},
+        collate_fn=collate,
+    )
+    model.to(device).eval()
+    context.to(device)
+    fitted = {
+        "model_": model,
+        "context_": context,
+        "_net_spec": net_spec,
+        "classes_": classes,
+        "class_names_": names,
+        "n_classes_": len(classes),
+        "feature_dim_": int(backbone.num_features),
+        "feature_shape_": _feature_shape(model, est.image_size, device),
+        "data_config_": data_config,
+        "history_": history,
+    }
+    if cache is not None:
+        holder = _Holder(est)
+        holder.__dict__.update(fitted)
+        cache.put(key, fitted_meta(holder, with_threshold=False), fitted_tensors(holder))
+    return fitted
+
+
+class _Holder:
+    """Carries fitted attributes of ``est`` without touching ``est`` itself."""
+
+    def __init__(self, est) -> None:
+        self._est = est
+
+    def get_params(self, deep: bool = False) -> dict[str, Any]:
+        return self._est.get_params(deep=deep)
+
+    def fitted(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_est"}
+
+
+def _validation_hook(est, model, context, data_config, classes, hook):
+    """Epoch hook: context-update seconds, and MaxBoxAccV2 on ``validation_data``."""
+
+    def epoch_hook(accelerator, epoch: int, record: dict) -> dict[str, Any]:
+        out: dict[str, Any] = {"context_seconds": hook.seconds}
+        hook.seconds = 0.0
+        if est.validation_data is not None:
+            out["val_max_box_acc_v2"] = validation_score(
+                est, model, context, data_config, classes, accelerator.device
+            )
+        return out
+
+    return epoch_hook
+
+
+def validation_score(est, model, context, data_config, classes, device) -> float:
+    """MaxBoxAccV2 of the current network on ``est.validation_data`` (protocol maps)."""
+    from skcream.estimators._localizer_data import as_source, encode_labels, raw_labels
+    from skcream.estimators._localizer_infer import class_maps, iter_forward
+    from skcream.estimators.localizer import PROTOCOL_SIZE, _scale_boxes
+    from skcream.localize import protocol_maps
+    from skcream.metrics import max_box_acc_v2
+
+    source, class_label = as_source(
+        est.validation_data,
+        image_column=est.image_column,
+        label_column=est.label_column,
+        bbox_column=est.bbox_column,
+    )
+    values = raw_labels(source, None, class_label)
+    if values is None or not source.has_boxes:
+        raise ValueError(
+            "validation_data must have a label column and a bbox column "
+            f"({est.label_column!r}, {est.bbox_column!r})"
+        )
+    labels = encode_labels(values, classes, "validation_data labels")
+    maps = np.zeros((len(source), PROTOCOL_SIZE, PROTOCOL_SIZE))
+    for batch in iter_forward(
+        model, source, image_size=est.image_size, data_config=data_config,
+        batch_size=est.batch_size, device=device, num_workers=est.num_workers,
+    ):
+        lab = torch.as_tensor(labels[batch.index], device=device)
+        m = class_maps(model, context, batch.features, lab, est._settings())
+        maps[batch.index] = protocol_maps(m, (PROTOCOL_SIZE, PROTOCOL_SIZE))
+    gt = [_scale_boxes(source.boxes(i), source.size(i), i) for i in range(len(source))]
+    return float(max_box_acc_v2(maps, gt))

