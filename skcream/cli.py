@@ -392,6 +392,141 @@ def _load_model(path: Path):
     return CREAMLocalizer.load(path)
 
 
+# --------------------------------------------------------------------------- localize
+def _protocol_upsample(scoremap: Any, size: tuple[int, int]):
+    """(h, w) map -> (H, W) map in [0, 1]: bicubic upsampling then min-max (the protocol)."""
+    import torch
+
+    from skcream.cam import normalize_maps, upsample_maps
+
+    t = torch.as_tensor(scoremap, dtype=torch.float32)[None]
+    return normalize_maps(upsample_maps(t, (size[1], size[0])))[0].double().numpy()
+
+
+def _post_hoc(images: list, *, backbone: str, pretrained: Any, device: str | None,
+              batch_size: int, verbose: int) -> tuple[list, Any, Any, list[str]]:
+    """ImageNet classifier + post-hoc CREAM: (maps (h, w) each, labels, scores, class names)."""
+    import numpy as np
+    import torch
+
+    from skcream.backbones import build_classifier
+    from skcream.data.transforms import EvalTransform
+    from skcream.estimators.features import TimmFeatures
+    from skcream.estimators.reactivation import CREAMReactivation
+
+    classifier = build_classifier(backbone, pretrained)
+    head = classifier.get_classifier()
+    if not hasattr(head, "weight") or head.weight.ndim != 2:
+        raise ValueError(f"--post-hoc needs a linear classifier head; {backbone!r} has {head}")
+    weight = head.weight.detach().cpu().numpy()
+    bias = None if head.bias is None else head.bias.detach().cpu().numpy()
+    features = TimmFeatures(backbone, pretrained=pretrained, device=device,
+                            batch_size=batch_size, verbose=verbose).fit(images)
+    # The class and its probability come from the unmodified classifier (its real ImageNet
+    # output); the maps from the higher-resolution WSOL feature map with the same head.
+    cfg = features.data_config_
+    transform = EvalTransform(size=features.image_size_, mean=cfg["mean"], std=cfg["std"])
+    dev = torch.device(device) if device else torch.device(
+        "cuda" if torch.cuda.is_available() else "cpu")
+    classifier = classifier.to(dev)
+    probs = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            batch = torch.stack([transform(im, np.zeros((0, 4)))[0]
+                                 for im in images[start:start + batch_size]])
+            probs.append(classifier(batch.to(dev)).softmax(1).cpu().numpy())
+    prob = np.concatenate(probs)
+    labels = prob.argmax(1)
+    F = features.transform(images)
+    cream = CREAMReactivation(init="image", classifier_weights=weight,
+                              classifier_bias=bias).fit(F)
+    maps = cream.localize(F, labels)
+    return list(maps), labels, prob[np.arange(len(labels)), labels], _imagenet_names(len(weight))
+
+
+def _imagenet_names(n: int) -> list[str]:
+    if n == 1000:
+        try:
+            from timm.data import ImageNetInfo
+
+            info = ImageNetInfo()
+            return [info.index_to_description(i) for i in range(n)]
+        except Exception:  # older timm without the class table: indices still work
+            pass
+    return [str(i) for i in range(n)]
+
+
+def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
+                   backbone: str = "efficientnet_lite0", pretrained: Any = True,
+                   threshold: float | None = None, device: str | None = None,
+                   batch_size: int = 32, verbose: int = 1) -> list[dict[str, Any]]:
+    """Localize image files; write ``<stem>_overlay.png`` per image and ``boxes.json``.
+
+    Parameters
+    ----------
+    paths : sequence of Path
+        Image files.
+    out : Path
+        Output folder (created).
+    model : CREAMLocalizer, optional
+        A fitted localizer; None runs the post-hoc ImageNet classifier of ``backbone``.
+    threshold : float, optional
+        Box threshold on the map in [0, 1); None: the model's own (0.2 post-hoc).
+
+    Returns
+    -------
+    list of dict
+        One record per image: ``image``, ``label``, ``class_name``, ``score``,
+        ``box`` (x0, y0, x1, y1 in the image's pixels), ``overlay``.
+    """
+    from PIL import Image
+
+    from skcream.localize import maps_to_localization
+    from skcream.viz import overlay
+
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                images.append(im.convert("RGB"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"IMAGE {path}: not a readable image ({exc})") from None
+    if model is None:
+        maps, labels, scores, names = _post_hoc(images, backbone=backbone, pretrained=pretrained,
+                                                device=device, batch_size=batch_size,
+                                                verbose=verbose)
+        full = [_protocol_upsample(m, im.size) for m, im in zip(maps, images)]
+        result = maps_to_localization(full, 0.2 if threshold is None else threshold, labels,
+                                      scores)
+        label_names = [names[int(c)] for c in result.labels]
+    else:
+        if threshold is not None:
+            model = model.set_params(box_threshold=threshold)
+        result = model.predict(images)
+        label_names = [str(c) for c in result.labels]
+    out.mkdir(parents=True, exist_ok=True)
+    records, used = [], set()
+    for i, path in enumerate(paths):
+        stem = Path(path).stem
+        name, k = f"{stem}_overlay.png", 1
+        while name in used:  # two inputs with one stem (a/x.jpg, b/x.jpg)
+            k += 1
+            name = f"{stem}_{k}_overlay.png"
+        used.add(name)
+        box = [float(v) for v in result.boxes[i]]
+        overlay(images[i], result.maps[i], boxes=[box]).save(out / name)
+        score = None if result.scores is None else float(result.scores[i])
+        records.append({"image": str(path), "label": _jsonable(result.labels[i]),
+                        "class_name": label_names[i], "score": score, "box": box,
+                        "overlay": name})
+    (out / "boxes.json").write_text(json.dumps(records, indent=2) + "\n")
+    return records
+
+
+def _jsonable(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
 # --------------------------------------------------------------------------- commands
 def _cmd_demo(args: argparse.Namespace) -> int:
     from skcream.demo import run_demo
@@ -462,15 +597,15 @@ def _cmd_localize(args: argparse.Namespace) -> int:
     for path in args.images:
         if not path.is_file():
             raise CLIError(f"IMAGE {path}: no such file")
-    from skcream.demo import localize_files
-
     model = None if args.post_hoc else _load_model(_model_dir(args.model))
     records = localize_files(args.images, args.out, model=model, backbone=args.backbone,
                              pretrained=args.pretrained, threshold=args.threshold,
                              device=_device(args), batch_size=args.batch_size,
                              verbose=_verbose(args))
     for rec in records:
-        print(f"{rec['image']}: {rec['class_name']} ({rec['score']:.2f}) box {rec['box']}")
+        score = "" if rec["score"] is None else f" ({rec['score']:.2f})"
+        box = ", ".join(f"{v:.0f}" for v in rec["box"])
+        print(f"{rec['image']}: {rec['class_name']}{score} box [{box}]")
     print(f"wrote {len(records)} overlays and boxes.json to {args.out}")
     return EXIT_OK
 
