@@ -5,8 +5,11 @@ See :mod:`skcream.data.schema` for the columns every loader returns.
 """
 
 from .adapters import ImageSource, TorchImageDataset, collate
+from .cub import load_cub
+from .imagefolder import load_imagefolder
 from .schema import SkippedImagesWarning, to_rgb, wsol_features
 from .transforms import EvalTransform, TrainTransform
+from .wsol import load_wsol
 
 __all__ = [
     "EvalTransform",
@@ -15,6 +18,9 @@ __all__ = [
     "TorchImageDataset",
     "TrainTransform",
     "collate",
+    "load_cub",
+    "load_imagefolder",
+    "load_wsol",
     "to_rgb",
     "wsol_features",
 ]

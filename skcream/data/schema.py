@@ -207,5 +207,5 @@ def report_skipped(skipped: list[tuple[str, str]], source: str) -> None:
             f"{shown}{more}",
             list(skipped),
         ),
-        stacklevel=3,
+        stacklevel=4,
     )

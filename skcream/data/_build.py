@@ -1,0 +1,267 @@
+"""Shared machinery of the loaders: validate records, then stream them into an Arrow dataset.
+
+A loader describes its data as an iterable of :class:`Record` (paths and metadata only, no
+pixels). :func:`build_dataset` makes two passes over it:
+
+1. validation: labels inside the ClassLabel (always raise), image files present, boxes inside
+   the image with ``x1 >= x0`` and ``y1 >= y0`` (image size from the metadata or, when absent,
+   from the file header), optionally a full decode of every image and mask (``verify=True``).
+   With ``on_error="raise"`` (default) the first problem raises, naming the image id; with
+   ``on_error="skip"`` the sample is left out and every skip is reported in one
+   :class:`~skcream.data.schema.SkippedImagesWarning` carrying the count and the ids.
+2. generation: :meth:`datasets.Dataset.from_generator` writes the rows to an Arrow file in
+   ``cache_dir`` (memory-mapped afterwards); images are stored as file paths and decoded only
+   when a row is read. OpenImages masks are combined here (the only pixels a loader touches).
+
+The cache key is a hash of the loader, its options, the metadata files' sizes and
+modification times and the skipped ids, so edited metadata is never served stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import datasets
+import numpy as np
+from PIL import Image
+
+from .schema import check_boxes, encode_label, report_skipped
+
+__all__ = ["Record", "build_dataset", "file_signature", "require_dir", "require_file"]
+
+_CODE_VERSION = "skcream-data-1"
+
+
+@dataclass
+class Record:
+    """One image as a loader sees it, before any pixel is read."""
+
+    image_id: str
+    path: str
+    label: object
+    bboxes: list = field(default_factory=list)
+    size: tuple[int, int] | None = None
+    mask_paths: list[str] | None = None
+    ignore_path: str | None = None
+    #: True: the single mask file already holds 0/1/255 and is stored as it is (imagefolder);
+    #: False: instance masks + ignore mask are combined as for OpenImages.
+    mask_raw: bool = False
+
+
+def require_dir(path: str, what: str, layout: str) -> str:
+    """Return ``path`` if it is a folder, else FileNotFoundError naming it and the layout."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{what} {path!r} does not exist or is not a folder; expected:\n{layout}")
+    return path
+
+
+def require_file(path: str, what: str, layout: str) -> str:
+    """Return ``path`` if it is a file, else FileNotFoundError naming it and the layout."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} {path!r} is missing; expected:\n{layout}")
+    return path
+
+
+def file_signature(paths: Iterable[str]) -> str:
+    """Sizes and mtimes of files (missing ones count as such), for cache keys."""
+    parts = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+            parts.append(f"{os.path.abspath(p)}:{st.st_size}:{st.st_mtime_ns}")
+        except FileNotFoundError:
+            parts.append(f"{os.path.abspath(p)}:missing")
+    return "|".join(parts)
+
+
+def _decode_full(path: str) -> None:
+    with Image.open(path) as img:
+        img.load()
+
+
+def combine_masks(mask_paths: list[str], ignore_path: str | None) -> np.ndarray:
+    """Combine OpenImages instance masks and the ignore mask as ``wsolevaluation`` does.
+
+    Each file is read as 8-bit grayscale (``cv2.IMREAD_GRAYSCALE``); any non-zero instance
+    pixel is foreground; ignore = ignore-box pixels that are not foreground.
+
+    Returns
+    -------
+    ndarray of shape (H, W), uint8
+        0 background, 1 foreground, 255 ignore, at the resolution of the first instance mask.
+        (Deviation, only for mismatched files: other masks of a different size are resized to
+        it with nearest neighbour; the reference resizes each to 224x224 instead, which gives
+        the same pixels whenever the sizes agree, as in every file we have seen.)
+    """
+    import cv2
+
+    def read(path: str) -> np.ndarray:
+        arr = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+        if arr is None:
+            raise ValueError(f"mask file {path!r} is missing or not a readable image")
+        return arr
+
+    if not mask_paths:
+        raise ValueError("at least one instance mask is needed")
+    first = read(mask_paths[0])
+    h, w = first.shape
+    fg = first > 0
+
+    def fit(arr: np.ndarray) -> np.ndarray:
+        if arr.shape != (h, w):
+            arr = cv2.resize(arr, (w, h), interpolation=cv2.INTER_NEAREST)
+        return arr
+
+    for p in mask_paths[1:]:
+        fg |= fit(read(p)) > 0
+    out = fg.astype(np.uint8)
+    if ignore_path:
+        ignore = (fit(read(ignore_path)) > 0) & ~fg
+        out[ignore] = 255
+    return out
+
+
+def _png_bytes(mask: np.ndarray) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", mask)
+    if not ok:  # pragma: no cover - cv2 encodes any uint8 2-D array
+        raise RuntimeError("PNG encoding of a mask failed")
+    return buf.tobytes()
+
+
+def _validate(rec: Record, n_classes: int, verify: bool) -> tuple[int, str | None, np.ndarray | None]:
+    """Return (label, problem or None, boxes). Label errors raise immediately."""
+    label = encode_label(rec.label, n_classes, rec.image_id)
+    if not os.path.isfile(rec.path):
+        return label, f"image file {rec.path!r} is missing", None
+    size = rec.size
+    try:
+        if verify:
+            _decode_full(rec.path)
+        if size is None and len(rec.bboxes) > 0:
+            with Image.open(rec.path) as img:
+                size = img.size
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ...
+        return label, f"image file {rec.path!r} is corrupt or truncated ({err})", None
+    for p in [*(rec.mask_paths or []), *([rec.ignore_path] if rec.ignore_path else [])]:
+        if not os.path.isfile(p):
+            return label, f"mask file {p!r} is missing", None
+    if verify and rec.mask_paths:
+        try:
+            if rec.mask_raw:
+                _decode_full(rec.mask_paths[0])
+            else:
+                combine_masks(rec.mask_paths, rec.ignore_path)
+        except Exception as err:
+            return label, f"masks are unreadable ({err})", None
+    try:
+        boxes = check_boxes(rec.bboxes, size, rec.image_id)
+    except ValueError as err:
+        return label, str(err), None
+    return label, None, boxes
+
+
+def _generate(records_fn: Callable[[], Iterator[Record]], n_classes: int, skip: frozenset,
+              with_mask: bool) -> Iterator[dict]:
+    for rec in records_fn():
+        if rec.image_id in skip:
+            continue
+        row = {
+            "image": {"path": os.path.abspath(rec.path), "bytes": None},
+            "label": encode_label(rec.label, n_classes, rec.image_id),
+            "bboxes": check_boxes(rec.bboxes, None, rec.image_id).tolist(),
+            "image_id": rec.image_id,
+        }
+        if with_mask:
+            if rec.mask_paths and rec.mask_raw:
+                row["mask"] = {"path": os.path.abspath(rec.mask_paths[0]), "bytes": None}
+            elif rec.mask_paths:
+                try:
+                    mask = combine_masks(rec.mask_paths, rec.ignore_path)
+                except ValueError as err:
+                    raise ValueError(f"image {rec.image_id!r}: {err}") from err
+                row["mask"] = {"bytes": _png_bytes(mask), "path": None}
+            else:
+                row["mask"] = None
+        yield row
+
+
+def build_dataset(
+    records_fn: Callable[[], Iterator[Record]],
+    *,
+    class_names: list[str],
+    source: str,
+    key: str,
+    with_mask: bool = False,
+    on_error: str = "raise",
+    verify: bool = False,
+    cache_dir: str | None = None,
+) -> datasets.Dataset:
+    """Validate the records of ``records_fn()`` and write them to an Arrow-backed Dataset.
+
+    Parameters
+    ----------
+    records_fn : callable returning an iterator of Record
+        Called twice (validation, generation); must yield the same records each time.
+    class_names : list of str
+    source : str
+        Loader name used in messages.
+    key : str
+        Everything that identifies the data (roots, options, metadata signatures); hashed
+        into the cache fingerprint.
+    with_mask : bool
+    on_error : {"raise", "skip"}
+    verify : bool
+        Fully decode every image (and mask) during validation.
+    cache_dir : str, optional
+        Where the Arrow file goes (default: the datasets cache).
+
+    Returns
+    -------
+    datasets.Dataset
+    """
+    from .schema import wsol_features
+
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    n_classes = len(class_names)
+    skipped: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    count = 0
+    for rec in records_fn():
+        if rec.image_id in seen:
+            raise ValueError(f"{source}: image id {rec.image_id!r} appears twice in the metadata")
+        seen.add(rec.image_id)
+        _, problem, _ = _validate(rec, n_classes, verify)
+        if problem is not None:
+            if on_error == "raise":
+                raise ValueError(
+                    f"{source}: image {rec.image_id!r}: {problem} "
+                    "(pass on_error='skip' to leave such samples out and have them reported)"
+                )
+            skipped.append((rec.image_id, problem))
+        count += 1
+    del seen
+    if count == 0:
+        raise ValueError(f"{source}: the metadata lists no images")
+    if count == len(skipped):
+        raise ValueError(f"{source}: every one of the {count} images was skipped: {skipped[:3]}")
+    skip = frozenset(i for i, _ in skipped)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{_CODE_VERSION}|{source}|{key}|{class_names}|{with_mask}".encode())
+    h.update("\n".join(sorted(skip)).encode())
+    features = wsol_features(class_names, with_mask=with_mask)
+    ds = datasets.Dataset.from_generator(
+        _generate,
+        features=features,
+        cache_dir=cache_dir,
+        gen_kwargs={"records_fn": records_fn, "n_classes": n_classes, "skip": skip,
+                    "with_mask": with_mask},
+        fingerprint=h.hexdigest(),
+    )
+    report_skipped(skipped, source)
+    return ds

@@ -1,0 +1,188 @@
+"""Loader for users' own data in the ``datasets`` imagefolder convention.
+
+::
+
+    root/
+        metadata.jsonl          optional; one JSON object per image:
+                                {"file_name": "birds/a.jpg", "label": "bird" (or an int),
+                                 "bboxes": [[x0, y0, x1, y1], ...], "mask": "masks/a.png"}
+        <label>/<image>         without metadata.jsonl (or without "label" in it) the label is
+                                the name of the image's parent folder
+
+``bboxes`` and ``mask`` are optional (a mask is a 0/1/255 8-bit PNG of the image size).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from functools import partial
+
+import datasets
+from PIL import Image
+
+from ._build import Record, build_dataset, file_signature, require_dir
+
+__all__ = ["load_imagefolder"]
+
+_LAYOUT = """root/metadata.jsonl with {"file_name": <path relative to root>, "label": <name or int>,
+    "bboxes": [[x0,y0,x1,y1], ...], "mask": <optional mask path>} per line, or root/<label>/<image>"""
+
+
+def _image_extensions() -> frozenset[str]:
+    return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items()
+                     if fmt in Image.OPEN)
+
+
+def _scan(root: str) -> list[str]:
+    """All image files under root (relative, sorted)."""
+    exts = _image_extensions()
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for f in filenames:
+            if os.path.splitext(f)[1].lower() in exts:
+                out.append(os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/"))
+    return sorted(out)
+
+
+def _read_metadata(path: str) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict) or "file_name" not in row:
+                raise ValueError(f"{path}:{lineno}: each line must be an object with 'file_name'")
+            rows.append(row)
+    return rows
+
+
+def _folder_label(rel: str) -> str:
+    parent = os.path.dirname(rel)
+    if not parent:
+        raise ValueError(
+            f"image {rel!r} lies directly in root: without a 'label' in metadata.jsonl the "
+            "label is the name of the image's parent folder (root/<label>/<image>)"
+        )
+    return os.path.basename(parent)
+
+
+def _plan(root: str, mask_key: str) -> tuple[list[dict], bool]:
+    """(rows with file_name, label, bboxes, mask) and whether any row has a mask."""
+    meta = os.path.join(root, "metadata.jsonl")
+    if os.path.isfile(meta):
+        rows = _read_metadata(meta)
+        listed = {os.path.normpath(r["file_name"]) for r in rows}
+        listed |= {os.path.normpath(str(r[mask_key])) for r in rows if r.get(mask_key)}
+        unlisted = [f for f in _scan(root) if os.path.normpath(f) not in listed]
+        if unlisted:
+            raise ValueError(
+                f"{len(unlisted)} image file(s) under {root!r} are not listed in metadata.jsonl "
+                f"(e.g. {unlisted[:3]}); list them, or move them out of the folder"
+            )
+    else:
+        rows = [{"file_name": f} for f in _scan(root)]
+        if not rows:
+            raise FileNotFoundError(f"no image files found under {root!r}; expected:\n{_LAYOUT}")
+    for r in rows:
+        if "label" not in r:
+            r["label"] = _folder_label(r["file_name"])
+    return rows, any(r.get(mask_key) for r in rows)
+
+
+def _records(root: str, mask_key: str, names: list[str]) -> Iterator[Record]:
+    rows, _ = _plan(root, mask_key)
+    index = {n: i for i, n in enumerate(names)}
+    for r in rows:
+        label = r["label"]
+        if isinstance(label, str):
+            if label not in index:
+                raise ValueError(f"label {label!r} of image {r['file_name']!r} is not one of the "
+                                 f"class names {names}")
+            label = index[label]
+        elif isinstance(label, bool) or not isinstance(label, int):
+            raise ValueError(f"label of image {r['file_name']!r} must be a class name or an int, "
+                             f"got {label!r}")
+        bboxes = r.get("bboxes") or []
+        if not isinstance(bboxes, list):
+            raise ValueError(f"bboxes of image {r['file_name']!r} must be a list of [x0,y0,x1,y1]")
+        mask = r.get(mask_key)
+        yield Record(
+            image_id=r["file_name"],
+            path=os.path.join(root, r["file_name"]),
+            label=label,
+            bboxes=bboxes,
+            mask_paths=[os.path.join(root, mask)] if mask else None,
+            mask_raw=True,
+        )
+
+
+def load_imagefolder(
+    root: str | os.PathLike,
+    *,
+    class_names: Sequence[str] | None = None,
+    on_error: str = "raise",
+    verify: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+) -> datasets.Dataset:
+    """Load a folder of images with labels and optional boxes/masks.
+
+    Parameters
+    ----------
+    root : path
+        See the module docstring for the layout.
+    class_names : sequence of str, optional
+        ClassLabel names. Default: the sorted distinct string labels; integer labels then
+        need ``class_names`` unless every label is an int (names ``"0" .. str(max)``).
+        A label outside the names raises ValueError naming the image.
+    on_error : {"raise", "skip"}
+        Missing/corrupt images, unreadable masks, bad boxes: raise naming the image, or skip
+        and report them (count and ids) in one ``SkippedImagesWarning``.
+    verify : bool, default=False
+        Fully decode every image (and mask) while loading.
+    cache_dir : path, optional
+        Where the Arrow file is written (default: the ``datasets`` cache).
+
+    Returns
+    -------
+    datasets.Dataset
+        ``image``, ``label``, ``bboxes``, ``image_id`` (path relative to root), and ``mask``
+        when any row names one (rows without a mask get None).
+    """
+    root = os.fspath(root)
+    require_dir(root, "root", _LAYOUT)
+    rows, with_mask = _plan(root, "mask")
+    labels = [r["label"] for r in rows]
+    if class_names is not None:
+        names = [str(n) for n in class_names]
+    elif all(isinstance(v, str) for v in labels):
+        names = sorted(set(labels))
+    elif all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
+        top = max(labels)
+        if min(labels) < 0:
+            bad = next(r["file_name"] for r in rows if r["label"] < 0)
+            raise ValueError(f"label of image {bad!r} is negative")
+        names = [str(i) for i in range(top + 1)]
+    else:
+        raise ValueError("labels mix names and integers; give class_names to map them")
+    meta = os.path.join(root, "metadata.jsonl")
+    key = f"{os.path.abspath(root)}|{verify}|{file_signature([meta])}|{len(rows)}|{rows[-1]['file_name']}"
+    if not os.path.isfile(meta):
+        key += "|" + "\n".join(r["file_name"] for r in rows)
+    del rows
+    return build_dataset(
+        partial(_records, root, "mask", names),
+        class_names=names,
+        source="load_imagefolder",
+        key=key,
+        with_mask=with_mask,
+        on_error=on_error,
+        verify=verify,
+        cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+    )
