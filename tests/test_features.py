@@ -15,6 +15,7 @@ from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import Pipeline
 from sklearn.utils import estimator_checks as ec
 
+from skcream.estimators import features as features_module
 from skcream.estimators.features import TimmFeatures
 from skcream.estimators.reactivation import CREAMReactivation, box_targets
 
@@ -142,11 +143,21 @@ def test_pickle_rebuilds_the_network(tf, tmp_path):
     assert len(blob) < 20_000  # parameters and seed, no 4.6M-parameter network
     back = pickle.loads(blob)
     assert "backbone_" not in vars(back)
+    features_module._NETWORKS.clear()  # as in a fresh process: a genuine rebuild
     np.testing.assert_array_equal(back.transform(imgs), ref)
+    assert back.backbone_ is not tf.backbone_
     joblib.dump(tf, tmp_path / "tf.joblib")
     np.testing.assert_array_equal(joblib.load(tmp_path / "tf.joblib").transform(imgs), ref)
     # the original keeps its network
     assert tf.backbone_ is not None
+
+
+def test_clones_share_the_frozen_network():
+    a = TimmFeatures(image_size=SIZE, random_state=5, verbose=0).fit()
+    b = clone(a).fit()
+    c = clone(a).set_params(random_state=6).fit()
+    assert a.backbone_ is b.backbone_  # same construction parameters and seed
+    assert a.backbone_ is not c.backbone_  # random weights: the seed matters
 
 
 def test_unfitted_raises():

@@ -24,6 +24,7 @@ training folds: the test folds are transformed again for every candidate).
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from numbers import Integral
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,10 @@ from sklearn.utils.validation import check_is_fitted
 __all__ = ["TimmFeatures"]
 
 _OUTPUT_TYPES = ("numpy", "torch")
+
+# construction parameters -> frozen network, least recently used first (see _build_network)
+_NETWORKS: OrderedDict[tuple, torch.nn.Module] = OrderedDict()
+_MAX_NETWORKS = 4
 
 
 def _resolve_device(device: Any) -> torch.device:
@@ -106,6 +111,8 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
     ----------
     backbone_ : skcream.backbones.FeatureBackbone
         The frozen network (rebuilt, not unpickled, after a pickle round trip).
+        Shared, read-only, between estimators built with the same parameters in one
+        process: do not modify it in place.
     data_config_ : dict
         ``mean``, ``std``, ``input_size``, ``interpolation`` of the backbone.
     image_size_ : int
@@ -207,10 +214,7 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         self.data_config_ = config
         self.image_size_ = int(size)
         self.backbone_ = net
-        new_params = getattr(net, "new_parameters", None)
-        self.random_init_ = self.pretrained is False or (
-            new_params is not None and any(True for _ in new_params())
-        )
+        self.random_init_ = self.pretrained is False or len(list(net.new_parameters())) > 0
         with torch.no_grad():
             probe = net(torch.zeros(1, 3, self.image_size_, self.image_size_,
                                     device=self._device()))
@@ -222,6 +226,18 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         return _resolve_device(self.device)
 
     def _build_network(self) -> torch.nn.Module:
+        # Frozen networks are shared between estimators with the same construction
+        # parameters (clones in a grid search, objects loaded from a Pipeline cache), so
+        # rebuilding after unpickling costs nothing within a process. The seed is part of
+        # the key only for networks with randomly initialised weights.
+        base = (
+            self.backbone, str(self.pretrained), _file_stamp(self.pretrained),
+            self.feature_stage, self.large_feature_map, self.modification, str(self._device()),
+        )
+        for key in (base, base + (self.seed_,)):
+            if key in _NETWORKS:
+                _NETWORKS.move_to_end(key)
+                return _NETWORKS[key]
         from skcream.backbones import build_backbone
 
         # Seed the initialisation (random weights, new layers) without touching the
@@ -238,7 +254,12 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         net.eval()
         for p in net.parameters():
             p.requires_grad_(False)
-        return net.to(self._device())
+        net = net.to(self._device())
+        random_init = self.pretrained is False or len(list(net.new_parameters())) > 0
+        _NETWORKS[base + (self.seed_,) if random_init else base] = net
+        while len(_NETWORKS) > _MAX_NETWORKS:
+            _NETWORKS.popitem(last=False)
+        return net
 
     # ---------------------------------------------------------- pickling
     def __getstate__(self) -> dict:

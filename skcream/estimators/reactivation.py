@@ -34,7 +34,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["CREAMReactivation", "box_targets", "PROTOCOL_SIZE"]
+__all__ = ["CREAMReactivation", "box_targets", "box_targets_from", "PROTOCOL_SIZE"]
 
 #: Side of the square maps the WSOL protocol evaluates (maps are upsampled to it).
 PROTOCOL_SIZE = 224
@@ -107,6 +107,45 @@ def box_targets(
         y["boxes"][i] = b
     y["size"] = sizes
     return y
+
+
+def box_targets_from(
+    X: Any,
+    y: Any = None,
+    *,
+    image_column: str = "image",
+    label_column: str = "label",
+    bbox_column: str = "bboxes",
+) -> np.ndarray:
+    """:func:`box_targets` read from a ``datasets.Dataset`` with the skcream schema.
+
+    Parameters
+    ----------
+    X : datasets.Dataset (or anything ``ImageSource.from_input`` reads that has boxes)
+        Needs the label and box columns; image sizes come from the file headers.
+    y : array-like of shape (n,), optional
+        Labels overriding the label column.
+    image_column, label_column, bbox_column : str
+        Column names.
+
+    Returns
+    -------
+    y : ndarray of shape (n,), structured (see :func:`box_targets`)
+    """
+    from skcream.data.adapters import ImageSource
+
+    source = ImageSource.from_input(
+        X, y, image_column=image_column, label_column=label_column, bbox_column=bbox_column
+    )
+    if not source.has_boxes or source.labels is None:
+        raise ValueError(
+            f"X needs a label column {label_column!r} and a box column {bbox_column!r} "
+            "to build box targets"
+        )
+    n = len(source)
+    return box_targets(
+        source.labels, [source.boxes(i) for i in range(n)], [source.size(i) for i in range(n)]
+    )
 
 
 def _is_box_targets(y: Any) -> bool:
