@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -116,3 +117,181 @@ def test_protocol_frame_truncates_like_int():
     np.testing.assert_array_equal(bt.to_protocol_frame(boxes, size, truncate=True)[0], expected)
     np.testing.assert_allclose(bt.to_protocol_frame(boxes, size)[0],
                                [10 * 224 / 500, 7 * 224 / 375, 333 * 224 / 500, 250 * 224 / 375])
+
+
+# ---------------------------------------------------------------------------
+# Box-aware training targets: crop and flip move the box exactly
+# ---------------------------------------------------------------------------
+
+
+def _rectangle_image(w, h, box, value=255):
+    """Dark uint8 image with a bright filled rectangle covering pixels [x0, x1) x [y0, y1)."""
+    img = np.full((h, w, 3), 10, dtype=np.uint8)
+    x0, y0, x1, y1 = box
+    img[y0:y1, x0:x1] = value
+    return img
+
+
+class _FixedTransform:
+    """TrainTransform with given crop/flip draws (box-aware)."""
+
+    box_aware = True
+
+    def __init__(self, transform, params):
+        self.transform, self.params = transform, params
+
+    def __call__(self, image, boxes=None):
+        return self.transform.apply(image, boxes, self.params)
+
+
+@pytest.mark.parametrize("left,top,flip", [(0, 0, False), (3, 5, False), (8, 8, True),
+                                           (2, 7, True), (0, 8, True)])
+def test_target_follows_crop_and_flip_exactly(left, top, flip):
+    from skcream.data.adapters import ImageSource
+    from skcream.data.transforms import CropParams, TrainTransform
+
+    box = (9, 12, 30, 27)  # continuous [x0, x1) covers pixels 9..29
+    img = _rectangle_image(40, 40, box)
+    # resize == image size: no resampling, the crop is an exact pixel window
+    tt = TrainTransform(resize=40, crop=32, flip=True, mean=(0, 0, 0), std=(1, 1, 1))
+    ds = bt.BoxTargetDataset(ImageSource.from_input([img]), np.array([box], float),
+                             _FixedTransform(tt, CropParams(left=left, top=top, flip=flip)))
+    item = ds[0]
+    bright = item["image"][0].numpy() > 0.5  # independent fact: where the rectangle landed
+    rows, cols = np.nonzero(bright)
+    expected = np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]) / 32
+    np.testing.assert_allclose(item["target"].numpy(), expected, atol=1e-7)
+    assert item["target"].dtype == torch.float32
+
+
+# ---------------------------------------------------------------------------
+# PseudoBoxRegressor: sklearn contract with a tiny untrained timm model
+# ---------------------------------------------------------------------------
+
+TINY = dict(backbone="test_efficientnet", pretrained=False, max_epochs=1, batch_size=4,
+            image_size=32, resize_size=36, random_state=0, verbose=0)
+
+
+def _tiny_data(n=8, seed=0):
+    rng = np.random.default_rng(seed)
+    images, boxes = [], []
+    for i in range(n):
+        w, h = 40 + 3 * i, 36 + 2 * i
+        images.append(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+        boxes.append([2 + i % 3, 3, w - 5, h - 4 - i % 2])
+    return images, np.array(boxes, dtype=float)
+
+
+@pytest.fixture(scope="module")
+def tiny_fitted():
+    from skcream.estimators.regressor import PseudoBoxRegressor
+
+    X, boxes = _tiny_data()
+    return PseudoBoxRegressor(**TINY).fit(X, boxes), X, boxes
+
+
+def test_fit_predict_contract(tiny_fitted):
+    reg, X, _ = tiny_fitted
+    pred = reg.predict(X)
+    assert pred.shape == (len(X), 4) and pred.dtype == np.float64
+    sizes = np.array([[x.shape[1], x.shape[0]] for x in X])
+    assert np.all(pred[:, 0] <= pred[:, 2]) and np.all(pred[:, 1] <= pred[:, 3])
+    assert np.all(pred >= 0)
+    assert np.all(pred[:, [0, 2]] <= sizes[:, [0]]) and np.all(pred[:, [1, 3]] <= sizes[:, [1]])
+    assert len(reg.history_) == 1 and {"loss", "accuracy"} <= set(reg.history_[0])
+    assert reg.n_train_ == len(X)
+    # batch vs one by one
+    one = np.concatenate([reg.predict([x]) for x in X[:3]])
+    np.testing.assert_allclose(one, pred[:3], rtol=1e-5, atol=1e-4)
+
+
+def test_predict_scales_unit_boxes_to_each_image(tiny_fitted):
+    """Replace the network by one with known outputs: predict must scale by (W, H), order
+    corners, and ignore the 224-resize."""
+    import copy
+
+    reg, X, _ = tiny_fitted
+    reg = copy.deepcopy(reg)
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            out = torch.tensor([[0.5, 0.2, 0.1, 0.6]], dtype=x.dtype)  # x0 > x1 on purpose
+            return out.repeat(x.shape[0], 1)
+
+    reg.model_ = Fixed()
+    pred = reg.predict(X)
+    for (x0, y0, x1, y1), img in zip(pred, X):
+        h, w = img.shape[:2]
+        np.testing.assert_allclose([x0, y0, x1, y1], [0.1 * w, 0.2 * h, 0.5 * w, 0.6 * h],
+                                   rtol=1e-6)
+
+
+def test_not_fitted_and_params():
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    from skcream.estimators.regressor import PseudoBoxRegressor
+
+    reg = PseudoBoxRegressor(**TINY)
+    with pytest.raises(NotFittedError):
+        reg.predict([np.zeros((8, 8, 3), np.uint8)])
+    params = reg.get_params()
+    assert params["hidden"] == 512 and params["backbone"] == "test_efficientnet"
+    c = clone(reg)
+    assert c.get_params() == params and c is not reg
+    c.set_params(hidden=16)
+    assert c.hidden == 16 and reg.hidden == 512
+
+
+def test_pickle_joblib_save_load_identical(tiny_fitted, tmp_path):
+    import pickle
+
+    import joblib
+
+    from skcream.estimators.regressor import PseudoBoxRegressor
+
+    reg, X, _ = tiny_fitted
+    pred = reg.predict(X)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(reg)).predict(X), pred)
+    joblib.dump(reg, tmp_path / "r.joblib")
+    np.testing.assert_array_equal(joblib.load(tmp_path / "r.joblib").predict(X), pred)
+    reg.save(tmp_path / "saved")
+    loaded = PseudoBoxRegressor.load(tmp_path / "saved")
+    np.testing.assert_array_equal(loaded.predict(X), pred)
+    assert loaded.get_params() == reg.get_params()
+    assert loaded.history_ == reg.history_
+    reg.save(tmp_path / "saved")  # same estimator again: allowed
+    other = PseudoBoxRegressor(**{**TINY, "random_state": 1}).fit(X[:4], tiny_fitted[2][:4])
+    with pytest.raises(FileExistsError):
+        other.save(tmp_path / "saved")
+
+
+def test_fit_reproducible_with_random_state(tiny_fitted):
+    from skcream.estimators.regressor import PseudoBoxRegressor
+
+    reg, X, boxes = tiny_fitted
+    again = PseudoBoxRegressor(**TINY).fit(X, boxes)
+    np.testing.assert_array_equal(again.predict(X), reg.predict(X))
+
+
+def test_fit_bad_boxes_name_the_index():
+    from skcream.estimators.regressor import PseudoBoxRegressor
+
+    X, boxes = _tiny_data(4)
+    reg = PseudoBoxRegressor(**TINY)
+    with pytest.raises(ValueError, match="3 rows but X has 4 images"):
+        reg.fit(X, boxes[:3])
+    bad = boxes.copy()
+    bad[2, 2] = X[2].shape[1] + 1
+    with pytest.raises(ValueError, match=r"boxes\[2\].*outside image 2"):
+        reg.fit(X, bad)
+    bad = boxes.copy()
+    bad[1, 3] = bad[1, 1]
+    with pytest.raises(ValueError, match=r"boxes\[1\].*degenerate"):
+        reg.fit(X, bad)
+    with pytest.raises(ValueError, match="lr must be positive"):
+        PseudoBoxRegressor(**{**TINY, "lr": 0.0}).fit(X, boxes)
+    with pytest.raises(ValueError, match="resize_size must be >= image_size"):
+        PseudoBoxRegressor(**{**TINY, "resize_size": 16}).fit(X, boxes)
+    with pytest.raises(ValueError, match="one box per image"):
+        reg.fit(X)  # a list of images has no bbox column

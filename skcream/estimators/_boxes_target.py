@@ -297,3 +297,42 @@ def to_protocol_frame(boxes: np.ndarray, sizes: np.ndarray, size: int = PROTOCOL
     if truncate:
         scaled = np.trunc(scaled)
     return scaled
+
+
+class BoxTargetDataset:
+    """Torch map-style dataset of augmented images and their box regression targets.
+
+    Parameters
+    ----------
+    source : skcream.data.adapters.ImageSource
+    boxes : ndarray of shape (n, 4)
+        One box per image in original pixels (validated by the caller).
+    transform : skcream.data.transforms.TrainTransform or EvalTransform
+        Box-aware: ``transform(image, boxes (1, 4)) -> (tensor (3, S, S), boxes (1, 4))``;
+        for :class:`TrainTransform` the crop and flip move the box (continuous
+        coordinates, clipped to the crop).
+
+    Items
+    -----
+    ``{"image": (3, S, S) float32, "target": (4,) float32 in [0, 1], "index": int}``:
+    the target is the transformed box divided by ``S`` (:func:`crop_target`).
+    """
+
+    def __init__(self, source, boxes: np.ndarray, transform) -> None:
+        if len(boxes) != len(source):
+            raise ValueError(f"boxes has {len(boxes)} rows for {len(source)} images")
+        self.source = source
+        self.boxes = np.asarray(boxes, dtype=np.float64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> dict:
+        import torch
+
+        image = self.source.image(index)
+        x, moved = self.transform(image, self.boxes[index : index + 1])
+        size = (int(x.shape[-1]), int(x.shape[-2]))
+        target = torch.from_numpy(crop_target(moved, size))
+        return {"image": x, "target": target, "index": int(index)}
