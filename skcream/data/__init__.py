@@ -8,6 +8,7 @@ from .adapters import ImageSource, TorchImageDataset, collate
 from .cub import load_cub
 from .imagefolder import load_imagefolder
 from .schema import SkippedImagesWarning, to_rgb, wsol_features
+from .synthetic import SyntheticConfig, iter_synthetic, make_synthetic
 from .transforms import EvalTransform, TrainTransform
 from .wsol import load_wsol
 
@@ -15,12 +16,15 @@ __all__ = [
     "EvalTransform",
     "ImageSource",
     "SkippedImagesWarning",
+    "SyntheticConfig",
     "TorchImageDataset",
     "TrainTransform",
     "collate",
+    "iter_synthetic",
     "load_cub",
     "load_imagefolder",
     "load_wsol",
+    "make_synthetic",
     "to_rgb",
     "wsol_features",
 ]
