@@ -1,0 +1,561 @@
+"""WSOL metrics with the exact numbers of the reference evaluation (``wsolevaluation``).
+
+Conventions (``docs/WSOL_PROTOCOL.md`` of the shared folder, sections 1-11):
+maps are quantised as ``q = (map * 255).astype(uint8)`` (truncation); a CAM
+threshold ``t`` becomes the level ``L = int(t * q.max())`` and the foreground is
+``q > L``; boxes come from ``cv2.findContours(RETR_TREE)`` contours as
+``[x, y, min(x + w, W - 1), min(y + h, H - 1)]``; IoU uses inclusive "+1" areas.
+
+Speed. The reference calls ``cv2.findContours`` once per threshold per map.
+Here only the distinct levels are visited, and in multi-contour mode (MaxBoxAccV2)
+no contour is traced at all: the boxes of every connected component of every
+level set come from one component tree (:mod:`skcream._boxes`). The multiset
+of boxes is the reference's: for each 8-connected foreground component
+``[xmin, ymin, min(xmax+1, W-1), min(ymax+1, H-1)]``, and for each hole (a
+4-connected background component not touching the border)
+``[hxmin-1, hymin-1, min(hxmax+2, W-1), min(hymax+2, H-1)]``. Tests compare every
+number with a plain re-implementation of the reference
+(``benchmarks/wsol_reference.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+
+from skcream._boxes import level_component_boxes
+
+__all__ = [
+    "box_iou",
+    "boxes_from_scoremap",
+    "box_acc_curve",
+    "max_box_acc",
+    "max_box_acc_v2",
+    "pxap",
+    "localization_accuracy",
+    "WSOLScorer",
+    "make_wsol_scorer",
+]
+
+ArrayLike = Any
+
+
+# ----------------------------------------------------------------------------- validation
+def _check_map(scoremap: ArrayLike, name: str) -> np.ndarray:
+    """One score map as float64 (H, W) in [0, 1], or a ValueError/TypeError naming it."""
+    arr = np.asarray(scoremap)
+    if not (np.issubdtype(arr.dtype, np.floating)):
+        raise TypeError(f"{name} must be a floating-point array, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (H, W), got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    lo, hi = arr.min(), arr.max()  # NaN propagates, so NaN fails the test below
+    if not (lo >= 0.0 and hi <= 1.0):
+        if np.isnan(arr).any():
+            raise ValueError(f"{name} contains NaN")
+        if np.isinf(arr).any():
+            raise ValueError(f"{name} contains an infinite value")
+        raise ValueError(f"{name} must lie in [0, 1]; min={lo!r}, max={hi!r}")
+    return arr
+
+
+def _check_maps(scoremaps: ArrayLike, name: str = "scoremaps") -> list[np.ndarray]:
+    if isinstance(scoremaps, np.ndarray):
+        if scoremaps.ndim != 3:
+            raise ValueError(
+                f"{name} must be an (n, H, W) array or a sequence of 2-D maps, "
+                f"got an array of shape {scoremaps.shape}"
+            )
+        items = list(scoremaps)
+    elif isinstance(scoremaps, Sequence) or hasattr(scoremaps, "__iter__"):
+        items = list(scoremaps)
+    else:
+        raise TypeError(f"{name} must be an array or a sequence of 2-D maps")
+    if not items:
+        raise ValueError(f"{name} is empty")
+    return [_check_map(m, f"{name}[{i}]") for i, m in enumerate(items)]
+
+
+def _check_boxes(boxes: ArrayLike, name: str, allow_empty: bool = False) -> np.ndarray:
+    """(k, 4) x0, y0, x1, y1 boxes: finite, non-negative, x1 >= x0, y1 >= y0."""
+    try:
+        arr = np.asarray(boxes)
+        if arr.dtype == object or not (
+            np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
+        ):
+            raise TypeError
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be numeric boxes x0, y0, x1, y1") from None
+    if arr.ndim == 1 and arr.size == 4:
+        arr = arr.reshape(1, 4)
+    if arr.ndim == 1 and arr.size == 0:
+        arr = arr.reshape(0, 4)
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"{name} must have shape (4,) or (k, 4), got {arr.shape}")
+    if arr.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name} is empty: every image needs at least one box")
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    if (arr < 0).any():
+        raise ValueError(f"{name} has a negative coordinate")
+    if (arr[:, 2] < arr[:, 0]).any() or (arr[:, 3] < arr[:, 1]).any():
+        bad = int(np.flatnonzero((arr[:, 2] < arr[:, 0]) | (arr[:, 3] < arr[:, 1]))[0])
+        raise ValueError(f"{name}[{bad}] = {arr[bad].tolist()} has x1 < x0 or y1 < y0")
+    if arr.dtype == bool:
+        arr = arr.astype(np.int64)
+    return arr
+
+
+def _check_gt_boxes(gt_boxes: ArrayLike, n: int, name: str = "gt_boxes") -> list[np.ndarray]:
+    try:
+        items = list(gt_boxes)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of (k_i, 4) box arrays") from None
+    if len(items) != n:
+        raise ValueError(f"{name} has {len(items)} entries but there are {n} maps")
+    return [_check_boxes(b, f"{name}[{i}]") for i, b in enumerate(items)]
+
+
+def _thresholds(cam_curve_interval: float) -> np.ndarray:
+    step = float(cam_curve_interval)
+    if not (0.0 < step < 1.0):
+        raise ValueError(f"cam_curve_interval must be in (0, 1), got {cam_curve_interval!r}")
+    return np.arange(0, 1, step)
+
+
+def _quantise(scoremap: np.ndarray) -> np.ndarray:
+    """Truncation, as the reference: 0.999 -> 254, 1.0 -> 255."""
+    return (scoremap * 255).astype(np.uint8)
+
+
+def _levels(thresholds: np.ndarray, qmax: int) -> np.ndarray:
+    """``int(t * q.max())`` for every threshold (float64 product, then truncation)."""
+    return (thresholds * np.float64(qmax)).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- IoU
+def box_iou(boxes_a: ArrayLike, boxes_b: ArrayLike) -> np.ndarray:
+    """IoU of every box of ``boxes_a`` with every box of ``boxes_b``.
+
+    Boxes are ``x0, y0, x1, y1`` with inclusive pixel coordinates: a box covers
+    ``(x1 - x0 + 1) * (y1 - y0 + 1)`` pixels, so two identical one-pixel boxes
+    have IoU 1.
+
+    Parameters
+    ----------
+    boxes_a : array-like (n_a, 4) or (4,)
+    boxes_b : array-like (n_b, 4) or (4,)
+
+    Returns
+    -------
+    ndarray (n_a, n_b) float64
+    """
+    a = _check_boxes(boxes_a, "boxes_a", allow_empty=True)
+    b = _check_boxes(boxes_b, "boxes_b", allow_empty=True)
+    return _iou(a, b)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # the reference's operations, element by element (identical float64 results)
+    a = a[:, None, :]
+    b = b[None, :, :]
+    min_x = np.maximum(a[..., 0], b[..., 0])
+    min_y = np.maximum(a[..., 1], b[..., 1])
+    max_x = np.minimum(a[..., 2], b[..., 2])
+    max_y = np.minimum(a[..., 3], b[..., 3])
+    inter = np.maximum(0, max_x - min_x + 1) * np.maximum(0, max_y - min_y + 1)
+    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
+    area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
+    denominator = area_a + area_b - inter
+    degenerate = denominator <= 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = inter / np.where(degenerate, 1, denominator)
+    iou = np.asarray(iou, dtype=np.float64)
+    iou[degenerate] = 0.0
+    return iou
+
+
+# ----------------------------------------------------------------------------- boxes
+def _contour_boxes(q: np.ndarray, level: int, multi_contour: bool) -> np.ndarray:
+    """The reference's boxes of ``q > level`` (contour order), (k, 4) int64."""
+    h, w = q.shape
+    binary = np.where(q > level, np.uint8(255), np.uint8(0))
+    contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+    if len(contours) == 0:
+        return np.zeros((1, 4), dtype=np.int64)
+    if not multi_contour:
+        contours = [max(contours, key=cv2.contourArea)]  # ties: the first one
+    out = np.empty((len(contours), 4), dtype=np.int64)
+    for i, c in enumerate(contours):
+        x, y, bw, bh = cv2.boundingRect(c)
+        out[i] = (x, y, min(x + bw, w - 1), min(y + bh, h - 1))
+    return out
+
+
+def boxes_from_scoremap(
+    scoremap: ArrayLike, thresholds: ArrayLike, multi_contour: bool = False
+) -> list[np.ndarray]:
+    """The boxes the reference evaluation infers from one map at each CAM threshold.
+
+    Parameters
+    ----------
+    scoremap : array-like (H, W) float in [0, 1]
+    thresholds : array-like (n_thresholds,)
+        CAM thresholds in [0, 1); the foreground is ``q > int(t * q.max())``.
+    multi_contour : bool, default=False
+        False: the box of the contour with the largest ``cv2.contourArea``
+        (the original MaxBoxAcc and the box a user gets). True: one box per
+        contour, holes included (MaxBoxAccV2).
+
+    Returns
+    -------
+    list of n_thresholds ndarrays (k_t, 4) int64
+        ``x0, y0, x1, y1`` boxes in the reference's (OpenCV's contour) order; an
+        all-zero map gives ``[[0, 0, 0, 0]]``.
+    """
+    smap = _check_map(scoremap, "scoremap")
+    thr = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    if not np.isfinite(thr).all():
+        raise ValueError("thresholds must be finite")
+    q = _quantise(smap)
+    cache: dict[int, np.ndarray] = {}
+    out = []
+    for level in _levels(thr, int(q.max())).tolist():
+        if level not in cache:
+            cache[level] = _contour_boxes(q, level, multi_contour)
+        out.append(cache[level].copy())
+    return out
+
+
+def _predicted_boxes_all_levels(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Multi-contour boxes at every level ``0..q.max()-1`` from the component trees.
+
+    Returns
+    -------
+    levels : ndarray (K,) int64
+    boxes : ndarray (K, 4) int64, the reference's boxes (foreground and holes)
+    """
+    h, w = q.shape
+    lv, bx = level_component_boxes(q, 8)
+    fg = np.stack(
+        [bx[:, 0], bx[:, 1], np.minimum(bx[:, 2] + 1, w - 1), np.minimum(bx[:, 3] + 1, h - 1)],
+        axis=1,
+    )
+    # background of q > L is {255 - q > 254 - L}; holes are its 4-connected
+    # components that do not touch the border
+    hlv, hbx = level_component_boxes(255 - q, 4)
+    inside = (hbx[:, 0] > 0) & (hbx[:, 1] > 0) & (hbx[:, 2] < w - 1) & (hbx[:, 3] < h - 1)
+    hlv, hbx = 254 - hlv[inside], hbx[inside]
+    holes = np.stack(
+        [hbx[:, 0] - 1, hbx[:, 1] - 1, np.minimum(hbx[:, 2] + 2, w - 1),
+         np.minimum(hbx[:, 3] + 2, h - 1)],
+        axis=1,
+    )
+    return np.concatenate([lv, hlv]), np.concatenate([fg, holes])
+
+
+def _best_iou_per_threshold(
+    q: np.ndarray, gt: np.ndarray, thresholds: np.ndarray, multi_contour: bool
+) -> np.ndarray:
+    """Best IoU over predicted x GT boxes at each threshold, (n_thresholds,) float64."""
+    qmax = int(q.max())
+    levels = _levels(thresholds, qmax)
+    if qmax == 0:  # no contour at any threshold: the box [0, 0, 0, 0]
+        return np.full(levels.size, _iou(np.zeros((1, 4), np.int64), gt).max())
+    best = np.full(256, -np.inf)
+    if multi_contour:
+        lv, boxes = _predicted_boxes_all_levels(q)
+        np.maximum.at(best, lv, _iou(boxes, gt).max(axis=1))
+    else:
+        for level in np.unique(levels).tolist():
+            best[level] = _iou(_contour_boxes(q, level, False), gt).max()
+    return best[levels]
+
+
+# ----------------------------------------------------------------------------- MaxBoxAcc
+def box_acc_curve(
+    scoremaps: ArrayLike,
+    gt_boxes: ArrayLike,
+    *,
+    iou_thresholds: Sequence[float] = (30, 50, 70),
+    cam_curve_interval: float = 0.01,
+    multi_contour: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Box accuracy (percent of maps localized) at every CAM threshold.
+
+    Parameters
+    ----------
+    scoremaps : ndarray (n, H, W) or sequence of n 2-D arrays (sizes may differ)
+        Float maps in [0, 1] (float32 is converted to float64).
+    gt_boxes : sequence of n array-likes (k_i, 4)
+        Ground-truth boxes ``x0, y0, x1, y1`` in each map's pixels; the best
+        match counts.
+    iou_thresholds : sequence of float, default=(30, 50, 70)
+        In percent; a map counts at delta when its best IoU >= delta / 100.
+    cam_curve_interval : float, default=0.01
+        The CAM thresholds are ``np.arange(0, 1, cam_curve_interval)``.
+    multi_contour : bool, default=True
+        Every contour gives a box (MaxBoxAccV2) or only the largest one.
+
+    Returns
+    -------
+    thresholds : ndarray (n_thresholds,)
+    accuracy : ndarray (n_iou, n_thresholds) float64, percent
+    """
+    maps = _check_maps(scoremaps)
+    gts = _check_gt_boxes(gt_boxes, len(maps))
+    deltas = np.asarray(iou_thresholds, dtype=np.float64).reshape(-1)
+    if deltas.size == 0 or not np.isfinite(deltas).all():
+        raise ValueError(f"iou_thresholds must be a non-empty list of numbers, got {iou_thresholds!r}")
+    thresholds = _thresholds(cam_curve_interval)
+    correct = np.zeros((deltas.size, thresholds.size))
+    for smap, gt in zip(maps, gts):
+        best = _best_iou_per_threshold(_quantise(smap), gt, thresholds, multi_contour)
+        correct += best[None, :] >= (deltas[:, None] / 100)
+    return thresholds, correct * 100.0 / float(len(maps))
+
+
+def max_box_acc(
+    scoremaps: ArrayLike,
+    gt_boxes: ArrayLike,
+    *,
+    iou_thresholds: Sequence[float] = (30, 50, 70),
+    cam_curve_interval: float = 0.01,
+    multi_contour: bool = True,
+) -> np.ndarray:
+    """MaxBoxAcc: the best box accuracy over CAM thresholds, separately per IoU threshold.
+
+    ``max_box_acc(maps, boxes, iou_thresholds=(50,), multi_contour=False)`` is the
+    original MaxBoxAcc; the default settings give the three numbers averaged by
+    MaxBoxAccV2. Parameters as :func:`box_acc_curve`.
+
+    Returns
+    -------
+    ndarray (n_iou,) float64, percent
+    """
+    _, acc = box_acc_curve(
+        scoremaps, gt_boxes, iou_thresholds=iou_thresholds,
+        cam_curve_interval=cam_curve_interval, multi_contour=multi_contour,
+    )
+    return acc.max(axis=1)
+
+
+def max_box_acc_v2(
+    scoremaps: ArrayLike, gt_boxes: ArrayLike, *, cam_curve_interval: float = 0.01
+) -> float:
+    """MaxBoxAccV2 (percent): mean of multi-contour MaxBoxAcc at IoU 30, 50 and 70."""
+    return float(np.average(max_box_acc(
+        scoremaps, gt_boxes, iou_thresholds=(30, 50, 70),
+        cam_curve_interval=cam_curve_interval, multi_contour=True,
+    )))
+
+
+# ----------------------------------------------------------------------------- PxAP
+def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """``np.histogram`` bin of each value in [0, 1] for the edges ``arange + [1, 2, 3]``.
+
+    ``floor(v * n)`` is off by one only within a few ulps of an edge; one compare
+    against the actual edges on each side makes it exact.
+    """
+    n = edges.size - 3
+    k = (values * n).astype(np.intp)
+    np.minimum(k, n, out=k)
+    k -= edges[k] > values
+    k += edges[k + 1] <= values
+    return k
+
+
+def pxap(scoremaps: ArrayLike, gt_masks: ArrayLike, *, cam_curve_interval: float = 0.01) -> float:
+    """Pixel average precision (percent), micro-averaged over all pixels of all maps.
+
+    Parameters
+    ----------
+    scoremaps : ndarray (n, H, W) or sequence of n 2-D arrays
+        Float maps in [0, 1].
+    gt_masks : ndarray (n, H, W) or sequence of n 2-D arrays, same shapes
+        1 = foreground, 0 = background, any other value (255) is ignored.
+    cam_curve_interval : float, default=0.01
+
+    Returns
+    -------
+    float
+        ``100 * sum_i P_i (R_i - R_{i-1})`` over the thresholds
+        ``3, 2, 1, e_{n-1}, ..., e_0`` (step sum, no interpolation).
+    """
+    maps = _check_maps(scoremaps)
+    try:
+        masks = list(gt_masks)
+    except TypeError:
+        raise TypeError("gt_masks must be an array or a sequence of 2-D masks") from None
+    if len(masks) != len(maps):
+        raise ValueError(f"gt_masks has {len(masks)} entries but there are {len(maps)} maps")
+    edges = np.append(_thresholds(cam_curve_interval), [1.0, 2.0, 3.0])
+    n_bins = edges.size - 1
+    hist = np.zeros(2 * n_bins, dtype=np.int64)  # [negatives | positives]
+    for i, (smap, mask) in enumerate(zip(maps, masks)):
+        mask = np.asarray(mask)
+        if mask.shape != smap.shape:
+            raise ValueError(
+                f"gt_masks[{i}] has shape {mask.shape} but scoremaps[{i}] has {smap.shape}"
+            )
+        if mask.dtype == bool:
+            cls = mask.view(np.uint8)
+            keep = None
+        else:
+            cls = np.where(mask == 1, 1, 0).astype(np.uint8)
+            keep = (mask == 0) | (mask == 1)
+            if keep.all():
+                keep = None
+        k = _bin_index(smap, edges)
+        code = k + n_bins * cls
+        if keep is not None:
+            code = code[keep]
+        hist += np.bincount(code.ravel(), minlength=2 * n_bins)
+    neg, pos = hist[:n_bins].astype(np.float64), hist[n_bins:].astype(np.float64)
+    n_pos = pos.sum()
+    if n_pos <= 0:
+        raise ValueError("gt_masks: no positive (== 1) pixel in the whole set")
+    tp = pos[::-1].cumsum()
+    fp = neg[::-1].cumsum()
+    fn = n_pos - tp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = tp / (tp + fp)
+        recall = tp / (tp + fn)
+    nonzero = (tp + fp) != 0
+    return float((precision[1:] * np.diff(recall))[nonzero[1:]].sum() * 100)
+
+
+# ----------------------------------------------------------------------------- Top-k Loc
+def localization_accuracy(
+    pred_boxes: ArrayLike,
+    gt_boxes: ArrayLike,
+    pred_labels_topk: ArrayLike,
+    labels: ArrayLike,
+    *,
+    iou_threshold: float = 50,
+) -> dict[str, float]:
+    """Top-1 Loc, Top-5 Loc and GT-known Loc (percent).
+
+    Parameters
+    ----------
+    pred_boxes : array-like (n, 4)
+        One box per image, from the map of the true class (as the protocol).
+    gt_boxes : sequence of n array-likes (k_i, 4)
+        The best-matching ground-truth box counts.
+    pred_labels_topk : array-like (n, k) or (n,)
+        Predicted classes, best first; with k < 5 Top-5 uses the k given.
+    labels : array-like (n,)
+        True classes.
+    iou_threshold : float, default=50
+        In percent; a box is correct when IoU >= iou_threshold / 100.
+
+    Returns
+    -------
+    dict with ``top1_loc``, ``top5_loc``, ``gt_known_loc``
+    """
+    boxes = _check_boxes(pred_boxes, "pred_boxes")
+    n = boxes.shape[0]
+    gts = _check_gt_boxes(gt_boxes, n)
+    topk = np.asarray(pred_labels_topk)
+    if topk.ndim == 1:
+        topk = topk[:, None]
+    if topk.ndim != 2 or topk.shape[0] != n or topk.shape[1] == 0:
+        raise ValueError(f"pred_labels_topk must have shape (n, k) with n={n}, got {topk.shape}")
+    lab = np.asarray(labels).reshape(-1)
+    if lab.shape[0] != n:
+        raise ValueError(f"labels has {lab.shape[0]} entries but there are {n} boxes")
+    loc_ok = np.array(
+        [_iou(boxes[i : i + 1], gts[i]).max() >= iou_threshold / 100 for i in range(n)]
+    )
+    top1 = topk[:, 0] == lab
+    top5 = (topk[:, :5] == lab[:, None]).any(axis=1)
+    return {
+        "top1_loc": float((loc_ok & top1).mean() * 100),
+        "top5_loc": float((loc_ok & top5).mean() * 100),
+        "gt_known_loc": float(loc_ok.mean() * 100),
+    }
+
+
+# ----------------------------------------------------------------------------- scorers
+_METRICS: dict[str, tuple[Callable[..., Any], str]] = {
+    "max_box_acc_v2": (max_box_acc_v2, "boxes"),
+    "max_box_acc": (
+        lambda m, b, **kw: float(max_box_acc(m, b, iou_thresholds=(50,), multi_contour=False,
+                                             **kw)[0]),
+        "boxes",
+    ),
+    "pxap": (pxap, "masks"),
+}
+
+
+def _field(y: Any, name: str) -> Any:
+    if isinstance(y, Mapping):
+        return y[name] if name in y else None
+    names = getattr(getattr(y, "dtype", None), "names", None)
+    if names and name in names:
+        return y[name]
+    return None
+
+
+class WSOLScorer:
+    """A scikit-learn scorer ``scorer(estimator, X, y) -> float`` for the WSOL metrics.
+
+    The estimator must have a method (``maps_method``) ``(X, labels) -> maps``
+    returning one 2-D map per image for the given classes (GT-known maps). The
+    maps are brought to ``size`` by :func:`skcream.localize.protocol_maps`
+    (bicubic upsampling, then min-max), unless ``size`` is None (maps used as
+    they are, which must then be in [0, 1]).
+
+    ``y`` is a mapping or a structured array with fields ``label`` and, for the
+    box metrics, ``boxes`` (sequence of (k_i, 4) in the maps' frame, i.e. already
+    scaled to ``size``) or, for PxAP, ``mask`` ((H, W) at ``size``).
+
+    Parameters
+    ----------
+    metric : {"max_box_acc_v2", "max_box_acc", "pxap"}
+    maps_method : str, default="localize"
+    size : (int, int) or None, default=(224, 224)
+    cam_curve_interval : float, default=0.01
+    """
+
+    def __init__(self, metric: str = "max_box_acc_v2", *, maps_method: str = "localize",
+                 size: tuple[int, int] | None = (224, 224), cam_curve_interval: float = 0.01):
+        if metric not in _METRICS:
+            raise ValueError(f"metric must be one of {sorted(_METRICS)}, got {metric!r}")
+        self.metric = metric
+        self.maps_method = maps_method
+        self.size = size
+        self.cam_curve_interval = cam_curve_interval
+
+    def __repr__(self) -> str:
+        return (f"WSOLScorer(metric={self.metric!r}, maps_method={self.maps_method!r}, "
+                f"size={self.size!r}, cam_curve_interval={self.cam_curve_interval!r})")
+
+    def __call__(self, estimator: Any, X: Any, y: Any) -> float:
+        fn, target = _METRICS[self.metric]
+        labels = _field(y, "label")
+        truth = _field(y, target if target == "boxes" else "mask")
+        if labels is None or truth is None:
+            raise ValueError(
+                f"y must carry fields 'label' and '{'boxes' if target == 'boxes' else 'mask'}' "
+                f"for metric {self.metric!r}"
+            )
+        method = getattr(estimator, self.maps_method, None)
+        if not callable(method):
+            raise TypeError(f"{type(estimator).__name__} has no method {self.maps_method!r}")
+        maps = method(X, labels)
+        if self.size is not None:
+            from skcream.localize import protocol_maps
+
+            maps = protocol_maps(maps, size=self.size)
+        return float(fn(maps, truth, cam_curve_interval=self.cam_curve_interval))
+
+
+def make_wsol_scorer(metric: str = "max_box_acc_v2", **kwargs: Any) -> WSOLScorer:
+    """Shorthand for :class:`WSOLScorer` (``make_scorer``-style)."""
+    return WSOLScorer(metric, **kwargs)
