@@ -28,7 +28,6 @@ __all__ = [
     "DEMO_FILES",
     "METHODS",
     "MARKER",
-    "best_iou_curves",
     "evaluate_localizer",
     "method_report",
     "prepare_output_dir",
@@ -182,40 +181,6 @@ def readout_maps(
 
 
 # --------------------------------------------------------------------------- metrics
-def best_iou_curves(
-    maps: np.ndarray | Sequence[np.ndarray],
-    gt_boxes: Sequence[np.ndarray],
-    thresholds: np.ndarray,
-    *,
-    multi_contour: bool,
-) -> np.ndarray:
-    """Best IoU with the ground truth of each image at each threshold.
-
-    Parameters
-    ----------
-    maps : (n, H, W) float64 in [0, 1]
-    gt_boxes : sequence of n (k_i, 4) arrays (protocol coordinates)
-    thresholds : (T,) floats in [0, 1)
-    multi_contour : bool
-        Every contour's box (MaxBoxAccV2) or the largest contour's (the box a user gets).
-
-    Returns
-    -------
-    ndarray (n, T) float64
-        ``(best >= delta / 100).mean(0) * 100`` is the box accuracy curve at IoU delta.
-    """
-    from skcream.metrics import box_iou, boxes_from_scoremap
-
-    out = np.zeros((len(gt_boxes), len(thresholds)))
-    for i, (scoremap, gt) in enumerate(zip(maps, gt_boxes)):
-        per_t = boxes_from_scoremap(np.asarray(scoremap, dtype=np.float64), thresholds,
-                                    multi_contour=multi_contour)
-        gt = np.asarray(gt, dtype=np.float64).reshape(-1, 4)
-        for t, boxes in enumerate(per_t):
-            out[i, t] = box_iou(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), gt).max()
-    return out
-
-
 def method_report(
     test_maps: np.ndarray,
     test_gt: Sequence[np.ndarray],
@@ -253,24 +218,28 @@ def method_report(
         curves ``thresholds`` / ``box_acc_v2_curve`` (per tau, mean over IoU 30/50/70).
     """
     from skcream.localize import maps_to_localization
-    from skcream.metrics import localization_accuracy, max_box_acc, max_box_acc_v2, pxap
+    from skcream.metrics import box_acc_curve, localization_accuracy, pxap
 
-    thresholds = np.arange(0, 1, interval)
-    multi = best_iou_curves(test_maps, test_gt, thresholds, multi_contour=True)
-    curve_v2 = np.mean([(multi >= d / 100).mean(0) * 100 for d in _IOU_THRESHOLDS], axis=0)
+    test_gt = list(test_gt)
+    # (3, T) box accuracy per IoU threshold, multi-contour: MaxBoxAccV2 and its curve
+    thresholds, multi = box_acc_curve(test_maps, test_gt, iou_thresholds=_IOU_THRESHOLDS,
+                                      cam_curve_interval=interval, multi_contour=True)
+    # (1, T) single-contour IoU 0.5: the original MaxBoxAcc
+    _, single = box_acc_curve(test_maps, test_gt, iou_thresholds=(50,),
+                              cam_curve_interval=interval, multi_contour=False)
     if val_maps is None:
         val_maps, val_gt = test_maps, test_gt
-    single_val = best_iou_curves(val_maps, val_gt, thresholds, multi_contour=False)
-    tau = float(thresholds[int(np.argmax((single_val >= 0.5).mean(0)))])
+    _, single_val = box_acc_curve(val_maps, list(val_gt), iou_thresholds=(50,),
+                                  cam_curve_interval=interval, multi_contour=False)
+    tau = float(thresholds[int(np.argmax(single_val[0]))])
     pred = maps_to_localization(list(test_maps), tau, np.zeros(len(test_maps), dtype=int))
     k = min(5, logits.shape[1])
     topk = np.argsort(-logits, axis=1, kind="stable")[:, :k]
-    loc = localization_accuracy(pred.boxes, list(test_gt), topk, labels, iou_threshold=50)
+    loc = localization_accuracy(pred.boxes, test_gt, topk, labels, iou_threshold=50)
     return {
-        "max_box_acc_v2": float(max_box_acc_v2(test_maps, list(test_gt),
-                                               cam_curve_interval=interval)),
-        "max_box_acc": float(max_box_acc(test_maps, list(test_gt), iou_thresholds=(50,),
-                                         cam_curve_interval=interval, multi_contour=False)[0]),
+        # MaxBoxAcc(delta) takes the best threshold separately for each delta
+        "max_box_acc_v2": float(multi.max(axis=1).mean()),
+        "max_box_acc": float(single[0].max()),
         "pxap": None if masks is None else float(pxap(test_maps, list(masks),
                                                       cam_curve_interval=interval)),
         "gt_known_loc": float(loc["gt_known_loc"]),
@@ -279,7 +248,7 @@ def method_report(
         "top1_acc": float(np.mean(topk[:, 0] == labels) * 100.0),
         "threshold": tau,
         "thresholds": thresholds,
-        "box_acc_v2_curve": curve_v2,
+        "box_acc_v2_curve": multi.mean(axis=0),
     }
 
 
@@ -367,6 +336,7 @@ def run_demo(
         ``rows`` (one report per method, without curves), ``timings`` (seconds per step),
         ``files`` (written paths).
     """
+    out = prepare_output_dir(out)  # first: refuse a user's folder before any work
     from skcream.cli import format_table
     from skcream.data import make_synthetic
     from skcream.estimators.localizer import CREAMLocalizer
@@ -376,7 +346,6 @@ def run_demo(
         plot_threshold_curves,
     )
 
-    out = prepare_output_dir(out)
     data_cfg, params = _preset(quick)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

@@ -1,10 +1,13 @@
 """The ``skcream`` command: help texts, argument errors, and (slow) the quick demo end to end."""
 
 import argparse
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from skcream import cli
@@ -211,3 +214,130 @@ def test_console_script_runs_as_module():
     assert out.returncode == 2
     line = _one_line_error(out.stderr, "skcream: error:")
     assert "invalid choice" in line and "localize" in line
+
+
+# --------------------------------------------------------------------------- demo pieces
+def test_demo_output_dir_never_takes_a_users_folder(tmp_path):
+    from skcream.demo import MARKER, prepare_output_dir
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    with pytest.raises(FileExistsError, match="not made by 'skcream demo'"):
+        prepare_output_dir(mine)
+    assert sorted(p.name for p in mine.iterdir()) == ["thesis.tex"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="is a file"):
+        prepare_output_dir(tmp_path / "file")
+    fresh = prepare_output_dir(tmp_path / "new" / "demo")
+    assert (fresh / MARKER).is_file()
+    (fresh / "notes.txt").write_text("kept")
+    assert prepare_output_dir(fresh) == fresh  # a demo folder is reused
+    assert (fresh / "notes.txt").read_text() == "kept"
+
+
+def test_demo_refuses_users_folder_from_the_command_line(tmp_path, capsys):
+    (tmp_path / "data.csv").write_text("1,2")
+    code, _, err = _run(["demo", "--out", str(tmp_path)], capsys)
+    assert code == 1
+    assert "not made by 'skcream demo'" in _one_line_error(err, "skcream demo: error:")
+    assert [p.name for p in tmp_path.iterdir()] == ["data.csv"]
+
+
+def _box_map(box, size=224, rng=None):
+    """A map that is 1 inside the inclusive box and small noise elsewhere."""
+    m = np.zeros((size, size)) if rng is None else rng.random((size, size)) * 0.05
+    x0, y0, x1, y1 = (int(v) for v in box)
+    m[y0:y1 + 1, x0:x1 + 1] = 1.0
+    return m
+
+
+def test_method_report_agrees_with_the_metrics_module():
+    from skcream import metrics
+    from skcream.demo import method_report
+
+    rng = np.random.default_rng(0)
+    gt = [np.array([[20.0, 30.0, 120.0, 150.0]]), np.array([[50.0, 50.0, 200.0, 100.0]]),
+          np.array([[0.0, 0.0, 60.0, 60.0]])]
+    maps = np.stack([_box_map([25, 35, 110, 140], rng=rng), rng.random((224, 224)),
+                     _box_map([0, 0, 30, 30], rng=rng)])
+    logits = np.array([[3.0, 1.0], [0.0, 2.0], [1.0, 0.5]])
+    labels = np.array([0, 0, 0])
+    report = method_report(maps, gt, logits=logits, labels=labels)
+    assert report["max_box_acc_v2"] == pytest.approx(metrics.max_box_acc_v2(maps, gt))
+    assert report["max_box_acc"] == pytest.approx(
+        metrics.max_box_acc(maps, gt, iou_thresholds=(50,), multi_contour=False)[0])
+    assert report["top1_acc"] == pytest.approx(200 / 3)
+    assert report["pxap"] is None
+    assert report["box_acc_v2_curve"].shape == report["thresholds"].shape == (100,)
+    # the first image is found at tau (IoU of the 86x106 box with the 101x121 GT > 0.5),
+    # the third is not (a 31x31 box in a 61x61 GT): GT-known 1/3 at least, and Top-1 Loc
+    # counts it only when the class is right (it is for image 0)
+    assert report["gt_known_loc"] >= 100 / 3 - 1e-9
+    assert report["top1_loc"] <= report["gt_known_loc"]
+
+
+def test_method_report_of_perfect_maps_is_perfect():
+    from skcream.demo import method_report
+
+    gt = [np.array([[10.0, 20.0, 100.0, 180.0]]), np.array([[60.0, 5.0, 220.0, 90.0]])]
+    maps = np.stack([_box_map(b[0]) for b in gt])
+    masks = [(m > 0.5).astype(np.uint8) for m in maps]
+    report = method_report(maps, gt, logits=np.eye(2), labels=np.array([0, 1]), masks=masks)
+    for key in ("max_box_acc_v2", "max_box_acc", "pxap", "gt_known_loc", "top1_loc",
+                "top1_acc"):
+        assert report[key] == pytest.approx(100.0), key
+
+
+@pytest.fixture(scope="module")
+def tiny_localizer():
+    """A seconds-long fit: random ResNet18 at 48x48 on 16 synthetic images."""
+    from skcream import CREAMLocalizer
+    from skcream.data import make_synthetic
+
+    data = make_synthetic(16, n_classes=2, image_size=48, random_state=0)
+    model = CREAMLocalizer(backbone="resnet18", pretrained=False, image_size=48, resize_size=56,
+                           max_epochs=1, batch_size=8, random_state=0, verbose=0).fit(data)
+    return model, data
+
+
+def test_readout_maps_equal_the_estimators_own_maps(tiny_localizer):
+    """One forward pass, three read-outs: identical to transform / decision_function."""
+    from skcream.localize import protocol_maps
+
+    from skcream.demo import readout_maps
+
+    model, data = tiny_localizer
+    labels = np.asarray(data["label"])
+    maps, logits, seconds = readout_maps(model, data, batch_size=5)
+    assert set(maps) == {"cam", "calibrated", "final"} and set(seconds) == set(maps)
+    assert all(m.shape == (len(data), 224, 224) for m in maps.values())
+    np.testing.assert_allclose(logits, model.decision_function(data), rtol=1e-5, atol=1e-5)
+    final = protocol_maps(model.transform(data, labels=labels), (224, 224))
+    np.testing.assert_allclose(maps["final"], final, atol=1e-5)
+    cam_model = model.set_params(n_iter=0)
+    try:
+        cam = protocol_maps(cam_model.transform(data, labels=labels), (224, 224))
+    finally:
+        model.set_params(n_iter=2)
+    np.testing.assert_allclose(maps["cam"], cam, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_demo_quick_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    env = dict(os.environ, MPLBACKEND="Agg")
+    run = subprocess.run([sys.executable, "-m", "skcream.cli", "demo", "--quick", "--quiet",
+                          "--out", str(out)], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    for row in ("CAM", "calibrated", "CREAM", "MaxBoxAccV2", "PxAP", "Top-1 Loc", "ms/img"):
+        assert row in run.stdout
+    for name in ("demo_examples.png", "demo_threshold_curves.png", "demo_histograms.png",
+                 "results.json", ".skcream-demo"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in results["rows"]] == ["CAM", "calibrated", "CREAM"]
+    from skcream import CREAMLocalizer
+
+    CREAMLocalizer.load(out / "model")  # the saved model loads
