@@ -521,6 +521,9 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
 
     for epoch in range(start, config.epochs):
         epoch_seed = _epoch_seed(seed, epoch, accelerator.process_index)
+        # accelerate's loader re-sets the sampler's epoch from its own iteration counter (which
+        # restarts at 0 in a resumed run): set both, or a resumed run replays epoch 0's order
+        loader.set_epoch(epoch)
         sampler.set_epoch(epoch)
         generator.manual_seed(epoch_seed)
         if config.random_state is not None:
@@ -555,6 +558,7 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
             bar.update(1)
             bar.set_postfix(_postfix(sums), refresh=False)
         bar.close()
+        _sync_buffers(accelerator, model)
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
             scheduler.step()
@@ -574,6 +578,22 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
                              epoch + 1, history, fp)
     accelerator.wait_for_everyone()
     return history
+
+
+def _sync_buffers(accelerator, model: nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every process.
+
+    DDP broadcasts buffers at the start of each forward, so after the last forward of an
+    epoch every process holds statistics of its own shard; this makes the epoch hook, the
+    checkpoint and the returned model identical on every process.
+    """
+    if accelerator.num_processes == 1:
+        return
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for buf in accelerator.unwrap_model(model).buffers():
+            dist.broadcast(buf.data, src=0)
 
 
 def _postfix(sums: Mapping[str, float]) -> dict[str, str]:
