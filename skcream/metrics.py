@@ -184,7 +184,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _contour_boxes(q: np.ndarray, level: int, multi_contour: bool) -> np.ndarray:
     """The reference's boxes of ``q > level`` (contour order), (k, 4) int64."""
     h, w = q.shape
-    binary = np.where(q > level, np.uint8(255), np.uint8(0))
+    _, binary = cv2.threshold(q, level, 255, cv2.THRESH_BINARY)  # q > level
     contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
     if len(contours) == 0:
         return np.zeros((1, 4), dtype=np.int64)
@@ -412,7 +412,7 @@ def pxap(scoremaps: ArrayLike, gt_masks: ArrayLike, *, cam_curve_interval: float
             if keep.all():
                 keep = None
         k = _bin_index(smap, edges)
-        code = k + n_bins * cls
+        code = k + n_bins * cls.astype(np.intp)
         if keep is not None:
             code = code[keep]
         hist += np.bincount(code.ravel(), minlength=2 * n_bins)
