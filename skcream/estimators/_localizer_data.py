@@ -22,7 +22,66 @@ import numpy as np
 
 from skcream.data.adapters import ImageSource
 
-__all__ = ["as_source", "encode_labels", "raw_labels", "training_classes"]
+__all__ = ["DatasetView", "as_source", "encode_labels", "raw_labels", "training_classes"]
+
+
+class DatasetView:
+    """A ``datasets.Dataset`` that scikit-learn's model selection can split.
+
+    scikit-learn indexes ``X`` with integer arrays (``_safe_indexing``); a raw Dataset has a
+    ``shape`` attribute, so scikit-learn treats it as a NumPy array and calls
+    ``ds[indices, ...]``, which datasets does not support. This view offers the pandas-style
+    ``take`` / ``iloc`` that scikit-learn uses instead, each mapped onto ``Dataset.select``
+    (no image is decoded or copied; equal selections have equal fingerprints, so the
+    ``memory=`` cache recognises equal folds).
+
+    Parameters
+    ----------
+    dataset : datasets.Dataset
+
+    Examples
+    --------
+    >>> GridSearchCV(CREAMLocalizer(...), grid, cv=3).fit(DatasetView(ds))  # doctest: +SKIP
+    """
+
+    def __init__(self, dataset: datasets.Dataset) -> None:
+        if not isinstance(dataset, datasets.Dataset):
+            raise TypeError(f"dataset must be a datasets.Dataset, got {type(dataset).__name__}")
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def take(self, indices: Any, axis: int = 0) -> DatasetView:
+        """The rows ``indices`` (in that order) as a new view."""
+        if axis != 0:
+            raise ValueError(f"DatasetView can only select rows (axis=0), got axis={axis}")
+        idx = np.asarray(indices)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        return DatasetView(self.dataset.select(idx.astype(np.int64).tolist()))
+
+    @property
+    def iloc(self) -> _ILoc:
+        return _ILoc(self)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, int | np.integer):
+            return self.dataset[int(key)]
+        if isinstance(key, slice):
+            return self.take(np.arange(len(self))[key])
+        return self.take(key)
+
+    def __repr__(self) -> str:
+        return f"DatasetView({self.dataset!r})"
+
+
+class _ILoc:
+    def __init__(self, view: DatasetView) -> None:
+        self._view = view
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._view[key]
 
 
 def _rows_to_dataset(rows: Sequence[Mapping], image_column: str) -> datasets.Dataset:
@@ -51,7 +110,8 @@ def as_source(
 
     Parameters
     ----------
-    X : datasets.Dataset, ImageSource, sequence of images, or sequence of row dicts
+    X : datasets.Dataset, DatasetView, ImageSource, sequence of images, or sequence of row
+        dicts
         Row dicts (``{"image": ..., "label": ..., "bboxes": ...}``) are what scikit-learn's
         cross-validation makes of a Dataset.
     y : array-like (n,), optional
@@ -66,6 +126,8 @@ def as_source(
         True when the labels come from a ``datasets.ClassLabel`` column (their values are
         the indices into its names).
     """
+    if isinstance(X, DatasetView):
+        X = X.dataset
     if isinstance(X, Sequence) and not isinstance(X, str | bytes) and len(X) > 0:
         if isinstance(X[0], Mapping):
             X = _rows_to_dataset(X, image_column)

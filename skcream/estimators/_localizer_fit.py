@@ -207,7 +207,11 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
         step_hook=hook,
         epoch_hook=epoch_hook,
         state_objects={"context": context},
-        fingerprint={"params": {k: repr(v) for k, v in key_params.items()}, "data": data_fp},
+        # max_epochs is left out: a finished run may be continued to more epochs
+        fingerprint={
+            "params": {k: repr(v) for k, v in key_params.items() if k != "max_epochs"},
+            "data": data_fp,
+        },
         collate_fn=collate,
     )
     model.to(device).eval()

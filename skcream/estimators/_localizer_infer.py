@@ -91,10 +91,10 @@ def iter_forward(
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            for batch in loader:
+        for batch in loader:
+            with torch.no_grad():  # not held across the yield: grad mode is global state
                 logits, features = model(batch["image"].to(device))
-                yield ForwardBatch(batch["index"].numpy(), logits.float(), features.float())
+            yield ForwardBatch(batch["index"].numpy(), logits.float(), features.float())
     finally:
         model.train(was_training)
 
@@ -122,7 +122,11 @@ def class_maps(
         Not min-max normalised (``reactivate``'s convention: Eq. 12 map in [0, 2]); plain CAM
         is returned min-max normalised.
     """
-    labels = labels.to(features.device)
+    with torch.no_grad():
+        return _class_maps(model, context, features, labels.to(features.device), settings)
+
+
+def _class_maps(model, context, features, labels, settings):
     cams = model.cams(features, labels)
     if settings.n_iter == 0 or settings.output == "cam":
         return normalize_maps(cams)

@@ -23,19 +23,39 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 
 from skcream.estimators import _localizer_fit as fitting
-from skcream.estimators._cache import FORWARD_CACHE, cache_location
-from skcream.estimators._localizer_data import as_source, encode_labels, raw_labels
-from skcream.estimators._localizer_eval import box_accuracy_curve
+from skcream.estimators._cache import FORWARD_CACHE, cache_location, digest_tensors
+from skcream.estimators._localizer_data import DatasetView, as_source, encode_labels, raw_labels
 from skcream.estimators._localizer_infer import (
     ReadoutSettings,
     class_maps,
     iter_forward,
     maps_at_original_size,
 )
+from skcream.estimators._localizer_io import fitted_tensors
 from skcream.estimators._localizer_params import validate_params
 from skcream.localize import Localization, maps_to_localization, protocol_maps
+from skcream.metrics import box_acc_curve
 
-__all__ = ["CREAMLocalizer", "DEFAULT_BOX_THRESHOLD", "PROTOCOL_SIZE"]
+__all__ = [
+    "CREAMLocalizer",
+    "DEFAULT_BOX_THRESHOLD",
+    "DatasetView",
+    "LOCALIZER_METRICS",
+    "PROTOCOL_SIZE",
+    "SCORERS",
+    "make_localizer_scorer",
+]
+
+#: metrics of :meth:`CREAMLocalizer.evaluate` (and of :func:`make_localizer_scorer`)
+LOCALIZER_METRICS = (
+    "max_box_acc_v2",
+    "max_box_acc",
+    "pxap",
+    "top1_loc",
+    "top5_loc",
+    "gt_known_loc",
+    "top1_acc",
+)
 
 #: box threshold used when neither ``box_threshold`` nor ``validation_data`` is given
 DEFAULT_BOX_THRESHOLD = 0.2
@@ -270,6 +290,7 @@ class CREAMLocalizer(TransformerMixin, BaseEstimator):
         validate_params(self.get_params(deep=False), fitting=True)
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
             delattr(self, name)
+        self._weights_digest = None
         source, class_label = self._source(X, y)
         fitted = fitting.fit_network(self, source, y, class_label)
         for name, value in fitted.items():
@@ -285,8 +306,8 @@ class CREAMLocalizer(TransformerMixin, BaseEstimator):
         if self.validation_data is None:
             return DEFAULT_BOX_THRESHOLD
         maps, gt, _ = self._protocol_maps_and_truth(self.validation_data, None)
-        thresholds, acc = box_accuracy_curve(maps, gt, iou_threshold=50, multi_contour=False)
-        return float(thresholds[int(np.argmax(acc))])
+        thresholds, acc = box_acc_curve(maps, gt, iou_thresholds=(50,), multi_contour=False)
+        return float(thresholds[int(np.argmax(acc[0]))])  # ties: the smallest threshold
 
     # ------------------------------------------------------------------ network outputs
     def _forward(self, source, resolution: int | None = None):
@@ -302,7 +323,9 @@ class CREAMLocalizer(TransformerMixin, BaseEstimator):
         if cache_location(self.memory) is None:
             yield from iter_forward(self.model_, source, **kwargs)
             return
-        key = (self.weights_digest_, source.fingerprint(), resolution)
+        if getattr(self, "_weights_digest", None) is None:
+            self._weights_digest = digest_tensors(fitted_tensors(self))
+        key = (self._weights_digest, source.fingerprint(), resolution)
         cached = FORWARD_CACHE.get(key)
         if cached is None:
             batches = list(iter_forward(self.model_, source, **kwargs))
@@ -557,8 +580,7 @@ class CREAMLocalizer(TransformerMixin, BaseEstimator):
         from skcream import metrics as M
 
         validate_params(self.get_params(deep=False), fitting=False)
-        known = ("max_box_acc_v2", "max_box_acc", "pxap", "top1_loc", "top5_loc",
-                 "gt_known_loc", "top1_acc")
+        known = LOCALIZER_METRICS
         maps, gt, source = self._protocol_maps_and_truth(X, y)
         if metrics is None:
             metrics = [m for m in known if m != "pxap" or source.has_masks]
@@ -616,9 +638,10 @@ class CREAMLocalizer(TransformerMixin, BaseEstimator):
         accuracy : ndarray (100,) percent
         """
         maps, gt, _ = self._protocol_maps_and_truth(X, y, self._settings(n_iter=n_iter))
-        return box_accuracy_curve(
-            maps, gt, iou_threshold=iou_threshold, multi_contour=multi_contour
+        thresholds, acc = box_acc_curve(
+            maps, gt, iou_thresholds=(iou_threshold,), multi_contour=multi_contour
         )
+        return thresholds, acc[0]
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
@@ -655,6 +678,44 @@ class CREAMLocalizer(TransformerMixin, BaseEstimator):
         from skcream.estimators import _localizer_io
 
         _localizer_io.setstate(self, state)
+
+
+class _LocalizerScorer:
+    """``scorer(estimator, X, y=None) -> float``: one metric of :meth:`CREAMLocalizer.evaluate`."""
+
+    def __init__(self, metric: str) -> None:
+        if metric not in LOCALIZER_METRICS:
+            raise ValueError(f"metric must be one of {list(LOCALIZER_METRICS)}, got {metric!r}")
+        self.metric = metric
+
+    def __call__(self, estimator: CREAMLocalizer, X: Any, y: Any = None) -> float:
+        return estimator.evaluate(X, y, metrics=[self.metric])[self.metric]
+
+    def __repr__(self) -> str:
+        return f"make_localizer_scorer({self.metric!r})"
+
+
+def make_localizer_scorer(metric: str = "max_box_acc_v2") -> _LocalizerScorer:
+    """A scikit-learn scorer for a fitted :class:`CREAMLocalizer` on data with ground truth.
+
+    Parameters
+    ----------
+    metric : str, default="max_box_acc_v2"
+        One of :data:`LOCALIZER_METRICS`: ``max_box_acc_v2``, ``max_box_acc`` (IoU 0.5,
+        single contour), ``pxap`` (needs masks), ``top1_loc``, ``top5_loc``,
+        ``gt_known_loc`` (at ``box_threshold_``), ``top1_acc``.
+
+    Returns
+    -------
+    callable
+        ``scorer(estimator, X, y=None) -> float`` (percent; higher is better), usable as
+        ``GridSearchCV(scoring=...)`` or in a ``scoring`` dict.
+    """
+    return _LocalizerScorer(metric)
+
+
+#: ready-made scorers, e.g. ``GridSearchCV(..., scoring=SCORERS, refit="max_box_acc_v2")``
+SCORERS = {m: make_localizer_scorer(m) for m in LOCALIZER_METRICS if m != "pxap"}
 
 
 def _normalize(maps: torch.Tensor) -> torch.Tensor:
