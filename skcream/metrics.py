@@ -366,7 +366,7 @@ def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     k = (values * n).astype(np.intp)
     np.minimum(k, n, out=k)
     k -= edges[k] > values
-    k += edges[k + 1] <= values
+    k += edges[1:][k] <= values
     return k
 
 
@@ -397,15 +397,19 @@ def pxap(scoremaps: ArrayLike, gt_masks: ArrayLike, *, cam_curve_interval: float
     edges = np.append(_thresholds(cam_curve_interval), [1.0, 2.0, 3.0])
     n_bins = edges.size - 1
     hist = np.zeros(2 * n_bins, dtype=np.int64)  # [negatives | positives]
+    lut = np.full(256, 2 * n_bins, dtype=np.intp)
+    lut[0], lut[1] = 0, n_bins
     for i, (smap, mask) in enumerate(zip(maps, masks)):
         mask = np.asarray(mask)
         if mask.shape != smap.shape:
             raise ValueError(
                 f"gt_masks[{i}] has shape {mask.shape} but scoremaps[{i}] has {smap.shape}"
             )
-        if mask.dtype == bool:
-            cls = mask.view(np.uint8)
-            keep = None
+        if mask.dtype in (np.uint8, np.bool_):
+            # one look-up: 0 -> negatives, 1 -> positives, anything else -> a dropped block
+            hist += np.bincount((_bin_index(smap, edges) + lut[mask.view(np.uint8)]).ravel(),
+                                minlength=3 * n_bins)[: 2 * n_bins]
+            continue
         else:
             cls = np.where(mask == 1, 1, 0).astype(np.uint8)
             keep = (mask == 0) | (mask == 1)
