@@ -483,6 +483,18 @@ def test_box_targets_layout_and_fit(data):
     assert yt[[3, 1]]["boxes"][0].shape == (1, 4)
 
 
+def test_box_targets_scale_to_the_protocol_frame():
+    y = box_targets(["a", "b"], [[[10, 20, 30, 40]], [[0, 0, 223, 223], [5, 5, 9, 9]]],
+                    [[100, 50], [224, 224]])
+    # int(x * 224 / W): 22.4 -> 22, 89.6 -> 89, 67.2 -> 67, 179.2 -> 179
+    np.testing.assert_array_equal(y["boxes"][0], [[22, 89, 67, 179]])
+    np.testing.assert_array_equal(y["boxes"][1], [[0, 0, 223, 223], [5, 5, 9, 9]])
+    np.testing.assert_array_equal(y["size"], [[100, 50], [224, 224]])
+    assert y["label"].tolist() == ["a", "b"]
+    # no sizes: the boxes are already in the 224x224 frame
+    np.testing.assert_array_equal(box_targets([0], [[1.7, 2, 3, 4]])["boxes"][0], [[1, 2, 3, 4]])
+
+
 def test_box_targets_bad_input():
     with pytest.raises(ValueError, match=r"boxes\[1\] must have shape \(k, 4\)"):
         box_targets([0, 1], [[[0, 0, 2, 2]], [[0, 0, 2]]])

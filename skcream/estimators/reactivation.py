@@ -67,8 +67,10 @@ def box_targets(
     Returns
     -------
     y : ndarray of shape (n,), structured
-        Fields ``label``, ``boxes`` (object: a float64 (k_i,4) array each) and
-        ``size`` ((2,) int64, ``(W, H)``).
+        Fields ``label``, ``boxes`` (object: a float64 (k_i,4) array each, already
+        scaled to the 224x224 protocol frame) and ``size`` ((2,) int64, the
+        original ``(W, H)``). The same layout :class:`skcream.metrics.WSOLScorer`
+        reads, so ``make_wsol_scorer()`` works on it too.
     """
     labels = np.asarray(labels)
     if labels.ndim != 1:
@@ -103,9 +105,12 @@ def box_targets(
     label_dtype = labels.dtype if labels.dtype != object else np.dtype(object)
     y = np.empty(n, dtype=[("label", label_dtype), ("boxes", object), ("size", np.int64, (2,))])
     y["label"] = labels
-    for i, b in enumerate(packed):
-        y["boxes"][i] = b
     y["size"] = sizes
+    from skcream.data.transforms import EvalTransform
+
+    scaler = EvalTransform(size=PROTOCOL_SIZE)
+    for i, b in enumerate(packed):
+        y["boxes"][i] = scaler.scale_boxes(b, int(sizes[i, 0]), int(sizes[i, 1]))
     return y
 
 
@@ -150,14 +155,6 @@ def box_targets_from(
 
 def _is_box_targets(y: Any) -> bool:
     return isinstance(y, np.ndarray) and y.dtype.names is not None and "boxes" in y.dtype.names
-
-
-def _protocol_boxes(y: np.ndarray) -> list[np.ndarray]:
-    """GT boxes of ``box_targets`` scaled to the 224x224 maps by ``int(x * 224 / W)``."""
-    from skcream.data.transforms import EvalTransform
-
-    scaler = EvalTransform(size=PROTOCOL_SIZE)
-    return [scaler.scale_boxes(b, int(w), int(h)) for b, (w, h) in zip(y["boxes"], y["size"])]
 
 
 def _py(value: Any) -> Any:
@@ -210,7 +207,9 @@ def _as_feature_tensor(F: Any, name: str = "F") -> torch.Tensor:
     if min(t.shape[1:]) == 0:
         raise ValueError(f"{name} has an empty dimension: shape {tuple(t.shape)}")
     t = t.to(torch.float32)
-    finite = torch.isfinite(t).flatten(1).all(1)
+    # A float64 sum of float32 values cannot overflow, so it is non-finite exactly when a
+    # NaN or inf is present: one pass without materialising a boolean mask.
+    finite = torch.isfinite(t.sum(dim=(1, 2, 3), dtype=torch.float64))
     if not bool(finite.all()):
         i = int((~finite).nonzero()[0, 0])
         raise ValueError(f"{name} contains NaN or inf (sample {i})")
@@ -219,7 +218,7 @@ def _as_feature_tensor(F: Any, name: str = "F") -> torch.Tensor:
 
 def _gap(F: torch.Tensor) -> np.ndarray:
     """Global average pooling (n, d, h, w) -> (n, d) float64."""
-    return F.double().mean(dim=(2, 3)).numpy()
+    return F.mean(dim=(2, 3), dtype=torch.float64).numpy()
 
 
 class CREAMReactivation(TransformerMixin, BaseEstimator):
@@ -616,7 +615,7 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
         """GT-known MaxBoxAccV2 (percent) of the maps under the WSOL protocol.
 
         The maps of the true classes are upsampled (bicubic) to 224x224 and
-        min-max normalised; the boxes are scaled as ``int(x * 224 / W)``.
+        min-max normalised; the boxes of ``y`` are already in that frame.
 
         Parameters
         ----------
@@ -638,7 +637,7 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
 
         maps = self.localize(F, y)
         maps224 = protocol_maps(maps, size=(PROTOCOL_SIZE, PROTOCOL_SIZE))
-        return float(max_box_acc_v2(maps224, _protocol_boxes(y)))
+        return float(max_box_acc_v2(maps224, list(y["boxes"])))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
