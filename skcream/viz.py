@@ -278,7 +278,8 @@ def plot_threshold_curves(
     title, xlabel, ylabel : str
         Labels.
     mark_best : bool, default=True
-        Mark each curve's maximum (the threshold MaxBoxAcc picks).
+        Mark each curve's maximum (the threshold MaxBoxAcc picks) with a dot, and give
+        its value and threshold in the legend.
 
     Returns
     -------
@@ -310,18 +311,11 @@ def plot_threshold_curves(
     if ax is None:
         ax = fig.add_subplot()
     for name, arr in arrays.items():
-        (line,) = ax.plot(xs, arr, label=name, linewidth=2)
+        i = int(np.argmax(arr))
+        label = f"{name} (max {arr[i]:.1f} at {xs[i]:.2f})" if mark_best else name
+        (line,) = ax.plot(xs, arr, label=label, linewidth=2)
         if mark_best:
-            i = int(np.argmax(arr))
             ax.plot(xs[i], arr[i], "o", color=line.get_color())
-            ax.annotate(
-                f"{arr[i]:.1f} @ {xs[i]:.2f}",
-                (xs[i], arr[i]),
-                textcoords="offset points",
-                xytext=(4, 6),
-                color=line.get_color(),
-                fontsize=8,
-            )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_xlim(float(xs.min()), float(xs.max()))
@@ -340,7 +334,7 @@ def plot_activation_histograms(
     bins: int = 40,
     threshold: float | None = 0.2,
     axes: Any | None = None,
-    log: bool = True,
+    log: bool = False,
 ):
     """Histograms of map values on the object vs on the background.
 
@@ -361,8 +355,14 @@ def plot_activation_histograms(
         Draw a dashed vertical line at this map threshold (the customary τ).
     axes : sequence of matplotlib Axes, optional
         One axes per method; else a new figure with one panel per method.
-    log : bool, default=True
-        Logarithmic count axis (background pixels usually outnumber the object's).
+    log : bool, default=False
+        Logarithmic y axis.
+
+    Notes
+    -----
+    Each population is normalised to sum to 1 (the y axis is the fraction of that
+    population's pixels per bin), so a small object and a large background are
+    comparable; the legend gives the pixel counts.
 
     Returns
     -------
@@ -408,16 +408,23 @@ def plot_activation_histograms(
             fg_vals.append(arr[fg_keep[i]])
             bg_vals.append(arr[bg_keep[i]])
         fg_all, bg_all = np.concatenate(fg_vals), np.concatenate(bg_vals)
-        ax.hist(bg_all, bins=edges, color=_BG_HIST, alpha=0.6, label="background", log=log)
-        ax.hist(fg_all, bins=edges, color=_FG_HIST, alpha=0.6, label="foreground", log=log)
+        for values, colour, label in ((bg_all, _BG_HIST, "background"),
+                                      (fg_all, _FG_HIST, "foreground")):
+            counts = np.histogram(values, bins=edges)[0]  # last bin closed: 1.0 is counted
+            fraction = counts / max(values.size, 1)
+            ax.stairs(fraction, edges, fill=True, color=colour, alpha=0.35)
+            ax.stairs(fraction, edges, color=colour, linewidth=1.8,
+                      label=f"{label} ({values.size:,} px)")
+        if log:
+            ax.set_yscale("log")
         if threshold is not None:
             ax.axvline(float(threshold), color="k", linestyle="--", linewidth=1,
                        label=f"τ = {threshold:g}")
         ax.set_title(name)
         ax.set_xlabel("activation")
         ax.set_xlim(0, 1)
-        ax.set_ylabel("pixels")
-        ax.legend(loc="upper center", fontsize=8)
+        ax.set_ylabel("fraction of pixels")
+        ax.legend(loc="upper right", fontsize=8)
     return fig
 
 
