@@ -7,6 +7,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.base import BaseEstimator
 
 from skcream.estimators import _boxes_target as bt
 
@@ -356,3 +357,244 @@ def test_regressor_learns_boxes_beyond_constant_baseline():
     # measured: mean IoU 0.46 vs 0.25, IoU >= 0.5 for 43% vs 9% of the test images
     assert iou.mean() > iou_const.mean() + 0.12
     assert (iou >= 0.5).mean() > 3 * (iou_const >= 0.5).mean()
+
+
+# ---------------------------------------------------------------------------
+# score: GT-known in the protocol frame, checked against a plain reference
+# ---------------------------------------------------------------------------
+
+
+class _FixedNet(torch.nn.Module):
+    """Stands in for a trained network: the same unit box for every image."""
+
+    def __init__(self, unit_box):
+        super().__init__()
+        self.unit_box = torch.tensor([unit_box], dtype=torch.float32)
+
+    def forward(self, x):
+        return self.unit_box.repeat(x.shape[0], 1)
+
+
+def _plain_iou_plus1(p, g):
+    """The protocol's inclusive IoU, written plainly."""
+    iw = max(0.0, min(p[2], g[2]) - max(p[0], g[0]) + 1)
+    ih = max(0.0, min(p[3], g[3]) - max(p[1], g[1]) + 1)
+    inter = iw * ih
+    area = (p[2] - p[0] + 1) * (p[3] - p[1] + 1) + (g[2] - g[0] + 1) * (g[3] - g[1] + 1)
+    return inter / (area - inter)
+
+
+def _reference_gt_known(unit_box, images, gt_lists):
+    ok = []
+    for img, gts in zip(images, gt_lists):
+        h, w = img.shape[:2]
+        pred = [c * 224 for c in unit_box]  # continuous prediction in the 224 frame
+        best = max(_plain_iou_plus1(pred, [int(g[0] * 224 / w), int(g[1] * 224 / h),
+                                           int(g[2] * 224 / w), int(g[3] * 224 / h)])
+                   for g in gts)
+        ok.append(best >= 0.5)
+    return 100.0 * np.mean(ok)
+
+
+@pytest.mark.parametrize("unit_box", [(0.1, 0.1, 0.8, 0.85), (0.0, 0.0, 0.5, 0.5),
+                                      (0.3, 0.2, 0.9, 0.7)])
+def test_score_equals_plain_gt_known(tiny_fitted, unit_box):
+    import copy
+
+    reg, X, boxes = tiny_fitted
+    reg = copy.deepcopy(reg)
+    reg.model_ = _FixedNet(unit_box)
+    # several GT boxes per image: the best one counts
+    gt = [np.array([b, [0, 0, 5, 5]]) for b in boxes]
+    expected = _reference_gt_known(unit_box, X, gt)
+    assert reg.score(X, gt) == pytest.approx(expected)
+    assert reg.score(X, boxes) == pytest.approx(_reference_gt_known(unit_box, X, boxes[:, None]))
+
+
+def test_score_names_images_without_boxes(tiny_fitted):
+    import datasets
+
+    reg, X, boxes = tiny_fitted
+    ds = datasets.Dataset.from_dict({
+        "image": [X[0], X[1], X[2]],
+        "bboxes": [[boxes[0].tolist()], [], [boxes[2].tolist()]],
+        "image_id": ["a.png", "b.png", "c.png"],
+    })
+    with pytest.raises(ValueError, match=r"1 image\(s\) have no ground-truth box.*b\.png"):
+        reg.score(ds)
+    with pytest.raises(ValueError, match="gt_boxes"):
+        reg.score(X[:3])  # plain images carry no boxes
+
+
+def test_fit_from_bbox_column_needs_one_box_per_image(tiny_fitted):
+    import datasets
+
+    from skcream.estimators.regressor import PseudoBoxRegressor
+
+    _, X, boxes = tiny_fitted
+    ds = datasets.Dataset.from_dict({"image": X[:4], "bboxes": [[b.tolist()] for b in boxes[:4]]})
+    reg = PseudoBoxRegressor(**TINY).fit(ds)
+    ref = PseudoBoxRegressor(**TINY).fit(X[:4], boxes[:4])
+    np.testing.assert_allclose(reg.predict(ds), ref.predict(X[:4]), rtol=1e-5, atol=1e-4)
+    two = ds.map(lambda row, i: {"bboxes": row["bboxes"] * (2 if i == 3 else 1)},
+                 with_indices=True)
+    with pytest.raises(ValueError, match=r"boxes\[3\] holds 2 boxes"):
+        PseudoBoxRegressor(**TINY).fit(two)
+
+
+# ---------------------------------------------------------------------------
+# CREAMReg
+# ---------------------------------------------------------------------------
+
+
+class _FakeLocalizer(BaseEstimator):
+    """Minimal fitted-localizer stand-in: fixed pseudo boxes, records the resolution."""
+
+    def __init__(self, pseudo=None):
+        self.pseudo = pseudo
+        self.classes_ = np.array([0, 1])
+        self.seen = {}
+
+    def fit(self, X, y=None):
+        return self
+
+    def pseudo_boxes(self, X, y=None, *, labels=None, resolution=448):
+        self.seen["resolution"] = resolution
+        return np.array(self.pseudo, dtype=float)
+
+    def predict(self, X):
+        raise AssertionError("not used")
+
+    def __sklearn_is_fitted__(self):
+        return True
+
+
+def test_creamreg_leaves_out_degenerate_pseudo_boxes():
+    from skcream.estimators.regressor import CREAMReg, PseudoBoxRegressor
+
+    X, boxes = _tiny_data(6)
+    pseudo = boxes.copy()
+    pseudo[2] = [0, 0, 0, 0]  # no contour: all-zero map
+    fake = _FakeLocalizer(pseudo)
+    model = CREAMReg(fake, PseudoBoxRegressor(**TINY), pseudo_resolution=64, prefit=True)
+    with pytest.warns(UserWarning, match=r"1 of 6 training images have a degenerate.*\[2\]"):
+        model.fit(X)
+    assert fake.seen["resolution"] == 64
+    assert model.localizer_ is fake
+    assert model.n_degenerate_pseudo_boxes_ == 1 and model.regressor_.n_train_ == 5
+    np.testing.assert_array_equal(model.pseudo_boxes_, pseudo)
+    # the same as training the regressor on the five valid images directly
+    keep = [0, 1, 3, 4, 5]
+    direct = PseudoBoxRegressor(**TINY).fit([X[i] for i in keep], pseudo[keep])
+    np.testing.assert_array_equal(model.regressor_.predict(X), direct.predict(X))
+
+
+def test_creamreg_bad_parameters():
+    from sklearn.exceptions import NotFittedError
+
+    from skcream.estimators.localizer import CREAMLocalizer
+    from skcream.estimators.regressor import CREAMReg, PseudoBoxRegressor
+
+    X, _ = _tiny_data(4)
+    with pytest.raises(ValueError, match="pseudo_resolution"):
+        CREAMReg(CREAMLocalizer(), PseudoBoxRegressor(), pseudo_resolution=4).fit(X, [0, 1, 0, 1])
+    with pytest.raises(TypeError, match="localizer must be"):
+        CREAMReg(object(), PseudoBoxRegressor()).fit(X, [0, 1, 0, 1])
+    with pytest.raises(NotFittedError, match="prefit=True"):
+        CREAMReg(CREAMLocalizer(), PseudoBoxRegressor(), prefit=True).fit(X, [0, 1, 0, 1])
+    with pytest.raises(NotFittedError):
+        CREAMReg(CREAMLocalizer(), PseudoBoxRegressor()).predict(X)
+
+
+LOC_TINY = dict(backbone="test_resnet", pretrained=False, max_epochs=1, batch_size=8,
+                image_size=32, resize_size=36, random_state=0, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    from skcream.data.synthetic import make_synthetic
+
+    return (make_synthetic(24, n_classes=3, image_size=40, random_state=0),
+            make_synthetic(12, n_classes=3, image_size=40, random_state=1))
+
+
+@pytest.fixture(scope="module")
+def cream_reg(synthetic):
+    from skcream.estimators.localizer import CREAMLocalizer
+    from skcream.estimators.regressor import CREAMReg, PseudoBoxRegressor
+
+    train, _ = synthetic
+    return CREAMReg(CREAMLocalizer(**LOC_TINY), PseudoBoxRegressor(**TINY),
+                    pseudo_resolution=64).fit(train)
+
+
+def test_creamreg_pseudo_boxes_come_from_the_localizer(cream_reg, synthetic):
+    train, _ = synthetic
+    expected = cream_reg.localizer_.pseudo_boxes(train, resolution=64)
+    np.testing.assert_array_equal(cream_reg.pseudo_boxes_, expected)
+    assert cream_reg.regressor_.n_train_ == len(train) - cream_reg.n_degenerate_pseudo_boxes_
+    np.testing.assert_array_equal(cream_reg.classes_, cream_reg.localizer_.classes_)
+
+
+def test_creamreg_predict_combines_class_and_box(cream_reg, synthetic):
+    from skcream.localize import Localization
+
+    _, test = synthetic
+    out = cream_reg.predict(test)
+    base = cream_reg.localizer_.predict(test)
+    assert isinstance(out, Localization) and len(out) == len(test)
+    np.testing.assert_array_equal(out.labels, base.labels)
+    np.testing.assert_array_equal(out.scores, base.scores)
+    np.testing.assert_array_equal(out.boxes, cream_reg.regressor_.predict(test))
+    for box, mask in zip(out.boxes, out.masks):  # masks: pixel centres inside the box
+        rows, cols = np.mgrid[: mask.shape[0], : mask.shape[1]] + 0.5
+        inside = (cols >= box[0]) & (cols <= box[2]) & (rows >= box[1]) & (rows <= box[3])
+        np.testing.assert_array_equal(mask, inside)
+
+
+def test_creamreg_evaluate_matches_plain_reference(cream_reg, synthetic):
+    import copy
+
+    _, test = synthetic
+    model = copy.deepcopy(cream_reg)
+    unit_box = (0.15, 0.1, 0.85, 0.9)
+    model.regressor_.model_ = _FixedNet(unit_box)
+    images = [np.asarray(r["image"]) for r in test]
+    gts = [np.asarray(r["bboxes"]) for r in test]
+    truth = np.asarray(test["label"])
+    logits = model.localizer_.decision_function(test)
+    order = np.argsort(-logits, axis=1, kind="stable")
+    loc_ok = []
+    for img, g in zip(images, gts):
+        loc_ok.append(_reference_gt_known(unit_box, [img], [g]) == 100.0)
+    loc_ok = np.array(loc_ok)
+    got = model.evaluate(test)
+    assert got["gt_known_loc"] == pytest.approx(100 * loc_ok.mean())
+    assert got["top1_loc"] == pytest.approx(100 * np.mean(loc_ok & (order[:, 0] == truth)))
+    top5 = (order[:, :5] == truth[:, None]).any(axis=1)
+    assert got["top5_loc"] == pytest.approx(100 * np.mean(loc_ok & top5))
+    assert got["top1_acc"] == pytest.approx(100 * np.mean(order[:, 0] == truth))
+    assert model.score(test) == pytest.approx(got["gt_known_loc"])
+
+
+def test_creamreg_params_clone_pickle_save_load(cream_reg, synthetic, tmp_path):
+    import pickle
+
+    from sklearn.base import clone
+
+    from skcream.estimators.regressor import CREAMReg
+
+    _, test = synthetic
+    params = cream_reg.get_params()
+    assert params["regressor__hidden"] == 512 and params["localizer__backbone"] == "test_resnet"
+    c = clone(cream_reg).set_params(regressor__hidden=8)
+    assert c.regressor.hidden == 8 and cream_reg.regressor.hidden == 512
+    pred = cream_reg.predict(test)
+    again = pickle.loads(pickle.dumps(cream_reg)).predict(test)
+    np.testing.assert_array_equal(again.boxes, pred.boxes)
+    np.testing.assert_array_equal(again.labels, pred.labels)
+    cream_reg.save(tmp_path / "m")
+    loaded = CREAMReg.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict(test).boxes, pred.boxes)
+    np.testing.assert_array_equal(loaded.pseudo_boxes_, cream_reg.pseudo_boxes_)
+    assert loaded.evaluate(test) == cream_reg.evaluate(test)

@@ -687,6 +687,10 @@ def _subset(X: Any, keep: np.ndarray) -> Any:
 
     if isinstance(X, datasets.Dataset):
         return X.select(keep.tolist())
+    if hasattr(X, "take") and hasattr(X, "dataset"):  # DatasetView
+        return X.take(keep)
+    if hasattr(X, "select") and hasattr(X, "fingerprint"):  # ImageSource
+        return X.select(keep.tolist())
     if isinstance(X, np.ndarray):
         return X[keep]
     return [X[int(i)] for i in keep]
