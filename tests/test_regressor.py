@@ -401,14 +401,25 @@ def _reference_gt_known(unit_box, images, gt_lists):
 def test_score_equals_plain_gt_known(tiny_fitted, unit_box):
     import copy
 
-    reg, X, boxes = tiny_fitted
+    reg, X, _ = tiny_fitted
     reg = copy.deepcopy(reg)
     reg.model_ = _FixedNet(unit_box)
-    # several GT boxes per image: the best one counts
-    gt = [np.array([b, [0, 0, 5, 5]]) for b in boxes]
+    rng = np.random.default_rng(0)
+    X = X * 6  # 48 images of 8 sizes
+    gt = []
+    for img in X:  # GT boxes around the predicted one, IoU on both sides of 0.5
+        h, w = img.shape[:2]
+        base = np.array(unit_box) * [w, h, w, h]
+        k = int(rng.integers(1, 3))  # several GT boxes per image: the best one counts
+        jitter = rng.normal(0, 0.15, (k, 4)) * [w, h, w, h]
+        b = np.clip(base + jitter, 0, [w - 1, h - 1, w - 1, h - 1])
+        b[:, 2:] = np.maximum(b[:, 2:], b[:, :2] + 1)
+        gt.append(b)
     expected = _reference_gt_known(unit_box, X, gt)
+    assert 10 < expected < 90  # the test discriminates
     assert reg.score(X, gt) == pytest.approx(expected)
-    assert reg.score(X, boxes) == pytest.approx(_reference_gt_known(unit_box, X, boxes[:, None]))
+    first = np.array([g[0] for g in gt])
+    assert reg.score(X, first) == pytest.approx(_reference_gt_known(unit_box, X, first[:, None]))
 
 
 def test_score_names_images_without_boxes(tiny_fitted):
