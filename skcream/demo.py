@@ -269,13 +269,37 @@ def evaluate_localizer(model: Any, data: Any, *, batch_size: int = 32,
 
 
 # --------------------------------------------------------------------------- the demo
-def _preset(quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(data settings, CREAMLocalizer parameters) of ``skcream.presets.QUICK`` / ``DEMO``."""
-    from skcream import presets
+#: the synthetic data of the demo (the localizer's settings come from skcream.presets);
+#: a preset may override any of these keys
+DATA = {
+    "demo": {"n_train": 400, "n_val": 100, "n_test": 200},
+    "quick": {"n_train": 160, "n_val": 48, "n_test": 80},
+}
+_DATA_KEYS = ("n_train", "n_val", "n_test", "n_classes", "data_image_size", "synthetic")
 
+
+def _preset(quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(data settings, CREAMLocalizer parameters) for the demo.
+
+    The estimator's parameters are ``skcream.presets.QUICK`` / ``DEMO`` (owned by the
+    localizer: tuned there and measured in its benchmarks). A preset is either a dict of
+    ``CREAMLocalizer`` parameters, possibly with data keys (:data:`_DATA_KEYS`), or a
+    dict with a ``"localizer"`` entry holding them and data keys beside it.
+    """
+    try:
+        from skcream import presets
+    except ImportError as exc:
+        raise ImportError("the demo needs skcream.presets (DEMO and QUICK settings of "
+                          "CREAMLocalizer); this installation has none") from exc
     preset = dict(presets.QUICK if quick else presets.DEMO)
-    estimator = dict(preset.pop("localizer"))
-    return preset, estimator
+    data = dict(DATA["quick" if quick else "demo"])
+    if "localizer" in preset:
+        estimator = dict(preset.pop("localizer"))
+        data.update(preset)
+    else:
+        data.update({k: preset.pop(k) for k in _DATA_KEYS if k in preset})
+        estimator = preset
+    return data, estimator
 
 
 def _gt_protocol(data: Any) -> tuple[list[np.ndarray], list[np.ndarray] | None, np.ndarray]:
@@ -350,8 +374,10 @@ def run_demo(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     seed = int(random_state)
-    shared = {k: data_cfg[k] for k in ("n_classes", "image_size") if k in data_cfg}
-    shared.update(data_cfg.get("options", {}))
+    shared = {k: data_cfg[k] for k in ("n_classes",) if k in data_cfg}
+    if "data_image_size" in data_cfg:
+        shared["image_size"] = data_cfg["data_image_size"]
+    shared.update(data_cfg.get("synthetic", {}))
     train = make_synthetic(data_cfg["n_train"], random_state=3 * seed, **shared)
     val = make_synthetic(data_cfg["n_val"], random_state=3 * seed + 1, **shared)
     test = make_synthetic(data_cfg["n_test"], random_state=3 * seed + 2, **shared)
