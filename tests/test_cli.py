@@ -304,9 +304,8 @@ def tiny_localizer():
 @pytest.mark.slow
 def test_readout_maps_equal_the_estimators_own_maps(tiny_localizer):
     """One forward pass, three read-outs: identical to transform / decision_function."""
-    from skcream.localize import protocol_maps
-
     from skcream.demo import readout_maps
+    from skcream.localize import protocol_maps
 
     model, data = tiny_localizer
     labels = np.asarray(data["label"])
