@@ -609,3 +609,33 @@ def test_creamreg_params_clone_pickle_save_load(cream_reg, synthetic, tmp_path):
     np.testing.assert_array_equal(loaded.predict(test).boxes, pred.boxes)
     np.testing.assert_array_equal(loaded.pseudo_boxes_, cream_reg.pseudo_boxes_)
     assert loaded.evaluate(test) == cream_reg.evaluate(test)
+
+
+def test_creamreg_cross_validation_and_pipeline(synthetic):
+    """Model selection over a Dataset (DatasetView) and use as the last Pipeline step."""
+    from sklearn.model_selection import KFold, cross_val_score
+    from sklearn.pipeline import Pipeline
+
+    from skcream.estimators.localizer import CREAMLocalizer, DatasetView
+    from skcream.estimators.regressor import CREAMReg, PseudoBoxRegressor
+
+    train, _ = synthetic
+    model = CREAMReg(CREAMLocalizer(**LOC_TINY), PseudoBoxRegressor(**TINY), pseudo_resolution=48)
+    scores = cross_val_score(model, DatasetView(train), cv=KFold(2))
+    assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 100))
+    pipe = Pipeline([("cream_reg", model)]).fit(train)
+    fitted = pipe.named_steps["cream_reg"]
+    assert pipe.score(train) == pytest.approx(fitted.regressor_.score(train))
+    np.testing.assert_array_equal(pipe.predict(train).boxes, fitted.regressor_.predict(train))
+
+
+def test_regressor_grid_search_over_images_and_boxes():
+    from sklearn.model_selection import GridSearchCV
+
+    from skcream.estimators.regressor import PseudoBoxRegressor
+
+    X, boxes = _tiny_data(8)
+    search = GridSearchCV(PseudoBoxRegressor(**TINY), {"hidden": [8, 16]}, cv=2).fit(X, boxes)
+    assert search.best_params_["hidden"] in (8, 16)
+    assert search.best_estimator_.model_.head[0].out_features == search.best_params_["hidden"]
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
