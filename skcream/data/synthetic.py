@@ -28,6 +28,8 @@ Difficulty knobs (all keyword arguments of :func:`make_synthetic` / :class:`Synt
                            texture then no longer marks the object alone.
 ``noise``                  std of the Gaussian pixel noise (image values in [0, 1]).
 ``part_color_jitter``      std of the head hue jitter (fraction of the hue circle).
+``distractor_saturation``  maximum colour saturation of solid distractors (heads are 0.75-0.95):
+                           raise it towards 1 for distractors that look like heads.
 ``backgrounds``            names of ``skimage.data`` grayscale textures.
 
 Generation is deterministic: sample ``i`` depends only on ``(seed, i)``.
@@ -75,6 +77,7 @@ class SyntheticConfig:
     body_like_distractors: float = 0.2
     noise: float = 0.04
     part_color_jitter: float = 0.02
+    distractor_saturation: float = 0.5
     backgrounds: tuple[str, ...] = field(default=("grass", "gravel", "brick"))
 
     def __post_init__(self):
@@ -104,6 +107,8 @@ class SyntheticConfig:
             raise ValueError(f"body_like_distractors must be a probability, got {self.body_like_distractors!r}")
         if not 0.0 <= self.noise <= 1.0:
             raise ValueError(f"noise must be in [0, 1], got {self.noise!r}")
+        if not 0.0 <= self.distractor_saturation <= 1.0:
+            raise ValueError(f"distractor_saturation must be in [0, 1], got {self.distractor_saturation!r}")
         if not 0.0 <= self.part_color_jitter <= 0.5:
             raise ValueError(f"part_color_jitter must be in [0, 0.5], got {self.part_color_jitter!r}")
         bgs = tuple(self.backgrounds)
@@ -277,7 +282,8 @@ def render_synthetic(index: int, seed: int, config: SyntheticConfig | None = Non
         if kind < cfg.body_like_distractors:
             _paint_body_like(img, sl, inside, u, v, rng, S)
         elif kind < cfg.body_like_distractors + (1 - cfg.body_like_distractors) / 2:
-            img[sl][inside] = _u8(_hsv(rng.random(), rng.uniform(0, 0.9), rng.uniform(0.2, 0.95)))
+            sat = rng.uniform(0, cfg.distractor_saturation)
+            img[sl][inside] = _u8(_hsv(rng.random(), sat, rng.uniform(0.2, 0.95)))
         else:
             t2 = bank[int(rng.integers(len(bank)))]
             patch = t2[: y1 - y0, : x1 - x0]
