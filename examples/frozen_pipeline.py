@@ -23,8 +23,8 @@ from skcream.estimators.reactivation import box_targets_from
 
 
 def main() -> None:
-    train = make_synthetic(240, random_state=0)  # images with labels (boxes unused in fit)
-    test = make_synthetic(120, random_state=2)  # a disjoint seed
+    train = make_synthetic(160, random_state=0)  # images with labels (boxes unused in fit)
+    test = make_synthetic(80, random_state=2)  # a disjoint seed
     y_train, y_test = box_targets_from(train), box_targets_from(test)
 
     with tempfile.TemporaryDirectory() as cache:

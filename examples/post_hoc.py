@@ -11,6 +11,13 @@ its real ImageNet head (offline weights from the efficientnet-lite0-pytorch-mode
 package). Writes ``post_hoc.png``: image, CAM, post-hoc CREAM, with the box at
 threshold 0.2 of each map (red).
 
+What to expect (measured, see the printed box areas): post-hoc CREAM spreads the
+map over the whole object where CAM lights one part (the rocket, the motorcycle),
+but with no learned background embedding it also spreads into the background of
+close-ups (the cat, the espresso), where its box at 0.2 becomes the whole photo.
+It is a cheap second opinion on an ImageNet classifier, not a substitute for the
+learned embeddings of ``CREAMLocalizer``.
+
 Run:  python examples/post_hoc.py [--out DIR]      (about 20 s on a 2-core CPU)
 """
 
