@@ -3,12 +3,15 @@
 1. Speed: images/s of ``render_synthetic`` + PNG encoding (wall and CPU time, one process),
    and of ``make_synthetic`` into an Arrow file (tmp dir), at 128x128.
 2. Phenomenon (paper Fig. 1): a frozen ImageNet EfficientNet-Lite0 (offline weights,
-   ``skcream.backbones``, 14x14 maps at 224), a logistic regression on GAP features, CAM of
-   the true class (``skcream.cam``; upsampled bicubic to 224 and min-max normalised as the
-   protocol). Reported on held-out images: accuracy, the share of each map's top-10 % pixels
-   on the discriminative part / the rest of the body / the background next to those regions'
-   area shares, how often the CAM peak lies on the part, and CAM's MaxBoxAccV2 against the
-   whole-object boxes.
+   ``skcream.backbones``, at 224 input: the last stage at stride 1, (1280, 14, 14), and
+   ``feature_stage=-2``, (112, 14, 14)), a logistic regression on GAP features, CAM of the
+   true class (``skcream.cam``; upsampled bicubic to 224 and min-max normalised as the
+   protocol). Reported on held-out images: accuracy; the share of each map's top-10 % pixels
+   (and of its hottest pixels, as many as the part has) on the discriminative part / the rest
+   of the body / the background next to those regions' area shares; how often the CAM peak
+   lies on the part; MaxBoxAccV2 against the whole-object boxes. The same read-outs for
+   post-hoc CREAM (``skcream.reactivation.post_hoc_reactivate``, cosine kernel) and for a
+   centre-Gaussian map (the trivial baseline of Choe et al.).
 
 Run: ``python benchmarks/bench_synthetic.py`` (about a minute on 2 CPU cores).
 """
@@ -82,19 +85,50 @@ def _max_box_acc_v2(maps: np.ndarray, boxes224: list) -> tuple[float, str]:
 
 
 def bench_phenomenon(n_train: int, n_test: int, size: int, seed: int, **options) -> None:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    from skcream.backbones import build_backbone
-    from skcream.cam import class_activation_maps, normalize_maps, upsample_maps
-
     cfg = SyntheticConfig(image_size=size, **options)
     samples = [render_synthetic(i, seed, cfg) for i in range(n_train + n_test)]
     images = np.stack([s.image for s in samples])
     labels = np.array([s.label for s in samples])
     torch.manual_seed(0)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    backbone = build_backbone("efficientnet_lite0", pretrained=True).eval()
+    test = samples[n_train:]
+    obj = _resize_nearest(np.stack([s.mask for s in test]))
+    part = _resize_nearest(np.stack([s.part_mask for s in test]))
+    regions = (part, obj & ~part, ~obj)
+    area = np.array([r.mean() for r in regions])
+    boxes224 = []
+    for s in test:
+        x0, y0, x1, y1 = s.box
+        # protocol box scaling int(x * 224 / W); x1, y1 made inclusive (one past -> last pixel)
+        boxes224.append([[int(x0 * 224 / size), int(y0 * 224 / size),
+                          int((x1 - 1) * 224 / size), int((y1 - 1) * 224 / size)]])
+
+    print(f"\nphenomenon: {n_train} train / {n_test} test images at {size}x{size}, "
+          f"{cfg.n_classes} classes, options {options or 'default'}")
+    print("  region                          part    body    background")
+    print(f"  area share                   {100 * area[0]:5.1f} % {100 * area[1]:5.1f} % "
+          f"{100 * area[2]:5.1f} %")
+    yy, xx = np.mgrid[0:224, 0:224]
+    center = np.exp(-((xx - 111.5) ** 2 + (yy - 111.5) ** 2) / (2 * 56.0 ** 2))
+    center = np.repeat(((center - center.min()) / np.ptp(center))[None], n_test, 0)
+    _report("centre Gaussian", center, regions, area, boxes224)
+    for stage, label in ((None, "last stage, stride 1"), (-2, "feature_stage=-2")):
+        maps = _cam_maps(images, labels, n_train, stage, label, cfg.n_classes)
+        for name, m in maps.items():
+            _report(name, m, regions, area, boxes224)
+
+
+def _cam_maps(images, labels, n_train, stage, label, n_classes):
+    """Frozen EfficientNet-Lite0 + logistic regression on GAP -> CAM and post-hoc CREAM maps
+    (n_test, 224, 224) of the true class."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from skcream.backbones import build_backbone
+    from skcream.cam import class_activation_maps, normalize_maps, upsample_maps
+    from skcream.reactivation import post_hoc_reactivate
+
+    backbone = build_backbone("efficientnet_lite0", pretrained=True, feature_stage=stage).eval()
     dc = backbone.data_config
     t = time.perf_counter()
     feats = _features(backbone, images, dc["mean"], dc["std"])
@@ -105,58 +139,36 @@ def bench_phenomenon(n_train: int, n_test: int, size: int, seed: int, **options)
     clf = LogisticRegression(C=0.1, max_iter=3000).fit(scaler.transform(gap[tr]), labels[tr])
     acc = clf.score(scaler.transform(gap[te]), labels[te])
     train_acc = clf.score(scaler.transform(gap[tr]), labels[tr])
+    print(f"\n  features: efficientnet_lite0 ImageNet (offline), {label}, "
+          f"{tuple(feats.shape[1:])} at 224 input, {len(images) / t_feat:.0f} img/s")
+    print(f"  logistic regression on GAP: test accuracy {100 * acc:.1f} % "
+          f"(train {100 * train_acc:.1f} %, chance {100 / n_classes:.0f} %)")
     # CAM is exact through the scaler: logits = sum_k (w_k / sigma_k) GAP_k + const
     weight = torch.tensor(clf.coef_ / scaler.scale_[None], dtype=torch.float32)
-    if weight.shape[0] == 1:  # binary LR has one row
-        weight = torch.cat([-weight, weight])
     lab_te = torch.as_tensor(labels[te])
     cams = class_activation_maps(feats[te], weight, lab_te)
-    maps = normalize_maps(upsample_maps(cams, (224, 224))).double().numpy()
-    # CREAM without learned embeddings (each image's own CAM fg/bg means start the EM), as
-    # evidence that the body is recoverable as foreground by feature clustering
-    from skcream.reactivation import post_hoc_reactivate
-
-    # cosine kernel: sigma on the cosine scale (the paper's sigma=8 is for raw dot products)
+    # CREAM without learned embeddings (each image's own CAM fg/bg means start the EM): can
+    # feature clustering recover the body? Cosine kernel, sigma on the cosine scale (the
+    # paper's sigma=8 is for raw dot products and leaves these maps unchanged).
     cream = post_hoc_reactivate(feats[te], weight, lab_te, kernel="cosine", sigma=0.1)
-    cream_maps = normalize_maps(upsample_maps(cream, (224, 224))).double().numpy()
+    return {name: normalize_maps(upsample_maps(m, (224, 224))).double().numpy()
+            for name, m in (("CAM", cams), ("post-hoc CREAM", cream))}
 
-    obj = _resize_nearest(np.stack([s.mask for s in samples[n_train:]]))
-    part = _resize_nearest(np.stack([s.part_mask for s in samples[n_train:]]))
-    regions = (part, obj & ~part, ~obj)
-    area = np.array([r.mean() for r in regions])
-    boxes224 = []
-    for s in samples[n_train:]:
-        x0, y0, x1, y1 = s.box
-        # protocol box scaling int(x * 224 / W); x1, y1 made inclusive (one past -> last pixel)
-        boxes224.append([[int(x0 * 224 / size), int(y0 * 224 / size),
-                          int((x1 - 1) * 224 / size), int((y1 - 1) * 224 / size)]])
 
-    print(f"\nphenomenon: {n_train} train / {n_test} test images at {size}x{size}, "
-          f"{cfg.n_classes} classes, options {options or 'default'}")
-    print(f"  features: efficientnet_lite0 (ImageNet, offline), {tuple(feats.shape[1:])} at 224 "
-          f"input, {len(images) / t_feat:.0f} img/s")
-    print(f"  logistic regression on GAP: test accuracy {100 * acc:.1f} % "
-          f"(train {100 * train_acc:.1f} %, chance {100 / cfg.n_classes:.0f} %)")
-    print("  region                          part    body    background")
-    print(f"  area share                   {100 * area[0]:5.1f} % {100 * area[1]:5.1f} % "
-          f"{100 * area[2]:5.1f} %")
-    yy, xx = np.mgrid[0:224, 0:224]
-    center = np.exp(-((xx - 111.5) ** 2 + (yy - 111.5) ** 2) / (2 * 56.0 ** 2))
-    center = np.repeat(((center - center.min()) / np.ptp(center))[None], len(maps), 0)
-    for name, m in (("CAM", maps), ("post-hoc CREAM", cream_maps), ("centre Gaussian", center)):
-        top, near, mean_act = _concentration(m, regions)
-        topk, _, _ = _concentration(m, regions, frac=None)
-        boxacc, source = _max_box_acc_v2(m, boxes224)
-        print(f"  {name:15s} top-10 % pixels {100 * top[0]:5.1f} % {100 * top[1]:5.1f} % "
-              f"{100 * top[2]:5.1f} %   (part {top[0] / area[0]:.1f}x its area share, "
-              f"body {top[1] / area[1]:.1f}x)")
-        print(f"  {name:15s} top part-area px {100 * topk[0]:5.1f} % {100 * topk[1]:5.1f} % "
-              f"{100 * topk[2]:5.1f} %   (the hottest pixels, as many as the part has)")
-        print(f"  {name:15s} mean map value  {mean_act[0]:5.2f}   {mean_act[1]:5.2f}   "
-              f"{mean_act[2]:5.2f}")
-        print(f"  {name:15s} peak on the part in {100 * near[0]:.1f} % of the images, within "
-              f"16 px (one feature cell) of it in {100 * near[1]:.1f} %")
-        print(f"  {name:15s} MaxBoxAccV2 vs whole-object boxes: {boxacc:.1f}  [{source}]")
+def _report(name, m, regions, area, boxes224):
+    top, near, mean_act = _concentration(m, regions)
+    topk, _, _ = _concentration(m, regions, frac=None)
+    boxacc, source = _max_box_acc_v2(m, boxes224)
+    print(f"  {name:15s} top-10 % pixels {100 * top[0]:5.1f} % {100 * top[1]:5.1f} % "
+          f"{100 * top[2]:5.1f} %   (part {top[0] / area[0]:.1f}x its area share, "
+          f"body {top[1] / area[1]:.1f}x)")
+    print(f"  {name:15s} top part-area px {100 * topk[0]:5.1f} % {100 * topk[1]:5.1f} % "
+          f"{100 * topk[2]:5.1f} %   (the hottest pixels, as many as the part has)")
+    print(f"  {name:15s} mean map value  {mean_act[0]:5.2f}   {mean_act[1]:5.2f}   "
+          f"{mean_act[2]:5.2f}")
+    print(f"  {name:15s} peak on the part in {100 * near[0]:.1f} % of the images, within "
+          f"16 px (one feature cell) of it in {100 * near[1]:.1f} %")
+    print(f"  {name:15s} MaxBoxAccV2 vs whole-object boxes: {boxacc:.1f}  [{source}]")
 
 
 def _concentration(maps, regions, frac=0.10, cell=16):

@@ -184,3 +184,15 @@ def test_resize_mask_nearest_keeps_values():
     out = resize_mask(m, 8)
     assert out.shape == (8, 8) and set(np.unique(out)) == {0, 1, 255}
     assert out[0, 0] == 1 and out[-1, -1] == 255
+
+
+def test_to_tensor_matches_plain_formula():
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, size=(13, 7, 3), dtype=np.uint8)
+    mean, std = (0.1, 0.5, 0.9), (0.2, 0.3, 0.4)
+    x, _ = EvalTransform(size=7, mean=mean, std=std)(Image.fromarray(arr).resize((7, 7)))
+    ref = (torch.from_numpy(np.asarray(Image.fromarray(arr).resize((7, 7)), np.float64))
+           .permute(2, 0, 1) / 255.0 - torch.tensor(mean, dtype=torch.float64).view(3, 1, 1)) \
+        / torch.tensor(std, dtype=torch.float64).view(3, 1, 1)
+    assert x.dtype == torch.float32
+    torch.testing.assert_close(x.double(), ref, atol=1e-5, rtol=0)
