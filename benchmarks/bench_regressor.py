@@ -49,6 +49,19 @@ def pseudo_box_gt_known(boxes: np.ndarray, dataset) -> float:
     return acc["gt_known_loc"]
 
 
+def unit_boxes(boxes: np.ndarray, dataset) -> np.ndarray:
+    """Boxes (n, 4) in original pixels -> divided by each image's (W, H)."""
+    sizes = np.array([row["image"].size for row in dataset], dtype=float)
+    return np.asarray(boxes, float) / np.concatenate([sizes, sizes], axis=1)
+
+
+def constant_box_gt_known(unit_box: np.ndarray, dataset) -> float:
+    """GT-known Loc of the same relative box on every image (a no-vision baseline)."""
+    sizes = np.array([row["image"].size for row in dataset], dtype=float)
+    boxes = unit_box[None, :] * np.concatenate([sizes, sizes], axis=1)
+    return pseudo_box_gt_known(boxes, dataset)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-train", type=int, default=240)
@@ -59,8 +72,9 @@ def main() -> None:
     parser.add_argument("--input-size", type=int, default=112, help="network input size")
     parser.add_argument("--loc-epochs", type=int, default=4)
     parser.add_argument("--reg-epochs", type=int, default=6)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (default 1: on a shared CPU, more threads "
+                        "oversubscribe and run many times slower)")
     parser.add_argument("--no-oracle", action="store_true",
                         help="skip the regressor trained on ground-truth boxes")
     parser.add_argument("--quick", action="store_true")
@@ -68,8 +82,7 @@ def main() -> None:
     if args.quick:
         args.n_train, args.n_val, args.n_test = 64, 24, 32
         args.loc_epochs, args.reg_epochs = 2, 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     tic0 = time.perf_counter()
     shared = dict(n_classes=args.n_classes, image_size=args.image_size)
     train = make_synthetic(args.n_train, random_state=0, **shared)
@@ -118,8 +131,7 @@ def main() -> None:
     oracle = None
     if not args.no_oracle:
         tic = time.perf_counter()
-        gt_boxes = np.array([np.asarray(b, float).reshape(-1, 4)[0] for b in train["bboxes"]])
-        oracle_reg = PseudoBoxRegressor(**reg.get_params()).fit(train, gt_boxes)
+        oracle_reg = PseudoBoxRegressor(**reg.get_params()).fit(train)  # the GT bbox column
         oracle = oracle_reg.score(test)
         print(f"GT-box regressor trained in {time.perf_counter() - tic:.1f} s")
     print(f"\nTest split ({args.n_test} images), percent:")
@@ -130,6 +142,13 @@ def main() -> None:
               f"{r['top5_loc']:10.2f} {r['top1_acc']:10.2f}")
     if oracle is not None:
         print(f"  {'upper bound: regressor trained on GT boxes':48s} {oracle:9.2f}")
+    gt_train = np.array([np.asarray(b, float).reshape(-1, 4)[0] for b in train["bboxes"]])
+    mean_pseudo = unit_boxes(model.pseudo_boxes_, train).mean(axis=0)
+    mean_gt = unit_boxes(gt_train, train).mean(axis=0)
+    print(f"  {'baseline: mean training pseudo box, every image':48s} "
+          f"{constant_box_gt_known(mean_pseudo, test):9.2f}")
+    print(f"  {'baseline: mean training GT box, every image':48s} "
+          f"{constant_box_gt_known(mean_gt, test):9.2f}")
     for key in ("gt_known_loc", "top1_loc"):
         ratio = creg[key] / base[key] if base[key] > 0 else float("nan")
         print(f"  CREAM_Reg / CREAM_Base {key}: {ratio:.3f}")

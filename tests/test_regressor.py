@@ -639,3 +639,22 @@ def test_regressor_grid_search_over_images_and_boxes():
     assert search.best_params_["hidden"] in (8, 16)
     assert search.best_estimator_.model_.head[0].out_features == search.best_params_["hidden"]
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+@pytest.mark.parametrize("make", ["regressor", "cream_reg"])
+def test_selected_sklearn_estimator_checks(make):
+    from sklearn.utils import estimator_checks as ec
+
+    from skcream.estimators.localizer import CREAMLocalizer
+    from skcream.estimators.regressor import CREAMReg, PseudoBoxRegressor
+
+    est = (PseudoBoxRegressor() if make == "regressor"
+           else CREAMReg(CREAMLocalizer(), PseudoBoxRegressor()))
+    name = type(est).__name__
+    ec.check_no_attributes_set_in_init(name, est)
+    ec.check_parameters_default_constructible(name, est)
+    ec.check_get_params_invariance(name, est)
+    ec.check_set_params(name, est)
+    ec.check_estimator_repr(name, est)
+    ec.check_estimator_cloneable(name, est)
+    ec.check_do_not_raise_errors_in_init_or_set_params(name, est)

@@ -708,9 +708,11 @@ class CREAMReg(BaseEstimator):
 
     Parameters
     ----------
-    localizer : CREAMLocalizer
-        CREAM_Base. Give it ``memory=`` to make refits inside a grid search free.
-    regressor : PseudoBoxRegressor
+    localizer : CREAMLocalizer or None, default=None
+        CREAM_Base (None: ``CREAMLocalizer()``). Give it ``memory=`` to make refits inside
+        a grid search free.
+    regressor : PseudoBoxRegressor or None, default=None
+        None: ``PseudoBoxRegressor()``. Cloned before fitting.
     pseudo_resolution : int, default=448
         Input size at which the localizer's maps for the pseudo boxes are computed.
     prefit : bool, default=False
@@ -753,18 +755,24 @@ class CREAMReg(BaseEstimator):
                 "training images and labels before using this method."
             )
 
-    def _validate(self) -> None:
+    def _validate(self) -> tuple[Any, Any]:
+        """Check the parameters; return (localizer, regressor), defaults for None."""
+        from skcream.estimators.localizer import CREAMLocalizer
+
         r = self.pseudo_resolution
         if isinstance(r, bool) or not isinstance(r, Integral) or r < 8:
             raise ValueError(f"pseudo_resolution must be an int >= 8, got {r!r}")
-        if not hasattr(self.localizer, "pseudo_boxes") or not hasattr(self.localizer, "fit"):
+        localizer = CREAMLocalizer() if self.localizer is None else self.localizer
+        regressor = PseudoBoxRegressor() if self.regressor is None else self.regressor
+        if not hasattr(localizer, "pseudo_boxes") or not hasattr(localizer, "fit"):
             raise TypeError("localizer must be a CREAMLocalizer (fit, predict, pseudo_boxes), "
-                            f"got {type(self.localizer).__name__}")
-        if not all(hasattr(self.regressor, m) for m in ("fit", "predict", "score")):
+                            f"got {type(localizer).__name__}")
+        if not all(hasattr(regressor, m) for m in ("fit", "predict", "score")):
             raise TypeError("regressor must be a PseudoBoxRegressor (fit, predict, score), "
-                            f"got {type(self.regressor).__name__}")
+                            f"got {type(regressor).__name__}")
         if not isinstance(self.prefit, bool | np.bool_):
             raise TypeError(f"prefit must be a bool, got {self.prefit!r}")
+        return localizer, regressor
 
     def fit(self, X: Any, y: Any = None) -> CREAMReg:
         """Fit CREAM_Base (unless ``prefit``), make pseudo boxes, fit the regressor on them.
@@ -780,20 +788,19 @@ class CREAMReg(BaseEstimator):
         -------
         self
         """
-        self._validate()
+        localizer, regressor = self._validate()
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
             delattr(self, name)
         if self.prefit:
             try:
-                check_is_fitted(self.localizer)
+                check_is_fitted(localizer)
             except NotFittedError as exc:
                 raise NotFittedError(
                     "prefit=True but the localizer is not fitted; fit it first or pass "
                     "prefit=False"
                 ) from exc
-            localizer = self.localizer
         else:
-            localizer = clone(self.localizer).fit(X, y)
+            localizer = clone(localizer).fit(X, y)
         pseudo = np.asarray(
             localizer.pseudo_boxes(X, y, resolution=int(self.pseudo_resolution)), np.float64
         )
@@ -813,7 +820,7 @@ class CREAMReg(BaseEstimator):
                 stacklevel=2,
             )
         X_reg = X if keep.size == len(pseudo) else _subset(X, keep)
-        self.regressor_ = clone(self.regressor).fit(X_reg, pseudo[keep])
+        self.regressor_ = clone(regressor).fit(X_reg, pseudo[keep])
         self.localizer_ = localizer
         self.classes_ = localizer.classes_
         self.pseudo_boxes_ = pseudo
