@@ -20,7 +20,10 @@ number with a plain re-implementation of the reference
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import cv2
@@ -356,6 +359,74 @@ def max_box_acc_v2(
 
 
 # ----------------------------------------------------------------------------- PxAP
+# Speed (numbers in benchmarks/bench_metrics.py). The reference boolean-indexes each map
+# and calls np.histogram (a sort) twice per map. Here each map is binned by a few
+# vectorised passes over it: two truncated products ``trunc(s * m)`` whose multipliers
+# bracket the exact bin (see _PxapBins), a saturating add of the mask class, one 8/16-bit
+# ``cv2.calcHist``; and the maps are shared between threads. All counts are integers,
+# so the result is bit-identical to the reference however the work is split.
+_CALC_HIST_MAX_PIXELS = 1 << 24  # cv2.calcHist counts in float32: exact up to 2**24
+_MULTIPLIER_SEARCH_ULPS = 64
+_PXAP_MIN_PIXELS_PER_THREAD = 1 << 20  # below this a thread costs more than it saves
+_PXAP_MAX_THREADS = 4
+
+
+class _PxapBins:
+    """The reference's bin edges for one interval and, when they exist, bracketing multipliers.
+
+    ``edges`` (n + 3,) float64 is ``np.append(np.arange(0, 1, interval), [1, 2, 3])``.
+    ``m_lo <= m_hi`` are chosen so that for every edge ``e_j`` (j = 1..n, ``e_n = 1.0``)
+    ``fl(prev(e_j) * m_lo) < j`` and ``fl(e_j * m_hi) >= j`` (checked here, exactly).
+    Float rounding is monotone, so a score ``s`` in [0, 1] whose exact bin is ``b``
+    has ``trunc(fl(s * m_lo)) <= b <= trunc(fl(s * m_hi))``: where the two agree they
+    are the bin; they disagree only for the few doubles next to an edge (and 1.0), which
+    are binned by ``searchsorted``. ``m_lo`` is None when no such pair is found within
+    a few ulps of ``1 / interval`` (e.g. when ``n * interval`` is not close to 1);
+    then every pixel goes through :func:`_bin_index`.
+    """
+
+    __slots__ = ("edges", "n", "m_lo", "m_hi", "key_dtype")
+
+    def __init__(self, interval: float):
+        self.edges = np.append(_thresholds(interval), [1.0, 2.0, 3.0])
+        self.edges.flags.writeable = False
+        n = self.n = self.edges.size - 3
+        self.m_lo: float | None = None
+        self.m_hi: float | None = None
+        # histogram keys k + (n + 1) * class, with 2 * (n + 1) free for saturated "ignored"
+        self.key_dtype = np.uint8 if 2 * (n + 1) <= 255 else np.uint16
+        if 2 * (n + 1) > 65534:
+            return
+        e = self.edges[1 : n + 1]
+        below = np.nextafter(e, 0.0)
+        j = np.arange(1, n + 1, dtype=np.float64)
+        m_lo = m_hi = 1.0 / interval
+        for _ in range(_MULTIPLIER_SEARCH_ULPS):
+            if (below * m_lo < j).all():
+                break
+            m_lo = float(np.nextafter(m_lo, 0.0))
+        for _ in range(_MULTIPLIER_SEARCH_ULPS):
+            if (e * m_hi >= j).all():
+                break
+            m_hi = float(np.nextafter(m_hi, np.inf))
+        if not (0.0 < m_lo <= m_hi < n + 1):
+            return
+        # verify the brackets on the integer keys themselves, through the very same
+        # multiply-and-cast as _pxap_counts (so the cast's rounding mode is checked too)
+        k = np.empty(n, dtype=self.key_dtype)
+        np.multiply(below, m_lo, out=k, casting="unsafe")
+        lower_ok = bool((k < j).all())
+        np.multiply(e, m_hi, out=k, casting="unsafe")
+        upper_ok = bool((k >= j).all() and k[-1] <= n)
+        if lower_ok and upper_ok:
+            self.m_lo, self.m_hi = m_lo, m_hi
+
+
+@functools.lru_cache(maxsize=16)
+def _pxap_bins(interval: float) -> _PxapBins:
+    return _PxapBins(interval)
+
+
 def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """``np.histogram`` bin of each value in [0, 1] for the edges ``arange + [1, 2, 3]``.
 
@@ -368,6 +439,93 @@ def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     k -= edges[k] > values
     k += edges[1:][k] <= values
     return k
+
+
+def _mask_classes(mask: np.ndarray) -> np.ndarray:
+    """uint8 codes of a mask of any dtype: 0 background, 1 foreground, >= 2 ignored."""
+    if mask.dtype == np.uint8:
+        return np.ascontiguousarray(mask)
+    if mask.dtype == np.bool_:
+        return np.ascontiguousarray(mask).view(np.uint8)
+    cls = np.full(mask.shape, 2, dtype=np.uint8)
+    cls[mask == 0] = 0
+    cls[mask == 1] = 1
+    return cls
+
+
+def _pxap_counts(items: list[tuple[int, Any, Any]], bins: _PxapBins) -> np.ndarray:
+    """Negative and positive counts per bin over ``(index, map, mask)`` items.
+
+    Returns
+    -------
+    ndarray (2 * (n + 1),) float64
+        ``[negatives in bins 0..n | positives in bins 0..n]`` (bin n + 1, scores >= 2,
+        is always empty for maps in [0, 1]).
+    """
+    n, edges = bins.n, bins.edges
+    nk = 2 * (n + 1)
+    counts = np.zeros(nk, dtype=np.float64)
+    if bins.m_lo is None:  # exact fallback: per-pixel edge comparisons
+        for i, smap, mask in items:
+            smap = _check_map(smap, f"scoremaps[{i}]")
+            cls = _pxap_mask(mask, smap, i)
+            code = _bin_index(smap, edges) + (n + 1) * cls.astype(np.intp)
+            counts += np.bincount(code[cls < 2].ravel(), minlength=nk)[:nk]
+        return counts
+    dt = bins.key_dtype
+    # mask value -> key offset; anything but 0/1 saturates past the histogram range
+    offset = np.full(256, np.iinfo(dt).max, dtype=dt)
+    offset[0], offset[1] = 0, n + 1
+    buffers: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for i, smap, mask in items:
+        smap = _check_map(smap, f"scoremaps[{i}]")
+        cls = _pxap_mask(mask, smap, i)
+        flat_s, flat_c = smap.reshape(1, -1), cls.reshape(1, -1)
+        for p0 in range(0, flat_s.shape[1], _CALC_HIST_MAX_PIXELS):
+            s = flat_s[:, p0 : p0 + _CALC_HIST_MAX_PIXELS]
+            c = flat_c[:, p0 : p0 + _CALC_HIST_MAX_PIXELS]
+            size = s.shape[1]
+            if size not in buffers:
+                buffers[size] = tuple(np.empty((1, size), dtype=dt) for _ in range(3))
+            key, check, off = buffers[size]
+            np.multiply(s, bins.m_hi, out=key, casting="unsafe")  # trunc: upper bracket
+            if bins.m_lo != bins.m_hi:
+                np.multiply(s, bins.m_lo, out=check, casting="unsafe")  # lower bracket
+                if not np.array_equal(key, check):  # a few doubles next to an edge; 1.0
+                    idx = np.flatnonzero(key != check)
+                    key[0, idx] = np.searchsorted(edges, s[0, idx], side="right") - 1
+            cv2.LUT(c, offset, dst=off)
+            cv2.add(key, off, dst=key)  # saturating
+            counts += cv2.calcHist([key], [0], None, [nk], [0, nk]).ravel()
+    return counts
+
+
+def _pxap_mask(mask: Any, smap: np.ndarray, i: int) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.shape != smap.shape:
+        raise ValueError(f"gt_masks[{i}] has shape {mask.shape} but scoremaps[{i}] has {smap.shape}")
+    return _mask_classes(mask)
+
+
+def _map_list(scoremaps: ArrayLike, name: str = "scoremaps") -> list[Any]:
+    """The maps as a list, unvalidated (same container checks as :func:`_check_maps`).
+
+    Each map is validated just before it is binned, while it is in cache.
+    """
+    if isinstance(scoremaps, np.ndarray):
+        if scoremaps.ndim != 3:
+            raise ValueError(
+                f"{name} must be an (n, H, W) array or a sequence of 2-D maps, "
+                f"got an array of shape {scoremaps.shape}"
+            )
+        items = list(scoremaps)
+    elif isinstance(scoremaps, Sequence) or hasattr(scoremaps, "__iter__"):
+        items = list(scoremaps)
+    else:
+        raise TypeError(f"{name} must be an array or a sequence of 2-D maps")
+    if not items:
+        raise ValueError(f"{name} is empty")
+    return items
 
 
 def pxap(scoremaps: ArrayLike, gt_masks: ArrayLike, *, cam_curve_interval: float = 0.01) -> float:
@@ -386,41 +544,37 @@ def pxap(scoremaps: ArrayLike, gt_masks: ArrayLike, *, cam_curve_interval: float
     float
         ``100 * sum_i P_i (R_i - R_{i-1})`` over the thresholds
         ``3, 2, 1, e_{n-1}, ..., e_0`` (step sum, no interpolation).
+
+    Notes
+    -----
+    Maps and masks are checked map by map, so with several bad inputs the first
+    error raised is the one at the lowest index (a map before its mask).
     """
-    maps = _check_maps(scoremaps)
+    maps = _map_list(scoremaps)
     try:
         masks = list(gt_masks)
     except TypeError:
         raise TypeError("gt_masks must be an array or a sequence of 2-D masks") from None
     if len(masks) != len(maps):
         raise ValueError(f"gt_masks has {len(masks)} entries but there are {len(maps)} maps")
-    edges = np.append(_thresholds(cam_curve_interval), [1.0, 2.0, 3.0])
-    n_bins = edges.size - 1
-    hist = np.zeros(2 * n_bins, dtype=np.int64)  # [negatives | positives]
-    lut = np.full(256, 2 * n_bins, dtype=np.intp)
-    lut[0], lut[1] = 0, n_bins
-    for i, (smap, mask) in enumerate(zip(maps, masks)):
-        mask = np.asarray(mask)
-        if mask.shape != smap.shape:
-            raise ValueError(
-                f"gt_masks[{i}] has shape {mask.shape} but scoremaps[{i}] has {smap.shape}"
-            )
-        if mask.dtype in (np.uint8, np.bool_):
-            # one look-up: 0 -> negatives, 1 -> positives, anything else -> a dropped block
-            hist += np.bincount((_bin_index(smap, edges) + lut[mask.view(np.uint8)]).ravel(),
-                                minlength=3 * n_bins)[: 2 * n_bins]
-            continue
-        else:
-            cls = np.where(mask == 1, 1, 0).astype(np.uint8)
-            keep = (mask == 0) | (mask == 1)
-            if keep.all():
-                keep = None
-        k = _bin_index(smap, edges)
-        code = k + n_bins * cls.astype(np.intp)
-        if keep is not None:
-            code = code[keep]
-        hist += np.bincount(code.ravel(), minlength=2 * n_bins)
-    neg, pos = hist[:n_bins].astype(np.float64), hist[n_bins:].astype(np.float64)
+    _thresholds(cam_curve_interval)  # validates before the cache sees it
+    bins = _pxap_bins(float(cam_curve_interval))
+    n = bins.n
+    items = list(zip(range(len(maps)), maps, masks))
+    pixels = sum(int(getattr(m, "size", 0)) for m in maps)
+    threads = min(_PXAP_MAX_THREADS, os.cpu_count() or 1, len(items),
+                  pixels // _PXAP_MIN_PIXELS_PER_THREAD)
+    if threads <= 1:
+        counts = _pxap_counts(items, bins)
+    else:  # contiguous shares, so the first error raised is at the lowest index
+        bounds = np.linspace(0, len(items), threads + 1).astype(int)
+        with ThreadPoolExecutor(threads) as pool:
+            futures = [pool.submit(_pxap_counts, items[a:b], bins)
+                       for a, b in zip(bounds[:-1], bounds[1:])]
+            counts = sum(f.result() for f in futures)
+    # bins 0..n, plus the always-empty bin n + 1 (scores >= 2) of the reference
+    neg = np.append(counts[: n + 1], 0.0)
+    pos = np.append(counts[n + 1 :], 0.0)
     n_pos = pos.sum()
     if n_pos <= 0:
         raise ValueError("gt_masks: no positive (== 1) pixel in the whole set")

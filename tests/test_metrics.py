@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
 from skcream import metrics as M
@@ -225,6 +227,122 @@ def test_pxap_equals_reference(interval):
     bool_masks = [mk == 1 for mk in masks]
     assert M.pxap(maps, bool_masks, cam_curve_interval=interval) == ref.pxap(
         maps, [b.astype(np.uint8) for b in bool_masks], interval)
+
+
+# adversarial PxAP inputs: scores on, and a few ulps either side of, every edge
+FAST_INTERVALS = [0.01, 0.001, 0.005, 0.05, 0.25]  # bracketing multipliers exist
+SLOW_INTERVALS = [0.003, 0.3, 2e-5]  # n * interval != 1 or n > 32766: exact fallback
+
+
+def _edge_pool(interval: float) -> np.ndarray:
+    """Scores on every edge, i/n, k/255, 0, 1, and 1-3 ulps either side of each."""
+    edges = np.append(np.arange(0, 1, interval), [1.0])[:2001]
+    n = np.arange(0, 1, interval).size
+    base = np.concatenate([edges, np.arange(min(n, 2000) + 1) / n, np.arange(256) / 255,
+                           np.arange(101) / 100, [0.0, 1.0, 0.35, 0.5]])
+    near = [base]
+    for direction in (0.0, 2.0):
+        x = base
+        for _ in range(3):
+            x = np.nextafter(x, direction)
+            near.append(x)
+    return np.unique(np.clip(np.concatenate(near), 0.0, 1.0))
+
+
+def _adversarial_set(interval: float, rng: np.random.Generator, n_maps: int = 4):
+    pool = _edge_pool(interval)
+    maps, masks = [], []
+    for _ in range(n_maps):
+        h, w = (int(v) for v in rng.integers(8, 40, 2))
+        maps.append(rng.choice(pool, size=(h, w)))
+        mask = rng.choice(np.array([0, 1, 1, 0, 255, 7, 2], np.uint8), size=(h, w))
+        mask[0, 0] = 1
+        masks.append(mask)
+    return maps, masks
+
+
+@pytest.mark.parametrize("interval", FAST_INTERVALS + SLOW_INTERVALS)
+def test_pxap_exact_on_edges_and_their_neighbours(interval):
+    maps, masks = _adversarial_set(interval, np.random.default_rng(11))
+    assert M.pxap(maps, masks, cam_curve_interval=interval) == ref.pxap(maps, masks, interval)
+    fast = M._pxap_bins(interval).m_lo is not None
+    assert fast == (interval in FAST_INTERVALS)  # both code paths are exercised
+
+
+@pytest.mark.parametrize("interval", FAST_INTERVALS)
+def test_pxap_multipliers_bracket_the_histogram_bin(interval):
+    bins = M._pxap_bins(interval)
+    s = _edge_pool(interval)
+    exact = np.searchsorted(bins.edges, s, side="right") - 1
+    assert np.array_equal(np.histogram(s, bins.edges)[0], np.bincount(exact, minlength=bins.n + 2))
+    lo = np.empty(s.size, bins.key_dtype)
+    hi = np.empty(s.size, bins.key_dtype)
+    np.multiply(s, bins.m_lo, out=lo, casting="unsafe")
+    np.multiply(s, bins.m_hi, out=hi, casting="unsafe")
+    assert (lo <= exact).all() and (exact <= hi).all()
+    assert np.mean(lo == hi) > 0.5  # the brackets agree away from the edges
+    assert hi.max() <= bins.n
+
+
+def test_pxap_threads_and_pieces_give_identical_numbers(monkeypatch):
+    rng = np.random.default_rng(5)
+    maps, masks = _adversarial_set(0.01, rng, n_maps=7)
+    maps += [_family(k, 30, 33, rng) for k in KINDS]
+    masks += [rng.choice(np.array([0, 1, 255], np.uint8), size=(30, 33)) for _ in KINDS]
+    expected = ref.pxap(maps, masks, 0.01)
+    assert M.pxap(maps, masks) == expected
+    monkeypatch.setattr(M, "_PXAP_MIN_PIXELS_PER_THREAD", 1)
+    monkeypatch.setattr(M, "_PXAP_MAX_THREADS", 3)
+    monkeypatch.setattr(M, "_CALC_HIST_MAX_PIXELS", 97)  # several calcHist calls per map
+    assert M.pxap(maps, masks) == expected
+    assert M.pxap(maps, masks, cam_curve_interval=0.001) == ref.pxap(maps, masks, 0.001)
+    bad = list(maps)
+    bad[9] = np.full((30, 33), np.nan)  # in the last thread's share
+    with pytest.raises(ValueError, match=r"scoremaps\[9\].*NaN"):
+        M.pxap(bad, masks)
+    bad_masks = list(masks)
+    bad_masks[2] = np.zeros((3, 3), np.uint8)  # lowest index wins over a later bad map
+    with pytest.raises(ValueError, match=r"gt_masks\[2\] has shape"):
+        M.pxap(bad, bad_masks)
+
+
+def test_pxap_mask_dtypes_and_stacked_arrays():
+    rng = np.random.default_rng(9)
+    maps = np.stack([rng.choice(_edge_pool(0.01), size=(12, 15)) for _ in range(5)])
+    codes = rng.choice(np.array([0, 1, 2, 255]), size=maps.shape)
+    codes[:, 0, 0] = 1
+    expected = ref.pxap(list(maps), list(codes.astype(np.uint8)), 0.01)
+    assert M.pxap(maps, codes.astype(np.uint8)) == expected  # (n, H, W) arrays
+    for dtype in (np.int64, np.uint16, np.float32):
+        assert M.pxap(maps, codes.astype(dtype)) == expected, dtype
+    shifted = codes.astype(np.int64)
+    shifted[codes == 255] = 256  # would alias to 0 if narrowed to uint8
+    shifted[codes == 2] = -1
+    assert M.pxap(maps, shifted) == expected
+    halves = codes.astype(np.float64)
+    halves[codes == 2] = 0.5
+    halves[codes == 255] = np.nan
+    assert M.pxap(maps, halves) == expected
+    as_bool = codes == 1
+    assert M.pxap(maps, as_bool) == ref.pxap(list(maps), list(as_bool.astype(np.uint8)), 0.01)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), interval=st.sampled_from(FAST_INTERVALS + [0.003]),
+       n_maps=st.integers(1, 4), uniform_share=st.floats(0, 1))
+def test_pxap_equals_reference_property(seed, interval, n_maps, uniform_share):
+    rng = np.random.default_rng(seed)
+    pool = _edge_pool(interval)
+    maps, masks = [], []
+    for _ in range(n_maps):
+        h, w = (int(v) for v in rng.integers(1, 25, 2))
+        m = rng.choice(pool, size=(h, w))
+        uniform = rng.random((h, w)) < uniform_share
+        m[uniform] = rng.random(int(uniform.sum()))
+        maps.append(m)
+        masks.append((rng.integers(0, 256, (h, w)) % rng.choice([2, 3, 256])).astype(np.uint8))
+    masks[0].flat[0] = 1
+    assert M.pxap(maps, masks, cam_curve_interval=interval) == ref.pxap(maps, masks, interval)
 
 
 # ----------------------------------------------------------------------------- Top-k Loc
