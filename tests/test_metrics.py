@@ -327,6 +327,26 @@ def test_pxap_mask_dtypes_and_stacked_arrays():
     assert M.pxap(maps, as_bool) == ref.pxap(list(maps), list(as_bool.astype(np.uint8)), 0.01)
 
 
+def test_pxap_validation_at_the_bit_level():
+    """-0.0 is a valid score (as in the reference); anything just outside [0, 1] is not."""
+    rng = np.random.default_rng(2)
+    m = rng.random((6, 7))
+    m[0, :3] = -0.0
+    mask = (rng.random((6, 7)) > 0.5).astype(np.uint8)
+    mask[0, 0] = 1
+    assert M.pxap([m, m.T.copy()], [mask, mask.T.copy()]) == ref.pxap([m, m.T.copy()],
+                                                                       [mask, mask.T.copy()])
+    for bad, match in [(np.nextafter(1.0, 2.0), r"\[0, 1\]"), (-5e-324, r"\[0, 1\]"),
+                       (-np.nan, "NaN"), (np.inf, "infinite")]:
+        worse = m.copy()
+        worse[3, 4] = bad
+        with pytest.raises(ValueError, match=r"scoremaps\[1\].*" + match):
+            M.pxap([m, worse], [mask, mask])
+    strided = np.asfortranarray(m)  # non-contiguous and float32 maps take the general check
+    assert M.pxap([strided, m.astype(np.float32)], [mask, mask]) == ref.pxap(
+        [m, m.astype(np.float32).astype(np.float64)], [mask, mask])
+
+
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), interval=st.sampled_from(FAST_INTERVALS + [0.003]),
        n_maps=st.integers(1, 4), uniform_share=st.floats(0, 1))
