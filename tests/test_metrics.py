@@ -293,7 +293,7 @@ def test_pxap_threads_and_pieces_give_identical_numbers(monkeypatch):
     assert M.pxap(maps, masks) == expected
     monkeypatch.setattr(M, "_PXAP_MIN_PIXELS_PER_THREAD", 1)
     monkeypatch.setattr(M, "_PXAP_MAX_THREADS", 3)
-    monkeypatch.setattr(M, "_CALC_HIST_MAX_PIXELS", 97)  # several calcHist calls per map
+    monkeypatch.setattr(M, "_PXAP_BLOCK_PIXELS", 97)  # maps in pieces, several per block
     assert M.pxap(maps, masks) == expected
     assert M.pxap(maps, masks, cam_curve_interval=0.001) == ref.pxap(maps, masks, 0.001)
     bad = list(maps)
