@@ -269,37 +269,12 @@ def evaluate_localizer(model: Any, data: Any, *, batch_size: int = 32,
 
 
 # --------------------------------------------------------------------------- the demo
-#: the synthetic data of the demo (the localizer's settings come from skcream.presets);
-#: a preset may override any of these keys
-DATA = {
-    "demo": {"n_train": 400, "n_val": 100, "n_test": 200},
-    "quick": {"n_train": 160, "n_val": 48, "n_test": 80},
-}
-_DATA_KEYS = ("n_train", "n_val", "n_test", "n_classes", "data_image_size", "synthetic")
+def _preset(quick: bool) -> Any:
+    """``skcream.presets.QUICK`` or ``DEMO``: data sizes and estimator parameters, chosen and
+    measured by the localizer (``benchmarks/bench_localizer.py``)."""
+    from skcream.presets import DEMO, QUICK
 
-
-def _preset(quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(data settings, CREAMLocalizer parameters) for the demo.
-
-    The estimator's parameters are ``skcream.presets.QUICK`` / ``DEMO`` (owned by the
-    localizer: tuned there and measured in its benchmarks). A preset is either a dict of
-    ``CREAMLocalizer`` parameters, possibly with data keys (:data:`_DATA_KEYS`), or a
-    dict with a ``"localizer"`` entry holding them and data keys beside it.
-    """
-    try:
-        from skcream import presets
-    except ImportError as exc:
-        raise ImportError("the demo needs skcream.presets (DEMO and QUICK settings of "
-                          "CREAMLocalizer); this installation has none") from exc
-    preset = dict(presets.QUICK if quick else presets.DEMO)
-    data = dict(DATA["quick" if quick else "demo"])
-    if "localizer" in preset:
-        estimator = dict(preset.pop("localizer"))
-        data.update(preset)
-    else:
-        data.update({k: preset.pop(k) for k in _DATA_KEYS if k in preset})
-        estimator = preset
-    return data, estimator
+    return QUICK if quick else DEMO
 
 
 def _gt_protocol(data: Any) -> tuple[list[np.ndarray], list[np.ndarray] | None, np.ndarray]:
@@ -362,7 +337,6 @@ def run_demo(
     """
     out = prepare_output_dir(out)  # first: refuse a user's folder before any work
     from skcream.cli import format_table
-    from skcream.data import make_synthetic
     from skcream.estimators.localizer import CREAMLocalizer
     from skcream.viz import (
         example_grid,
@@ -370,17 +344,12 @@ def run_demo(
         plot_threshold_curves,
     )
 
-    data_cfg, params = _preset(quick)
+    preset = _preset(quick)
+    params = preset.estimator_params()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     seed = int(random_state)
-    shared = {k: data_cfg[k] for k in ("n_classes",) if k in data_cfg}
-    if "data_image_size" in data_cfg:
-        shared["image_size"] = data_cfg["data_image_size"]
-    shared.update(data_cfg.get("synthetic", {}))
-    train = make_synthetic(data_cfg["n_train"], random_state=3 * seed, **shared)
-    val = make_synthetic(data_cfg["n_val"], random_state=3 * seed + 1, **shared)
-    test = make_synthetic(data_cfg["n_test"], random_state=3 * seed + 2, **shared)
+    train, val, test = preset.make_data(random_state=seed)  # disjoint seeds per split
     timings["data"] = time.perf_counter() - t0
     _print(verbose, f"synthetic benchmark: {len(train)} train / {len(val)} val / {len(test)} "
                     f"test images, {len(train.features['label'].names)} classes "
@@ -425,8 +394,9 @@ def run_demo(
     timings["write"] = time.perf_counter() - t0
     timings["total"] = sum(timings.values())
     result = {"rows": rows, "timings": timings, "box_threshold": float(model.box_threshold_),
-              "settings": {"data": data_cfg, "localizer": {k: v for k, v in params.items()
-                                                           if k != "validation_data"}},
+              "settings": {"preset": preset.name, "data": {k: getattr(preset, k) for k in (
+                  "n_train", "n_val", "n_test", "n_classes", "data_size")},
+                  "localizer": {k: v for k, v in params.items() if k != "validation_data"}},
               "files": [str(f) for f in files]}
     (out / "results.json").write_text(json.dumps(_jsonable(result), indent=2) + "\n")
     _print(verbose, "")
