@@ -284,20 +284,18 @@ def test_pxap_multipliers_bracket_the_histogram_bin(interval):
     assert hi.max() <= bins.n
 
 
-def test_pxap_threads_and_pieces_give_identical_numbers(monkeypatch):
+def test_pxap_blocks_and_pieces_give_identical_numbers(monkeypatch):
     rng = np.random.default_rng(5)
     maps, masks = _adversarial_set(0.01, rng, n_maps=7)
     maps += [_family(k, 30, 33, rng) for k in KINDS]
     masks += [rng.choice(np.array([0, 1, 255], np.uint8), size=(30, 33)) for _ in KINDS]
     expected = ref.pxap(maps, masks, 0.01)
     assert M.pxap(maps, masks) == expected
-    monkeypatch.setattr(M, "_PXAP_MIN_PIXELS_PER_THREAD", 1)
-    monkeypatch.setattr(M, "_PXAP_MAX_THREADS", 3)
-    monkeypatch.setattr(M, "_PXAP_BLOCK_PIXELS", 97)  # maps in pieces, several per block
+    monkeypatch.setattr(M, "_PXAP_BLOCK_PIXELS", 97)  # maps in pieces, pieces across blocks
     assert M.pxap(maps, masks) == expected
     assert M.pxap(maps, masks, cam_curve_interval=0.001) == ref.pxap(maps, masks, 0.001)
     bad = list(maps)
-    bad[9] = np.full((30, 33), np.nan)  # in the last thread's share
+    bad[9] = np.full((30, 33), np.nan)
     with pytest.raises(ValueError, match=r"scoremaps\[9\].*NaN"):
         M.pxap(bad, masks)
     bad_masks = list(masks)
