@@ -137,11 +137,14 @@ class DataSpec:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, DataSpec) and (self.kind, self.args) == (other.kind, other.args)
 
-    def load(self, split: str, *, random_state: int = 0, n_default: int = 400):
+    def load(self, split: str, *, random_state: int = 0, n_default: int = 400,
+             n_classes: int | None = None):
         """Load this dataset's ``split`` as a ``datasets.Dataset`` (skcream schema).
 
         ``synthetic`` has no splits on disk: ``split`` picks a disjoint seed
-        (train and test of the same spec never share an image).
+        (train and test of the same spec never share an image; the seeds are those of
+        ``skcream.presets``: ``3 * random_state`` + 0 / 1 / 2 for train / val / test), and
+        ``n_classes`` (default: the generator's) matches a trained model's classes.
         """
         from skcream import data
 
@@ -157,7 +160,9 @@ class DataSpec:
         (n,) = self.args
         offsets = {"train": 0, "val": 1, "test": 2}
         seed = int(random_state) * 3 + offsets.get(split, 2)
-        return data.make_synthetic(n if n is not None else n_default, random_state=seed)
+        kwargs = {} if n_classes is None else {"n_classes": int(n_classes)}
+        return data.make_synthetic(n if n is not None else n_default, random_state=seed,
+                                   **kwargs)
 
 
 def _cub_split(split: str) -> str:
@@ -509,7 +514,9 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
         if threshold is not None:
             model = model.set_params(box_threshold=threshold)
         result = model.predict(images)
-        label_names = [str(c) for c in result.labels]
+        position = {_jsonable(c): i for i, c in enumerate(model.classes_)}
+        names = list(getattr(model, "class_names_", None) or [str(c) for c in model.classes_])
+        label_names = [names[position[_jsonable(c)]] for c in result.labels]
     out.mkdir(parents=True, exist_ok=True)
     records, used = [], set()
     for i, path in enumerate(paths):
@@ -581,12 +588,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     model = _load_model(_model_dir(args.model))
     from skcream.demo import evaluate_localizer
 
-    data = args.data.load(args.split)
+    data = args.data.load(args.split, n_classes=len(model.classes_))
     report = evaluate_localizer(model, data, batch_size=args.batch_size, verbose=_verbose(args))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(format_table([dict(report, method="CREAM")], ["method", *report]))
+        names = {"max_box_acc_v2": "MaxBoxAccV2", "max_box_acc": "MaxBoxAcc", "pxap": "PxAP",
+                 "top1_loc": "Top-1 Loc", "top5_loc": "Top-5 Loc",
+                 "gt_known_loc": "GT-known Loc", "top1_acc": "Cls acc", "threshold": "tau"}
+        keys = ["method", *report]
+        print(format_table([dict(report, method="CREAM")], keys,
+                           headers=[names.get(k, k) for k in keys]))
     return EXIT_OK
 
 

@@ -341,3 +341,51 @@ def test_demo_quick_end_to_end(tmp_path):
     from skcream import CREAMLocalizer
 
     CREAMLocalizer.load(out / "model")  # the saved model loads
+
+
+@pytest.mark.slow
+def test_evaluate_and_localize_a_saved_model(tiny_localizer, tmp_path, capsys):
+    from PIL import Image
+
+    model, data = tiny_localizer
+    model.save(tmp_path / "run" / "model")
+    code, out, err = _run(["evaluate", "--model", str(tmp_path / "run"), "--data", "synthetic:6",
+                           "--json", "--quiet"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    for key in ("max_box_acc_v2", "max_box_acc", "pxap", "top1_loc", "gt_known_loc",
+                "threshold"):
+        assert 0 <= report[key] <= 100, key
+    paths = []
+    for i in range(2):
+        paths.append(tmp_path / f"img{i}.png")
+        data[i]["image"].save(paths[-1])
+    Image.new("RGB", (50, 30), (200, 10, 10)).save(tmp_path / "odd.jpg")
+    paths.append(tmp_path / "odd.jpg")
+    code, out, err = _run(["localize", "--model", str(tmp_path / "run" / "model"),
+                           *map(str, paths), "--out", str(tmp_path / "loc"), "--quiet"], capsys)
+    assert code == 0, err
+    records = json.loads((tmp_path / "loc" / "boxes.json").read_text())
+    assert [r["image"] for r in records] == [str(p) for p in paths]
+    for rec, path in zip(records, paths):
+        assert rec["class_name"] in model.class_names_
+        w, h = Image.open(path).size
+        x0, y0, x1, y1 = rec["box"]
+        assert 0 <= x0 <= x1 <= w - 1 and 0 <= y0 <= y1 <= h - 1
+        overlay = Image.open(tmp_path / "loc" / rec["overlay"])
+        assert overlay.size == (w, h)
+
+
+@pytest.mark.slow
+def test_localize_post_hoc_names_the_imagenet_class(tmp_path, capsys):
+    from PIL import Image
+    from skimage import data as skdata
+
+    Image.fromarray(skdata.chelsea()).save(tmp_path / "chelsea.jpg")
+    code, out, err = _run(["localize", "--post-hoc", str(tmp_path / "chelsea.jpg"),
+                           "--out", str(tmp_path / "o"), "--quiet"], capsys)
+    assert code == 0, err
+    (record,) = json.loads((tmp_path / "o" / "boxes.json").read_text())
+    assert record["label"] == 285 and "cat" in record["class_name"].lower()
+    assert 0.0 < record["score"] <= 1.0
+    assert (tmp_path / "o" / "chelsea_overlay.png").is_file()
