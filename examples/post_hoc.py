@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from skcream.localize import maps_to_localization
 from skimage import data as skdata
 from sklearn.datasets import load_sample_image
 from timm.data import ImageNetInfo
@@ -38,6 +37,7 @@ from skcream import CREAMReactivation, TimmFeatures
 from skcream.backbones import build_classifier
 from skcream.cam import normalize_maps, upsample_maps
 from skcream.data.transforms import EvalTransform
+from skcream.localize import maps_to_localization
 from skcream.viz import example_grid
 
 
