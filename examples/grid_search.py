@@ -25,8 +25,8 @@ def main() -> None:
     data = make_synthetic(160, random_state=0)
     with tempfile.TemporaryDirectory() as cache:
         base = CREAMLocalizer(
-            backbone="efficientnet_lite0", pretrained=True, image_size=128, resize_size=144,
-            max_epochs=2, batch_size=16, lr=0.01, lr_step=None, random_state=0, verbose=0,
+            backbone="efficientnet_lite0", pretrained=True, image_size=128, resize_size=146,
+            max_epochs=3, batch_size=32, lr=1e-3, lr_step=None, random_state=0, verbose=0,
             memory=cache,
         )
         grid = {"sigma": [4.0, 8.0, 16.0], "n_iter": [0, 1, 2]}

@@ -12,25 +12,25 @@ Run:  python examples/pseudo_box_regressor.py      (under two minutes on a 2-cor
 from __future__ import annotations
 
 import numpy as np
-from skcream.metrics import box_iou
 
 from skcream import CREAMLocalizer, CREAMReg, PseudoBoxRegressor
 from skcream.data import make_synthetic
+from skcream.metrics import box_iou
 
 
 def main() -> None:
     train = make_synthetic(160, random_state=0)
     test = make_synthetic(80, random_state=2)
     common = dict(backbone="efficientnet_lite0", pretrained=True, image_size=128,
-                  resize_size=144, batch_size=16, lr_step=None, random_state=0, verbose=0)
+                  resize_size=146, batch_size=32, lr_step=None, random_state=0, verbose=0)
 
-    base = CREAMLocalizer(max_epochs=3, lr=0.01, **common).fit(train)  # CREAM_Base
+    base = CREAMLocalizer(max_epochs=4, lr=1e-3, **common).fit(train)  # CREAM_Base
     pseudo = base.pseudo_boxes(train, resolution=256)  # (n, 4), original pixels
     gt = [np.asarray(b, dtype=float) for b in train["bboxes"]]
     hits = [box_iou(p[None], g).max() >= 0.5 for p, g in zip(pseudo, gt)]
     print(f"pseudo boxes on the training set: GT-known {100 * np.mean(hits):.1f}%")
 
-    regressor = PseudoBoxRegressor(max_epochs=3, lr=0.01, **common).fit(train, pseudo)
+    regressor = PseudoBoxRegressor(max_epochs=4, lr=1e-3, **common).fit(train, pseudo)
     reg = CREAMReg(base, regressor, prefit=True).fit(train)
 
     base_scores = base.evaluate(test, metrics=["gt_known_loc", "top1_loc"])
