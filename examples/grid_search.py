@@ -17,8 +17,8 @@ import time
 
 from sklearn.model_selection import GridSearchCV, KFold
 
-from skcream import CREAMLocalizer
 from skcream.data import make_synthetic
+from skcream.estimators.localizer import CREAMLocalizer, DatasetView
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
         grid = {"sigma": [4.0, 8.0, 16.0], "n_iter": [0, 1, 2]}
         search = GridSearchCV(base, grid, cv=KFold(2, shuffle=True, random_state=0), refit=False)
         start = time.perf_counter()
-        search.fit(data)
+        search.fit(DatasetView(data))  # a Dataset that sklearn's splitters can index
         elapsed = time.perf_counter() - start
 
     results = search.cv_results_
