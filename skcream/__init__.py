@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _PUBLIC = {
     "CREAMLocalizer": "skcream.estimators.localizer",
+    "DatasetView": "skcream.estimators.localizer",
     "Localization": "skcream.localize",
     "CREAMReactivation": "skcream.estimators.reactivation",
     "TimmFeatures": "skcream.estimators.features",
