@@ -26,7 +26,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         base = CREAMLocalizer(
             backbone="efficientnet_lite0", pretrained=True, image_size=128, resize_size=146,
-            max_epochs=3, batch_size=32, lr=1e-3, lr_step=None, random_state=0, verbose=0,
+            max_epochs=3, batch_size=32, lr=1e-3, lr_step=None, feature_stage=3, random_state=0,
+            verbose=0,
             memory=cache,
         )
         grid = {"sigma": [4.0, 8.0, 16.0], "n_iter": [0, 1, 2]}

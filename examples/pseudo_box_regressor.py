@@ -24,7 +24,7 @@ def main() -> None:
     common = dict(backbone="efficientnet_lite0", pretrained=True, image_size=128,
                   resize_size=146, batch_size=32, lr_step=None, random_state=0, verbose=0)
 
-    base = CREAMLocalizer(max_epochs=4, lr=1e-3, **common).fit(train)  # CREAM_Base
+    base = CREAMLocalizer(max_epochs=4, lr=1e-3, feature_stage=3, **common).fit(train)  # Base
     pseudo = base.pseudo_boxes(train, resolution=256)  # (n, 4), original pixels
     gt = [np.asarray(b, dtype=float) for b in train["bboxes"]]
     hits = [box_iou(p[None], g).max() >= 0.5 for p, g in zip(pseudo, gt)]
