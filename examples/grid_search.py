@@ -17,8 +17,8 @@ import time
 
 from sklearn.model_selection import GridSearchCV, KFold
 
+from skcream import CREAMLocalizer, DatasetView
 from skcream.data import make_synthetic
-from skcream.estimators.localizer import CREAMLocalizer, DatasetView
 
 
 def main() -> None:
