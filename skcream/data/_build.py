@@ -30,7 +30,14 @@ from PIL import Image
 
 from .schema import check_boxes, encode_label, report_skipped
 
-__all__ = ["Record", "build_dataset", "file_signature", "require_dir", "require_file"]
+__all__ = [
+    "Record",
+    "build_dataset",
+    "file_signature",
+    "metadata_lines",
+    "require_dir",
+    "require_file",
+]
 
 _CODE_VERSION = "skcream-data-1"
 
@@ -75,6 +82,15 @@ def file_signature(paths: Iterable[str]) -> str:
         except FileNotFoundError:
             parts.append(f"{os.path.abspath(p)}:missing")
     return "|".join(parts)
+
+
+def metadata_lines(path: str) -> Iterator[tuple[int, str]]:
+    """``(line number, stripped line)`` of every non-blank line of a metadata text file."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if line:
+                yield lineno, line
 
 
 def _decode_full(path: str) -> None:
@@ -199,7 +215,7 @@ def build_dataset(
     with_mask: bool = False,
     on_error: str = "raise",
     verify: bool = False,
-    cache_dir: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> datasets.Dataset:
     """Validate the records of ``records_fn()`` and write them to an Arrow-backed Dataset.
 
@@ -217,7 +233,7 @@ def build_dataset(
     on_error : {"raise", "skip"}
     verify : bool
         Fully decode every image (and mask) during validation.
-    cache_dir : str, optional
+    cache_dir : path, optional
         Where the Arrow file goes (default: the datasets cache).
 
     Returns
@@ -258,7 +274,7 @@ def build_dataset(
     ds = datasets.Dataset.from_generator(
         _generate,
         features=features,
-        cache_dir=cache_dir,
+        cache_dir=None if cache_dir is None else os.fspath(cache_dir),
         gen_kwargs={"records_fn": records_fn, "n_classes": n_classes, "skip": skip,
                     "with_mask": with_mask},
         fingerprint=h.hexdigest(),

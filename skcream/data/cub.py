@@ -19,7 +19,14 @@ from functools import partial
 
 import datasets
 
-from ._build import Record, build_dataset, file_signature, require_dir, require_file
+from ._build import (
+    Record,
+    build_dataset,
+    file_signature,
+    metadata_lines,
+    require_dir,
+    require_file,
+)
 
 __all__ = ["load_cub"]
 
@@ -33,16 +40,13 @@ _LAYOUT = """CUB_200_2011/images.txt (<id> <path>), image_class_labels.txt (<id>
 
 def _table(path: str, n: int, fmt: str) -> dict[str, list[str]]:
     out = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            parts = line.split(maxsplit=n - 1)
-            if len(parts) != n:
-                raise ValueError(f"{path}:{lineno}: expected {fmt}, got {line.strip()!r}")
-            if parts[0] in out:
-                raise ValueError(f"{path}:{lineno}: id {parts[0]!r} appears twice")
-            out[parts[0]] = [p.strip() for p in parts[1:]]
+    for lineno, line in metadata_lines(path):
+        parts = line.split(maxsplit=n - 1)
+        if len(parts) != n:
+            raise ValueError(f"{path}:{lineno}: expected {fmt}, got {line!r}")
+        if parts[0] in out:
+            raise ValueError(f"{path}:{lineno}: id {parts[0]!r} appears twice")
+        out[parts[0]] = [p.strip() for p in parts[1:]]
     return out
 
 
@@ -135,5 +139,5 @@ def load_cub(
         key=key,
         on_error=on_error,
         verify=verify,
-        cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+        cache_dir=cache_dir,
     )

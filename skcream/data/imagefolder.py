@@ -22,7 +22,7 @@ from functools import partial
 import datasets
 from PIL import Image
 
-from ._build import Record, build_dataset, file_signature, require_dir
+from ._build import Record, build_dataset, file_signature, metadata_lines, require_dir
 
 __all__ = ["load_imagefolder"]
 
@@ -49,17 +49,14 @@ def _scan(root: str) -> list[str]:
 
 def _read_metadata(path: str) -> list[dict]:
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict) or "file_name" not in row:
-                raise ValueError(f"{path}:{lineno}: each line must be an object with 'file_name'")
-            rows.append(row)
+    for lineno, line in metadata_lines(path):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+        if not isinstance(row, dict) or "file_name" not in row:
+            raise ValueError(f"{path}:{lineno}: each line must be an object with 'file_name'")
+        rows.append(row)
     return rows
 
 
@@ -184,5 +181,5 @@ def load_imagefolder(
         with_mask=with_mask,
         on_error=on_error,
         verify=verify,
-        cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+        cache_dir=cache_dir,
     )

@@ -24,7 +24,14 @@ from functools import partial
 
 import datasets
 
-from ._build import Record, build_dataset, file_signature, require_dir, require_file
+from ._build import (
+    Record,
+    build_dataset,
+    file_signature,
+    metadata_lines,
+    require_dir,
+    require_file,
+)
 
 __all__ = ["WSOL_N_CLASSES", "load_wsol"]
 
@@ -37,14 +44,6 @@ _LAYOUT = """<metadata_root>/<dataset>/<split>/image_ids.txt, class_labels.txt (
 <data_root>/<image path as in image_ids.txt>"""
 
 
-def _lines(path: str) -> Iterator[tuple[int, str]]:
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if line:
-                yield lineno, line
-
-
 def _split(line: str, n: int, path: str, lineno: int, fmt: str) -> list[str]:
     parts = line.rsplit(",", n - 1)
     if len(parts) != n:
@@ -54,7 +53,7 @@ def _split(line: str, n: int, path: str, lineno: int, fmt: str) -> list[str]:
 
 def _read_labels(meta: str) -> dict[str, str]:
     path = os.path.join(meta, "class_labels.txt")
-    return {p: lab for ln, line in _lines(path)
+    return {p: lab for ln, line in metadata_lines(path)
             for p, lab in [_split(line, 2, path, ln, "path,label")]}
 
 
@@ -63,7 +62,7 @@ def _read_sizes(meta: str) -> dict[str, tuple[int, int]]:
     if not os.path.isfile(path):
         return {}
     out = {}
-    for ln, line in _lines(path):
+    for ln, line in metadata_lines(path):
         p, w, h = _split(line, 3, path, ln, "path,width,height")
         try:
             out[p] = (int(w), int(h))
@@ -77,7 +76,7 @@ def _read_boxes(meta: str) -> dict[str, list[list[float]]]:
     out: dict[str, list[list[float]]] = {}
     if not os.path.isfile(path):
         return out
-    for ln, line in _lines(path):
+    for ln, line in metadata_lines(path):
         p, *coords = _split(line, 5, path, ln, "path,x0,y0,x1,y1")
         try:
             out.setdefault(p, []).append([float(c) for c in coords])
@@ -91,7 +90,7 @@ def _read_masks(meta: str) -> dict[str, tuple[list[str], str | None]]:
     out: dict[str, tuple[list[str], str | None]] = {}
     if not os.path.isfile(path):
         return out
-    for ln, line in _lines(path):
+    for ln, line in metadata_lines(path):
         p, mask, ignore = _split(line, 3, path, ln, "path,mask_path,ignore_path")
         masks, prev_ignore = out.get(p, ([], None))
         ignore = ignore.strip() or None
@@ -108,7 +107,7 @@ def _records(meta: str, data_root: str, mask_root: str, dataset: str) -> Iterato
     boxes = _read_boxes(meta) if dataset != "OpenImages" else {}
     masks = _read_masks(meta) if dataset == "OpenImages" else {}
     ids_path = os.path.join(meta, "image_ids.txt")
-    for _, image_id in _lines(ids_path):
+    for _, image_id in metadata_lines(ids_path):
         if image_id not in labels:
             raise ValueError(f"image {image_id!r} of {ids_path} has no line in class_labels.txt")
         mask_paths = ignore = None
@@ -132,7 +131,7 @@ def _class_names(meta: str, n_classes: int) -> list[str]:
     OpenImages ``01226z``); ``str(label)`` where that folder is not unique or unknown."""
     folders: dict[str, set[str]] = {}
     path = os.path.join(meta, "class_labels.txt")
-    for ln, line in _lines(path):
+    for ln, line in metadata_lines(path):
         p, lab = _split(line, 2, path, ln, "path,label")
         folders.setdefault(lab.strip(), set()).add(os.path.basename(os.path.dirname(p)))
     names = []
@@ -220,5 +219,5 @@ def load_wsol(
         with_mask=dataset == "OpenImages",
         on_error=on_error,
         verify=verify,
-        cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+        cache_dir=cache_dir,
     )
