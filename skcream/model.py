@@ -13,10 +13,28 @@ from torch import nn
 
 from skcream.cam import class_activation_maps
 
-__all__ = ["CAMNet"]
+__all__ = ["CAMNet", "NewLayersMixin"]
 
 
-class CAMNet(nn.Module):
+class NewLayersMixin:
+    """The learning-rate split of a ``backbone`` + ``head`` network (paper: 10x on new layers).
+
+    For ``nn.Module`` subclasses with a ``backbone`` (whose ``new_parameters()`` is used when
+    present, e.g. VGG's conv6) and a freshly initialised ``head``.
+    """
+
+    def new_parameters(self) -> list[nn.Parameter]:
+        """The head and the backbone's new layers (trained at ``head_lr_mult`` x lr)."""
+        extra = self.backbone.new_parameters() if hasattr(self.backbone, "new_parameters") else []
+        return list(extra) + list(self.head.parameters())
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """Every other parameter (the timm layers)."""
+        new = {id(p) for p in self.new_parameters()}
+        return [p for p in self.parameters() if id(p) not in new]
+
+
+class CAMNet(NewLayersMixin, nn.Module):
     """GAP + linear classifier on a feature backbone.
 
     Parameters
@@ -90,13 +108,3 @@ class CAMNet(nn.Module):
             dtype = torch.promote_types(features.dtype, weight.dtype)
             features, weight = features.to(dtype), weight.to(dtype)
         return class_activation_maps(features, weight, labels)
-
-    def new_parameters(self) -> list[nn.Parameter]:
-        """The head and the backbone's new layers (trained at ``head_lr_mult`` x lr)."""
-        extra = self.backbone.new_parameters() if hasattr(self.backbone, "new_parameters") else []
-        return list(extra) + list(self.head.parameters())
-
-    def pretrained_parameters(self) -> list[nn.Parameter]:
-        """Every other parameter (the timm layers)."""
-        new = {id(p) for p in self.new_parameters()}
-        return [p for p in self.parameters() if id(p) not in new]

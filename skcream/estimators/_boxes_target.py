@@ -1,7 +1,7 @@
-"""Box bookkeeping for the pseudo-box regressor: validation, normalisation, frames.
+"""Box bookkeeping of the estimators: validation, normalisation, frames.
 
 Pure numpy, no estimator state. Boxes are ``x0, y0, x1, y1`` rows. Three frames
-appear in the regressor:
+appear in the regressor (the localizer uses the protocol frame):
 
 * **original pixels** of each image (width ``W``, height ``H``): what users pass
   to ``fit`` and what ``predict`` returns;
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+#: evaluation resolution of the protocol (images resized, maps upsampled to it)
 PROTOCOL_SIZE = 224
 
 
@@ -114,29 +115,26 @@ def check_boxes_in_images(boxes: np.ndarray, sizes: np.ndarray, name: str = "box
     """
     if boxes.shape[0] != sizes.shape[0]:
         raise ValueError(f"{name} has {boxes.shape[0]} boxes for {sizes.shape[0]} images")
-    finite = np.all(np.isfinite(boxes), axis=1)
-    bad = np.flatnonzero(~finite)
+    bad = np.flatnonzero(~np.all(np.isfinite(boxes), axis=1))
     if bad.size:
         i = bad[0]
         raise ValueError(f"{name}[{i}] = {boxes[i].tolist()} has a NaN or infinite coordinate")
     degenerate = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
-    bad = np.flatnonzero(degenerate)
-    if bad.size:
-        i = bad[0]
-        raise ValueError(
-            f"{name}[{i}] = {boxes[i].tolist()} is degenerate: expected x0 < x1 and y0 < y1 "
-            f"({bad.size} such box(es), indices {bad[:10].tolist()})"
-        )
+    _raise_first(name, boxes, degenerate, "is degenerate: expected x0 < x1 and y0 < y1")
     w, h = sizes[:, 0], sizes[:, 1]
-    outside = (
-        (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > w) | (boxes[:, 3] > h)
-    )
-    bad = np.flatnonzero(outside)
+    outside = (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > w) | (boxes[:, 3] > h)
+    i = int(np.argmax(outside))
+    _raise_first(name, boxes, outside, f"lies outside image {i} of size W={w[i]:g} x H={h[i]:g}")
+
+
+def _raise_first(name: str, boxes: np.ndarray, bad_rows: np.ndarray, problem: str) -> None:
+    """ValueError naming the first row flagged in ``bad_rows`` (n,) bool, and how many are."""
+    bad = np.flatnonzero(bad_rows)
     if bad.size:
         i = bad[0]
         raise ValueError(
-            f"{name}[{i}] = {boxes[i].tolist()} lies outside image {i} of size "
-            f"W={w[i]:g} x H={h[i]:g} ({bad.size} such box(es), indices {bad[:10].tolist()})"
+            f"{name}[{i}] = {boxes[i].tolist()} {problem} "
+            f"({bad.size} such box(es), indices {bad[:10].tolist()})"
         )
 
 
