@@ -9,6 +9,9 @@ appear in the regressor (the localizer uses the protocol frame):
   the regression head's sigmoid outputs live here;
 * **protocol frame**: the 224x224 evaluation frame of WSOL_PROTOCOL.md, where
   ground-truth boxes are scaled with ``int(x * 224 / W)`` truncation.
+
+:func:`localization_scores` scores boxes in that frame together with the classifier's
+logits (Top-1 / Top-5 / GT-known Loc and top-1 accuracy).
 """
 
 from __future__ import annotations
@@ -334,3 +337,35 @@ class BoxTargetDataset:
         size = (int(x.shape[-1]), int(x.shape[-2]))
         target = torch.from_numpy(crop_target(moved, size))
         return {"image": x, "target": target, "index": int(index)}
+
+
+def localization_scores(
+    logits: np.ndarray, boxes: np.ndarray, gt: list[np.ndarray], truth: np.ndarray
+) -> dict[str, float]:
+    """Top-1 Loc, Top-5 Loc, GT-known Loc and top-1 accuracy (percent) at IoU >= 0.5.
+
+    Parameters
+    ----------
+    logits : ndarray (n, C)
+        Class scores; the top 5 (or C) classes by score, ties to the lower index.
+    boxes : ndarray (n, 4)
+        Predicted boxes in the protocol frame.
+    gt : list of n ndarrays (k_i, 4)
+        Ground-truth boxes in the protocol frame.
+    truth : ndarray (n,) int
+        Ground-truth class indices (columns of ``logits``).
+
+    Returns
+    -------
+    dict
+        ``top1_loc``, ``top5_loc``, ``gt_known_loc`` (:func:`skcream.metrics.localization_accuracy`)
+        and ``top1_acc``.
+    """
+    from skcream.metrics import localization_accuracy
+
+    k = min(5, logits.shape[1])
+    topk = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    acc = localization_accuracy(boxes, gt, topk, truth, iou_threshold=50)
+    out = {name: float(acc[name]) for name in ("top1_loc", "top5_loc", "gt_known_loc")}
+    out["top1_acc"] = float(np.mean(topk[:, 0] == truth) * 100.0)
+    return out

@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
 
 from skcream.estimators._cache import FitCache, cache_key, cache_location
-from skcream.estimators._localizer_data import training_classes
+from skcream.estimators._common import resolve_seed, seeded, train_config, train_transform
+from skcream.estimators._inputs import training_classes
 from skcream.estimators._localizer_io import fitted_meta, fitted_tensors, restore
 from skcream.estimators._localizer_params import TRAINING_PARAMS
 
-__all__ = ["fit_network", "resolve_seed", "LabelledImages"]
+__all__ = ["LabelledImages", "fit_network", "resolve_seed"]
 
 
 class LabelledImages(torch.utils.data.Dataset):
@@ -46,15 +46,6 @@ class LabelledImages(torch.utils.data.Dataset):
         item = self.images[index]
         item["label"] = int(self.codes[index])
         return item
-
-
-def resolve_seed(random_state: Any) -> int | None:
-    """An int seed for torch/Accelerate from sklearn's ``random_state`` (None stays None)."""
-    if random_state is None:
-        return None
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(0, 2**31 - 1))
-    return int(check_random_state(random_state).randint(0, 2**31 - 1))
 
 
 def _data_fingerprint(source, codes: np.ndarray) -> str:
@@ -119,9 +110,8 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
     from skcream.backbones import build_backbone
     from skcream.context import ContextEmbeddings
     from skcream.data.adapters import TorchImageDataset, collate
-    from skcream.data.transforms import TrainTransform
     from skcream.model import CAMNet
-    from skcream.training import TrainConfig, cross_entropy_loss, train
+    from skcream.training import cross_entropy_loss, train
 
     classes, codes, names = training_classes(source, y, class_label)
     data_fp = _data_fingerprint(source, codes)
@@ -147,9 +137,7 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
                 return holder.fitted()
 
     seed = resolve_seed(est.random_state)
-    with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
+    with seeded(seed):
         backbone = build_backbone(
             est.backbone,
             est.pretrained,
@@ -165,29 +153,10 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
         random_state=seed,
     )
     data_config = dict(backbone.data_config)
-    transform = TrainTransform(
-        resize=est.resize_size,
-        crop=est.image_size,
-        flip=True,
-        mean=data_config["mean"],
-        std=data_config["std"],
-    )
+    transform = train_transform(est, data_config, flip=True)
     dataset = LabelledImages(TorchImageDataset(source, transform, with_boxes=False), codes)
     device = est._inference_device()
-    config = TrainConfig(
-        epochs=est.max_epochs,
-        batch_size=est.batch_size,
-        lr=float(est.lr),
-        lr_step_size=est.lr_step,
-        mixed_precision=est.mixed_precision,
-        gradient_accumulation_steps=est.gradient_accumulation_steps,
-        num_workers=est.num_workers,
-        checkpoint_dir=est.checkpoint_dir,
-        resume=est.checkpoint_dir is not None,
-        random_state=seed,
-        verbose=est.verbose,
-        device="cpu" if device.type == "cpu" else "auto",
-    )
+    config = train_config(est, seed)
     hook = _ContextHook(model, context)
     net_spec = {
         "backbone": est.backbone,
@@ -265,7 +234,7 @@ def _validation_hook(est, model, context, data_config, classes, hook):
 
 def validation_score(est, model, context, data_config, classes, device) -> float:
     """MaxBoxAccV2 of the current network on ``est.validation_data`` (protocol maps)."""
-    from skcream.estimators._localizer_data import as_source, encode_labels, raw_labels
+    from skcream.estimators._inputs import as_source, encode_labels, raw_labels
     from skcream.estimators._localizer_infer import class_maps, iter_forward
     from skcream.estimators.localizer import PROTOCOL_SIZE, _scale_boxes
     from skcream.localize import protocol_maps

@@ -11,17 +11,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
 import torch
 
-from skcream.persistence import (
-    array_from_json,
-    array_to_json,
-    read_saved,
-    tensors_from_bytes,
-    tensors_to_bytes,
-    write_saved,
+from skcream.estimators._common import (
+    estimator_meta,
+    json_value,
+    pickle_state,
+    read_estimator,
+    strip_prefix,
+    unpickle_state,
 )
+from skcream.persistence import array_from_json, array_to_json, write_saved
 
 __all__ = [
     "NETWORK_ATTRIBUTES",
@@ -95,52 +95,25 @@ def _jsonable_params(est) -> dict[str, Any]:
 
             loc = cache_location(value)
             value = None if loc is None else os.fspath(loc)
-        elif name == "random_state" and isinstance(value, np.random.RandomState):
-            value = None
-        elif isinstance(value, os.PathLike):
-            value = os.fspath(value)
-        elif isinstance(value, torch.device):
-            value = str(value)
-        elif isinstance(value, np.generic):
-            value = value.item()
-        out[name] = value
+        out[name] = json_value(value)
     return out
 
 
 def fitted_meta(est, *, with_threshold: bool = True) -> dict[str, Any]:
     """JSON-ready description of the fitted estimator (no tensors)."""
-    import skcream
-
     fitted = {
         "classes_": array_to_json(est.classes_),
         "class_names_": list(est.class_names_),
         "n_classes_": int(est.n_classes_),
         "feature_dim_": int(est.feature_dim_),
         "feature_shape_": list(est.feature_shape_),
-        "data_config_": _plain(est.data_config_),
-        "history_": _plain(est.history_),
+        "data_config_": json_value(est.data_config_),
+        "history_": json_value(est.history_),
         "net": dict(est._net_spec),
     }
     if with_threshold:
         fitted["box_threshold_"] = float(est.box_threshold_)
-    return {
-        "class": _CLASS,
-        "skcream_version": skcream.__version__,
-        "params": _jsonable_params(est),
-        "fitted": fitted,
-    }
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float | int | str | bool) or value is None:
-        return value
-    return repr(value)
+    return estimator_meta(_CLASS, _jsonable_params(est), fitted)
 
 
 def fitted_tensors(est) -> dict[str, torch.Tensor]:
@@ -154,8 +127,7 @@ def fitted_tensors(est) -> dict[str, torch.Tensor]:
 def restore(est, fitted: dict[str, Any], tensors: dict[str, torch.Tensor], device) -> None:
     """Rebuild ``model_``/``context_`` from ``tensors`` and set the fitted attributes."""
     model, context = build_network(fitted["net"])
-    model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    model.load_state_dict(model_state, strict=True)
+    model.load_state_dict(strip_prefix(tensors, "model."), strict=True)
     context.load_state_dict({"fg": tensors["context.fg"], "bg": tensors["context.bg"]})
     est.model_ = model.to(device).eval()
     est.context_ = context.to(device)
@@ -178,36 +150,23 @@ def save(est, path: str | os.PathLike, *, overwrite: bool = False) -> None:
 
 def load(cls, path: str | os.PathLike):
     """Read an estimator written by :func:`save`."""
-    meta, tensors = read_saved(path)
-    if meta.get("class") != _CLASS:
-        raise ValueError(f"{os.fspath(path)!r} holds a {meta.get('class')!r}, not a {_CLASS}")
-    params = dict(meta["params"])
-    known = cls().get_params(deep=False)
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise ValueError(f"{os.fspath(path)!r} has parameters this skcream does not know: {unknown}")
-    est = cls(**params)
-    restore(est, meta["fitted"], tensors, est._inference_device())
+    est, fitted, tensors = read_estimator(cls, path, _CLASS)
+    restore(est, fitted, tensors, est._inference_device())
     return est
 
 
 def getstate(est) -> dict[str, Any]:
     """``__getstate__``: the fitted tensors as safetensors bytes, modules left out."""
-    state = {k: v for k, v in est.__dict__.items()
-             if k not in ("model_", "context_", "_weights_digest")}
-    if est.__sklearn_is_fitted__():
-        state["_skcream_fitted"] = {
-            "meta": fitted_meta(est, with_threshold=hasattr(est, "box_threshold_"))["fitted"],
-            "weights": tensors_to_bytes(fitted_tensors(est)),
-        }
-    return state
+
+    def fitted_state():
+        meta = fitted_meta(est, with_threshold=hasattr(est, "box_threshold_"))["fitted"]
+        return meta, fitted_tensors(est)
+
+    return pickle_state(est, ("model_", "context_", "_weights_digest"), fitted_state)
 
 
 def setstate(est, state: dict[str, Any]) -> None:
     """``__setstate__``: inverse of :func:`getstate`."""
-    state = dict(state)
-    fitted = state.pop("_skcream_fitted", None)
-    est.__dict__.update(state)
-    if fitted is not None:
-        restore(est, fitted["meta"], tensors_from_bytes(fitted["weights"]),
-                est._inference_device())
+    unpickle_state(
+        est, state, lambda meta, tensors: restore(est, meta, tensors, est._inference_device())
+    )

@@ -20,11 +20,16 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.exceptions import NotFittedError
 
 from skcream.estimators import _localizer_fit as fitting
+from skcream.estimators._boxes_target import (
+    PROTOCOL_SIZE,
+    localization_scores,
+    to_protocol_frame,
+)
 from skcream.estimators._cache import FORWARD_CACHE, cache_location, digest_tensors
-from skcream.estimators._localizer_data import DatasetView, as_source, encode_labels, raw_labels
+from skcream.estimators._common import ImageEstimatorMixin
+from skcream.estimators._inputs import DatasetView, as_source, encode_labels, raw_labels
 from skcream.estimators._localizer_infer import (
     ReadoutSettings,
     class_maps,
@@ -59,11 +64,9 @@ LOCALIZER_METRICS = (
 
 #: box threshold used when neither ``box_threshold`` nor ``validation_data`` is given
 DEFAULT_BOX_THRESHOLD = 0.2
-#: evaluation resolution of the protocol (images resized, maps upsampled to it)
-PROTOCOL_SIZE = 224
 
 
-class CREAMLocalizer(TransformerMixin, BaseEstimator):
+class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
     """Weakly supervised object localization with Class RE-Activation Mapping.
 
     Trained from image-level labels only; predicts a class, a localization map, a box and a
@@ -232,23 +235,7 @@ class CREAMLocalizer(TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ sklearn plumbing
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = self.random_state is None
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        tags.target_tags.required = False
-        return tags
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "model_") and hasattr(self, "context_")
-
-    def _check_fitted(self) -> None:
-        if not self.__sklearn_is_fitted__():
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
-                "training images and labels before using this method."
-            )
+    _fitted_markers = ("model_", "context_")
 
     def _settings(self, output: str = "final", n_iter: int | None = None) -> ReadoutSettings:
         return ReadoutSettings(
@@ -258,11 +245,6 @@ class CREAMLocalizer(TransformerMixin, BaseEstimator):
             fg_threshold=float(self.fg_threshold),
             output=output,
         )
-
-    def _inference_device(self) -> torch.device:
-        if self.device is not None:
-            return torch.device(self.device)
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     def _source(self, X: Any, y: Any = None):
         return as_source(
@@ -290,8 +272,7 @@ class CREAMLocalizer(TransformerMixin, BaseEstimator):
         self
         """
         validate_params(self.get_params(deep=False), fitting=True)
-        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
-            delattr(self, name)
+        self._clear_fitted()
         self._weights_digest = None
         source, class_label = self._source(X, y)
         fitted = fitting.fit_network(self, source, y, class_label)
@@ -607,17 +588,10 @@ class CREAMLocalizer(TransformerMixin, BaseEstimator):
         if loc:
             logits = np.concatenate([b.logits.cpu().numpy() for b in self._forward(source)])
             truth = self._labels_for(source, y, self._source(X, y)[1], None, required=True)
-            k = min(5, logits.shape[1])
-            topk = np.argsort(-logits, axis=1, kind="stable")[:, :k]
             pred_boxes = maps_to_localization(
                 list(maps), self.box_threshold_, np.zeros(len(maps), dtype=int)
             ).boxes
-            acc = M.localization_accuracy(pred_boxes, gt, topk, truth, iou_threshold=50)
-            for name in ("top1_loc", "top5_loc", "gt_known_loc"):
-                if name in metrics:
-                    out[name] = float(acc[name])
-            if "top1_acc" in metrics:
-                out["top1_acc"] = float(np.mean(topk[:, 0] == truth) * 100.0)
+            out.update(localization_scores(logits, pred_boxes, gt, truth))
         return {m: out[m] for m in metrics}
 
     def threshold_curve(
@@ -730,9 +704,6 @@ def _scale_boxes(boxes: np.ndarray | None, size: tuple[int, int], index: int) ->
     """Protocol scaling of GT boxes to 224: ``int(x * 224 / W)``, ``int(y * 224 / H)``."""
     if boxes is None or len(boxes) == 0:
         raise ValueError(f"image at index {index} has no ground-truth box; evaluation needs one")
-    w, h = size
-    out = np.array(boxes, dtype=np.float64).reshape(-1, 4)
-    out[:, 0::2] = np.trunc(out[:, 0::2] * PROTOCOL_SIZE / w)
-    out[:, 1::2] = np.trunc(out[:, 1::2] * PROTOCOL_SIZE / h)
-    return out
+    return to_protocol_frame(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), size,
+                             truncate=True)
 

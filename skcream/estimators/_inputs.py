@@ -1,4 +1,4 @@
-"""Input handling of :class:`~skcream.estimators.localizer.CREAMLocalizer`.
+"""Input handling shared by the estimators (``CREAMLocalizer``, ``PseudoBoxRegressor``, ``CREAMReg``).
 
 - :func:`as_source` turns whatever ``fit``/``predict``/``score`` receive into an
   :class:`~skcream.data.adapters.ImageSource`, including the list of row dicts
@@ -6,6 +6,8 @@
   ``GridSearchCV`` / ``cross_val_score`` (``[ds[i] for i in indices]``): those
   rows are gathered back into a Dataset (``Dataset.from_list``), whose
   fingerprint depends on the content only, so equal folds hit the same cache.
+- :class:`DatasetView` lets scikit-learn split a Dataset; :func:`take_rows` selects
+  rows of any accepted ``X``.
 - :func:`training_classes` derives ``classes_`` and the internal class indices,
   and refuses one-class problems and classes without images.
 - :func:`raw_labels` / :func:`encode_labels` map user labels to the network's
@@ -22,7 +24,14 @@ import numpy as np
 
 from skcream.data.adapters import ImageSource
 
-__all__ = ["DatasetView", "as_source", "encode_labels", "raw_labels", "training_classes"]
+__all__ = [
+    "DatasetView",
+    "as_source",
+    "encode_labels",
+    "raw_labels",
+    "take_rows",
+    "training_classes",
+]
 
 
 class DatasetView:
@@ -141,6 +150,29 @@ def as_source(
         X, y, image_column=image_column, label_column=label_column, bbox_column=bbox_column
     )
     return source, class_label
+
+
+def take_rows(X: Any, keep: np.ndarray) -> Any:
+    """Rows ``keep`` of anything :func:`as_source` accepts, in that order.
+
+    Parameters
+    ----------
+    X : datasets.Dataset, DatasetView, ImageSource, ndarray, or sequence (images, paths or
+        row dicts)
+    keep : ndarray (k,) int
+        Row indices.
+
+    Returns
+    -------
+    The same kind of container as ``X`` (a list for other sequences) with ``k`` rows.
+    """
+    if isinstance(X, datasets.Dataset | ImageSource):
+        return X.select(keep.tolist())
+    if isinstance(X, DatasetView):
+        return X.take(keep)
+    if isinstance(X, np.ndarray):
+        return X[keep]
+    return [X[int(i)] for i in keep]
 
 
 def raw_labels(source: ImageSource, y: Any, class_label: bool) -> np.ndarray | None:

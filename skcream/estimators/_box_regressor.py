@@ -1,0 +1,433 @@
+"""``PseudoBoxRegressor``: a class-agnostic single-box regressor (CREAM_Reg's regressor).
+
+A scikit-learn regressor from images to one box per image: :class:`BoxRegressionNet`
+(timm backbone, GAP, MLP head, sigmoid), trained with the MSE on the four box coordinates
+normalised to the (augmented) training image through the one Accelerate loop of
+:mod:`skcream.training`. Random crops and flips move the target box.
+
+Evaluation frame: ``score`` follows WSOL_PROTOCOL.md. Ground-truth boxes are scaled to
+224x224 with ``int(x * 224 / W)``; the regressor's boxes are continuous and are scaled to
+224 without truncation. IoU uses the protocol's inclusive +1 convention.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from numbers import Real
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, RegressorMixin
+
+from skcream.estimators import _boxes_target as bt
+from skcream.estimators._common import (
+    ImageEstimatorMixin,
+    estimator_meta,
+    json_value,
+    pickle_state,
+    read_estimator,
+    resolve_seed,
+    seeded,
+    strip_prefix,
+    train_config,
+    train_transform,
+    unpickle_state,
+)
+from skcream.estimators._inputs import as_source
+from skcream.estimators._params import check_choice, check_int, check_training_params
+from skcream.estimators._regressor_net import BoxRegressionNet, iou50_correct, mse_box_loss
+
+__all__ = ["PseudoBoxRegressor"]
+
+_CLASS = "PseudoBoxRegressor"
+_MODIFICATIONS = ("auto", "stride1", "dilated", "none")
+
+
+# --------------------------------------------------------------------------- validation
+def _check_positive(params: dict[str, Any], name: str) -> None:
+    value = params[name]
+    if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
+        raise TypeError(f"{name} must be a positive finite number, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+
+
+def _validate_params(params: dict[str, Any], *, fitting: bool) -> None:
+    """Check every constructor parameter of ``PseudoBoxRegressor`` (TypeError / ValueError)."""
+    check_training_params(params, fitting=fitting, columns=("image_column", "bbox_column"))
+    check_choice(params, "modification", _MODIFICATIONS)
+    check_int(params, "hidden", 1)
+    _check_positive(params, "lr")
+    _check_positive(params, "head_lr_mult")
+    if not isinstance(params["flip"], bool | np.bool_):
+        raise TypeError(f"flip must be a bool, got {params['flip']!r}")
+
+# --------------------------------------------------------------------------- estimator
+class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
+    """Class-agnostic single-box regressor on a timm backbone (CREAM_Reg's regressor).
+
+    Parameters
+    ----------
+    backbone : str, default="vgg16"
+        Any timm CNN name (WSOL modifications as :func:`skcream.backbones.build_backbone`).
+    pretrained : bool or path, default=True
+        ImageNet weights (offline for ``efficientnet_lite0``), False, or a state-dict file.
+    hidden : int, default=512
+        Width of the head's hidden layer.
+    feature_stage : int or None, default=None
+        Read an earlier backbone stage (see ``build_backbone``).
+    modification : {"auto", "stride1", "dilated", "none"}, default="auto"
+        Stride modification of the backbone; a regressor does not need high-resolution
+        maps, so ``"none"`` (the plain network) is cheaper for non-VGG/Inception models.
+    max_epochs : int, default=50
+    batch_size : int, default=32
+        Also the inference batch size.
+    lr : float, default=1e-3
+        SGD lr of the pretrained layers (momentum 0.9, weight decay 1e-4).
+    head_lr_mult : float, default=10.0
+        lr multiplier of the new head (the paper's 10x for new layers).
+    lr_step : int or None, default=15
+        Divide the lr by 10 every ``lr_step`` epochs.
+    image_size : int, default=224
+        Training crop and inference size (the paper's regressor input: 224).
+    resize_size : int, default=256
+        Training images are resized to this square before the random crop.
+    flip : bool, default=True
+        Random horizontal flips in training (the target box is flipped too).
+    device : str, torch.device or None, default=None
+        Inference device; None: CUDA when available, else CPU.
+    mixed_precision : {"no", "fp16", "bf16"}, default="no"
+    gradient_accumulation_steps : int, default=1
+    num_workers : int, default=0
+    checkpoint_dir : path or None, default=None
+        Per-epoch checkpoints; an interrupted fit resumes from them.
+    image_column, bbox_column : str
+        Column names of a ``datasets.Dataset``.
+    random_state : int, RandomState or None, default=None
+        An int makes a CPU fit reproducible bit for bit.
+    verbose : int, default=1
+
+    Attributes
+    ----------
+    model_ : BoxRegressionNet
+        Trained network (eval mode, on the inference device).
+    data_config_ : dict
+        Normalisation of the backbone.
+    feature_dim_ : int
+    history_ : list of dict
+        Per epoch ``loss`` (MSE) and ``accuracy``: the share of training crops whose
+        predicted box has continuous IoU >= 0.5 with its (augmented) target.
+    n_train_ : int
+        Number of training images.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "vgg16",
+        pretrained: bool | str | os.PathLike = True,
+        hidden: int = 512,
+        feature_stage: int | None = None,
+        modification: str = "auto",
+        max_epochs: int = 50,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+        head_lr_mult: float = 10.0,
+        lr_step: int | None = 15,
+        image_size: int = 224,
+        resize_size: int = 256,
+        flip: bool = True,
+        device: str | torch.device | None = None,
+        mixed_precision: str = "no",
+        gradient_accumulation_steps: int = 1,
+        num_workers: int = 0,
+        checkpoint_dir: str | os.PathLike | None = None,
+        image_column: str = "image",
+        bbox_column: str = "bboxes",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 1,
+    ) -> None:
+        self.backbone = backbone
+        self.pretrained = pretrained
+        self.hidden = hidden
+        self.feature_stage = feature_stage
+        self.modification = modification
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.head_lr_mult = head_lr_mult
+        self.lr_step = lr_step
+        self.image_size = image_size
+        self.resize_size = resize_size
+        self.flip = flip
+        self.device = device
+        self.mixed_precision = mixed_precision
+        self.gradient_accumulation_steps = gradient_accumulation_steps
+        self.num_workers = num_workers
+        self.checkpoint_dir = checkpoint_dir
+        self.image_column = image_column
+        self.bbox_column = bbox_column
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ plumbing
+    _fit_inputs = "training images and their boxes"
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = False
+        return tags
+
+    def _source(self, X: Any):
+        source, _ = as_source(X, None, image_column=self.image_column,
+                              bbox_column=self.bbox_column)
+        return source
+
+    def _net_spec(self) -> dict[str, Any]:
+        return {
+            "backbone": self.backbone,
+            "feature_stage": self.feature_stage,
+            "modification": self.modification,
+            "hidden": int(self.hidden),
+        }
+
+    @staticmethod
+    def _build(spec: dict[str, Any], pretrained: Any) -> BoxRegressionNet:
+        from skcream.backbones import build_backbone
+
+        backbone = build_backbone(
+            spec["backbone"], pretrained, feature_stage=spec["feature_stage"],
+            modification=spec["modification"],
+        )
+        return BoxRegressionNet(backbone, int(spec["hidden"]))
+
+    def _targets(self, source, y: Any) -> np.ndarray:
+        """(n, 4) training boxes in original pixels: ``y`` or the bbox column."""
+        if y is None:
+            if not source.has_boxes:
+                raise ValueError(
+                    "fit needs one box per image: pass them as y (n, 4), or a Dataset with a "
+                    f"{self.bbox_column!r} column (bbox_column) holding one box per image"
+                )
+            y = [source.boxes(i) for i in range(len(source))]
+        boxes = bt.one_box_per_image(y, "boxes")
+        if len(boxes) != len(source):
+            raise ValueError(
+                f"boxes has {len(boxes)} rows but X has {len(source)} images; pass one box "
+                "per image"
+            )
+        return boxes
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X: Any, y: Any = None) -> PseudoBoxRegressor:
+        """Train the network on one box per image.
+
+        Parameters
+        ----------
+        X : datasets.Dataset, sequence of images (PIL / uint8 arrays / paths), or row dicts
+        y : array-like (n, 4) or sequence of n boxes, optional
+            ``x0, y0, x1, y1`` in each image's original pixels (e.g. CREAM pseudo boxes);
+            default: the bbox column of ``X`` (exactly one box per image).
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            A box outside its image, degenerate (``x1 <= x0`` or ``y1 <= y0``) or NaN
+            (index named); as many boxes as images otherwise.
+        """
+        from skcream.training import train
+
+        _validate_params(self.get_params(deep=False), fitting=True)
+        self._clear_fitted()
+        source = self._source(X)
+        boxes = self._targets(source, y)
+        sizes = bt.as_sizes([source.size(i) for i in range(len(source))], len(source))
+        bt.check_boxes_in_images(boxes, sizes, "boxes")
+
+        seed = resolve_seed(self.random_state)
+        spec = self._net_spec()
+        with seeded(seed):
+            model = self._build(spec, self.pretrained)
+        data_config = dict(model.backbone.data_config)
+        transform = train_transform(self, data_config, flip=bool(self.flip))
+        dataset = bt.BoxTargetDataset(source, boxes, transform)
+        config = train_config(self, seed, head_lr_mult=float(self.head_lr_mult))
+        fingerprint = {
+            "estimator": _CLASS,
+            "params": {k: repr(v) for k, v in self.get_params(deep=False).items()
+                       if k not in ("device", "num_workers", "checkpoint_dir", "verbose")},
+            "data": source.fingerprint(),
+            "boxes": hashlib.sha256(np.ascontiguousarray(boxes).tobytes()).hexdigest(),
+        }
+        history = train(
+            model, dataset, loss_fn=mse_box_loss, config=config, fingerprint=fingerprint,
+            metric_fn=iou50_correct,
+        )
+        self.model_ = model.to(self._inference_device()).eval()
+        self.data_config_ = data_config
+        self.feature_dim_ = int(model.backbone.num_features)
+        self.history_ = history
+        self.n_train_ = len(source)
+        self._spec = spec
+        return self
+
+    # ------------------------------------------------------------------ predict
+    def _predict_unit(self, source) -> tuple[np.ndarray, np.ndarray]:
+        """Unit-frame boxes (n, 4) (corners ordered) and image sizes (n, 2) (W, H)."""
+        from torch.utils.data import DataLoader
+
+        from skcream.data.adapters import TorchImageDataset, collate
+        from skcream.data.transforms import EvalTransform
+
+        transform = EvalTransform(size=self.image_size, mean=self.data_config_["mean"],
+                                  std=self.data_config_["std"])
+        loader = DataLoader(TorchImageDataset(source, transform, with_boxes=False),
+                            batch_size=self.batch_size, shuffle=False,
+                            num_workers=self.num_workers, collate_fn=collate)
+        device = self._inference_device()
+        n = len(source)
+        unit = np.zeros((n, 4), dtype=np.float64)
+        sizes = np.zeros((n, 2), dtype=np.float64)
+        self.model_.to(device).eval()
+        with torch.no_grad():
+            for batch in loader:
+                out = self.model_(batch["image"].to(device)).double().cpu().numpy()
+                idx = batch["index"].numpy()
+                unit[idx] = out
+                sizes[idx] = batch["size"].numpy()
+        return bt.order_corners(unit), sizes
+
+    def predict(self, X: Any) -> np.ndarray:
+        """One box per image.
+
+        Parameters
+        ----------
+        X : datasets.Dataset, sequence of images, or row dicts
+
+        Returns
+        -------
+        ndarray (n, 4) float64
+            ``x0, y0, x1, y1`` (``x0 <= x1``, ``y0 <= y1``) in each image's original pixels
+            (the image is resized to ``image_size`` without cropping, the network's unit
+            box is scaled by the original ``W``, ``H``).
+        """
+        self._check_fitted()
+        unit, sizes = self._predict_unit(self._source(X))
+        return bt.denormalize_boxes(unit, sizes)
+
+    def _gt_protocol(self, source, gt_boxes: Any) -> list[np.ndarray]:
+        n = len(source)
+        ids = [source.image_id(i) for i in range(n)]
+        if gt_boxes is None:
+            if not source.has_boxes:
+                raise ValueError(
+                    "score needs ground-truth boxes: pass gt_boxes, or a Dataset with a "
+                    f"{self.bbox_column!r} column (bbox_column)"
+                )
+            gt_boxes = [source.boxes(i) for i in range(n)]
+        gt = bt.gt_box_lists(gt_boxes, n, "gt_boxes", image_ids=ids)
+        return [bt.to_protocol_frame(g, source.size(i), truncate=True) for i, g in enumerate(gt)]
+
+    def predict_protocol(self, X: Any) -> np.ndarray:
+        """Predicted boxes in the 224x224 evaluation frame (continuous), shape (n, 4)."""
+        self._check_fitted()
+        unit, _ = self._predict_unit(self._source(X))
+        return unit * bt.PROTOCOL_SIZE
+
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """GT-known localization accuracy (percent) of the predicted boxes.
+
+        An image counts when its box has IoU >= 0.5 with at least one of its ground-truth
+        boxes, in the protocol's 224x224 frame (``int(x * 224 / W)`` for the ground truth)
+        with the inclusive +1 IoU.
+
+        Parameters
+        ----------
+        X : Dataset, images, or row dicts
+        y : sequence of n (k_i, 4) arrays, or (n, 4), optional
+            Ground-truth boxes in original pixels; default: the bbox column of ``X``.
+        sample_weight : None
+            Not supported (sklearn signature).
+
+        Returns
+        -------
+        float
+
+        Raises
+        ------
+        ValueError
+            Images without a ground-truth box (named by id).
+        """
+        if sample_weight is not None:
+            raise ValueError("sample_weight is not supported by PseudoBoxRegressor.score")
+        self._check_fitted()
+        source = self._source(X)
+        gt = self._gt_protocol(source, y)
+        unit, _ = self._predict_unit(source)
+        pred = unit * bt.PROTOCOL_SIZE
+        n = len(source)
+        from skcream.metrics import localization_accuracy
+
+        acc = localization_accuracy(pred, gt, np.zeros((n, 1), dtype=np.int64),
+                                    np.zeros(n, dtype=np.int64), iou_threshold=50)
+        return float(acc["gt_known_loc"])
+
+    # ------------------------------------------------------------------ persistence
+    def _fitted_meta(self) -> dict[str, Any]:
+        params = {k: json_value(v) for k, v in self.get_params(deep=False).items()}
+        fitted = {
+            "net": dict(self._spec),
+            "data_config_": json_value(self.data_config_),
+            "feature_dim_": int(self.feature_dim_),
+            "history_": json_value(self.history_),
+            "n_train_": int(self.n_train_),
+        }
+        return estimator_meta(_CLASS, params, fitted)
+
+    def _fitted_tensors(self) -> dict[str, torch.Tensor]:
+        return {f"model.{k}": v for k, v in self.model_.state_dict().items()}
+
+    def _restore(self, fitted: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        spec = dict(fitted["net"])
+        model = self._build(spec, False)
+        model.load_state_dict(strip_prefix(tensors, "model."), strict=True)
+        self.model_ = model.to(self._inference_device()).eval()
+        self._spec = spec
+        self.data_config_ = dict(fitted["data_config_"])
+        self.feature_dim_ = int(fitted["feature_dim_"])
+        self.history_ = list(fitted["history_"])
+        self.n_train_ = int(fitted["n_train_"])
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write the fitted regressor to the directory ``path`` (JSON + safetensors, no pickle).
+
+        Raises
+        ------
+        FileExistsError
+            ``path`` holds something else (see :func:`skcream.persistence.write_saved`).
+        """
+        from skcream.persistence import write_saved
+
+        self._check_fitted()
+        write_saved(path, self._fitted_meta(), self._fitted_tensors(), overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PseudoBoxRegressor:
+        """Read a regressor written by :meth:`save` (nothing is unpickled)."""
+        est, fitted, tensors = read_estimator(cls, path, _CLASS)
+        est._restore(fitted, tensors)
+        return est
+
+    def __getstate__(self) -> dict[str, Any]:
+        return pickle_state(
+            self, ("model_",), lambda: (self._fitted_meta()["fitted"], self._fitted_tensors())
+        )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        unpickle_state(self, state, self._restore)

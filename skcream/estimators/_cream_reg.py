@@ -1,0 +1,286 @@
+"""``CREAMReg`` (paper section 4.1, Fig. 3): CREAM_Base's class, a pseudo-box regressor's box.
+
+:class:`CREAMReg` composes a :class:`~skcream.estimators.localizer.CREAMLocalizer`
+(CREAM_Base: the class, and the pseudo boxes of the training set at 448x448) and a
+:class:`~skcream.estimators.regressor.PseudoBoxRegressor` trained on those pseudo boxes
+(the box at test time).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+
+from skcream.estimators import _boxes_target as bt
+from skcream.estimators._box_regressor import PseudoBoxRegressor
+from skcream.estimators._common import ImageEstimatorMixin
+from skcream.estimators._inputs import as_source, encode_labels, raw_labels, take_rows
+
+__all__ = ["CREAMReg", "box_masks"]
+
+
+def box_masks(boxes: np.ndarray, sizes: np.ndarray) -> list[np.ndarray]:
+    """Filled box masks at each image's size.
+
+    Parameters
+    ----------
+    boxes : ndarray (n, 4)
+        Continuous ``x0, y0, x1, y1`` in original pixels.
+    sizes : ndarray (n, 2)
+        ``(W, H)``.
+
+    Returns
+    -------
+    list of n bool arrays (H_i, W_i)
+        Pixel ``(r, c)`` is inside when its centre ``(c + 0.5, r + 0.5)`` lies in the box
+        (so the box ``[x, y, x + w, y + h]`` covers exactly ``w x h`` pixels).
+    """
+    out = []
+    for (x0, y0, x1, y1), (w, h) in zip(np.asarray(boxes, float), np.asarray(sizes, int)):
+        cx = np.arange(w) + 0.5
+        cy = np.arange(h) + 0.5
+        out.append(((cy >= y0) & (cy <= y1))[:, None] & ((cx >= x0) & (cx <= x1))[None, :])
+    return out
+
+
+class CREAMReg(ImageEstimatorMixin, BaseEstimator):
+    """CREAM_Reg: class from CREAM_Base's classifier, box from a pseudo-box regressor.
+
+    ``fit`` trains the localizer (CREAM_Base) unless ``prefit``, generates its pseudo
+    boxes for the training images at ``pseudo_resolution`` x ``pseudo_resolution`` input
+    (paper: 448, following PSOL) with the ground-truth classes, and trains a clone of the
+    regressor on them (paper Fig. 3). Training images whose pseudo box is degenerate (no
+    contour: an all-zero map) are left out of the regressor's training with a warning and
+    counted in ``n_degenerate_pseudo_boxes_``.
+
+    Parameters
+    ----------
+    localizer : CREAMLocalizer or None, default=None
+        CREAM_Base (None: ``CREAMLocalizer()``). Give it ``memory=`` to make refits inside
+        a grid search free.
+    regressor : PseudoBoxRegressor or None, default=None
+        None: ``PseudoBoxRegressor()``. Cloned before fitting.
+    pseudo_resolution : int, default=448
+        Input size at which the localizer's maps for the pseudo boxes are computed.
+    prefit : bool, default=False
+        Use ``localizer`` as already fitted (not cloned, not refitted). ``clone`` drops
+        the fitted weights, so inside ``GridSearchCV`` prefer ``prefit=False`` with a
+        localizer ``memory=`` cache.
+
+    Attributes
+    ----------
+    localizer_ : CREAMLocalizer
+    regressor_ : PseudoBoxRegressor
+    classes_ : ndarray (C,)
+    pseudo_boxes_ : ndarray (n, 4)
+        The pseudo boxes of the training images (original pixels).
+    n_degenerate_pseudo_boxes_ : int
+    """
+
+    def __init__(self, localizer: Any = None, regressor: Any = None,
+                 pseudo_resolution: int = 448, prefit: bool = False) -> None:
+        self.localizer = localizer
+        self.regressor = regressor
+        self.pseudo_resolution = pseudo_resolution
+        self.prefit = prefit
+
+    _fitted_markers = ("regressor_", "localizer_")
+
+    def _validate(self) -> tuple[Any, Any]:
+        """Check the parameters; return (localizer, regressor), defaults for None."""
+        from skcream.estimators.localizer import CREAMLocalizer
+
+        r = self.pseudo_resolution
+        if isinstance(r, bool) or not isinstance(r, Integral) or r < 8:
+            raise ValueError(f"pseudo_resolution must be an int >= 8, got {r!r}")
+        localizer = CREAMLocalizer() if self.localizer is None else self.localizer
+        regressor = PseudoBoxRegressor() if self.regressor is None else self.regressor
+        if not hasattr(localizer, "pseudo_boxes") or not hasattr(localizer, "fit"):
+            raise TypeError("localizer must be a CREAMLocalizer (fit, predict, pseudo_boxes), "
+                            f"got {type(localizer).__name__}")
+        if not all(hasattr(regressor, m) for m in ("fit", "predict", "score")):
+            raise TypeError("regressor must be a PseudoBoxRegressor (fit, predict, score), "
+                            f"got {type(regressor).__name__}")
+        if not isinstance(self.prefit, bool | np.bool_):
+            raise TypeError(f"prefit must be a bool, got {self.prefit!r}")
+        return localizer, regressor
+
+    def fit(self, X: Any, y: Any = None) -> CREAMReg:
+        """Fit CREAM_Base (unless ``prefit``), make pseudo boxes, fit the regressor on them.
+
+        Parameters
+        ----------
+        X : datasets.Dataset, sequence of images, or row dicts
+            Training images (no boxes needed).
+        y : array-like (n,), optional
+            Image-level labels (else the label column of ``X``).
+
+        Returns
+        -------
+        self
+        """
+        localizer, regressor = self._validate()
+        self._clear_fitted()
+        if self.prefit:
+            try:
+                check_is_fitted(localizer)
+            except NotFittedError as exc:
+                raise NotFittedError(
+                    "prefit=True but the localizer is not fitted; fit it first or pass "
+                    "prefit=False"
+                ) from exc
+        else:
+            localizer = clone(localizer).fit(X, y)
+        pseudo = np.asarray(
+            localizer.pseudo_boxes(X, y, resolution=int(self.pseudo_resolution)), np.float64
+        )
+        bad = bt.degenerate_mask(pseudo)
+        keep = np.flatnonzero(~bad)
+        if keep.size == 0:
+            raise ValueError(
+                "every pseudo box is degenerate (the localizer's maps have no contour): "
+                "nothing to train the regressor on"
+            )
+        if bad.any():
+            warnings.warn(
+                f"{int(bad.sum())} of {len(pseudo)} training images have a degenerate pseudo "
+                f"box (indices {np.flatnonzero(bad)[:10].tolist()}); they are left out of "
+                "the regressor's training",
+                UserWarning,
+                stacklevel=2,
+            )
+        X_reg = X if keep.size == len(pseudo) else take_rows(X, keep)
+        self.regressor_ = clone(regressor).fit(X_reg, pseudo[keep])
+        self.localizer_ = localizer
+        self.classes_ = localizer.classes_
+        self.pseudo_boxes_ = pseudo
+        self.n_degenerate_pseudo_boxes_ = int(bad.sum())
+        return self
+
+    def predict(self, X: Any):
+        """Class from the localizer, box (and box mask) from the regressor.
+
+        Returns
+        -------
+        skcream.localize.Localization
+            ``labels`` / ``scores`` from the localizer's classifier, ``maps`` its CREAM maps
+            (original size), ``boxes`` (n, 4) from the regressor in original pixels,
+            ``masks`` the filled boxes.
+        """
+        self._check_fitted()
+        loc = self.localizer_.predict(X)
+        boxes = self.regressor_.predict(X)
+        sizes = np.array([m.shape[::-1] for m in loc.maps], dtype=np.int64)
+        return dataclasses.replace(loc, boxes=boxes, masks=box_masks(boxes, sizes))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities of the localizer's classifier, (n, C)."""
+        self._check_fitted()
+        return self.localizer_.predict_proba(X)
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """GT-known localization accuracy (percent) of the regressor's boxes (protocol frame).
+
+        Parameters
+        ----------
+        X : Dataset (or row dicts) with a bbox column (the regressor's ``bbox_column``)
+        y : ignored
+            Present for the scikit-learn signature (GT-known needs no class).
+        """
+        self._check_fitted()
+        return self.regressor_.score(X)
+
+    def evaluate(self, X: Any, y: Any = None) -> dict[str, float]:
+        """Top-1 Loc, Top-5 Loc, GT-known Loc and top-1 classification accuracy (percent).
+
+        Boxes from the regressor, classes from the localizer's classifier, IoU >= 0.5 in
+        the protocol's 224x224 frame (:func:`skcream.metrics.localization_accuracy`).
+
+        Parameters
+        ----------
+        X : Dataset (or row dicts) with image, label and bbox columns
+        y : array-like (n,), optional
+            Labels overriding the label column.
+
+        Returns
+        -------
+        dict
+            ``top1_loc``, ``top5_loc``, ``gt_known_loc``, ``top1_acc``.
+        """
+        self._check_fitted()
+        loc = self.localizer_
+        source, class_label = as_source(X, y, image_column=loc.image_column,
+                                        label_column=loc.label_column,
+                                        bbox_column=loc.bbox_column)
+        values = raw_labels(source, y, class_label)
+        if values is None:
+            raise ValueError("evaluate needs ground-truth labels: pass y, or a Dataset with a "
+                             "label column")
+        truth = encode_labels(values, loc.classes_, "y" if y is not None else "labels")
+        reg_source = self.regressor_._source(X)
+        gt = self.regressor_._gt_protocol(reg_source, None)
+        unit, _ = self.regressor_._predict_unit(reg_source)
+        logits = loc.decision_function(X)
+        return bt.localization_scores(logits, unit * bt.PROTOCOL_SIZE, gt, truth)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write the fitted CREAM_Reg to the directory ``path`` (no pickle).
+
+        Layout: ``localizer/`` and ``regressor/`` (each a saved estimator, see their
+        ``save``) and ``cream_reg/`` (this object's parameters and pseudo boxes).
+        """
+        from pathlib import Path
+
+        from skcream.persistence import write_saved
+
+        self._check_fitted()
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise FileExistsError(f"path {os.fspath(path)!r} exists and is not a directory")
+        extra = sorted({p.name for p in path.iterdir()} - {"localizer", "regressor", "cream_reg"}
+                       ) if path.is_dir() else []
+        if extra:
+            raise FileExistsError(f"path {os.fspath(path)!r} holds other files ({extra[:5]}); "
+                                  "choose an empty or new directory")
+        self.localizer_.save(path / "localizer", overwrite=overwrite)
+        self.regressor_.save(path / "regressor", overwrite=overwrite)
+        meta = {
+            "class": "CREAMReg",
+            "params": {"pseudo_resolution": int(self.pseudo_resolution),
+                       "prefit": bool(self.prefit)},
+            "fitted": {"n_degenerate_pseudo_boxes_": self.n_degenerate_pseudo_boxes_},
+        }
+        tensors = {"pseudo_boxes": torch.from_numpy(np.ascontiguousarray(self.pseudo_boxes_))}
+        write_saved(path / "cream_reg", meta, tensors, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> CREAMReg:
+        """Read a CREAM_Reg written by :meth:`save`."""
+        from pathlib import Path
+
+        from skcream.estimators.localizer import CREAMLocalizer
+        from skcream.persistence import read_saved
+
+        path = Path(path)
+        meta, tensors = read_saved(path / "cream_reg")
+        if meta.get("class") != "CREAMReg":
+            raise ValueError(f"{os.fspath(path)!r} does not hold a saved CREAMReg")
+        localizer = CREAMLocalizer.load(path / "localizer")
+        regressor = PseudoBoxRegressor.load(path / "regressor")
+        est = cls(localizer=localizer, regressor=clone(regressor), **meta["params"])
+        est.localizer_ = localizer
+        est.regressor_ = regressor
+        est.classes_ = localizer.classes_
+        est.pseudo_boxes_ = tensors["pseudo_boxes"].numpy().astype(np.float64)
+        est.n_degenerate_pseudo_boxes_ = int(meta["fitted"]["n_degenerate_pseudo_boxes_"])
+        return est
