@@ -130,6 +130,57 @@ def test_protocol_frame_truncates_like_int():
                                [10 * 224 / 500, 7 * 224 / 375, 333 * 224 / 500, 250 * 224 / 375])
 
 
+def test_localization_scores_hand_computed():
+    gt_box = np.array([[20.0, 20.0, 120.0, 120.0]])
+    far = [150.0, 150.0, 220.0, 220.0]  # disjoint from gt_box
+    gt = [gt_box] * 5
+    boxes = np.array([gt_box[0], gt_box[0], gt_box[0], gt_box[0], far])
+    logits = np.array([
+        [9, 0, 0, 0, 0, 0],  # truth 0: class right, box right
+        [0, 9, 8, 0, 0, 0],  # truth 2: second guess, box right
+        [5, 4, 3, 2, 1, 0],  # truth 5: last of six classes (not in the top 5), box right
+        [0, 0, 0, 9, 9, 0],  # truth 4: tie with class 3, the lower index wins top-1
+        [9, 0, 0, 0, 0, 0],  # truth 0: class right, box wrong
+    ], dtype=float)
+    truth = np.array([0, 2, 5, 4, 0])
+    out = bt.localization_scores(logits, boxes, gt, truth)
+    assert out == {"top1_loc": 20.0, "top5_loc": 60.0, "gt_known_loc": 80.0, "top1_acc": 40.0}
+
+
+def test_take_rows_keeps_the_container_and_the_order():
+    import datasets
+
+    from skcream.estimators._inputs import DatasetView, take_rows
+
+    keep = np.array([2, 0])
+    ds = datasets.Dataset.from_dict({"v": [10, 11, 12]})
+    assert take_rows(ds, keep)["v"] == [12, 10]
+    view = take_rows(DatasetView(ds), keep)
+    assert isinstance(view, DatasetView) and view.dataset["v"] == [12, 10]
+    np.testing.assert_array_equal(take_rows(np.arange(3) * 2, keep), [4, 0])
+    assert take_rows(["a", "b", "c"], keep) == ["c", "a"]
+
+
+def test_json_value_makes_plain_json():
+    import json
+    from pathlib import Path
+
+    from skcream.estimators._common import json_value
+
+    value = {
+        "path": Path("a") / "b",
+        "device": torch.device("cpu"),
+        "rs": np.random.RandomState(0),
+        "n": np.int64(3),
+        "t": (1.5, np.float32(0.5), [True, None]),
+        "other": slice(1, 2),
+    }
+    out = json_value(value)
+    assert out == {"path": str(Path("a") / "b"), "device": "cpu", "rs": None, "n": 3,
+                   "t": [1.5, 0.5, [True, None]], "other": "slice(1, 2, None)"}
+    assert json.loads(json.dumps(out)) == out
+
+
 # ---------------------------------------------------------------------------
 # Box-aware training targets: crop and flip move the box exactly
 # ---------------------------------------------------------------------------
