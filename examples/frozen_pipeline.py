@@ -7,7 +7,13 @@ momentum rule (Eq. 3-4), then re-activates the maps by EM at inference. The same
 fitted pipeline gives CAM (``output="cam"``) and CREAM, so the comparison is on
 identical features and classifier.
 
-Run:  python examples/frozen_pipeline.py      (about a minute on a 2-core CPU)
+The features are the backbone's mid-level stage (``feature_stage=3``: 112 channels at
+stride 16, 14x14 maps at 224), as ``skcream.presets``: measured here, the last stage
+(1280-channel ``conv_head``) classifies better (97.5% vs 69%) but its features are
+class-specific, so the EM spreads the foreground over almost every pixel (CAM 37.1,
+CREAM 35.4 MaxBoxAccV2); on the mid-level stage CAM 40.8 -> CREAM 55.4.
+
+Run:  python examples/frozen_pipeline.py      (about 20 s on a 2-core CPU)
 """
 
 from __future__ import annotations
@@ -30,8 +36,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         pipe = make_pipeline(
             # memory: each image's features are computed once, then read from disk
-            TimmFeatures("efficientnet_lite0", pretrained=True, image_size=224, memory=cache,
-                         verbose=0),
+            TimmFeatures("efficientnet_lite0", pretrained=True, feature_stage=3, image_size=224,
+                         memory=cache, verbose=0),
             CREAMReactivation(n_iter=2, sigma=8.0, random_state=0),
         )
         start = time.perf_counter()

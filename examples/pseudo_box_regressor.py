@@ -1,15 +1,27 @@
 """CREAM_Reg (paper Fig. 3): pseudo boxes from CREAM, then a class-agnostic box regressor.
 
-1. CREAM_Base (a ``CREAMLocalizer``) is trained from image labels only.
-2. It produces pseudo boxes for the *training* images (at 448x448, as the paper).
-3. A ``PseudoBoxRegressor`` learns to regress those boxes.
-4. ``CREAMReg`` takes the class from CREAM_Base's classifier and the box from the
+1. CREAM_Base (a ``CREAMLocalizer``) is trained from image labels only; its box
+   threshold is chosen on a small validation split with boxes (the protocol's
+   train-fullsup; with the default 0.2 its CREAM boxes cover most of the image here).
+2. ``CREAMReg`` has it produce pseudo boxes for the *training* images at twice the
+   training input size (the paper: 448 for 224), and trains a ``PseudoBoxRegressor``
+   on those pseudo boxes.
+3. ``CREAMReg`` takes the class from CREAM_Base's classifier and the box from the
    regressor; GT-known / Top-1 Loc on the test split compare it with CREAM_Base.
 
-Run:  python examples/pseudo_box_regressor.py      (under two minutes on a 2-core CPU)
+What to expect (measured, full settings): pseudo boxes GT-known 45.0% on the training
+set, CREAM_Base GT-known 40.0, CREAM_Reg 16.2. Four epochs on 160 images are too few for
+the regressor to learn the boxes: this shows the API and the data flow of Fig. 3, not
+the paper's gain of CREAM_Reg over CREAM_Base (which needs the full schedule).
+
+Run:  python examples/pseudo_box_regressor.py      (about 90 s on a 2-core CPU)
+      python examples/pseudo_box_regressor.py --smoke   (the same code on tiny settings:
+                                                         a check that it runs; ~15 s)
 """
 
 from __future__ import annotations
+
+import argparse
 
 import numpy as np
 
@@ -17,28 +29,44 @@ from skcream import CREAMLocalizer, CREAMReg, PseudoBoxRegressor
 from skcream.data import make_synthetic
 from skcream.metrics import box_iou
 
+#: the example's settings: data sizes, training schedules, pseudo-box input size
+FULL = dict(n_train=160, n_val=32, n_test=80, data_size=128, image_size=128, resize_size=146,
+            batch_size=32, base_epochs=4, regressor_epochs=4, pseudo_resolution=256)
+#: the same code path on tiny settings (--smoke)
+SMOKE = dict(n_train=24, n_val=8, n_test=16, data_size=64, image_size=64, resize_size=72,
+             batch_size=8, base_epochs=1, regressor_epochs=1, pseudo_resolution=128)
 
-def main() -> None:
-    train = make_synthetic(160, random_state=0)
-    test = make_synthetic(80, random_state=2)
-    common = dict(backbone="efficientnet_lite0", pretrained=True, image_size=128,
-                  resize_size=146, batch_size=32, lr_step=None, random_state=0, verbose=0)
 
-    base = CREAMLocalizer(max_epochs=4, lr=1e-3, feature_stage=3, **common).fit(train)  # Base
-    pseudo = base.pseudo_boxes(train, resolution=256)  # (n, 4), original pixels
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """Run the example (``argv``: command-line arguments); return the scores by model."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny settings (a quick check)")
+    s = SMOKE if parser.parse_args(argv).smoke else FULL
+
+    train = make_synthetic(s["n_train"], image_size=s["data_size"], random_state=0)
+    val = make_synthetic(s["n_val"], image_size=s["data_size"], random_state=1)
+    test = make_synthetic(s["n_test"], image_size=s["data_size"], random_state=2)
+    common = dict(backbone="efficientnet_lite0", pretrained=True, image_size=s["image_size"],
+                  resize_size=s["resize_size"], batch_size=s["batch_size"], lr=1e-3,
+                  lr_step=None, random_state=0, verbose=0)
+
+    # 1. CREAM_Base, from image labels only (val's boxes choose the box threshold)
+    base = CREAMLocalizer(max_epochs=s["base_epochs"], feature_stage=3, validation_data=val,
+                          **common).fit(train)
+    # 2. its pseudo boxes of the training images, and the regressor trained on them
+    reg = CREAMReg(base, PseudoBoxRegressor(max_epochs=s["regressor_epochs"], **common),
+                   pseudo_resolution=s["pseudo_resolution"], prefit=True).fit(train)
     gt = [np.asarray(b, dtype=float) for b in train["bboxes"]]
-    hits = [box_iou(p[None], g).max() >= 0.5 for p, g in zip(pseudo, gt)]
+    hits = [box_iou(p[None], g).max() >= 0.5 for p, g in zip(reg.pseudo_boxes_, gt)]
     print(f"pseudo boxes on the training set: GT-known {100 * np.mean(hits):.1f}%")
 
-    regressor = PseudoBoxRegressor(max_epochs=4, lr=1e-3, **common).fit(train, pseudo)
-    reg = CREAMReg(base, regressor, prefit=True).fit(train)
-
-    base_scores = base.evaluate(test, metrics=["gt_known_loc", "top1_loc"])
-    reg_scores = reg.evaluate(test)
-    print(f"CREAM_Base: GT-known {base_scores['gt_known_loc']:.1f}  "
-          f"Top-1 Loc {base_scores['top1_loc']:.1f}")
-    print(f"CREAM_Reg:  GT-known {reg_scores['gt_known_loc']:.1f}  "
-          f"Top-1 Loc {reg_scores['top1_loc']:.1f}")
+    # 3. class from CREAM_Base, box from the regressor
+    scores = {"CREAM_Base": base.evaluate(test, metrics=["gt_known_loc", "top1_loc"]),
+              "CREAM_Reg": reg.evaluate(test)}
+    for name, row in scores.items():
+        print(f"{name + ':':<12}GT-known {row['gt_known_loc']:.1f}  "
+              f"Top-1 Loc {row['top1_loc']:.1f}")
+    return scores
 
 
 if __name__ == "__main__":
