@@ -193,7 +193,7 @@ def test_offline_efficientnet_lite0_maps_are_mirror_consistent():
     x = _chelsea_batch(timm.data.resolve_model_data_config(classifier))
     with torch.no_grad():
         feats = classifier.forward_features(torch.cat([x, x.flip(-1)]))
-    cam = torch.einsum("bdhw,d->bhw", feats, classifier.get_classifier().weight[285])
+        cam = torch.einsum("bdhw,d->bhw", feats, classifier.get_classifier().weight[285])
     rel = (cam[0] - cam[1].flip(-1)).abs().mean() / cam[0].abs().mean()
     assert float(rel) < 0.3
 
