@@ -66,20 +66,7 @@ def _check_map(scoremap: ArrayLike, name: str) -> np.ndarray:
 
 
 def _check_maps(scoremaps: ArrayLike, name: str = "scoremaps") -> list[np.ndarray]:
-    if isinstance(scoremaps, np.ndarray):
-        if scoremaps.ndim != 3:
-            raise ValueError(
-                f"{name} must be an (n, H, W) array or a sequence of 2-D maps, "
-                f"got an array of shape {scoremaps.shape}"
-            )
-        items = list(scoremaps)
-    elif isinstance(scoremaps, Sequence) or hasattr(scoremaps, "__iter__"):
-        items = list(scoremaps)
-    else:
-        raise TypeError(f"{name} must be an array or a sequence of 2-D maps")
-    if not items:
-        raise ValueError(f"{name} is empty")
-    return [_check_map(m, f"{name}[{i}]") for i, m in enumerate(items)]
+    return [_check_map(m, f"{name}[{i}]") for i, m in enumerate(_map_list(scoremaps, name))]
 
 
 def _check_boxes(boxes: ArrayLike, name: str, allow_empty: bool = False) -> np.ndarray:
