@@ -87,7 +87,10 @@ class FeatureBackbone(nn.Module):
 
     Attributes
     ----------
-    num_features, data_config, feature_stride, name, modification
+    num_features, data_config, feature_stride, name, modification, architecture
+        ``architecture`` is the timm model actually built, which can differ from ``name``:
+        the offline ``efficientnet_lite0`` weights need ``tf_efficientnet_lite0``. Rebuild
+        a trained network from ``architecture`` (with ``pretrained=False``), not ``name``.
     """
 
     def __init__(
@@ -100,6 +103,7 @@ class FeatureBackbone(nn.Module):
         data_config: Mapping[str, Any],
         feature_stride: int,
         modification: str,
+        architecture: str | None = None,
     ) -> None:
         super().__init__()
         self.body = body
@@ -109,6 +113,7 @@ class FeatureBackbone(nn.Module):
         self.data_config = dict(data_config)
         self.feature_stride = int(feature_stride)
         self.modification = modification
+        self.architecture = architecture if architecture is not None else name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Feature maps of a batch of images.
@@ -417,6 +422,7 @@ def build_backbone(
     return FeatureBackbone(
         body, extra, name=name, num_features=num_features, data_config=data_config,
         feature_stride=stride, modification=applied,
+        architecture=getattr(model, "pretrained_cfg", {}).get("architecture", name),
     )
 
 

@@ -198,7 +198,8 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         from skcream.backbones import build_backbone
 
         backbone = build_backbone(
-            spec["backbone"], pretrained, feature_stage=spec["feature_stage"],
+            spec.get("architecture", spec["backbone"]), pretrained,
+            feature_stage=spec["feature_stage"],
             modification=spec["modification"],
         )
         return BoxRegressionNet(backbone, int(spec["hidden"]))
@@ -254,6 +255,9 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         spec = self._net_spec()
         with seeded(seed):
             model = self._build(spec, self.pretrained)
+        # rebuild (load, unpickle) from the timm model actually built: the offline
+        # efficientnet_lite0 weights live in tf_efficientnet_lite0
+        spec["architecture"] = model.backbone.architecture
         data_config = dict(model.backbone.data_config)
         transform = train_transform(self, data_config, flip=bool(self.flip))
         dataset = bt.BoxTargetDataset(source, boxes, transform)

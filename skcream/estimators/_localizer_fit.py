@@ -160,6 +160,8 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
     hook = _ContextHook(model, context)
     net_spec = {
         "backbone": est.backbone,
+        # the timm model actually built (offline efficientnet_lite0 -> tf_efficientnet_lite0)
+        "architecture": backbone.architecture,
         "feature_stage": est.feature_stage,
         "large_feature_map": bool(est.large_feature_map),
         "n_classes": len(classes),

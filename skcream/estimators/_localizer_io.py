@@ -68,7 +68,9 @@ def build_network(net: dict[str, Any]):
     from skcream.model import CAMNet
 
     backbone = build_backbone(
-        net["backbone"],
+        # the timm model actually built at fit time (offline efficientnet_lite0 weights live
+        # in tf_efficientnet_lite0); older saves without it rebuild the name
+        net.get("architecture", net["backbone"]),
         pretrained=False,
         feature_stage=net["feature_stage"],
         large_feature_map=bool(net["large_feature_map"]),
