@@ -27,6 +27,18 @@ def _check_float_tensor(name: str, x: object, ndim: int, shape_doc: str) -> torc
     return x
 
 
+def _check_cams_match(features: torch.Tensor, cams: object) -> torch.Tensor:
+    """Validate cams (B,h,w) against already-validated features (B,d,h,w)."""
+    _check_float_tensor("cams", cams, 3, "(B, h, w)")
+    b, _, h, w = features.shape
+    if cams.shape != (b, h, w):
+        raise ValueError(
+            f"cams must have shape {(b, h, w)} to match features (B, d, h, w) = "
+            f"{tuple(features.shape)}; got {tuple(cams.shape)}"
+        )
+    return cams
+
+
 def _check_labels(labels: object, batch: int, n_classes: int | None, name: str = "labels") -> torch.Tensor:
     """Validate a (B,) integer label tensor and return it as int64.
 

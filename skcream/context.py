@@ -28,7 +28,7 @@ import torch
 from sklearn.utils import check_random_state
 from torch import nn
 
-from skcream.cam import _check_float_tensor, _check_labels
+from skcream.cam import _check_cams_match, _check_float_tensor, _check_labels
 
 __all__ = [
     "cam_foreground",
@@ -98,13 +98,7 @@ def foreground_background_means(
         Whether the background mask is non-empty.
     """
     _check_float_tensor("features", features, 4, "(B, d, h, w)")
-    _check_float_tensor("cams", cams, 3, "(B, h, w)")
-    b, _, h, w = features.shape
-    if cams.shape != (b, h, w):
-        raise ValueError(
-            f"cams must have shape {(b, h, w)} to match features (B, d, h, w) = "
-            f"{tuple(features.shape)}; got {tuple(cams.shape)}"
-        )
+    _check_cams_match(features, cams)
     fg = cam_foreground(cams, fg_threshold)
     masks = torch.stack([fg, ~fg], dim=1).to(features.dtype)  # (B, 2, h, w)
     sums = torch.einsum("bdhw,bmhw->bmd", features, masks)  # (B, 2, d)

@@ -38,7 +38,12 @@ from numbers import Integral, Real
 
 import torch
 
-from skcream.cam import _check_float_tensor, class_activation_maps, normalize_maps
+from skcream.cam import (
+    _check_cams_match,
+    _check_float_tensor,
+    class_activation_maps,
+    normalize_maps,
+)
 from skcream.context import cam_foreground, foreground_background_means
 
 __all__ = ["em_soft_clustering", "calibrate", "reactivate", "post_hoc_reactivate"]
@@ -269,13 +274,7 @@ def reactivate(
         Not min-max normalised (the evaluation pipeline upsamples, then normalises).
     """
     _check_features_and_inits(features, fg_ctx, bg_ctx, names=("fg_ctx", "bg_ctx"))
-    _check_float_tensor("cams", cams, 3, "(B, h, w)")
-    b, _, h, w = features.shape
-    if cams.shape != (b, h, w):
-        raise ValueError(
-            f"cams must have shape {(b, h, w)} to match features (B, d, h, w) = "
-            f"{tuple(features.shape)}; got {tuple(cams.shape)}"
-        )
+    _check_cams_match(features, cams)
     n_iter = _check_n_iter(n_iter, 0)
     sigma = _check_sigma(sigma)
     kernel = _check_choice("kernel", kernel, KERNELS)

@@ -20,15 +20,6 @@ from skcream.backbones import (
 from skcream.weights import clean_state_dict
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine more threads oversubscribe the CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @functools.cache
 def _built(name: str, large: bool = False) -> FeatureBackbone:
     """The expensive protocol backbones, built once per session (tests do not modify them)."""

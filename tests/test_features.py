@@ -19,16 +19,6 @@ from skcream.estimators import features as features_module
 from skcream.estimators.features import TimmFeatures
 from skcream.estimators.reactivation import CREAMReactivation, box_targets
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread per test process: no oversubscription of the shared 2-core CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 SIZE = 64  # tiny inputs keep the tests fast; (1280, 4, 4) maps with the stride-1 last stage
 
 

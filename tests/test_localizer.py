@@ -68,15 +68,6 @@ def _dataset(n: int = 16, seed: int = 0) -> datasets.Dataset:
     )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP spinning makes 2 threads ~5x
-    slower than 1 for these tiny models. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def ds():

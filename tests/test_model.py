@@ -13,15 +13,6 @@ from skcream.cam import class_activation_maps
 from skcream.model import CAMNet
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine more threads oversubscribe the CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class _TinyBackbone(nn.Module):
     """A conv + ReLU feature map with a "new" 1x1 layer, for fast float64 checks."""
 

@@ -22,15 +22,6 @@ from sklearn.utils import estimator_checks as ec
 from skcream.estimators.reactivation import CREAMReactivation, box_targets
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread per test process: no oversubscription of the shared 2-core CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ----------------------------------------------------------------------------- data
 def make_maps(n=40, n_classes=3, d=12, size=8, seed=0):
     """Feature maps with an object (shared "body" channel 0 + class "part" channel 1+c)

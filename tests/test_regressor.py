@@ -11,16 +11,6 @@ from sklearn.base import BaseEstimator
 
 from skcream.estimators import _boxes_target as bt
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one intra-op thread (several threads on the shared 2-core
-    machine were measured 10-40x slower); the previous setting is restored."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 # ---------------------------------------------------------------------------
 # Box bookkeeping (pure numpy)
 # ---------------------------------------------------------------------------

@@ -29,14 +29,6 @@ from skcream.training import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine more threads oversubscribe the CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 class Squares(Dataset):
     """Class c: a square bright in colour channel c, in quadrant i % 4 of noisy image i, plus
