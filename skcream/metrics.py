@@ -27,6 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from skcream import _levelsets
 from skcream._boxes import level_component_boxes
 
 __all__ = [
@@ -109,10 +110,23 @@ def _check_gt_boxes(gt_boxes: ArrayLike, n: int, name: str = "gt_boxes") -> list
     return [_check_boxes(b, f"{name}[{i}]") for i, b in enumerate(items)]
 
 
+#: the smallest ``cam_curve_interval`` accepted: 100,000 thresholds. The reference uses 0.01
+#: and 0.001; box metrics reach every uint8 level from 0.001 on, and a tiny interval
+#: (1e-9 asked for 22 GiB) would only allocate threshold and histogram arrays.
+MIN_CAM_CURVE_INTERVAL = 1e-5
+
+
 def _thresholds(cam_curve_interval: float) -> np.ndarray:
+    if isinstance(cam_curve_interval, bool) or not isinstance(
+        cam_curve_interval, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"cam_curve_interval must be a number, got {cam_curve_interval!r}")
     step = float(cam_curve_interval)
-    if not (0.0 < step < 1.0):
-        raise ValueError(f"cam_curve_interval must be in (0, 1), got {cam_curve_interval!r}")
+    if not (MIN_CAM_CURVE_INTERVAL <= step < 1.0):
+        raise ValueError(
+            f"cam_curve_interval must be in [{MIN_CAM_CURVE_INTERVAL:g}, 1) (the reference "
+            f"uses 0.01 or 0.001), got {cam_curve_interval!r}"
+        )
     return np.arange(0, 1, step)
 
 
@@ -211,10 +225,16 @@ def boxes_from_scoremap(
     if not np.isfinite(thr).all():
         raise ValueError("thresholds must be finite")
     q = _quantise(smap)
+    qmax = int(q.max())
+    levels = _levels(thr, qmax)
     cache: dict[int, np.ndarray] = {}
+    if not multi_contour and qmax > 0:
+        # every level at once from the level-set sweep (skcream._levelsets)
+        _, winners = _levelsets.best_single(q, None)
+        cache = {lv: winners[lv : lv + 1] for lv in range(qmax)}
     out = []
-    for level in _levels(thr, int(q.max())).tolist():
-        if level not in cache:
+    for level in levels.tolist():
+        if level not in cache:  # multi-contour (OpenCV's contour order), or L outside 0..max-1
             cache[level] = _contour_boxes(q, level, multi_contour)
         out.append(cache[level].copy())
     return out
@@ -255,13 +275,10 @@ def _best_iou_per_threshold(
     levels = _levels(thresholds, qmax)
     if qmax == 0:  # no contour at any threshold: the box [0, 0, 0, 0]
         return np.full(levels.size, _iou(np.zeros((1, 4), np.int64), gt).max())
-    best = np.full(256, -np.inf)
     if multi_contour:
-        lv, boxes = _predicted_boxes_all_levels(q)
-        np.maximum.at(best, lv, _iou(boxes, gt).max(axis=1))
+        best = _levelsets.best_iou_multi(q, gt)
     else:
-        for level in np.unique(levels).tolist():
-            best[level] = _iou(_contour_boxes(q, level, False), gt).max()
+        best = _levelsets.best_single(q, gt)[0]
     return best[levels]
 
 
