@@ -228,7 +228,77 @@ def _sweep(img: np.ndarray, conn8: bool, drop_border: bool, v_min: int, rule: in
 @njit(cache=True, nogil=True)
 def fill_holes(q: np.ndarray) -> np.ndarray:
     """Grey-level hole filling, 4-connected: ``m[p]`` = the least, over 4-paths from
-    ``p`` to outside the image, of the largest value on the path (priority flood)."""
+    ``p`` to outside the image, of the largest value on the path.
+
+    Reconstruction by erosion from the border (L. Vincent, IEEE TIP 1993, hybrid
+    algorithm): one raster and one anti-raster pass, then a FIFO for what is left.
+    """
+    h, w = q.shape
+    n = h * w
+    f = q.ravel()
+    m = np.full(n, 255, np.uint8)
+    for x in range(w):
+        m[x] = f[x]
+        m[(h - 1) * w + x] = f[(h - 1) * w + x]
+    for y in range(h):
+        m[y * w] = f[y * w]
+        m[y * w + w - 1] = f[y * w + w - 1]
+    for y in range(1, h - 1):
+        for x in range(1, w - 1):
+            p = y * w + x
+            v = min(m[p], m[p - w], m[p - 1])
+            m[p] = max(f[p], v)
+    ring = np.empty(n + 1, np.int32)
+    queued = np.zeros(n, np.bool_)
+    head = 0
+    tail = 0
+    for y in range(h - 2, 0, -1):
+        for x in range(w - 2, 0, -1):
+            p = y * w + x
+            v = min(m[p], m[p + w], m[p + 1])
+            v = max(f[p], v)
+            m[p] = v
+            if (m[p + w] > v and m[p + w] > f[p + w]) or (m[p + 1] > v and m[p + 1] > f[p + 1]):
+                if not queued[p]:
+                    queued[p] = True
+                    ring[tail] = p
+                    tail = tail + 1 if tail < n else 0
+    while head != tail:
+        p = ring[head]
+        head = head + 1 if head < n else 0
+        queued[p] = False
+        y = p // w
+        x = p - y * w
+        v = m[p]
+        for d in range(4):
+            if d == 0:
+                if y == 0:
+                    continue
+                r = p - w
+            elif d == 1:
+                if y == h - 1:
+                    continue
+                r = p + w
+            elif d == 2:
+                if x == 0:
+                    continue
+                r = p - 1
+            else:
+                if x == w - 1:
+                    continue
+                r = p + 1
+            if m[r] > v and m[r] != f[r]:
+                m[r] = max(v, f[r])
+                if not queued[r]:
+                    queued[r] = True
+                    ring[tail] = r
+                    tail = tail + 1 if tail < n else 0
+    return m.reshape(h, w)
+
+
+@njit(cache=True, nogil=True)
+def _fill_holes_flood(q: np.ndarray) -> np.ndarray:
+    """:func:`fill_holes` by a priority flood (an independent check for the tests)."""
     h, w = q.shape
     n = h * w
     flat = q.ravel()
@@ -468,52 +538,53 @@ def _basin_labels(img: np.ndarray, conn8: bool, max_basins: int):
     h, w = img.shape
     n = h * w
     flat = img.ravel()
-    key = np.empty(n, np.int64)  # unique keys: value, then index, in the bits
-    for p in range(n):
-        key[p] = (np.int64(flat[p]) << 32) | p
-    # the 3x3 (or cross) maximum of the key, separably and without branches
+    # keys (value, index) packed in the bits; the 3x3 (or cross) maximum, separably
     row = np.empty(n, np.int64)
     for y in range(h):
         o = y * w
         for x in range(w):
-            k = key[o + x]
+            p = o + x
+            k = (np.int64(flat[p]) << 32) | p
             if x > 0:
-                k = max(k, key[o + x - 1])
+                k = max(k, (np.int64(flat[p - 1]) << 32) | (p - 1))
             if x < w - 1:
-                k = max(k, key[o + x + 1])
-            row[o + x] = k
-    col = row if conn8 else key  # 8: max of the rows above/below; 4: of the pixels
+                k = max(k, (np.int64(flat[p + 1]) << 32) | (p + 1))
+            row[p] = k
     ptr = np.empty(n, np.int32)
     n_roots = 0
     for y in range(h):
         o = y * w
         for x in range(w):
-            k = row[o + x]
-            if y > 0:
-                k = max(k, col[o + x - w])
-            if y < h - 1:
-                k = max(k, col[o + x + w])
+            p = o + x
+            k = row[p]
+            if conn8:
+                if y > 0:
+                    k = max(k, row[p - w])
+                if y < h - 1:
+                    k = max(k, row[p + w])
+            else:
+                if y > 0:
+                    k = max(k, (np.int64(flat[p - w]) << 32) | (p - w))
+                if y < h - 1:
+                    k = max(k, (np.int64(flat[p + w]) << 32) | (p + w))
             t = k & 0xFFFFFFFF
-            ptr[o + x] = t
-            if t == o + x:
+            ptr[p] = t
+            if t == p:
                 n_roots += 1
     if n_roots > max_basins:
         return ptr, -1
-    label = np.full(n, -1, np.int32)
+    # in decreasing key order every pointer target is labelled before its sources
+    order, _ = _bucket_order(img)  # increasing value, increasing index within a value
+    label = np.empty(n, np.int32)
     nb = 0
-    for p in range(n):
-        if ptr[p] == p:
+    for i in range(n - 1, -1, -1):
+        p = order[i]
+        t = ptr[p]
+        if t == p:
             label[p] = nb
             nb += 1
-    for p in range(n):
-        r = p
-        while label[r] < 0:
-            r = ptr[r]
-        b = label[r]
-        r = p
-        while label[r] < 0:
-            label[r] = b
-            r = ptr[r]
+        else:
+            label[p] = label[t]
     return label, nb
 
 
@@ -525,36 +596,23 @@ def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min
     Same results as :func:`_sweep` (multi-contour, ``rule`` 1 or 2; border-touching
     components dropped when ``drop_border``) or :func:`_single_sweep` (``single``):
     ``best`` (256,) float64 and the single-mode winner's ``boxes`` (256, 4) int32.
-    Per-basin tables over values replace the per-pixel union-find: ``X0[b, v]`` ...
-    is the box of the basin's pixels with value >= v, ``F`` their first raster index,
-    ``A`` the doubled block area; components merge along basin edges whose weight is
-    the best ``min(value)`` over adjacent pixel pairs of the two basins (Kruskal).
+    One raster pass fills per-(value, basin) tables (box ``T[v, b]`` of the basin's
+    pixels of value ``v``, their first raster index, the doubled block area ``A``) and
+    lists the basin edges, weighted by the best ``min(value)`` over adjacent pixel pairs
+    of the two basins. The sweep then merges groups along the edges (Kruskal) and adds
+    each level's table entries to the groups, so that nothing is recomputed per level.
     """
     h, w = img.shape
     flat = img.ravel()
     big = np.int32(2**30)
-    X0 = np.full((nb, 257), big, np.int32)
-    Y0 = np.full((nb, 257), big, np.int32)
-    X1 = np.full((nb, 257), -1, np.int32)
-    Y1 = np.full((nb, 257), -1, np.int32)
-    F = np.full((nb, 257), big, np.int32)
-    A = np.zeros((nb, 257), np.int64)
+    T = np.empty((256, nb, 5), np.int32)  # x0, y0, x1, y1, first index
+    T[:, :, 0] = big
+    T[:, :, 1] = big
+    T[:, :, 2] = -1
+    T[:, :, 3] = -1
+    T[:, :, 4] = big
+    A = np.zeros((256, nb), np.int64)
     top = np.zeros(nb, np.int32)
-    n_edges = 0
-    for y in range(h):
-        for x in range(w):
-            p = y * w + x
-            b = label[p]
-            v = flat[p]
-            # raster order: the first visit has the least y and index, the last the most y
-            X0[b, v] = min(X0[b, v], x)
-            X1[b, v] = max(X1[b, v], x)
-            Y0[b, v] = min(Y0[b, v], y)
-            Y1[b, v] = y
-            F[b, v] = min(F[b, v], p)
-            top[b] = max(top[b], v)
-    # edges between basins: forward neighbours only (each adjacent pair once); the
-    # pixels with an edge are listed first, so that nothing is reallocated in a loop
     if conn8:
         fdy = (0, 1, 1, 1)
         fdx = (1, 0, 1, -1)
@@ -562,11 +620,22 @@ def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min
         fdy = (0, 1, 0, 0)
         fdx = (1, 0, 0, 0)
     n_dir = 4 if conn8 else 2
+    # pass 1 (raster): tables, and the pixels that start an edge to another basin
     edge_px = np.empty(h * w, np.int32)
     n_px = 0
+    n_edges = 0
     for y in range(h):
         for x in range(w):
-            b = label[y * w + x]
+            p = y * w + x
+            b = label[p]
+            v = flat[p]
+            # raster order: the first visit has the least y and index, the last the most y
+            T[v, b, 0] = min(T[v, b, 0], x)
+            T[v, b, 2] = max(T[v, b, 2], x)
+            T[v, b, 1] = min(T[v, b, 1], y)
+            T[v, b, 3] = y
+            T[v, b, 4] = min(T[v, b, 4], p)
+            top[b] = max(top[b], v)
             k = 0
             for d in range(n_dir):
                 yy = y + fdy[d]
@@ -574,7 +643,7 @@ def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min
                 if yy < h and 0 <= xx < w and label[yy * w + xx] != b:
                     k += 1
             if k:
-                edge_px[n_px] = y * w + x
+                edge_px[n_px] = p
                 n_px += 1
                 n_edges += k
     ea = np.empty(n_edges, np.int32)
@@ -613,36 +682,27 @@ def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min
                     tp, tv = p + w, a2
                 if a3 > tv:
                     tp, tv = p + w + 1, a3
-                # 3rd and 4th largest of four values
                 lo1 = min(a0, a1)
                 hi1 = max(a0, a1)
                 lo2 = min(a2, a3)
                 hi2 = max(a2, a3)
                 m4 = min(lo1, lo2)
                 m3 = min(max(lo1, lo2), min(hi1, hi2))
+                # the block's largest pixel is in the component whenever the block counts
                 b = label[tp]
-                A[b, m3] += 1
-                A[b, m4] += 1
-    for b in range(nb):  # suffix over values: pixels with value >= v
-        for v in range(254, -1, -1):
-            X0[b, v] = min(X0[b, v], X0[b, v + 1])
-            Y0[b, v] = min(Y0[b, v], Y0[b, v + 1])
-            X1[b, v] = max(X1[b, v], X1[b, v + 1])
-            Y1[b, v] = max(Y1[b, v], Y1[b, v + 1])
-            F[b, v] = min(F[b, v], F[b, v + 1])
-            A[b, v] += A[b, v + 1]
-    # edges by weight (counting sort)
+                A[m3, b] += 1
+                A[m4, b] += 1
+    # edges and basins by value (counting sorts)
     counts = np.zeros(257, np.int64)
-    for e in range(n_edges):
-        counts[ew[e] + 1] += 1
+    for i in range(n_edges):
+        counts[ew[i] + 1] += 1
     for v in range(256):
         counts[v + 1] += counts[v]
     fill = counts[:256].copy()
     eorder = np.empty(n_edges, np.int32)
-    for e in range(n_edges):
-        eorder[fill[ew[e]]] = e
-        fill[ew[e]] += 1
-    # basins by top value
+    for i in range(n_edges):
+        eorder[fill[ew[i]]] = i
+        fill[ew[i]] += 1
     bcount = np.zeros(257, np.int64)
     for b in range(nb):
         bcount[top[b] + 1] += 1
@@ -653,81 +713,86 @@ def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min
     for b in range(nb):
         by_top[bfill[top[b]]] = b
         bfill[top[b]] += 1
+    # groups: union-find over basins with the group's box, first index and area at its root
     parent = np.arange(nb).astype(np.int32)
     size = np.ones(nb, np.int32)
-    nxt = np.full(nb, -1, np.int32)  # members of a group: a linked list from its root
-    tail = np.arange(nb).astype(np.int32)
+    G = np.empty((nb, 5), np.int32)
+    G[:, 0] = big
+    G[:, 1] = big
+    G[:, 2] = -1
+    G[:, 3] = -1
+    G[:, 4] = big
+    GA = np.zeros(nb, np.int64)
+    cache = np.empty(nb, np.float64)
+    dirty = np.ones(nb, np.bool_)
     active = np.empty(nb, np.int32)
     pos = np.full(nb, -1, np.int32)
     n_active = 0
     best = np.full(256, -np.inf)
     boxes = np.zeros((256, 4), np.int32)
-    for v in range(255, v_min - 1, -1):
-        lv = v  # pixels with value >= v, i.e. the level set {img > v - 1}
+    for v in range(255, v_min - 1, -1):  # after v: pixels >= v, the level set {img > v - 1}
         for k in range(bcount[v], bcount[v + 1]):
             b = by_top[k]
             pos[b] = n_active
             active[n_active] = b
             n_active += 1
         for k in range(counts[v], counts[v + 1]):
-            e = eorder[k]
-            ra = _find(parent, ea[e])
-            rb = _find(parent, ec[e])
+            i = eorder[k]
+            ra = _find(parent, ea[i])
+            rb = _find(parent, ec[i])
             if ra == rb:
                 continue
             if size[ra] < size[rb]:
                 ra, rb = rb, ra
             parent[rb] = ra
             size[ra] += size[rb]
-            nxt[tail[ra]] = rb
-            tail[ra] = tail[rb]
+            G[ra, 0] = min(G[ra, 0], G[rb, 0])
+            G[ra, 1] = min(G[ra, 1], G[rb, 1])
+            G[ra, 2] = max(G[ra, 2], G[rb, 2])
+            G[ra, 3] = max(G[ra, 3], G[rb, 3])
+            G[ra, 4] = min(G[ra, 4], G[rb, 4])
+            GA[ra] += GA[rb]
+            dirty[ra] = True
             last = active[n_active - 1]
             active[pos[rb]] = last
             pos[last] = pos[rb]
             pos[rb] = -1
             n_active -= 1
+        for b in range(nb):  # this value's pixels and blocks
+            if T[v, b, 2] < 0 and A[v, b] == 0:
+                continue
+            r = _find(parent, b)
+            if T[v, b, 2] >= 0:
+                G[r, 0] = min(G[r, 0], T[v, b, 0])
+                G[r, 1] = min(G[r, 1], T[v, b, 1])
+                G[r, 2] = max(G[r, 2], T[v, b, 2])
+                G[r, 3] = max(G[r, 3], T[v, b, 3])
+                G[r, 4] = min(G[r, 4], T[v, b, 4])
+                dirty[r] = True
+            GA[r] += A[v, b]
         level_best = -np.inf
         win = -1
-        win_a = np.int64(-1)
-        win_f = -1
-        wx0 = wy0 = wx1 = wy1 = 0
         for t in range(n_active):
             r = active[t]
-            x0 = big
-            y0 = big
-            x1 = -1
-            y1 = -1
-            ar = np.int64(0)
-            fr = big
-            m = r
-            while m >= 0:
-                x0 = min(x0, X0[m, lv])
-                y0 = min(y0, Y0[m, lv])
-                x1 = max(x1, X1[m, lv])
-                y1 = max(y1, Y1[m, lv])
-                if single:
-                    ar += A[m, lv]
-                    fr = min(fr, F[m, lv])
-                m = nxt[m]
             if single:
-                if win < 0 or ar > win_a or (ar == win_a and fr > win_f):
-                    win, win_a, win_f = r, ar, fr
-                    wx0, wy0, wx1, wy1 = x0, y0, x1, y1
+                if win < 0 or GA[r] > GA[win] or (GA[r] == GA[win] and G[r, 4] > G[win, 4]):
+                    win = r
                 continue
-            if drop_border and (x0 == 0 or y0 == 0 or x1 == w - 1 or y1 == h - 1):
-                continue
-            if rule == 2:
-                bx0, by0 = x0 - 1, y0 - 1
-                bx1, by1 = min(x1 + 2, w - 1), min(y1 + 2, h - 1)
-            else:
-                bx0, by0 = x0, y0
-                bx1, by1 = min(x1 + 1, w - 1), min(y1 + 1, h - 1)
-            iou = _iou_max(bx0, by0, bx1, by1, gt, area_b)
-            if iou > level_best:
-                level_best = iou
+            if dirty[r]:
+                x0, y0, x1, y1 = G[r, 0], G[r, 1], G[r, 2], G[r, 3]
+                if drop_border and (x0 == 0 or y0 == 0 or x1 == w - 1 or y1 == h - 1):
+                    cache[r] = -np.inf
+                elif rule == 2:
+                    cache[r] = _iou_max(x0 - 1, y0 - 1, min(x1 + 2, w - 1), min(y1 + 2, h - 1),
+                                        gt, area_b)
+                else:
+                    cache[r] = _iou_max(x0, y0, min(x1 + 1, w - 1), min(y1 + 1, h - 1), gt, area_b)
+                dirty[r] = False
+            if cache[r] > level_best:
+                level_best = cache[r]
         if single and win >= 0:
-            bx0, by0 = wx0, wy0
-            bx1, by1 = min(wx1 + 1, w - 1), min(wy1 + 1, h - 1)
+            bx0, by0 = G[win, 0], G[win, 1]
+            bx1, by1 = min(G[win, 2] + 1, w - 1), min(G[win, 3] + 1, h - 1)
             boxes[v - 1, 0] = bx0
             boxes[v - 1, 1] = by0
             boxes[v - 1, 2] = bx1

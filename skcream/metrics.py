@@ -192,11 +192,20 @@ def _contour_boxes(q: np.ndarray, level: int, multi_contour: bool) -> np.ndarray
         return np.zeros((1, 4), dtype=np.int64)
     if not multi_contour:
         contours = [max(contours, key=cv2.contourArea)]  # ties: the first one
-    out = np.empty((len(contours), 4), dtype=np.int64)
-    for i, c in enumerate(contours):
-        x, y, bw, bh = cv2.boundingRect(c)
-        out[i] = (x, y, min(x + bw, w - 1), min(y + bh, h - 1))
-    return out
+    if len(contours) < 16:
+        out = np.empty((len(contours), 4), dtype=np.int64)
+        for i, c in enumerate(contours):
+            x, y, bw, bh = cv2.boundingRect(c)
+            out[i] = (x, y, min(x + bw, w - 1), min(y + bh, h - 1))
+        return out
+    # many contours (noise): cv2.boundingRect's box of every contour without a Python loop
+    lengths = np.fromiter(map(len, contours), dtype=np.intp, count=len(contours))
+    pts = np.concatenate(contours).reshape(-1, 2).astype(np.int64)
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    lo = np.minimum.reduceat(pts, starts, axis=0)
+    hi = np.maximum.reduceat(pts, starts, axis=0)
+    return np.stack([lo[:, 0], lo[:, 1], np.minimum(hi[:, 0] + 1, w - 1),
+                     np.minimum(hi[:, 1] + 1, h - 1)], axis=1)
 
 
 def boxes_from_scoremap(
