@@ -87,6 +87,7 @@ _positive_int = _number_parser(int, lambda v: v >= 1, "a positive integer")
 _non_negative_int = _number_parser(int, lambda v: v >= 0, "an integer >= 0")
 _positive_float = _number_parser(float, lambda v: v > 0, "a positive number")
 _unit_float = _number_parser(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+_n_jobs = _number_parser(int, lambda v: v != 0, "a non-zero integer (-1: all cores)")
 
 
 def _pretrained(text: str) -> bool | str:
@@ -296,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=parse_data_spec, required=True, metavar="SPEC", help=DATA_HELP)
     p.add_argument("--split", default="test", help="split of --data")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--n-jobs", type=_n_jobs, default=None, metavar="N",
+                   help="threads for the metrics (-1: all cores; numbers are identical)")
     _add_common(p)
     p.set_defaults(func=_cmd_evaluate)
 
@@ -571,7 +574,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from skcream.demo import evaluate_localizer
 
     data = args.data.load(args.split, n_classes=len(model.classes_))
-    report = evaluate_localizer(model, data, batch_size=args.batch_size, verbose=_verbose(args))
+    report = evaluate_localizer(model, data, batch_size=args.batch_size, verbose=_verbose(args),
+                                n_jobs=args.n_jobs)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
