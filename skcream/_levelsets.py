@@ -802,3 +802,324 @@ def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min
         if v >= 1:
             best[v - 1] = level_best
     return best, boxes
+
+
+# ----------------------------------------------------------------------------- contour order
+@njit(cache=True, nogil=True)
+def _basin_emit(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min: int,
+                drop_border: bool):
+    """Every component of every ``{img > v - 1}`` (``v = 255 .. v_min``) with its identity.
+
+    Returns, per (component, level) record: the level ``v - 1``, the component's node in
+    the merge tree, its first raster pixel and tight box (K, 4); ``starts`` (257,) the
+    records of level ``lv`` at ``starts[lv + 1] .. starts[lv]`` (levels descend); the
+    merge tree: ``tree_parent`` and ``tree_level`` (a node made by merging at value ``v``
+    exists for levels ``<= v - 1``); basin ``b`` is leaf node ``b``. Components touching
+    the border are not listed when ``drop_border``.
+    """
+    h, w = img.shape
+    flat = img.ravel()
+    big = np.int32(2**30)
+    T = np.empty((256, nb, 5), np.int32)
+    T[:, :, 0] = big
+    T[:, :, 1] = big
+    T[:, :, 2] = -1
+    T[:, :, 3] = -1
+    T[:, :, 4] = big
+    top = np.zeros(nb, np.int32)
+    for y in range(h):
+        for x in range(w):
+            p = y * w + x
+            b = label[p]
+            v = flat[p]
+            T[v, b, 0] = min(T[v, b, 0], x)
+            T[v, b, 2] = max(T[v, b, 2], x)
+            T[v, b, 1] = min(T[v, b, 1], y)
+            T[v, b, 3] = y
+            T[v, b, 4] = min(T[v, b, 4], p)
+            top[b] = max(top[b], v)
+    n_edges = 0
+    for y in range(h):
+        for x in range(w):
+            b = label[y * w + x]
+            if x + 1 < w and label[y * w + x + 1] != b:
+                n_edges += 1
+            if y + 1 < h:
+                if label[(y + 1) * w + x] != b:
+                    n_edges += 1
+                if conn8:
+                    if x + 1 < w and label[(y + 1) * w + x + 1] != b:
+                        n_edges += 1
+                    if x > 0 and label[(y + 1) * w + x - 1] != b:
+                        n_edges += 1
+    ea = np.empty(n_edges, np.int32)
+    ec = np.empty(n_edges, np.int32)
+    ew = np.empty(n_edges, np.int32)
+    e = 0
+    for y in range(h):
+        for x in range(w):
+            p = y * w + x
+            b = label[p]
+            for d in range(4):
+                if d == 0:
+                    yy, xx = y, x + 1
+                elif d == 1:
+                    yy, xx = y + 1, x
+                elif not conn8:
+                    break
+                elif d == 2:
+                    yy, xx = y + 1, x + 1
+                else:
+                    yy, xx = y + 1, x - 1
+                if yy < h and 0 <= xx < w:
+                    r = yy * w + xx
+                    if label[r] != b:
+                        ea[e] = b
+                        ec[e] = label[r]
+                        ew[e] = min(flat[p], flat[r])
+                        e += 1
+    counts = np.zeros(257, np.int64)
+    for i in range(n_edges):
+        counts[ew[i] + 1] += 1
+    for v in range(256):
+        counts[v + 1] += counts[v]
+    fill = counts[:256].copy()
+    eorder = np.empty(n_edges, np.int32)
+    for i in range(n_edges):
+        eorder[fill[ew[i]]] = i
+        fill[ew[i]] += 1
+    bcount = np.zeros(257, np.int64)
+    for b in range(nb):
+        bcount[top[b] + 1] += 1
+    for v in range(256):
+        bcount[v + 1] += bcount[v]
+    bfill = bcount[:256].copy()
+    by_top = np.empty(nb, np.int32)
+    for b in range(nb):
+        by_top[bfill[top[b]]] = b
+        bfill[top[b]] += 1
+    parent = np.arange(nb).astype(np.int32)
+    size = np.ones(nb, np.int32)
+    node = np.arange(nb).astype(np.int32)  # the merge-tree node of each root
+    tree_parent = np.full(2 * nb, -1, np.int32)
+    tree_level = np.full(2 * nb, 255, np.int32)
+    n_nodes = nb
+    G = np.empty((nb, 5), np.int32)
+    G[:, 0] = big
+    G[:, 1] = big
+    G[:, 2] = -1
+    G[:, 3] = -1
+    G[:, 4] = big
+    active = np.empty(nb, np.int32)
+    pos = np.full(nb, -1, np.int32)
+    n_active = 0
+    # records: at most one per active group per level; counted on the fly (grown by
+    # doubling outside the hot pixel loops)
+    cap = 4 * nb + 16
+    rec_lv = np.empty(cap, np.int32)
+    rec_node = np.empty(cap, np.int32)
+    rec = np.empty((cap, 5), np.int32)
+    n_rec = 0
+    starts = np.zeros(257, np.int64)
+    for v in range(255, v_min - 1, -1):
+        for k in range(bcount[v], bcount[v + 1]):
+            b = by_top[k]
+            pos[b] = n_active
+            active[n_active] = b
+            n_active += 1
+        for k in range(counts[v], counts[v + 1]):
+            i = eorder[k]
+            ra = _find(parent, ea[i])
+            rb = _find(parent, ec[i])
+            if ra == rb:
+                continue
+            if size[ra] < size[rb]:
+                ra, rb = rb, ra
+            parent[rb] = ra
+            size[ra] += size[rb]
+            for j in range(5):
+                if j < 2 or j == 4:
+                    G[ra, j] = min(G[ra, j], G[rb, j])
+                else:
+                    G[ra, j] = max(G[ra, j], G[rb, j])
+            tree_parent[node[ra]] = n_nodes
+            tree_parent[node[rb]] = n_nodes
+            tree_level[n_nodes] = v - 1
+            node[ra] = n_nodes
+            n_nodes += 1
+            last = active[n_active - 1]
+            active[pos[rb]] = last
+            pos[last] = pos[rb]
+            pos[rb] = -1
+            n_active -= 1
+        for b in range(nb):
+            if T[v, b, 2] < 0:
+                continue
+            r = _find(parent, b)
+            G[r, 0] = min(G[r, 0], T[v, b, 0])
+            G[r, 1] = min(G[r, 1], T[v, b, 1])
+            G[r, 2] = max(G[r, 2], T[v, b, 2])
+            G[r, 3] = max(G[r, 3], T[v, b, 3])
+            G[r, 4] = min(G[r, 4], T[v, b, 4])
+        starts[v] = n_rec
+        if v == 0:
+            continue
+        if n_rec + n_active > cap:
+            cap = 2 * (n_rec + n_active)
+            lv2 = np.empty(cap, np.int32)
+            nd2 = np.empty(cap, np.int32)
+            rc2 = np.empty((cap, 5), np.int32)
+            lv2[:n_rec] = rec_lv[:n_rec]
+            nd2[:n_rec] = rec_node[:n_rec]
+            rc2[:n_rec] = rec[:n_rec]
+            rec_lv, rec_node, rec = lv2, nd2, rc2
+        for t in range(n_active):
+            r = active[t]
+            if drop_border and (G[r, 0] == 0 or G[r, 1] == 0 or G[r, 2] == w - 1
+                                or G[r, 3] == h - 1):
+                continue
+            rec_lv[n_rec] = v - 1
+            rec_node[n_rec] = node[r]
+            for j in range(5):
+                rec[n_rec, j] = G[r, j]
+            n_rec += 1
+    for v in range(v_min - 1, -1, -1):
+        starts[v] = n_rec
+    starts[256] = 0
+    return (rec_lv[:n_rec].copy(), rec_node[:n_rec].copy(), rec[:n_rec].copy(), starts,
+            tree_parent[:n_nodes].copy(), tree_level[:n_nodes].copy())
+
+
+@njit(cache=True, nogil=True)
+def _node_at(leaf: int, level: int, tree_parent: np.ndarray, tree_level: np.ndarray) -> int:
+    """The merge-tree node holding ``leaf`` at ``level``: climb while the parent exists then."""
+    n = leaf
+    while tree_parent[n] >= 0 and tree_level[tree_parent[n]] >= level:
+        n = tree_parent[n]
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _ordered_boxes(h: int, w: int, levels: np.ndarray, lab8: np.ndarray, lab4: np.ndarray,
+                   f_node: np.ndarray, f_rec: np.ndarray, f_starts: np.ndarray,
+                   f_par: np.ndarray, f_lev: np.ndarray,
+                   h_node: np.ndarray, h_rec: np.ndarray, h_starts: np.ndarray,
+                   h_par: np.ndarray, h_lev: np.ndarray):
+    """The reference boxes of ``q > L`` for each ``L`` in ``levels``, in OpenCV's order.
+
+    ``cv2.findContours(RETR_TREE)`` lists the contour tree in pre-order (a parent, then
+    its subtrees), siblings by decreasing raster index of their first pixel. Outer
+    borders are the 8-connected components (first pixel = their first raster pixel; the
+    parent is the hole holding the pixel above it, or the frame), hole borders the
+    4-connected background components inside the image (the parent is the component
+    holding the pixel left of the hole's first pixel). Returns all boxes (K, 4) and the
+    number per level.
+    """
+    n_lv = levels.size
+    total = 0
+    for i in range(n_lv):
+        L = levels[i]
+        total += (f_starts[L] - f_starts[L + 1]) + (h_starts[254 - L] - h_starts[255 - L])
+    out = np.empty((total, 4), np.int64)
+    sizes = np.zeros(n_lv, np.int64)
+    slot_f = np.full(f_par.size, -1, np.int64)  # merge-tree node -> record of this level
+    slot_h = np.full(h_par.size, -1, np.int64)
+    o = 0
+    for i in range(n_lv):
+        L = levels[i]
+        f0, f1 = f_starts[L + 1], f_starts[L]
+        lh = 254 - L  # the background sweep's level (255 - q > 254 - L)
+        h0, h1 = h_starts[lh + 1], h_starts[lh]
+        nf = f1 - f0
+        nh = h1 - h0
+        k = nf + nh
+        for j in range(f0, f1):
+            slot_f[f_node[j]] = j - f0
+        for j in range(h0, h1):
+            slot_h[h_node[j]] = nf + (j - h0)
+        # nodes 0..nf-1 outer borders, nf..k-1 holes; parent -1 = the frame
+        par = np.full(k, -1, np.int64)
+        key = np.empty(k, np.int64)
+        for j in range(nf):
+            first = f_rec[f0 + j, 4]
+            key[j] = first
+            if first >= w:
+                a = first - w  # background at L: the pixel above the first pixel
+                nd = _node_at(lab4[a], lh, h_par, h_lev)
+                s = slot_h[nd]
+                if s >= 0:
+                    par[j] = s
+        for j in range(nh):
+            first = h_rec[h0 + j, 4]
+            key[nf + j] = first
+            nd = _node_at(lab8[first - 1], L, f_par, f_lev)
+            par[nf + j] = slot_f[nd]
+        for j in range(f0, f1):
+            slot_f[f_node[j]] = -1
+        for j in range(h0, h1):
+            slot_h[h_node[j]] = -1
+        # children lists sorted by decreasing key: sort all nodes by key once
+        order = np.argsort(-key)
+        head = np.full(k + 1, -1, np.int64)  # k = the frame
+        nxt = np.full(k, -1, np.int64)
+        tail = np.full(k + 1, -1, np.int64)
+        for t in range(k):
+            j = order[t]
+            pj = par[j] if par[j] >= 0 else k
+            if head[pj] < 0:
+                head[pj] = j
+            else:
+                nxt[tail[pj]] = j
+            tail[pj] = j
+        # pre-order walk with an explicit stack
+        stack = np.empty(k + 1, np.int64)
+        sp = 0
+        c = head[k]
+        while True:
+            while c >= 0:
+                if c < nf:
+                    x0, y0, x1, y1 = f_rec[f0 + c, 0], f_rec[f0 + c, 1], f_rec[f0 + c, 2], \
+                        f_rec[f0 + c, 3]
+                    out[o, 0] = x0
+                    out[o, 1] = y0
+                    out[o, 2] = min(x1 + 1, w - 1)
+                    out[o, 3] = min(y1 + 1, h - 1)
+                else:
+                    r = h0 + c - nf
+                    out[o, 0] = h_rec[r, 0] - 1
+                    out[o, 1] = h_rec[r, 1] - 1
+                    out[o, 2] = min(h_rec[r, 2] + 2, w - 1)
+                    out[o, 3] = min(h_rec[r, 3] + 2, h - 1)
+                o += 1
+                stack[sp] = nxt[c]
+                sp += 1
+                c = head[c]
+            if sp == 0:
+                break
+            sp -= 1
+            c = stack[sp]
+        sizes[i] = k
+    return out, sizes
+
+
+def ordered_multi_boxes(q: np.ndarray, levels: np.ndarray) -> list[np.ndarray] | None:
+    """Multi-contour boxes of ``q > L`` per ``L`` in ``levels`` (each in ``0..q.max()-1``),
+    in ``cv2.findContours(RETR_TREE)`` order; None when the map has too many basins (noise),
+    for which the caller traces contours instead."""
+    q = np.ascontiguousarray(q)
+    qmax = int(q.max())
+    cap = _max_basins(q.size)
+    lab8, nb8 = _basin_labels(q, True, cap)
+    if nb8 < 0:
+        return None
+    r = 255 - q
+    lab4, nb4 = _basin_labels(r, False, cap)
+    if nb4 < 0:
+        return None
+    _, f_node, f_rec, f_starts, f_par, f_lev = _basin_emit(q, lab8, nb8, True, 1, False)
+    _, h_node, h_rec, h_starts, h_par, h_lev = _basin_emit(r, lab4, nb4, False, 256 - qmax, True)
+    uniq, inverse = np.unique(np.asarray(levels, dtype=np.int64), return_inverse=True)
+    out, sizes = _ordered_boxes(q.shape[0], q.shape[1], uniq, lab8, lab4, f_node, f_rec,
+                                f_starts, f_par, f_lev, h_node, h_rec, h_starts, h_par, h_lev)
+    parts = np.split(out, np.cumsum(sizes)[:-1])
+    return [parts[j] for j in inverse.tolist()]

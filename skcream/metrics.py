@@ -240,10 +240,17 @@ def boxes_from_scoremap(
     qmax = int(q.max())
     levels = _levels(thr, qmax)
     cache: dict[int, np.ndarray] = {}
-    if not multi_contour and qmax > 0:
+    inside = np.unique(levels[(levels >= 0) & (levels < qmax)])
+    if not multi_contour and inside.size:
         # every level at once from the level-set sweep (skcream._levelsets)
         _, winners = _levelsets.best_single(q, None)
-        cache = {lv: winners[lv : lv + 1] for lv in range(qmax)}
+        cache = {lv: winners[lv : lv + 1] for lv in inside.tolist()}
+    elif inside.size:
+        # the contour tree of every level from two sweeps, in OpenCV's order (None for maps
+        # with very many local maxima, e.g. noise: contours are traced instead)
+        boxes = _levelsets.ordered_multi_boxes(q, inside)
+        if boxes is not None:
+            cache = dict(zip(inside.tolist(), boxes))
     out = []
     for level in levels.tolist():
         if level not in cache:  # multi-contour (OpenCV's contour order), or L outside 0..max-1
