@@ -86,10 +86,14 @@ def test_every_level_equals_opencv_both_modes(kind, path):
         gt = _gt(h, w, rng)
         multi = LS.best_iou_multi(q, gt)
         single, boxes = LS.best_single(q, gt)
+        ordered = LS.ordered_multi_boxes(q, np.arange(int(q.max())))
+        assert ordered is not None or path == "pixels" or kind == "noise"  # else traced
         for level in range(int(q.max())):
             exp_multi = M._contour_boxes(q, level, True)
             exp_single = M._contour_boxes(q, level, False)
             assert multi[level] == M._iou(exp_multi, gt).max(), level
+            if ordered is not None:  # every box, in OpenCV's contour order
+                assert ordered[level].tolist() == exp_multi.tolist(), level
             assert boxes[level].tolist() == exp_single[0].tolist(), level
             assert single[level] == M._iou(exp_single, gt).max(), level
 
