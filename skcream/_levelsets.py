@@ -230,70 +230,50 @@ def fill_holes(q: np.ndarray) -> np.ndarray:
     """Grey-level hole filling, 4-connected: ``m[p]`` = the least, over 4-paths from
     ``p`` to outside the image, of the largest value on the path.
 
-    Reconstruction by erosion from the border (L. Vincent, IEEE TIP 1993, hybrid
-    algorithm): one raster and one anti-raster pass, then a FIFO for what is left.
+    A priority flood from the border (one LIFO stack per value: a pixel reached first
+    from the lowest level is final), on a copy padded with a frame of visited pixels so
+    that neighbours need no bounds checks (and no index division). The tests compare it
+    with a plain flood (:func:`_fill_holes_flood`).
     """
     h, w = q.shape
-    n = h * w
-    f = q.ravel()
-    m = np.full(n, 255, np.uint8)
-    for x in range(w):
-        m[x] = f[x]
-        m[(h - 1) * w + x] = f[(h - 1) * w + x]
+    W = w + 2
+    n2 = (h + 2) * W
+    val = np.zeros(n2, np.uint8)
+    seen = np.ones(n2, np.bool_)  # the frame counts as visited: never entered
     for y in range(h):
-        m[y * w] = f[y * w]
-        m[y * w + w - 1] = f[y * w + w - 1]
-    for y in range(1, h - 1):
-        for x in range(1, w - 1):
-            p = y * w + x
-            v = min(m[p], m[p - w], m[p - 1])
-            m[p] = max(f[p], v)
-    ring = np.empty(n + 1, np.int32)
-    queued = np.zeros(n, np.bool_)
-    head = 0
-    tail = 0
-    for y in range(h - 2, 0, -1):
-        for x in range(w - 2, 0, -1):
-            p = y * w + x
-            v = min(m[p], m[p + w], m[p + 1])
-            v = max(f[p], v)
-            m[p] = v
-            if (m[p + w] > v and m[p + w] > f[p + w]) or (m[p + 1] > v and m[p + 1] > f[p + 1]):
-                if not queued[p]:
-                    queued[p] = True
-                    ring[tail] = p
-                    tail = tail + 1 if tail < n else 0
-    while head != tail:
-        p = ring[head]
-        head = head + 1 if head < n else 0
-        queued[p] = False
-        y = p // w
-        x = p - y * w
-        v = m[p]
-        for d in range(4):
-            if d == 0:
-                if y == 0:
-                    continue
-                r = p - w
-            elif d == 1:
-                if y == h - 1:
-                    continue
-                r = p + w
-            elif d == 2:
-                if x == 0:
-                    continue
-                r = p - 1
-            else:
-                if x == w - 1:
-                    continue
-                r = p + 1
-            if m[r] > v and m[r] != f[r]:
-                m[r] = max(v, f[r])
-                if not queued[r]:
-                    queued[r] = True
-                    ring[tail] = r
-                    tail = tail + 1 if tail < n else 0
-    return m.reshape(h, w)
+        o = (y + 1) * W + 1
+        for x in range(w):
+            val[o + x] = q[y, x]
+            seen[o + x] = False
+    head = np.full(256, -1, np.int32)
+    nxt = np.empty(n2, np.int32)
+    out = np.empty(n2, np.uint8)
+    for y in range(h):  # the border pixels start the flood at their own value
+        step = 1 if y == 0 or y == h - 1 else max(w - 1, 1)
+        for x in range(0, w, step):
+            p = (y + 1) * W + x + 1
+            seen[p] = True
+            v = val[p]
+            out[p] = v
+            nxt[p] = head[v]
+            head[v] = p
+    for v in range(256):
+        while head[v] >= 0:
+            p = head[v]
+            head[v] = nxt[p]
+            for r in (p - W, p - 1, p + 1, p + W):
+                if not seen[r]:
+                    seen[r] = True
+                    mv = max(v, int(val[r]))
+                    out[r] = mv
+                    nxt[r] = head[mv]
+                    head[mv] = r
+    m = np.empty((h, w), np.uint8)
+    for y in range(h):
+        o = (y + 1) * W + 1
+        for x in range(w):
+            m[y, x] = out[o + x]
+    return m
 
 
 @njit(cache=True, nogil=True)
@@ -620,7 +600,9 @@ def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min
         fdy = (0, 1, 0, 0)
         fdx = (1, 0, 0, 0)
     n_dir = 4 if conn8 else 2
-    # pass 1 (raster): tables, and the pixels that start an edge to another basin
+    # pass 1 (raster): tables, the pixels that start an edge to another basin and, in
+    # single mode, the 2x2 blocks: +1 at their 3rd and at their 4th largest value (the
+    # block's largest pixel is in the component whenever the block counts)
     edge_px = np.empty(h * w, np.int32)
     n_px = 0
     n_edges = 0
@@ -637,11 +619,35 @@ def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min
             T[v, b, 4] = min(T[v, b, 4], p)
             top[b] = max(top[b], v)
             k = 0
-            for d in range(n_dir):
-                yy = y + fdy[d]
-                xx = x + fdx[d]
-                if yy < h and 0 <= xx < w and label[yy * w + xx] != b:
-                    k += 1
+            right = x + 1 < w
+            if right:
+                k += label[p + 1] != b
+            if y + 1 < h:
+                k += label[p + w] != b
+                if conn8:
+                    if right:
+                        k += label[p + w + 1] != b
+                    if x > 0:
+                        k += label[p + w - 1] != b
+                if single and right:
+                    a1 = flat[p + 1]
+                    a2 = flat[p + w]
+                    a3 = flat[p + w + 1]
+                    tp = p
+                    tv = v
+                    if a1 > tv:
+                        tp, tv = p + 1, a1
+                    if a2 > tv:
+                        tp, tv = p + w, a2
+                    if a3 > tv:
+                        tp, tv = p + w + 1, a3
+                    lo1 = min(v, a1)
+                    hi1 = max(v, a1)
+                    lo2 = min(a2, a3)
+                    hi2 = max(a2, a3)
+                    bt = label[tp]
+                    A[min(max(lo1, lo2), min(hi1, hi2)), bt] += 1
+                    A[min(lo1, lo2), bt] += 1
             if k:
                 edge_px[n_px] = p
                 n_px += 1
@@ -666,32 +672,6 @@ def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min
                     ec[e] = c
                     ew[e] = min(flat[p], flat[r])
                     e += 1
-    if single:  # 2x2 blocks: +1 at their 3rd and at their 4th largest value
-        for y in range(h - 1):
-            for x in range(w - 1):
-                p = y * w + x
-                a0 = flat[p]
-                a1 = flat[p + 1]
-                a2 = flat[p + w]
-                a3 = flat[p + w + 1]
-                tp = p
-                tv = a0
-                if a1 > tv:
-                    tp, tv = p + 1, a1
-                if a2 > tv:
-                    tp, tv = p + w, a2
-                if a3 > tv:
-                    tp, tv = p + w + 1, a3
-                lo1 = min(a0, a1)
-                hi1 = max(a0, a1)
-                lo2 = min(a2, a3)
-                hi2 = max(a2, a3)
-                m4 = min(lo1, lo2)
-                m3 = min(max(lo1, lo2), min(hi1, hi2))
-                # the block's largest pixel is in the component whenever the block counts
-                b = label[tp]
-                A[m3, b] += 1
-                A[m4, b] += 1
     # edges and basins by value (counting sorts)
     counts = np.zeros(257, np.int64)
     for i in range(n_edges):
@@ -1102,10 +1082,11 @@ def _ordered_boxes(h: int, w: int, levels: np.ndarray, lab8: np.ndarray, lab4: n
     return out, sizes
 
 
-def ordered_multi_boxes(q: np.ndarray, levels: np.ndarray) -> list[np.ndarray] | None:
-    """Multi-contour boxes of ``q > L`` per ``L`` in ``levels`` (each in ``0..q.max()-1``),
-    in ``cv2.findContours(RETR_TREE)`` order; None when the map has too many basins (noise),
-    for which the caller traces contours instead."""
+def ordered_multi_arrays(q: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Multi-contour boxes of ``q > L`` for the sorted distinct ``levels`` (each in
+    ``0..q.max()-1``), in ``cv2.findContours(RETR_TREE)`` order, concatenated: boxes
+    (K, 4) int64 and the number per level; None when the map has too many basins
+    (noise), for which the caller traces contours instead."""
     q = np.ascontiguousarray(q)
     qmax = int(q.max())
     cap = _max_basins(q.size)
@@ -1118,8 +1099,17 @@ def ordered_multi_boxes(q: np.ndarray, levels: np.ndarray) -> list[np.ndarray] |
         return None
     _, f_node, f_rec, f_starts, f_par, f_lev = _basin_emit(q, lab8, nb8, True, 1, False)
     _, h_node, h_rec, h_starts, h_par, h_lev = _basin_emit(r, lab4, nb4, False, 256 - qmax, True)
+    return _ordered_boxes(q.shape[0], q.shape[1], np.asarray(levels, dtype=np.int64), lab8,
+                          lab4, f_node, f_rec, f_starts, f_par, f_lev, h_node, h_rec, h_starts,
+                          h_par, h_lev)
+
+
+def ordered_multi_boxes(q: np.ndarray, levels: np.ndarray) -> list[np.ndarray] | None:
+    """:func:`ordered_multi_arrays` as one (k_L, 4) array per entry of ``levels``."""
     uniq, inverse = np.unique(np.asarray(levels, dtype=np.int64), return_inverse=True)
-    out, sizes = _ordered_boxes(q.shape[0], q.shape[1], uniq, lab8, lab4, f_node, f_rec,
-                                f_starts, f_par, f_lev, h_node, h_rec, h_starts, h_par, h_lev)
+    res = ordered_multi_arrays(q, uniq)
+    if res is None:
+        return None
+    out, sizes = res
     parts = np.split(out, np.cumsum(sizes)[:-1])
     return [parts[j] for j in inverse.tolist()]

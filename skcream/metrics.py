@@ -239,23 +239,38 @@ def boxes_from_scoremap(
     q = _quantise(smap)
     qmax = int(q.max())
     levels = _levels(thr, qmax)
+    inside = (levels >= 0) & (levels < qmax)
+    out: list[Any] = [None] * levels.size
+    pieces: list[np.ndarray] | None = None
+    if inside.any():
+        want = levels[inside]
+        if not multi_contour:  # every level at once from the level-set sweep
+            _, winners = _levelsets.best_single(q, None)
+            pieces = list(winners[want][:, None, :])
+        else:
+            # the contour tree of every level from two sweeps, in OpenCV's order (None for
+            # maps with very many local maxima, e.g. noise: contours are traced instead)
+            uniq = np.unique(want)
+            res = _levelsets.ordered_multi_arrays(q, uniq)
+            if res is not None:
+                boxes, sizes = res
+                offsets = np.cumsum(sizes) - sizes
+                u = np.searchsorted(uniq, want)
+                counts, starts = sizes[u], offsets[u]
+                ends = np.cumsum(counts)
+                begins = ends - counts
+                rows = np.repeat(starts - begins, counts) + np.arange(int(counts.sum()))
+                gathered = boxes[rows]  # one copy: the per-threshold arrays do not alias
+                pieces = [gathered[a:b] for a, b in zip(begins.tolist(), ends.tolist())]
+    if pieces is not None:
+        for j, piece in zip(np.flatnonzero(inside).tolist(), pieces):
+            out[j] = piece
     cache: dict[int, np.ndarray] = {}
-    inside = np.unique(levels[(levels >= 0) & (levels < qmax)])
-    if not multi_contour and inside.size:
-        # every level at once from the level-set sweep (skcream._levelsets)
-        _, winners = _levelsets.best_single(q, None)
-        cache = {lv: winners[lv : lv + 1] for lv in inside.tolist()}
-    elif inside.size:
-        # the contour tree of every level from two sweeps, in OpenCV's order (None for maps
-        # with very many local maxima, e.g. noise: contours are traced instead)
-        boxes = _levelsets.ordered_multi_boxes(q, inside)
-        if boxes is not None:
-            cache = dict(zip(inside.tolist(), boxes))
-    out = []
-    for level in levels.tolist():
-        if level not in cache:  # multi-contour (OpenCV's contour order), or L outside 0..max-1
-            cache[level] = _contour_boxes(q, level, multi_contour)
-        out.append(cache[level].copy())
+    for j, level in enumerate(levels.tolist()):
+        if out[j] is None:  # levels outside 0..max-1, or noise in multi-contour mode
+            if level not in cache:
+                cache[level] = _contour_boxes(q, level, multi_contour)
+            out[j] = cache[level].copy()
     return out
 
 
