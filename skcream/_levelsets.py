@@ -3,49 +3,57 @@
 The reference evaluation thresholds ``q = (map * 255).astype(uint8)`` at every CAM
 threshold and calls ``cv2.findContours(RETR_TREE)`` each time. Only the integer level
 ``L`` matters (foreground ``q > L``, ``L <= 254``), and the level sets of one map are
-nested, so one union-find sweep over the pixels sorted by value (a counting sort over
-256 buckets) visits the connected components of every level set, with work linear in
-the pixels plus the components alive at each level (``docs/WSOL_PROTOCOL.md`` of the
-shared folder, sections 3-8, gives the facts used here):
+nested, so one sweep over the values 255..1, merging components as the level drops,
+visits the connected components of every level set at once; the cost does not depend on
+the number of thresholds. ``docs/WSOL_PROTOCOL.md`` of the shared folder (sections 3-8)
+gives the facts used here:
 
 * Multi-contour mode (MaxBoxAccV2). Every RETR_TREE contour gives a box. Outer
   borders are the 8-connected components of ``{q > L}`` (box
   ``[xmin, ymin, min(xmax+1, W-1), min(ymax+1, H-1)]``), hole borders the 4-connected
   components of ``{q <= L}`` that do not touch the border (box
-  ``[hxmin-1, hymin-1, min(hxmax+2, W-1), min(hymax+2, H-1)]``). Two sweeps:
-  descending values with 8-connectivity (foreground) and ascending values with
-  4-connectivity (background; a component that reaches the border is dropped for
-  good). After each value, the components alive at that level are scanned and their
-  best IoU with the ground truth (cached per component until it changes) updates the
-  level's best.
+  ``[hxmin-1, hymin-1, min(hxmax+2, W-1), min(hymax+2, H-1)]``): a sweep over ``q``
+  (8-connected) and one over ``255 - q`` (4-connected, border-touching components
+  dropped). The best IoU of each level is the maximum over its components' boxes.
 * Single-contour mode (MaxBoxAcc, the box a user gets). The contour with the largest
   ``cv2.contourArea`` is always the outer border of a top-level component (a nested
   contour lies inside its ancestor's outer border and comes after it in OpenCV's
-  pre-order), and among top-level components OpenCV lists the one whose first raster
+  order), and among top-level components OpenCV lists the one whose first raster
   pixel is lowest first, so ties go to the largest first-pixel index. The area of an
   outer border (the polygon through pixel centres) is, over the 2x2 pixel blocks of the
   component with its holes filled, ``#blocks with 4 pixels + #blocks with 3 / 2``
-  (checked against ``cv2.contourArea`` in the tests). The filled top-level components of
-  ``{q > L}`` are the 8-connected components of ``{m > L}``, where ``m`` is the
-  grey-level hole filling of ``q`` (4-connected, from the border: the smallest
-  "highest value" over 4-paths to outside the image), computed by a priority flood.
-  One sweep over ``m`` then tracks each component's box, first pixel and block counts.
+  (tested against ``cv2.contourArea``). The filled top-level components of ``{q > L}``
+  are the 8-connected components of ``{m > L}``, ``m`` the grey-level hole filling of
+  ``q`` (4-connected from the border, :func:`fill_holes`); one sweep over ``m`` tracks
+  each component's box, first pixel and block counts.
+* Boxes in OpenCV's order (``boxes_from_scoremap(..., multi_contour=True)``). RETR_TREE
+  lists the contour tree in pre-order, siblings by decreasing first raster pixel; the
+  parent of an outer border is the hole holding the pixel above its first pixel, the
+  parent of a hole the component holding the pixel left of the hole's first pixel.
+  Both sweeps record their merge trees, which answer these questions at every level
+  (:func:`ordered_multi_arrays`; equal to ``findContours`` at every level in the tests).
 
-Why numba. Measured on 224x224 CAM-like maps, one thread (``benchmarks/bench_metrics.py``):
-the plain loop costs ~55-120 us per threshold (``cv2.threshold`` + ``cv2.findContours``),
-so 3x faster than it at 100 thresholds leaves < 2 ms per map for all levels. OpenCV or
-``scipy.ndimage.label`` once per distinct level (up to 255 calls of ~30-300 us) cannot
-get there, and scikit-image's ``max_tree`` alone took ~58 ms per map (it sorts pixels
-and builds a pixel-level parent array; boxes, holes and areas would still need a
-sequential pass over it). A union-find with per-component accumulators is the natural
-algorithm and is not offered by any of these libraries, so it is written once here with
-numba (``cache=True``: compiled on first use, then loaded from the cache). The previous
-pure numpy/Python component tree (``skcream._boxes`` before this module) cost ~30 ms
-per map and several GiB on noise maps.
+Two implementations of a sweep. *Basins* (maps with few local maxima, e.g. CAMs): every
+pixel points to its largest neighbour, a basin is the set of pixels draining to one
+local maximum, and a basin's pixels above any level are connected; so per-(value, basin)
+tables (box, first pixel, block areas) filled in one raster pass, and a union-find over
+the few basins along their best joining level (Kruskal), give every component of every
+level. *Pixels* (maps with very many maxima, e.g. noise, where basin tables would need
+~5 KB per basin): a union-find over the pixels sorted by value (counting sort), with a
+per-root cache of the IoU. Memory is a few int32 arrays of the map's size either way
+(a 1000x1000 noise map: ~50 MB, against 5.5 GB for the numpy component tree this
+module replaced), and time is linear in the pixels plus the (component, level) pairs.
 
-Memory is a handful of int32/float64 arrays of the map's size; time is linear in the
-pixels plus the number of (component, level) pairs scanned, which stays within a small
-multiple of the pixels even on uniform noise.
+Why numba (measured on 224x224 CAM-like maps, one thread, CPU time; figures in
+``benchmarks/README.md``): the plain loop costs ~50 us per threshold
+(``cv2.threshold`` + ``cv2.findContours``), so being 3x faster than it at 100 thresholds
+leaves ~1.7 ms per map for all levels. ``cv2.connectedComponentsWithStats`` costs
+~270 us per level (~37 us without stats) and ``cv2.findContours`` ~40 us, so OpenCV once
+per distinct level (100 or 255 calls) cannot get there; scikit-image's ``max_tree``
+took ~58 ms per map on its own (boxes, holes and areas would still need a sequential
+pass over its parent array); ``scipy.ndimage.label`` per level is slower than OpenCV.
+A union-find with per-component accumulators is not offered by these libraries, so it
+is written here with numba (``cache=True``: compiled once, then loaded from the cache).
 """
 
 from __future__ import annotations

@@ -6,16 +6,19 @@ threshold ``t`` becomes the level ``L = int(t * q.max())`` and the foreground is
 ``q > L``; boxes come from ``cv2.findContours(RETR_TREE)`` contours as
 ``[x, y, min(x + w, W - 1), min(y + h, H - 1)]``; IoU uses inclusive "+1" areas.
 
-Speed. The reference calls ``cv2.findContours`` once per threshold per map.
-Here only the distinct levels are visited, and in multi-contour mode (MaxBoxAccV2)
-no contour is traced at all: the boxes of every connected component of every
-level set come from one component tree (:mod:`skcream._boxes`). The multiset
-of boxes is the reference's: for each 8-connected foreground component
-``[xmin, ymin, min(xmax+1, W-1), min(ymax+1, H-1)]``, and for each hole (a
-4-connected background component not touching the border)
-``[hxmin-1, hymin-1, min(hxmax+2, W-1), min(hymax+2, H-1)]``. Tests compare every
-number with a plain re-implementation of the reference
-(``benchmarks/wsol_reference.py``).
+Speed. The reference calls ``cv2.findContours`` once per threshold per map. Here no
+contour is traced for CAM-like maps: one compiled sweep over the map's 255 uint8 levels
+(:mod:`skcream._levelsets`, numba) gives, at every level, the best IoU of every contour box
+(multi-contour, MaxBoxAccV2), the box of the largest contour (single-contour, MaxBoxAcc) or
+all boxes in OpenCV's order (``boxes_from_scoremap``), so the cost per map does not depend
+on the number of thresholds. The multiset of boxes is the reference's: for each
+8-connected foreground component ``[xmin, ymin, min(xmax+1, W-1), min(ymax+1, H-1)]``, and
+for each hole (a 4-connected background component not touching the border)
+``[hxmin-1, hymin-1, min(hxmax+2, W-1), min(hymax+2, H-1)]``. Tests compare every number
+with OpenCV at every level and with a plain re-implementation of the reference
+(``benchmarks/wsol_reference.py``). Whole datasets: :class:`BoxAccumulator` and
+:class:`PxAPAccumulator` accumulate per-threshold counts batch by batch, and ``n_jobs``
+runs the GIL-free kernels in threads.
 """
 
 from __future__ import annotations
