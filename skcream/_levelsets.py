@@ -593,13 +593,9 @@ def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min
     h, w = img.shape
     flat = img.ravel()
     big = np.int32(2**30)
-    T = np.empty((256, nb, 5), np.int32)  # x0, y0, x1, y1, first index
-    T[:, :, 0] = big
-    T[:, :, 1] = big
+    T = np.empty((256, nb, 5), np.int32)  # x0, y0, x1, y1, first index; x1 < 0: empty
     T[:, :, 2] = -1
-    T[:, :, 3] = -1
-    T[:, :, 4] = big
-    A = np.zeros((256, nb), np.int64)
+    A = np.zeros((256, nb) if single else (1, 1), np.int64)
     top = np.zeros(nb, np.int32)
     if conn8:
         fdy = (0, 1, 1, 1)
@@ -620,12 +616,15 @@ def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min
             b = label[p]
             v = flat[p]
             # raster order: the first visit has the least y and index, the last the most y
-            T[v, b, 0] = min(T[v, b, 0], x)
-            T[v, b, 2] = max(T[v, b, 2], x)
-            T[v, b, 1] = min(T[v, b, 1], y)
+            if T[v, b, 2] < 0:
+                T[v, b, 0] = x
+                T[v, b, 1] = y
+                T[v, b, 2] = x
+                T[v, b, 4] = p
+            else:
+                T[v, b, 0] = min(T[v, b, 0], x)
+                T[v, b, 2] = max(T[v, b, 2], x)
             T[v, b, 3] = y
-            T[v, b, 4] = min(T[v, b, 4], p)
-            top[b] = max(top[b], v)
             k = 0
             right = x + 1 < w
             if right:
@@ -660,6 +659,11 @@ def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min
                 edge_px[n_px] = p
                 n_px += 1
                 n_edges += k
+    for b in range(nb):  # each basin's largest value (its local maximum)
+        for v in range(255, -1, -1):
+            if T[v, b, 2] >= 0:
+                top[b] = v
+                break
     ea = np.empty(n_edges, np.int32)
     ec = np.empty(n_edges, np.int32)
     ew = np.empty(n_edges, np.int32)
@@ -747,7 +751,7 @@ def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min
             pos[rb] = -1
             n_active -= 1
         for b in range(nb):  # this value's pixels and blocks
-            if T[v, b, 2] < 0 and A[v, b] == 0:
+            if T[v, b, 2] < 0 and (not single or A[v, b] == 0):
                 continue
             r = _find(parent, b)
             if T[v, b, 2] >= 0:
@@ -757,7 +761,8 @@ def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min
                 G[r, 3] = max(G[r, 3], T[v, b, 3])
                 G[r, 4] = min(G[r, 4], T[v, b, 4])
                 dirty[r] = True
-            GA[r] += A[v, b]
+            if single:
+                GA[r] += A[v, b]
         level_best = -np.inf
         win = -1
         for t in range(n_active):
