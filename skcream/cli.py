@@ -575,8 +575,9 @@ def _cmd_localize(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise CLIError(f"IMAGE {path}: no such file")
     if args.post_hoc:
-        print(f"loading the {args.backbone} ImageNet classifier (post-hoc, no training) ...",
-              flush=True)
+        if _verbose(args):
+            print(f"loading the {args.backbone} ImageNet classifier (post-hoc, no training) ...",
+                  flush=True)
         model = None
     else:
         model = _load_model(_model_dir(args.model))

