@@ -292,7 +292,7 @@ def _draw_label(draw: ImageDraw.ImageDraw, text: str, box: np.ndarray,
     from PIL import ImageFont
 
     width, height = size
-    font_size = max(10, int(round(min(width, height) / 28)))
+    font_size = max(10, int(round(min(width, height) / 24)))
     try:
         font = ImageFont.load_default(size=font_size)
     except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font

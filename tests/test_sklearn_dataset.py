@@ -221,3 +221,22 @@ def test_grid_search_on_a_dataset_from_dict_after_for_sklearn(raw_synthetic, tmp
     search = GridSearchCV(CREAMLocalizer(memory=str(tmp_path), **TINY), {"n_iter": [0, 2]},
                           cv=_folds(ds), error_score="raise").fit(ds)
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+
+
+def test_grid_search_over_a_feature_pipeline_on_a_raw_dataset(raw_synthetic):
+    from skcream import CREAMReactivation, TimmFeatures
+    from skcream.estimators.reactivation import box_targets_from
+
+    ds = raw_synthetic
+    y = box_targets_from(ds)
+    pipe = make_pipeline(TimmFeatures("test_resnet", image_size=32, random_state=0, verbose=0),
+                         CREAMReactivation(random_state=0))
+    search = GridSearchCV(pipe, {"creamreactivation__n_iter": [0, 2]}, cv=_folds(ds),
+                          scoring=SCORERS["max_box_acc_v2"], error_score="raise").fit(ds, y)
+    scores = search.cv_results_["mean_test_score"]
+    assert np.all(np.isfinite(scores))
+    # the named scorer equals the pipeline's own score (MaxBoxAccV2) on the same split
+    train, test = _folds(ds)[0]
+    fitted = search.best_estimator_
+    assert SCORERS["max_box_acc_v2"](fitted, ds[test, ...], y[test]) == pytest.approx(
+        fitted.score(ds[test, ...], y[test]))
