@@ -135,3 +135,13 @@ def test_errors_name_the_problem(fitted):
         clone(cream).set_params(context_embeddings=(np.zeros((2, 3)), np.zeros((2, 3)))).fit(F)
     with pytest.raises(ValueError, match="not a class seen in fit"):
         clone(cream).fit(F, [0, 7])
+
+
+def test_from_a_saved_and_loaded_localizer(fitted, tmp_path):
+    loc, _, test = fitted
+    loc.save(tmp_path / "m")
+    loaded = CREAMLocalizer.load(tmp_path / "m")
+    pipe = make_pipeline(TimmFeatures.from_localizer(loaded),
+                         CREAMReactivation.from_localizer(loaded))
+    assert pipe[0].backbone.digest == TimmFeatures.from_localizer(loc).backbone.digest
+    np.testing.assert_allclose(pipe.transform(test), loc.transform(test), atol=1e-5)
