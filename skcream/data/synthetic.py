@@ -518,10 +518,12 @@ def make_synthetic(
     config = asdict(cfg)
     h = hashlib.blake2b(digest_size=16)
     h.update(f"skcream-synthetic-1|{n}|{seed}|{sorted(config.items())}|{with_parts}".encode())
-    return datasets.Dataset.from_generator(
+    from .sklearn_compat import for_sklearn
+
+    return for_sklearn(datasets.Dataset.from_generator(  # scikit-learn can split it
         _rows,
         features=features,
         cache_dir=None if cache_dir is None else os.fspath(cache_dir),
         gen_kwargs={"n": n, "seed": seed, "config": config, "with_parts": with_parts},
         fingerprint=h.hexdigest(),
-    )
+    ))
