@@ -85,7 +85,8 @@ def _number_parser(cast, accept, expected: str):
 
 _positive_int = _number_parser(int, lambda v: v >= 1, "a positive integer")
 _non_negative_int = _number_parser(int, lambda v: v >= 0, "an integer >= 0")
-_positive_float = _number_parser(float, lambda v: v > 0, "a positive number")
+_positive_float = _number_parser(float, lambda v: 0 < v < float("inf"), "a positive finite number")
+_image_side = _number_parser(int, lambda v: v >= 8, "an integer >= 8 (pixels; the protocol uses 224)")
 _unit_float = _number_parser(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 
 
@@ -270,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=50, help="training epochs")
     p.add_argument("--lr", type=_positive_float, default=1e-3,
                    help="learning rate of the pretrained layers (new layers: 10x)")
-    p.add_argument("--image-size", type=_positive_int, default=224, help="network input side")
+    p.add_argument("--image-size", type=_image_side, default=224,
+                   help="network input side (random crops of it are cut from images resized "
+                        "to 256, or to 8/7 of it when larger than 224)")
     p.add_argument("--out", type=Path, required=True,
                    help="output folder: the saved model, plus checkpoints/ for --resume")
     p.add_argument("--resume", action="store_true",
@@ -552,6 +555,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         image_size=args.image_size,
+        # the recipe's resize 256 / crop 224, scaled up for larger inputs (the CLI has no
+        # --resize-size, so the library's resize_size >= image_size error cannot happen)
+        resize_size=max(256, round(args.image_size * 256 / 224)),
+        validation_data=val,
         device=_device(args),
         random_state=args.seed,
         verbose=_verbose(args),
@@ -559,7 +566,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         mixed_precision=args.mixed_precision,
         checkpoint_dir=str(ckpt),
     )
-    model.fit(train, validation_data=val) if val is not None else model.fit(train)
+    model.fit(train)
     if _is_main_process():
         model.save(out / "model")
         print(f"saved the model to {out / 'model'}")
@@ -633,9 +640,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, ImportError) as exc:
-        # What the library raises on bad data, files or a missing optional package: the
-        # message names the argument / path. Anything else is a bug and keeps its traceback.
+    except (ValueError, OSError, ImportError, MemoryError) as exc:
+        # What the library raises on bad data, files, no network, a missing optional package
+        # or memory running out: the message names the argument / path / what to reduce.
+        # Anything else is a bug and keeps its traceback.
         if debug:
             raise
         message = " ".join(str(exc).split()) or type(exc).__name__
