@@ -85,7 +85,7 @@ def _number_parser(cast, accept, expected: str):
 
 _positive_int = _number_parser(int, lambda v: v >= 1, "a positive integer")
 _non_negative_int = _number_parser(int, lambda v: v >= 0, "an integer >= 0")
-_positive_float = _number_parser(float, lambda v: 0 < v < float("inf"), "a positive finite number")
+_positive_float = _number_parser(float, lambda v: 0 < v < float("inf"), "a finite positive number")
 _image_side = _number_parser(int, lambda v: v >= 8, "an integer >= 8 (pixels; the protocol uses 224)")
 _unit_float = _number_parser(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 
@@ -485,7 +485,9 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
         try:
             with Image.open(path) as im:
                 images.append(im.convert("RGB"))
-        except (OSError, ValueError) as exc:
+        except Image.DecompressionBombError as exc:
+            raise ValueError(f"IMAGE {path}: too large to decode safely ({exc})") from None
+        except (OSError, ValueError, SyntaxError) as exc:
             raise ValueError(f"IMAGE {path}: not a readable image ({exc})") from None
     if model is None:
         maps, labels, scores, names = _post_hoc(images, backbone=backbone, pretrained=pretrained,

@@ -480,7 +480,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
         return True
     text = str(exc).lower()
-    return any(s in text for s in ("out of memory", "can't allocate memory",
+    return any(s in text for s in ("out of memory", "can't allocate memory", "not enough memory",
                                    "cannot allocate memory", "failed to allocate"))
 
 

@@ -218,6 +218,11 @@ class ImageSource:
                 )
             if isinstance(item, np.ndarray) and item.dtype != np.uint8:
                 raise TypeError(f"X[{i}] must be a uint8 array, got dtype {item.dtype}")
+            shape = item.shape[:2] if isinstance(item, np.ndarray) else (
+                item.size if isinstance(item, Image.Image) else (1, 1))
+            if len(shape) == 2 and min(shape) < 1:  # found now, not after an epoch
+                raise ValueError(f"X[{i}] is an empty image (size {tuple(shape)}); every "
+                                 "image needs at least one pixel")
         labels, names = (None, None) if y is None else _encode_y(y, len(X))
         return cls(list(X), labels, class_names=names)
 
