@@ -4,14 +4,18 @@ A loader describes its data as an iterable of :class:`Record` (paths and metadat
 pixels). :func:`build_dataset` makes two passes over it:
 
 1. validation: labels inside the ClassLabel (always raise), image files present, boxes inside
-   the image with ``x1 >= x0`` and ``y1 >= y0`` (image size from the metadata or, when absent,
-   from the file header), optionally a full decode of every image and mask (``verify=True``).
+   the image with ``x1 >= x0`` and ``y1 >= y0`` (image size from the file header, which must
+   agree with a size given by the metadata), no empty image, readable mask headers, ready-made
+   masks (imagefolder) of the image's size holding only 0/1/255, optionally a full decode of
+   every image and mask (``verify=True``).
    With ``on_error="raise"`` (default) the first problem raises, naming the image id; with
    ``on_error="skip"`` the sample is left out and every skip is reported in one
    :class:`~skcream.data.schema.SkippedImagesWarning` carrying the count and the ids.
 2. generation: :meth:`datasets.Dataset.from_generator` writes the rows to an Arrow file in
    ``cache_dir`` (memory-mapped afterwards); images are stored as file paths and decoded only
-   when a row is read. OpenImages masks are combined here (the only pixels a loader touches).
+   when a row is read. OpenImages masks are combined here (with the ready-made masks' check,
+   the only pixels a loader touches); an error in this pass is re-raised as its own type with
+   its message (``datasets`` would hide it in a ``DatasetGenerationError``).
 
 The cache key is a hash of the loader, its options, the metadata files' and the combined
 mask files' sizes and modification times and the skipped ids, so edited metadata or masks are
