@@ -121,25 +121,28 @@ class DataSpec:
         return isinstance(other, DataSpec) and (self.kind, self.args) == (other.kind, other.args)
 
     def load(self, split: str, *, random_state: int = 0, n_default: int = 400,
-             n_classes: int | None = None):
+             n_classes: int | None = None, allow_outside_root: bool = False):
         """Load this dataset's ``split`` as a ``datasets.Dataset`` (skcream schema).
 
         ``synthetic`` has no splits on disk: ``split`` picks a disjoint seed
         (train and test of the same spec never share an image; the seeds are those of
         ``skcream.presets``: ``3 * random_state`` + 0 / 1 / 2 for train / val / test), and
         ``n_classes`` (default: the generator's) matches a trained model's classes.
+        ``allow_outside_root`` is passed to the file loaders (metadata paths outside
+        their root).
         """
         from skcream import data
 
+        trust = {"allow_outside_root": bool(allow_outside_root)}
         if self.kind == "cub":
             (path,) = self.args
-            return data.load_cub(path, split=_cub_split(split))
+            return data.load_cub(path, split=_cub_split(split), **trust)
         if self.kind == "wsol":
             root, meta, name = self.args
-            return data.load_wsol(root, meta, dataset=name, split=split)
+            return data.load_wsol(root, meta, dataset=name, split=split, **trust)
         if self.kind == "imagefolder":
             (path,) = self.args
-            return data.load_imagefolder(path)
+            return data.load_imagefolder(path, **trust)
         (n,) = self.args
         offsets = {"train": 0, "val": 1, "test": 2}
         seed = int(random_state) * 3 + offsets.get(split, 2)
@@ -197,6 +200,12 @@ def parse_data_spec(text: str) -> DataSpec:
         f"unknown data kind {kind!r}; expected one of cub:PATH, "
         "wsol:DATA_ROOT,METADATA_ROOT,DATASET, imagefolder:PATH, synthetic[:N]"
     )
+
+
+def _add_trust(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="accept metadata paths that are absolute or climb out of the data "
+                        "folder with '..' (only for metadata you wrote or trust)")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -281,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no",
                    help="mixed precision (through accelerate)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    _add_trust(p)
     _add_common(p)
     p.set_defaults(func=_cmd_train)
 
@@ -299,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=parse_data_spec, required=True, metavar="SPEC", help=DATA_HELP)
     p.add_argument("--split", default="test", help="split of --data")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_trust(p)
     _add_common(p)
     p.set_defaults(func=_cmd_evaluate)
 
@@ -546,10 +557,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
                        "them, or choose another --out")
     from skcream.estimators.localizer import CREAMLocalizer
 
-    train = args.data.load(args.split, random_state=args.seed)
+    trust = args.allow_outside_root
+    train = args.data.load(args.split, random_state=args.seed, allow_outside_root=trust)
     val = None
     if args.val_data is not None:
-        val = args.val_data.load(args.val_split, random_state=args.seed)
+        val = args.val_data.load(args.val_split, random_state=args.seed, allow_outside_root=trust)
     model = CREAMLocalizer(
         backbone=args.backbone,
         pretrained=args.pretrained,
@@ -579,7 +591,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     model = _load_model(_model_dir(args.model))
     from skcream.demo import evaluate_localizer
 
-    data = args.data.load(args.split, n_classes=len(model.classes_))
+    data = args.data.load(args.split, n_classes=len(model.classes_),
+                          allow_outside_root=args.allow_outside_root)
     report = evaluate_localizer(model, data, batch_size=args.batch_size, verbose=_verbose(args))
     if args.json:
         print(json.dumps(report, indent=2))

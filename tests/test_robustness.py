@@ -580,3 +580,19 @@ def test_fuzz_corrupt_metadata_and_images(kind, tmp_path):
         signal.signal(signal.SIGALRM, old)
     # the fuzzer reaches all three outcomes (else it tests nothing)
     assert outcomes["error"] and outcomes["loaded"] + outcomes["skipped"], outcomes
+
+
+def test_cli_traversal_is_one_line_and_the_flag_opts_in(tmp_path, capsys):
+    from skcream.cli import parse_data_spec
+
+    root = tmp_path / "root"
+    _png(root / "a" / "1.png")
+    _png(tmp_path / "outside.png")
+    _write(root / "metadata.jsonl", [json.dumps({"file_name": "a/1.png", "label": "x"}),
+                                     json.dumps({"file_name": "../outside.png", "label": "y"})])
+    code, _, err = _cli(["train", "--data", f"imagefolder:{root}", "--out", str(tmp_path / "o"),
+                         "--device", "cpu"], capsys)
+    line = _one_error_line(err)
+    assert code == 1 and "metadata.jsonl:2" in line and "--allow-outside-root" in line
+    ds = parse_data_spec(f"imagefolder:{root}").load("train", allow_outside_root=True)
+    assert ds["image_id"] == ["a/1.png", "../outside.png"]

@@ -157,7 +157,7 @@ def inside_root(root: str, rel: str, *, where: str, what: str, allow_outside: bo
         raise ValueError(
             f"{where}: path {rel!r} lies outside {what} {root!r} (absolute or climbing out "
             "with '..'); metadata paths must stay inside their root. Pass "
-            "allow_outside_root=True if you trust this metadata file"
+            "allow_outside_root=True (CLI: --allow-outside-root) if you trust this metadata file"
         )
     return path
 
