@@ -158,6 +158,14 @@ def test_edited_openimages_mask_is_read_again(tmp_path):
 
 
 # --------------------------------------------------------------------------- wrong data
+def test_localization_line_of_an_unlisted_image_is_an_error(tmp_path):
+    _png(tmp_path / "data" / "a" / "1.png", size=(80, 60))
+    data, meta = _wsol(tmp_path, [("a/1.png", 0)], loc=["a/1.png,1,1,7,5", "a/1.pn,0,0,4,3"])
+    with pytest.raises(ValueError, match=r"localization\.txt:2: image 'a/1\.pn' is not listed "
+                                         r"in image_ids\.txt"):
+        load_wsol(data, meta, "CUB", "test", cache_dir=tmp_path / "c")
+
+
 def test_image_sizes_txt_disagreeing_with_the_file(tmp_path):
     _png(tmp_path / "data" / "a" / "1.png", size=(80, 60))
     _png(tmp_path / "data" / "a" / "2.png", size=(80, 60))
@@ -525,6 +533,18 @@ def _fuzz_case(kind, tmp, rng):
                 _write(meta / f, lines)
         return lambda **kw: load_wsol(tmp / "data", tmp / "meta", "CUB", "test",
                                       class_names=["a", "b"], cache_dir=tmp / "c", **kw)
+    if kind == "openimages":
+        _make_images(tmp / "data", rng, ids, lambda t: f"k{t[1]}/{t[0]}.png", False)
+        _make_images(tmp / "masks", rng, ids, lambda t: f"m/{t[0]}.png", bad_images)
+        _make_images(tmp / "masks", rng, ids, lambda t: f"ig/{t[0]}.png", bad_images)
+        meta = tmp / "meta" / "OpenImages" / "val"
+        _write(meta / "image_ids.txt", [f"k{c}/{i}.png" for i, c in ids])
+        _write(meta / "class_labels.txt", [f"k{c}/{i}.png,{c}" for i, c in ids])
+        _corrupt_file(meta / "localization.txt", [f"k{c}/{i}.png,m/{i}.png,ig/{i}.png"
+                                                  for i, c in ids], rng, bad_meta)
+        return lambda **kw: load_wsol(tmp / "data", tmp / "meta", "OpenImages", "val",
+                                      mask_root=tmp / "masks", class_names=["a", "b"],
+                                      cache_dir=tmp / "c", **kw)
     root = tmp / "root"
     _make_images(root, rng, ids, lambda t: f"k{t[1]}/{t[0]}.png", bad_images)
     _corrupt_file(root / "metadata.jsonl", [GOOD["imagefolder"][0].format(i=i, c=c)
@@ -539,7 +559,7 @@ def _clear(err):
     assert str(err).strip() and "Traceback" not in str(err)
 
 
-@pytest.mark.parametrize("kind", ["CUB", "wsol", "imagefolder"])
+@pytest.mark.parametrize("kind", ["CUB", "wsol", "openimages", "imagefolder"])
 def test_fuzz_corrupt_metadata_and_images(kind, tmp_path):
     """Random corrupt metadata lines and random bytes as images: every outcome is a clear
     error, or a dataset (skipped rows reported in one warning) whose rows decode or raise a
@@ -560,7 +580,7 @@ def test_fuzz_corrupt_metadata_and_images(kind, tmp_path):
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
                     try:
-                        ds = load(on_error=on_error)
+                        ds = load(on_error=on_error, verify=bool(rng.integers(2)))
                     except Exception as err:  # noqa: BLE001 - the assertion is on its type
                         _clear(err)
                         outcomes["error"] += 1
@@ -574,6 +594,8 @@ def test_fuzz_corrupt_metadata_and_images(kind, tmp_path):
                 for i in range(len(src)):
                     try:
                         assert src.image(i).mode == "RGB"
+                        mask = src.mask(i)
+                        assert mask is None or set(np.unique(mask)) <= {0, 1, 255}
                     except Exception as err:  # noqa: BLE001
                         _clear(err)
     finally:

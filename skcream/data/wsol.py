@@ -72,13 +72,15 @@ def _read_sizes(meta: str) -> dict[str, tuple[int, int]]:
     return out
 
 
-def _read_boxes(meta: str) -> dict[str, list[list[float]]]:
+def _read_boxes(meta: str, lines: dict[str, int] | None = None) -> dict[str, list[list[float]]]:
     path = os.path.join(meta, "localization.txt")
     out: dict[str, list[list[float]]] = {}
     if not os.path.isfile(path):
         return out
     for ln, line in metadata_lines(path):
         p, *coords = _split(line, 5, path, ln, "path,x0,y0,x1,y1")
+        if lines is not None:
+            lines.setdefault(p, ln)
         try:
             out.setdefault(p, []).append([float(c) for c in coords])
         except ValueError:
@@ -86,15 +88,18 @@ def _read_boxes(meta: str) -> dict[str, list[list[float]]]:
     return out
 
 
-def _read_masks(meta: str, mask_root: str, allow_outside: bool
-                ) -> dict[str, tuple[list[str], str | None]]:
-    """image path -> (instance mask paths, ignore mask path or None), joined to mask_root."""
+def _read_masks(meta: str, mask_root: str, allow_outside: bool,
+                lines: dict[str, int] | None = None) -> dict[str, tuple[list[str], str | None]]:
+    """image path -> (instance mask paths, ignore mask path or None), joined to mask_root;
+    ``lines`` (when given) receives image path -> first line number."""
     path = os.path.join(meta, "localization.txt")
     out: dict[str, tuple[list[str], str | None]] = {}
     if not os.path.isfile(path):
         return out
     for ln, line in metadata_lines(path):
         p, mask, ignore = _split(line, 3, path, ln, "path,mask_path,ignore_path")
+        if lines is not None:
+            lines.setdefault(p, ln)
         masks, prev_ignore = out.get(p, ([], None))
         ignore = ignore.strip() or None
         where = f"{path}:{ln}"
@@ -113,9 +118,19 @@ def _records(meta: str, data_root: str, mask_root: str, dataset: str,
              allow_outside: bool = False) -> Iterator[Record]:
     labels = _read_labels(meta)
     sizes = _read_sizes(meta)
-    boxes = _read_boxes(meta) if dataset != "OpenImages" else {}
-    masks = _read_masks(meta, mask_root, allow_outside) if dataset == "OpenImages" else {}
+    loc_lines: dict[str, int] = {}
+    boxes = _read_boxes(meta, loc_lines) if dataset != "OpenImages" else {}
+    masks = (_read_masks(meta, mask_root, allow_outside, loc_lines)
+             if dataset == "OpenImages" else {})
     ids_path = os.path.join(meta, "image_ids.txt")
+    ids = {image_id for _, image_id in metadata_lines(ids_path)}
+    stray = [p for p in loc_lines if p not in ids]
+    if stray:  # a box or mask that would silently belong to no image
+        raise ValueError(
+            f"{os.path.join(meta, 'localization.txt')}:{loc_lines[stray[0]]}: image "
+            f"{stray[0]!r} is not listed in image_ids.txt ({len(stray)} such image(s))"
+        )
+    del ids
     for ln, image_id in metadata_lines(ids_path):
         if image_id not in labels:
             raise ValueError(f"{ids_path}:{ln}: image {image_id!r} has no line in class_labels.txt")

@@ -45,14 +45,14 @@ def probe_feature_shape(
         except RuntimeError as err:
             raise ValueError(
                 f"image_size={image_size} is too small for backbone {backbone!r} (the network "
-                f"fails on it: {str(err).splitlines()[0]}); use a larger image_size (the "
-                "protocol uses 224)"
+                f"fails on it: {str(err).splitlines()[0]}); use a larger image_size (CLI: "
+                "--image-size; the protocol uses 224)"
             ) from None
     d, h, w = (int(s) for s in feats.shape[-3:])
     if min(h, w) < 2:
         raise ValueError(
             f"image_size={image_size} gives backbone {backbone!r} a {h}x{w} feature map; class "
             "activation maps need at least 2x2 to localize anything: use a larger image_size "
-            "(the protocol uses 224)"
+            "(CLI: --image-size; the protocol uses 224)"
         )
     return d, h, w
