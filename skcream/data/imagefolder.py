@@ -67,7 +67,7 @@ def _read_metadata(path: str, root: str, allow_outside: bool) -> list[dict]:
             raise ValueError(f"{path}:{lineno}: each line must be an object with 'file_name'")
         for key in ("file_name", "mask"):
             value = row.get(key)
-            if key == "mask" and value is None:
+            if key == "mask" and value in (None, ""):  # no mask
                 continue
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"{path}:{lineno}: {key!r} must be a non-empty path string, "
