@@ -332,7 +332,7 @@ def plot_activation_histograms(
     fg_masks: Sequence[Any],
     *,
     bins: int = 40,
-    threshold: float | None = 0.2,
+    threshold: float | Mapping[str, float] | None = 0.2,
     axes: Any | None = None,
     log: bool = False,
 ):
@@ -351,8 +351,9 @@ def plot_activation_histograms(
         Build one from boxes with :func:`boxes_to_mask`.
     bins : int, default=40
         Number of equal bins over [0, 1].
-    threshold : float or None, default=0.2
-        Draw a dashed vertical line at this map threshold (the customary τ).
+    threshold : float, mapping of str to float, or None, default=0.2
+        Draw a dashed vertical line at this map threshold (the customary τ); a mapping
+        gives each method its own (e.g. the threshold chosen on a validation split).
     axes : sequence of matplotlib Axes, optional
         One axes per method; else a new figure with one panel per method.
     log : bool, default=False
@@ -417,9 +418,10 @@ def plot_activation_histograms(
                       label=f"{label} ({values.size:,} px)")
         if log:
             ax.set_yscale("log")
-        if threshold is not None:
-            ax.axvline(float(threshold), color="k", linestyle="--", linewidth=1,
-                       label=f"τ = {threshold:g}")
+        tau = threshold.get(name) if isinstance(threshold, Mapping) else threshold
+        if tau is not None:
+            ax.axvline(float(tau), color="k", linestyle="--", linewidth=1,
+                       label=f"τ = {float(tau):.2f}")
         ax.set_title(name)
         ax.set_xlabel("activation")
         ax.set_xlim(0, 1)
