@@ -85,7 +85,8 @@ def _number_parser(cast, accept, expected: str):
 
 _positive_int = _number_parser(int, lambda v: v >= 1, "a positive integer")
 _non_negative_int = _number_parser(int, lambda v: v >= 0, "an integer >= 0")
-_positive_float = _number_parser(float, lambda v: v > 0, "a positive number")
+_positive_float = _number_parser(float, lambda v: 0 < v < float("inf"), "a finite positive number")
+_image_side = _number_parser(int, lambda v: v >= 8, "an integer >= 8 (pixels; the protocol uses 224)")
 _unit_float = _number_parser(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 
 
@@ -120,25 +121,28 @@ class DataSpec:
         return isinstance(other, DataSpec) and (self.kind, self.args) == (other.kind, other.args)
 
     def load(self, split: str, *, random_state: int = 0, n_default: int = 400,
-             n_classes: int | None = None):
+             n_classes: int | None = None, allow_outside_root: bool = False):
         """Load this dataset's ``split`` as a ``datasets.Dataset`` (skcream schema).
 
         ``synthetic`` has no splits on disk: ``split`` picks a disjoint seed
         (train and test of the same spec never share an image; the seeds are those of
         ``skcream.presets``: ``3 * random_state`` + 0 / 1 / 2 for train / val / test), and
         ``n_classes`` (default: the generator's) matches a trained model's classes.
+        ``allow_outside_root`` is passed to the file loaders (metadata paths outside
+        their root).
         """
         from skcream import data
 
+        trust = {"allow_outside_root": bool(allow_outside_root)}
         if self.kind == "cub":
             (path,) = self.args
-            return data.load_cub(path, split=_cub_split(split))
+            return data.load_cub(path, split=_cub_split(split), **trust)
         if self.kind == "wsol":
             root, meta, name = self.args
-            return data.load_wsol(root, meta, dataset=name, split=split)
+            return data.load_wsol(root, meta, dataset=name, split=split, **trust)
         if self.kind == "imagefolder":
             (path,) = self.args
-            return data.load_imagefolder(path)
+            return data.load_imagefolder(path, **trust)
         (n,) = self.args
         offsets = {"train": 0, "val": 1, "test": 2}
         seed = int(random_state) * 3 + offsets.get(split, 2)
@@ -196,6 +200,12 @@ def parse_data_spec(text: str) -> DataSpec:
         f"unknown data kind {kind!r}; expected one of cub:PATH, "
         "wsol:DATA_ROOT,METADATA_ROOT,DATASET, imagefolder:PATH, synthetic[:N]"
     )
+
+
+def _add_trust(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="accept metadata paths that are absolute or climb out of the data "
+                        "folder with '..' (only for metadata you wrote or trust)")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -273,7 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=50, help="training epochs")
     p.add_argument("--lr", type=_positive_float, default=1e-3,
                    help="learning rate of the pretrained layers (new layers: 10x)")
-    p.add_argument("--image-size", type=_positive_int, default=224, help="network input side")
+    p.add_argument("--image-size", type=_image_side, default=224,
+                   help="network input side (random crops of it are cut from images resized "
+                        "to 256, or to 8/7 of it when larger than 224)")
     p.add_argument("--out", type=Path, required=True,
                    help="output folder: the saved model, plus checkpoints/ for --resume")
     p.add_argument("--resume", action="store_true",
@@ -281,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no",
                    help="mixed precision (through accelerate)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    _add_trust(p)
     _add_common(p)
     p.set_defaults(func=_cmd_train)
 
@@ -299,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=parse_data_spec, required=True, metavar="SPEC", help=DATA_HELP)
     p.add_argument("--split", default="test", help="split of --data")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_trust(p)
     _add_common(p)
     p.set_defaults(func=_cmd_evaluate)
 
@@ -452,7 +466,9 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
             try:
                 with Image.open(path) as im:
                     images.append(im.convert("RGB"))
-            except (OSError, ValueError) as exc:
+            except Image.DecompressionBombError as exc:
+                raise ValueError(f"IMAGE {path}: too large to decode safely ({exc})") from None
+            except (OSError, ValueError, SyntaxError) as exc:
                 raise ValueError(f"IMAGE {path}: not a readable image ({exc})") from None
         if model is None:
             boxes, maps, labels, scores, label_names = _post_hoc_chunk(
@@ -521,10 +537,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
                        "them, or choose another --out")
     from skcream.estimators.localizer import CREAMLocalizer
 
-    train = args.data.load(args.split, random_state=args.seed)
+    trust = args.allow_outside_root
+    train = args.data.load(args.split, random_state=args.seed, allow_outside_root=trust)
     val = None
     if args.val_data is not None:
-        val = args.val_data.load(args.val_split, random_state=args.seed)
+        val = args.val_data.load(args.val_split, random_state=args.seed, allow_outside_root=trust)
     model = CREAMLocalizer(
         backbone=args.backbone,
         pretrained=args.pretrained,
@@ -532,6 +549,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         image_size=args.image_size,
+        # the recipe's resize 256 / crop 224, scaled up for larger inputs (the CLI has no
+        # --resize-size, so the library's resize_size >= image_size error cannot happen)
+        resize_size=max(256, round(args.image_size * 256 / 224)),
+        validation_data=val,
         device=_device(args),
         random_state=args.seed,
         verbose=_verbose(args),
@@ -539,7 +560,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         mixed_precision=args.mixed_precision,
         checkpoint_dir=str(ckpt),
     )
-    model.fit(train, validation_data=val) if val is not None else model.fit(train)
+    model.fit(train)
     if _is_main_process():
         model.save(out / "model")
         print(f"saved the model to {out / 'model'}")
@@ -550,7 +571,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     model = _load_model(_model_dir(args.model))
     from skcream.demo import evaluate_localizer
 
-    data = args.data.load(args.split, n_classes=len(model.classes_))
+    data = args.data.load(args.split, n_classes=len(model.classes_),
+                          allow_outside_root=args.allow_outside_root)
     report = evaluate_localizer(model, data, batch_size=args.batch_size, verbose=_verbose(args))
     if args.json:
         print(json.dumps(report, indent=2))
@@ -623,9 +645,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, ImportError) as exc:
-        # What the library raises on bad data, files or a missing optional package: the
-        # message names the argument / path. Anything else is a bug and keeps its traceback.
+    except (ValueError, OSError, ImportError, MemoryError) as exc:
+        # What the library raises on bad data, files, no network, a missing optional package
+        # or memory running out: the message names the argument / path / what to reduce.
+        # Anything else is a bug and keeps its traceback.
         if debug:
             raise
         message = " ".join(str(exc).split()) or type(exc).__name__

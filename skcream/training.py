@@ -466,8 +466,32 @@ def train(
     if n_samples == 0:
         raise ValueError("dataset: is empty")
     with _preserved_global_rng(config.random_state is not None):
-        return _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook,
-                      state_objects, fingerprint, metric_fn, collate_fn, input_key)
+        try:
+            return _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook,
+                          state_objects, fingerprint, metric_fn, collate_fn, input_key)
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise MemoryError(out_of_memory_message(exc, config.batch_size)) from exc
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for the allocators' out-of-memory errors (CUDA, MPS, CPU, Python)."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return any(s in text for s in ("out of memory", "can't allocate memory", "not enough memory",
+                                   "cannot allocate memory", "failed to allocate"))
+
+
+def out_of_memory_message(exc: BaseException, batch_size: int) -> str:
+    """One line saying that memory ran out and what to reduce."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return (
+        f"out of memory while training with batch_size={batch_size} ({first}); reduce "
+        "batch_size (CLI: --batch-size) or image_size (CLI: --image-size), or use "
+        "gradient_accumulation_steps / mixed_precision='bf16'"
+    )
 
 
 def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, state_objects,

@@ -56,7 +56,7 @@ def check_real(
     if value is None and none_ok:
         return
     lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-    interval = f"{lo}{low}, {'inf' if high is None else high}{hi}"
+    interval = f"{lo}{low}, inf)" if high is None else f"{lo}{low}, {high}{hi}"
     if isinstance(value, bool) or not isinstance(value, Real):
         extra = " or None" if none_ok else ""
         raise TypeError(f"{name} must be a real number in {interval}{extra}, got {value!r}")
@@ -64,7 +64,7 @@ def check_real(
     if high is not None:
         ok = ok and (value < high if high_open else value <= high)
     if not ok:
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
 
 
 def check_choice(params: dict[str, Any], name: str, choices: tuple[str, ...]) -> None:

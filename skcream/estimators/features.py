@@ -44,6 +44,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from skcream.estimators._shape import probe_feature_shape
+
 __all__ = ["TimmFeatures", "TrainedBackbone"]
 
 _OUTPUT_TYPES = ("numpy", "torch")
@@ -412,10 +414,8 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         self.random_init_ = not isinstance(self.backbone, TrainedBackbone) and (
             self.pretrained is False or len(list(net.new_parameters())) > 0
         )
-        with torch.no_grad():
-            probe = net(torch.zeros(1, 3, self.image_size_, self.image_size_,
-                                    device=self._device()))
-        self.feature_shape_ = tuple(int(s) for s in probe.shape[1:])
+        self.feature_shape_ = probe_feature_shape(net, self.image_size_, self._device(),
+                                                  self.backbone)
         self.n_features_out_ = int(self.feature_shape_[0])
         return self
 
