@@ -198,6 +198,17 @@ def parse_data_spec(text: str) -> DataSpec:
     )
 
 
+_RECIPE_DATASETS = ("CUB", "ILSVRC", "OpenImages")
+
+
+def _recipe_dataset(value: str) -> str:
+    """``--recipe`` in any case -> the dataset's canonical name."""
+    for name in _RECIPE_DATASETS:
+        if value.lower() == name.lower():
+            return name
+    return value  # argparse's choices check names the valid values
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto",
                    help="torch device: 'auto' (CUDA when available), 'cpu', 'cuda:0', ...")
@@ -264,13 +275,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "MaxBoxAccV2 per epoch); same forms as --data")
     p.add_argument("--val-split", default="val", help="split of --val-data")
     p.add_argument("--backbone", default="vgg16", help="timm model name")
+    p.add_argument("--recipe", choices=_RECIPE_DATASETS, default=None, type=_recipe_dataset,
+                   help="train with the paper's / WSOL benchmark's setting of --backbone "
+                        "(vgg16, resnet50 or inception_v3) on this dataset "
+                        "(skcream.recipes.recipe): epochs, lr schedule, Nesterov SGD, "
+                        "large_feature_map, ...; --epochs / --lr / --image-size override it")
     p.add_argument("--pretrained", type=_pretrained, default=True,
                    help="true (timm hub; efficientnet_lite0 offline), false, or a path to a "
                         ".pth/.safetensors state dict")
-    p.add_argument("--epochs", type=_positive_int, default=50, help="training epochs")
-    p.add_argument("--lr", type=_positive_float, default=1e-3,
-                   help="learning rate of the pretrained layers (new layers: 10x)")
-    p.add_argument("--image-size", type=_positive_int, default=224, help="network input side")
+    p.add_argument("--epochs", type=_positive_int, default=None,
+                   help="training epochs (default 50, or the recipe's)")
+    p.add_argument("--lr", type=_positive_float, default=None,
+                   help="learning rate of the pretrained layers (new layers: 10x; default "
+                        "1e-3, or the recipe's)")
+    p.add_argument("--image-size", type=_positive_int, default=None,
+                   help="network input side (default 224, or the recipe's)")
     p.add_argument("--out", type=Path, required=True,
                    help="output folder: the saved model, plus checkpoints/ for --resume")
     p.add_argument("--resume", action="store_true",
@@ -541,17 +560,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
                        "them, or choose another --out")
     from skcream.estimators.localizer import CREAMLocalizer
 
+    settings: dict[str, Any] = {"max_epochs": 50, "lr": 1e-3, "image_size": 224}
+    if args.recipe is not None:
+        from skcream.recipes import BACKBONES, recipe
+
+        if args.backbone not in BACKBONES:
+            raise CLIError(f"--recipe: recipes exist for --backbone {', '.join(BACKBONES)}; "
+                           f"got {args.backbone!r}")
+        settings.update(recipe(args.recipe, args.backbone))
+    for key, value in (("max_epochs", args.epochs), ("lr", args.lr),
+                       ("image_size", args.image_size)):
+        if value is not None:
+            settings[key] = value
+    settings.update(backbone=args.backbone, pretrained=args.pretrained,
+                    batch_size=args.batch_size)
     train = args.data.load(args.split, random_state=args.seed)
     val = None
     if args.val_data is not None:
         val = args.val_data.load(args.val_split, random_state=args.seed)
     model = CREAMLocalizer(
-        backbone=args.backbone,
-        pretrained=args.pretrained,
-        max_epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        image_size=args.image_size,
+        **settings,
         device=_device(args),
         random_state=args.seed,
         verbose=_verbose(args),
