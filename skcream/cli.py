@@ -201,6 +201,15 @@ def parse_data_spec(text: str) -> DataSpec:
 _RECIPE_DATASETS = ("CUB", "ILSVRC", "OpenImages")
 
 
+class _Explicit(argparse.Action):
+    """Store the value and note the option as given (``args.explicit_options``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        given = set(getattr(namespace, "explicit_options", set()))
+        namespace.explicit_options = given | {self.dest}
+
+
 def _recipe_dataset(value: str) -> str:
     """``--recipe`` in any case -> the dataset's canonical name."""
     for name in _RECIPE_DATASETS:
@@ -283,13 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", type=_pretrained, default=True,
                    help="true (timm hub; efficientnet_lite0 offline), false, or a path to a "
                         ".pth/.safetensors state dict")
-    p.add_argument("--epochs", type=_positive_int, default=None,
-                   help="training epochs (default 50, or the recipe's)")
-    p.add_argument("--lr", type=_positive_float, default=None,
-                   help="learning rate of the pretrained layers (new layers: 10x; default "
-                        "1e-3, or the recipe's)")
-    p.add_argument("--image-size", type=_positive_int, default=None,
-                   help="network input side (default 224, or the recipe's)")
+    p.add_argument("--epochs", type=_positive_int, default=50, action=_Explicit,
+                   help="training epochs (with --recipe: the recipe's unless given)")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, action=_Explicit,
+                   help="learning rate of the pretrained layers (new layers: 10x; with "
+                        "--recipe: the recipe's unless given)")
+    p.add_argument("--image-size", type=_positive_int, default=224, action=_Explicit,
+                   help="network input side (with --recipe: the recipe's unless given)")
     p.add_argument("--out", type=Path, required=True,
                    help="output folder: the saved model, plus checkpoints/ for --resume")
     p.add_argument("--resume", action="store_true",
@@ -560,7 +569,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                        "them, or choose another --out")
     from skcream.estimators.localizer import CREAMLocalizer
 
-    settings: dict[str, Any] = {"max_epochs": 50, "lr": 1e-3, "image_size": 224}
+    settings: dict[str, Any] = {}
     if args.recipe is not None:
         from skcream.recipes import BACKBONES, recipe
 
@@ -568,10 +577,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise CLIError(f"--recipe: recipes exist for --backbone {', '.join(BACKBONES)}; "
                            f"got {args.backbone!r}")
         settings.update(recipe(args.recipe, args.backbone))
-    for key, value in (("max_epochs", args.epochs), ("lr", args.lr),
-                       ("image_size", args.image_size)):
-        if value is not None:
-            settings[key] = value
+    explicit = getattr(args, "explicit_options", set())
+    for key, dest in (("max_epochs", "epochs"), ("lr", "lr"), ("image_size", "image_size")):
+        if args.recipe is None or dest in explicit:
+            settings[key] = getattr(args, dest)
     settings.update(backbone=args.backbone, pretrained=args.pretrained,
                     batch_size=args.batch_size)
     train = args.data.load(args.split, random_state=args.seed)

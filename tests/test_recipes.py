@@ -404,6 +404,13 @@ def test_cli_train_recipe(monkeypatch, tmp_path, capsys):
     assert code == 0
     expected = dict(recipe("ILSVRC", "inception_v3"), pretrained=False, max_epochs=3)
     assert {k: seen[k] for k in expected} == expected
+    seen.clear()  # without --epochs: the recipe's 6 (not the option's default 50)
+    main(["train", "--data", "synthetic:8", "--out", str(tmp_path / "a"), "--recipe", "ILSVRC",
+          "--backbone", "inception_v3", "--quiet"])
+    assert seen["max_epochs"] == 6 and seen["lr_step"] == (1, 3, 5)
+    seen.clear()  # without --recipe: the options' defaults, as before
+    main(["train", "--data", "synthetic:8", "--out", str(tmp_path / "c"), "--quiet"])
+    assert (seen["max_epochs"], seen["lr_step"], seen["nesterov"]) == (50, 15, False)
     code = main(["train", "--data", "synthetic:8", "--out", str(tmp_path / "b"),
                  "--recipe", "CUB", "--backbone", "resnet18", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
