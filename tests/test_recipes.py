@@ -246,6 +246,21 @@ def test_torchvision_inception_file_loads(tmp_path):
         torch.testing.assert_close(ours[key], state[key])
 
 
+def test_torchvision_resnet50_file_loads(tmp_path):
+    # the benchmark's resnet50-19c8e357.pth has torchvision's key names; layer4 and the
+    # stem both arrive (VGG16's file, checked once by hand, is too slow to build here)
+    import torchvision
+
+    torch.manual_seed(0)
+    state = torchvision.models.resnet50(weights=None).state_dict()
+    path = tmp_path / "resnet50.pth"
+    torch.save(state, path)
+    ours = build_backbone("resnet50", pretrained=path).body.state_dict()
+    assert len(ours) == len(state) - 2  # all but fc.weight / fc.bias
+    for key, value in ours.items():
+        torch.testing.assert_close(value, state[key[len("model."):]], rtol=0, atol=0)
+
+
 def test_torchvision_only_keys_are_not_a_free_pass(tmp_path):
     # an unrelated key still fails; the VGG classifier prefix is only skipped for VGGs
     from skcream.backbones import _drop_torchvision_only
