@@ -50,7 +50,8 @@ What else follows wsolevaluation (commit 96f4b88: ``wsol/vgg.py``, ``wsol/resnet
   (the benchmark Xavier-initialises ResNet and InceptionV3 convolutions before loading the
   weights, which only matters without weights); the benchmark starts ResNet50's classifier on
   ILSVRC from torchvision's ImageNet ``fc`` (1000 classes in the same order), skcream from
-  N(0, 0.01^2).
+  N(0, 0.01^2), as the paper describes its classifier ("random initialization", section
+  4.1), and because a dataset's class indices need not be ImageNet's.
 
 EfficientNets get timm's dilated last stage (``modification="dilated"``, the default) or the
 ResNet-style modification (the last downsampling stage at stride 1, ``"stride1"``). Any other timm CNN
