@@ -113,6 +113,13 @@ def test_head_shapes_and_exact_cam(nets, backbone, dim):
     # Eq. 2 holds in eval mode for every backbone (InceptionV3's dropout is off)
     torch.testing.assert_close(logits, cams.mean(dim=(2, 3)) + model.head.bias, rtol=1e-4,
                                atol=1e-5)
+    # the benchmark's InceptionV3 CAM is its 1x1 conv output, bias included: the same map
+    # after min-max normalisation
+    from skcream.cam import normalize_maps
+
+    with_bias = cams + torch.randn(N_CLASSES)[None, :, None, None]
+    torch.testing.assert_close(normalize_maps(with_bias.flatten(0, 1)),
+                               normalize_maps(cams.flatten(0, 1)), rtol=0, atol=1e-5)
 
 
 def test_inception_head_dropout_is_the_benchmarks_1x1_conv_after_dropout(nets):
