@@ -208,6 +208,26 @@ def _add_trust(p: argparse.ArgumentParser) -> None:
                         "folder with '..' (only for metadata you wrote or trust)")
 
 
+_RECIPE_DATASETS = ("CUB", "ILSVRC", "OpenImages")
+
+
+class _Explicit(argparse.Action):
+    """Store the value and note the option as given (``args.explicit_options``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        given = set(getattr(namespace, "explicit_options", set()))
+        namespace.explicit_options = given | {self.dest}
+
+
+def _recipe_dataset(value: str) -> str:
+    """``--recipe`` in any case -> the dataset's canonical name."""
+    for name in _RECIPE_DATASETS:
+        if value.lower() == name.lower():
+            return name
+    return value  # argparse's choices check names the valid values
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto",
                    help="torch device: 'auto' (CUDA when available), 'cpu', 'cuda:0', ...")
@@ -277,15 +297,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "MaxBoxAccV2 per epoch); same forms as --data")
     p.add_argument("--val-split", default="val", help="split of --val-data")
     p.add_argument("--backbone", default="vgg16", help="timm model name")
+    p.add_argument("--recipe", choices=_RECIPE_DATASETS, default=None, type=_recipe_dataset,
+                   help="train with the paper's / WSOL benchmark's setting of --backbone "
+                        "(vgg16, resnet50 or inception_v3) on this dataset "
+                        "(skcream.recipes.recipe): epochs, lr schedule, Nesterov SGD, "
+                        "large_feature_map, ...; --epochs / --lr / --image-size override it")
     p.add_argument("--pretrained", type=_pretrained, default=True,
                    help="true (timm hub; efficientnet_lite0 offline), false, or a path to a "
                         ".pth/.safetensors state dict")
-    p.add_argument("--epochs", type=_positive_int, default=50, help="training epochs")
-    p.add_argument("--lr", type=_positive_float, default=1e-3,
-                   help="learning rate of the pretrained layers (new layers: 10x)")
-    p.add_argument("--image-size", type=_image_side, default=224,
+    p.add_argument("--epochs", type=_positive_int, default=50, action=_Explicit,
+                   help="training epochs (with --recipe: the recipe's unless given)")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, action=_Explicit,
+                   help="learning rate of the pretrained layers (new layers: 10x; with "
+                        "--recipe: the recipe's unless given)")
+    p.add_argument("--image-size", type=_image_side, default=224, action=_Explicit,
                    help="network input side (random crops of it are cut from images resized "
-                        "to 256, or to 8/7 of it when larger than 224)")
+                        "to 256, or to 8/7 of it when larger than 224; with --recipe: the "
+                        "recipe's unless given)")
     p.add_argument("--out", type=Path, required=True,
                    help="output folder: the saved model, plus checkpoints/ for --resume")
     p.add_argument("--resume", action="store_true",
@@ -537,21 +565,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
                        "them, or choose another --out")
     from skcream.estimators.localizer import CREAMLocalizer
 
+    settings: dict[str, Any] = {}
+    if args.recipe is not None:
+        from skcream.recipes import BACKBONES, recipe
+
+        if args.backbone not in BACKBONES:
+            raise CLIError(f"--recipe: recipes exist for --backbone {', '.join(BACKBONES)}; "
+                           f"got {args.backbone!r}")
+        settings.update(recipe(args.recipe, args.backbone))
+    explicit = getattr(args, "explicit_options", set())
+    for key, dest in (("max_epochs", "epochs"), ("lr", "lr"), ("image_size", "image_size")):
+        if args.recipe is None or dest in explicit:
+            settings[key] = getattr(args, dest)
+    if args.recipe is None or "image_size" in explicit:
+        # the recipe's resize 256 / crop 224, scaled up for larger inputs (the CLI has no
+        # --resize-size, so the library's resize_size >= image_size error cannot happen)
+        settings["resize_size"] = max(256, round(settings["image_size"] * 256 / 224))
+    settings.update(backbone=args.backbone, pretrained=args.pretrained,
+                    batch_size=args.batch_size)
     trust = args.allow_outside_root
     train = args.data.load(args.split, random_state=args.seed, allow_outside_root=trust)
     val = None
     if args.val_data is not None:
         val = args.val_data.load(args.val_split, random_state=args.seed, allow_outside_root=trust)
     model = CREAMLocalizer(
-        backbone=args.backbone,
-        pretrained=args.pretrained,
-        max_epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        image_size=args.image_size,
-        # the recipe's resize 256 / crop 224, scaled up for larger inputs (the CLI has no
-        # --resize-size, so the library's resize_size >= image_size error cannot happen)
-        resize_size=max(256, round(args.image_size * 256 / 224)),
+        **settings,
         validation_data=val,
         device=_device(args),
         random_state=args.seed,

