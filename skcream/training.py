@@ -86,8 +86,15 @@ class TrainConfig:
     head_lr_mult : float
     momentum, weight_decay : float
         SGD settings.
+    nesterov : bool
+        Nesterov momentum (wsolevaluation's SGD uses it).
     lr_step_size : int or None
         Divide the lr by ``1/lr_gamma`` every this many epochs; None keeps it constant.
+    lr_milestones : tuple of int or None
+        Instead of ``lr_step_size``: divide the lr by ``1/lr_gamma`` after each of these
+        numbers of finished epochs (strictly increasing). wsolevaluation's loop divides at the
+        start of epochs f, 2f, ... (1-based) for ``--lr_decay_frequency f``, i.e. after
+        f-1, 2f-1, ... epochs (:mod:`skcream.recipes`).
     lr_gamma : float
     mixed_precision : {"no", "fp16", "bf16"}
     gradient_accumulation_steps : int
@@ -113,7 +120,9 @@ class TrainConfig:
     head_lr_mult: float = 10.0
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    nesterov: bool = False
     lr_step_size: int | None = None
+    lr_milestones: tuple[int, ...] | None = None
     lr_gamma: float = 0.1
     mixed_precision: str = "no"
     gradient_accumulation_steps: int = 1
@@ -134,12 +143,27 @@ class TrainConfig:
         _check_int("verbose", self.verbose, low=0)
         if self.lr_step_size is not None:
             _check_int("lr_step_size", self.lr_step_size, low=1)
+        if self.lr_milestones is not None:
+            if self.lr_step_size is not None:
+                raise ValueError("lr_milestones and lr_step_size: give one of them, not both")
+            milestones = list(self.lr_milestones)
+            for m in milestones:
+                _check_int("lr_milestones", m, low=1)
+            if not milestones or any(a >= b for a, b in zip(milestones, milestones[1:])):
+                raise ValueError(
+                    f"lr_milestones: expected a non-empty strictly increasing sequence, "
+                    f"got {self.lr_milestones!r}"
+                )
         if self.random_state is not None:
             _check_int("random_state", self.random_state, low=0)
         for name in ("lr", "head_lr_mult", "lr_gamma"):
             _check_real(name, getattr(self, name), positive=True)
         for name in ("momentum", "weight_decay"):
             _check_real(name, getattr(self, name), positive=False)
+        if not isinstance(self.nesterov, bool):
+            raise TypeError(f"nesterov: expected a bool, got {self.nesterov!r}")
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov: Nesterov momentum needs momentum > 0")
         if self.mixed_precision not in _MIXED:
             raise ValueError(f"mixed_precision: expected one of {_MIXED}, got {self.mixed_precision!r}")
         if self.device not in ("auto", "cpu"):
@@ -466,8 +490,32 @@ def train(
     if n_samples == 0:
         raise ValueError("dataset: is empty")
     with _preserved_global_rng(config.random_state is not None):
-        return _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook,
-                      state_objects, fingerprint, metric_fn, collate_fn, input_key)
+        try:
+            return _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook,
+                          state_objects, fingerprint, metric_fn, collate_fn, input_key)
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise MemoryError(out_of_memory_message(exc, config.batch_size)) from exc
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for the allocators' out-of-memory errors (CUDA, MPS, CPU, Python)."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return any(s in text for s in ("out of memory", "can't allocate memory", "not enough memory",
+                                   "cannot allocate memory", "failed to allocate"))
+
+
+def out_of_memory_message(exc: BaseException, batch_size: int) -> str:
+    """One line saying that memory ran out and what to reduce."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return (
+        f"out of memory while training with batch_size={batch_size} ({first}); reduce "
+        "batch_size (CLI: --batch-size) or image_size (CLI: --image-size), or use "
+        "gradient_accumulation_steps / mixed_precision='bf16'"
+    )
 
 
 def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, state_objects,
@@ -501,9 +549,15 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
     optimizer = torch.optim.SGD(
         parameter_groups(model, config.lr, config.head_lr_mult),
         lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+        nesterov=config.nesterov,
     )
-    scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step_size, config.lr_gamma)
-                 if config.lr_step_size is not None else None)
+    scheduler = None
+    if config.lr_step_size is not None:
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step_size, config.lr_gamma)
+    elif config.lr_milestones is not None:
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, list(config.lr_milestones), config.lr_gamma
+        )
     start, history = 0, []
     if config.resume and meta is not None:
         _load_checkpoint(directory, accelerator.process_index, model, optimizer, scheduler,

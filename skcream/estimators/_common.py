@@ -117,7 +117,9 @@ def train_config(est: Any, seed: int | None, **extra: Any):
     Parameters
     ----------
     est : estimator
-        Reads ``max_epochs``, ``batch_size``, ``lr``, ``lr_step``, ``mixed_precision``,
+        Reads ``max_epochs``, ``batch_size``, ``lr``, ``lr_step`` (an int: every that many
+        epochs; a sequence: after those many epochs), ``nesterov`` (when the estimator has
+        it), ``mixed_precision``,
         ``gradient_accumulation_steps``, ``num_workers``, ``checkpoint_dir`` (resume from
         it when set), ``verbose`` and the inference device (CPU there means CPU training).
     seed : int or None
@@ -128,11 +130,15 @@ def train_config(est: Any, seed: int | None, **extra: Any):
     from skcream.training import TrainConfig
 
     device = est._inference_device()
+    step = est.lr_step
+    milestones = tuple(int(e) for e in step) if isinstance(step, list | tuple) else None
     return TrainConfig(
         epochs=est.max_epochs,
         batch_size=est.batch_size,
         lr=float(est.lr),
-        lr_step_size=est.lr_step,
+        lr_step_size=None if milestones is not None else step,
+        lr_milestones=milestones,
+        nesterov=bool(getattr(est, "nesterov", False)),
         mixed_precision=est.mixed_precision,
         gradient_accumulation_steps=est.gradient_accumulation_steps,
         num_workers=est.num_workers,

@@ -22,6 +22,7 @@ from skcream.estimators._common import resolve_seed, seeded, train_config, train
 from skcream.estimators._inputs import training_classes
 from skcream.estimators._localizer_io import fitted_meta, fitted_tensors, restore
 from skcream.estimators._localizer_params import TRAINING_PARAMS
+from skcream.estimators._shape import probe_feature_shape
 
 __all__ = ["LabelledImages", "fit_network", "resolve_seed"]
 
@@ -145,6 +146,9 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
             large_feature_map=bool(est.large_feature_map),
         )
         model = CAMNet(backbone, len(classes))
+    # before any training: an input the network cannot take fails here, in words
+    probe_feature_shape(backbone.eval(), est.image_size, "cpu", est.backbone)
+    backbone.train()
     context = ContextEmbeddings(
         len(classes),
         backbone.num_features,

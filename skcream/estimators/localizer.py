@@ -39,7 +39,7 @@ from skcream.estimators._localizer_infer import (
 from skcream.estimators._localizer_io import fitted_tensors
 from skcream.estimators._localizer_params import validate_params
 from skcream.localize import Localization, maps_to_localization, protocol_maps
-from skcream.metrics import BoxAccumulator, PxAPAccumulator
+from skcream.metrics import SCORER_METRICS, BoxAccumulator, PxAPAccumulator
 
 __all__ = [
     "CREAMLocalizer",
@@ -51,16 +51,9 @@ __all__ = [
     "make_localizer_scorer",
 ]
 
-#: metrics of :meth:`CREAMLocalizer.evaluate` (and of :func:`make_localizer_scorer`)
-LOCALIZER_METRICS = (
-    "max_box_acc_v2",
-    "max_box_acc",
-    "pxap",
-    "top1_loc",
-    "top5_loc",
-    "gt_known_loc",
-    "top1_acc",
-)
+#: metrics of :meth:`CREAMLocalizer.evaluate` (and of :func:`make_localizer_scorer`); the
+#: names of ``skcream.metrics.SCORERS``
+LOCALIZER_METRICS = SCORER_METRICS
 
 #: box threshold used when neither ``box_threshold`` nor ``validation_data`` is given
 DEFAULT_BOX_THRESHOLD = 0.2
@@ -110,9 +103,15 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
     batch_size : int, default=32
         Per process; also the inference batch size.
     lr : float, default=1e-3
-        SGD learning rate of the pretrained layers; new layers (head, VGG's conv6) get 10x.
-    lr_step : int or None, default=15
-        Divide the learning rates by 10 every ``lr_step`` epochs (None: constant).
+        SGD learning rate of the pretrained layers; new layers (head, VGG's conv6,
+        InceptionV3's two convs) and ResNet's layer4 get 10x (as wsolevaluation).
+    lr_step : int, sequence of int or None, default=15
+        Divide the learning rates by 10 every ``lr_step`` epochs; a sequence: after each of
+        those numbers of epochs (wsolevaluation's schedule, see :mod:`skcream.recipes`);
+        None: constant.
+    nesterov : bool, default=False
+        Nesterov momentum for the SGD (momentum 0.9, weight decay 1e-4); wsolevaluation
+        trains with it (``skcream.recipes.recipe`` sets it).
     image_size : int, default=224
         Training crop and evaluation size.
     resize_size : int, default=256
@@ -186,7 +185,8 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         max_epochs: int = 50,
         batch_size: int = 32,
         lr: float = 1e-3,
-        lr_step: int | None = 15,
+        lr_step: int | Sequence[int] | None = 15,
+        nesterov: bool = False,
         image_size: int = 224,
         resize_size: int = 256,
         feature_stage: int | None = None,
@@ -217,6 +217,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.lr = lr
         self.lr_step = lr_step
+        self.nesterov = nesterov
         self.image_size = image_size
         self.resize_size = resize_size
         self.feature_stage = feature_stage
