@@ -813,64 +813,73 @@ def _basin_emit(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min:
     h, w = img.shape
     flat = img.ravel()
     big = np.int32(2**30)
-    T = np.empty((256, nb, 5), np.int32)
-    T[:, :, 0] = big
-    T[:, :, 1] = big
+    T = np.empty((256, nb, 5), np.int32)  # x0, y0, x1, y1, first index; x1 < 0: empty
     T[:, :, 2] = -1
-    T[:, :, 3] = -1
-    T[:, :, 4] = big
     top = np.zeros(nb, np.int32)
+    edge_px = np.empty(h * w, np.int32)
+    n_px = 0
+    n_edges = 0
     for y in range(h):
         for x in range(w):
             p = y * w + x
             b = label[p]
             v = flat[p]
-            T[v, b, 0] = min(T[v, b, 0], x)
-            T[v, b, 2] = max(T[v, b, 2], x)
-            T[v, b, 1] = min(T[v, b, 1], y)
+            if T[v, b, 2] < 0:  # raster order: the first visit has the least y and index
+                T[v, b, 0] = x
+                T[v, b, 1] = y
+                T[v, b, 2] = x
+                T[v, b, 4] = p
+            else:
+                T[v, b, 0] = min(T[v, b, 0], x)
+                T[v, b, 2] = max(T[v, b, 2], x)
             T[v, b, 3] = y
-            T[v, b, 4] = min(T[v, b, 4], p)
-            top[b] = max(top[b], v)
-    n_edges = 0
-    for y in range(h):
-        for x in range(w):
-            b = label[y * w + x]
-            if x + 1 < w and label[y * w + x + 1] != b:
-                n_edges += 1
+            k = 0
+            right = x + 1 < w
+            if right:
+                k += label[p + 1] != b
             if y + 1 < h:
-                if label[(y + 1) * w + x] != b:
-                    n_edges += 1
+                k += label[p + w] != b
                 if conn8:
-                    if x + 1 < w and label[(y + 1) * w + x + 1] != b:
-                        n_edges += 1
-                    if x > 0 and label[(y + 1) * w + x - 1] != b:
-                        n_edges += 1
+                    if right:
+                        k += label[p + w + 1] != b
+                    if x > 0:
+                        k += label[p + w - 1] != b
+            if k:
+                edge_px[n_px] = p
+                n_px += 1
+                n_edges += k
+    for b in range(nb):
+        for v in range(255, -1, -1):
+            if T[v, b, 2] >= 0:
+                top[b] = v
+                break
+    if conn8:
+        fdy = (0, 1, 1, 1)
+        fdx = (1, 0, 1, -1)
+    else:
+        fdy = (0, 1, 0, 0)
+        fdx = (1, 0, 0, 0)
+    n_dir = 4 if conn8 else 2
     ea = np.empty(n_edges, np.int32)
     ec = np.empty(n_edges, np.int32)
     ew = np.empty(n_edges, np.int32)
     e = 0
-    for y in range(h):
-        for x in range(w):
-            p = y * w + x
-            b = label[p]
-            for d in range(4):
-                if d == 0:
-                    yy, xx = y, x + 1
-                elif d == 1:
-                    yy, xx = y + 1, x
-                elif not conn8:
-                    break
-                elif d == 2:
-                    yy, xx = y + 1, x + 1
-                else:
-                    yy, xx = y + 1, x - 1
-                if yy < h and 0 <= xx < w:
-                    r = yy * w + xx
-                    if label[r] != b:
-                        ea[e] = b
-                        ec[e] = label[r]
-                        ew[e] = min(flat[p], flat[r])
-                        e += 1
+    for i in range(n_px):
+        p = edge_px[i]
+        y = p // w
+        x = p - y * w
+        b = label[p]
+        for d in range(n_dir):
+            yy = y + fdy[d]
+            xx = x + fdx[d]
+            if yy < h and 0 <= xx < w:
+                r = yy * w + xx
+                c = label[r]
+                if c != b:
+                    ea[e] = b
+                    ec[e] = c
+                    ew[e] = min(flat[p], flat[r])
+                    e += 1
     counts = np.zeros(257, np.int64)
     for i in range(n_edges):
         counts[ew[i] + 1] += 1
@@ -1015,6 +1024,16 @@ def _ordered_boxes(h: int, w: int, levels: np.ndarray, lab8: np.ndarray, lab4: n
         total += (f_starts[L] - f_starts[L + 1]) + (h_starts[254 - L] - h_starts[255 - L])
     out = np.empty((total, 4), np.int64)
     sizes = np.zeros(n_lv, np.int64)
+    kmax = 1
+    for i in range(n_lv):
+        L = levels[i]
+        kmax = max(kmax, (f_starts[L] - f_starts[L + 1]) + (h_starts[254 - L] - h_starts[255 - L]))
+    par = np.empty(kmax, np.int64)  # per-level work arrays, allocated once
+    key = np.empty(kmax, np.int64)
+    head = np.empty(kmax + 1, np.int64)
+    nxt = np.empty(kmax, np.int64)
+    tail = np.empty(kmax + 1, np.int64)
+    stack = np.empty(kmax + 1, np.int64)
     slot_f = np.full(f_par.size, -1, np.int64)  # merge-tree node -> record of this level
     slot_h = np.full(h_par.size, -1, np.int64)
     o = 0
@@ -1031,8 +1050,7 @@ def _ordered_boxes(h: int, w: int, levels: np.ndarray, lab8: np.ndarray, lab4: n
         for j in range(h0, h1):
             slot_h[h_node[j]] = nf + (j - h0)
         # nodes 0..nf-1 outer borders, nf..k-1 holes; parent -1 = the frame
-        par = np.full(k, -1, np.int64)
-        key = np.empty(k, np.int64)
+        par[:k] = -1
         for j in range(nf):
             first = f_rec[f0 + j, 4]
             key[j] = first
@@ -1052,10 +1070,10 @@ def _ordered_boxes(h: int, w: int, levels: np.ndarray, lab8: np.ndarray, lab4: n
         for j in range(h0, h1):
             slot_h[h_node[j]] = -1
         # children lists sorted by decreasing key: sort all nodes by key once
-        order = np.argsort(-key)
-        head = np.full(k + 1, -1, np.int64)  # k = the frame
-        nxt = np.full(k, -1, np.int64)
-        tail = np.full(k + 1, -1, np.int64)
+        order = np.argsort(-key[:k])
+        head[: k + 1] = -1  # k = the frame
+        nxt[:k] = -1
+        tail[: k + 1] = -1
         for t in range(k):
             j = order[t]
             pj = par[j] if par[j] >= 0 else k
@@ -1065,7 +1083,6 @@ def _ordered_boxes(h: int, w: int, levels: np.ndarray, lab8: np.ndarray, lab4: n
                 nxt[tail[pj]] = j
             tail[pj] = j
         # pre-order walk with an explicit stack
-        stack = np.empty(k + 1, np.int64)
         sp = 0
         c = head[k]
         while True:

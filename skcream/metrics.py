@@ -269,6 +269,8 @@ def boxes_from_scoremap(
                 gathered = boxes[rows]  # one copy: the per-threshold arrays do not alias
                 pieces = [gathered[a:b] for a, b in zip(begins.tolist(), ends.tolist())]
     if pieces is not None:
+        if len(pieces) == levels.size:  # every threshold inside 0..max-1 (the usual case)
+            return pieces
         for j, piece in zip(np.flatnonzero(inside).tolist(), pieces):
             out[j] = piece
     cache: dict[int, np.ndarray] = {}
