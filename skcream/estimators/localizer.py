@@ -639,11 +639,30 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         _localizer_io.save(self, path, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> CREAMLocalizer:
-        """Read an estimator written by :meth:`save` (no unpickling)."""
+    def load(
+        cls, path: str | os.PathLike, *, device: str | torch.device | None = None
+    ) -> CREAMLocalizer:
+        """Read an estimator written by :meth:`save` (no unpickling), all or nothing.
+
+        Parameters
+        ----------
+        path : str or PathLike
+            The directory.
+        device : str, torch.device or None, default=None
+            Where to put the network (a saved model records no device); None: CUDA when
+            available, else the CPU.
+
+        Raises
+        ------
+        ValueError
+            One line naming the file and field: files that disagree with their manifest
+            (an interrupted or corrupt save), metadata outside its schema or inconsistent
+            with the weights' shapes (checked before any network is built), a truncated
+            or foreign weights file, a missing tensor, a NaN/inf weight.
+        """
         from skcream.estimators import _localizer_io
 
-        return _localizer_io.load(cls, path)
+        return _localizer_io.load(cls, path, device=device)
 
     def __getstate__(self) -> dict[str, Any]:
         from skcream.estimators import _localizer_io
