@@ -232,32 +232,35 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def _write_file(path: Path, data: bytes) -> None:
+def _write_file(path: Path, data: bytes, fsync: bool = True) -> None:
     with open(path, "wb") as fh:
         fh.write(data)
-        fh.flush()
-        _fsync_fd(fh.fileno())
+        if fsync:
+            fh.flush()
+            _fsync_fd(fh.fileno())
 
 
 def _unique(path: Path, kind: str) -> Path:
     return path.with_name(f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:12]}")
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> None:
     """Write one file all-or-nothing: a uniquely named temporary file, fsync, one rename.
 
     Concurrent writers never share a temporary name; a reader sees the old or the new
-    content; a failure leaves the old file as it was.
+    content; a failure leaves the old file as it was. ``fsync=False`` skips the flushes to
+    disk (for cache entries whose readers verify a content hash anyway).
     """
     path = Path(path)
     tmp = _unique(path, "tmp")
     try:
-        _write_file(tmp, data)
+        _write_file(tmp, data, fsync)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    fsync_dir(path.parent)
+    if fsync:
+        fsync_dir(path.parent)
 
 
 def new_staging_dir(path: str | os.PathLike) -> Path:

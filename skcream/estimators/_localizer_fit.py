@@ -22,6 +22,7 @@ from skcream.estimators._common import resolve_seed, seeded, train_config, train
 from skcream.estimators._inputs import training_classes
 from skcream.estimators._localizer_io import fitted_meta, fitted_tensors, restore
 from skcream.estimators._localizer_params import TRAINING_PARAMS
+from skcream.estimators._saved_schema import check_localizer
 
 __all__ = ["LabelledImages", "fit_network", "resolve_seed"]
 
@@ -129,11 +130,16 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
         else:
             cache = FitCache(location)
             key = cache_key(key_params, data_fp)
-            hit = cache.get(key)
+            entry = str(cache.root / key)
+
+            def check(meta, shapes):
+                check_localizer(meta, shapes, entry)
+
+            hit = cache.get(key, check=check)
             if hit is not None:
                 meta, tensors = hit
                 holder = _Holder(est)
-                restore(holder, meta["fitted"], tensors, torch.device("cpu"))
+                restore(holder, meta["fitted"], tensors, torch.device("cpu"), checked=True)
                 return holder.fitted()
 
     seed = resolve_seed(est.random_state)
