@@ -450,6 +450,9 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
             check_regressor(meta, shapes, os.path.join(os.fspath(path), "skcream.json"),
                             os.path.join(os.fspath(path), "weights.safetensors"))
 
+        from skcream.estimators._localizer_io import load_device
+
+        load_device(device)
         est, fitted, tensors = read_estimator(cls, path, _CLASS, check=check)
         est.device = device
         est._restore(fitted, tensors, checked=True)

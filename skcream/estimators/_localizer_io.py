@@ -29,6 +29,7 @@ from skcream.persistence import array_from_json, array_to_json, write_saved
 __all__ = [
     "NETWORK_ATTRIBUTES",
     "available_device",
+    "load_device",
     "build_model",
     "build_network",
     "fitted_meta",
@@ -178,6 +179,17 @@ def available_device(device) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def load_device(device) -> torch.device:
+    """The device to load onto: None is what is available; an explicit device must exist."""
+    if device is None:
+        return available_device(None)
+    dev = torch.device(device)
+    if available_device(dev) != dev:
+        raise ValueError(f"device: {str(device)!r} is not available on this machine; pass "
+                         "device=None to use what is available")
+    return dev
+
+
 def load(cls, path: str | os.PathLike, device=None):
     """Read an estimator written by :func:`save`, onto ``device`` (None: what is available)."""
     from skcream.estimators._saved_schema import check_localizer
@@ -186,9 +198,10 @@ def load(cls, path: str | os.PathLike, device=None):
         check_localizer(meta, shapes, os.path.join(os.fspath(path), "skcream.json"),
                         os.path.join(os.fspath(path), "weights.safetensors"))
 
+    target = load_device(device)
     est, fitted, tensors = read_estimator(cls, path, _CLASS, check=check)
     est.device = device
-    restore(est, fitted, tensors, available_device(device), checked=True)
+    restore(est, fitted, tensors, target, checked=True)
     return est
 
 
