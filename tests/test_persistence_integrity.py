@@ -282,10 +282,10 @@ def test_3_a_corrupt_feature_cache_entry_warns_once_and_is_recomputed(tmp_path):
     with pytest.warns(UserWarning, match="2 unreadable feature-cache entries") as record:
         again = feats.transform(images)
     assert len(record) == 1
-    np.testing.assert_array_equal(again, ref)
+    np.testing.assert_allclose(again, ref, rtol=0, atol=1e-5)  # recomputed in a smaller batch
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # healed: no warning the next time
-        np.testing.assert_array_equal(feats.transform(images), ref)
+        np.testing.assert_array_equal(feats.transform(images), again)
     assert len(list(tmp_path.rglob("*.npy"))) == 3
 
 

@@ -147,14 +147,14 @@ def check_network_shapes(
     extra = [k for k in saved if k not in expected]
     resized = [k for k in expected if k in saved and saved[k] != expected[k]]
     if missing:
-        raise ValueError(f"{source}: tensor {prefix}{missing[0]!r} is missing "
+        raise ValueError(f"{source}: tensor {prefix + missing[0]!r} is missing "
                          f"({len(missing)} missing in all)")
     if extra:
-        raise ValueError(f"{source}: tensor {prefix}{extra[0]!r} does not belong to the "
+        raise ValueError(f"{source}: tensor {prefix + extra[0]!r} does not belong to the "
                          f"network ({len(extra)} unexpected in all)")
     if resized:
         k = resized[0]
-        raise ValueError(f"{source}: tensor {prefix}{k!r} has shape {list(saved[k])}, the "
+        raise ValueError(f"{source}: tensor {prefix + k!r} has shape {list(saved[k])}, the "
                          f"network expects {list(expected[k])}")
 
 
