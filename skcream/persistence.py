@@ -264,12 +264,39 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, fsync: bool = Tr
 
 
 def new_staging_dir(path: str | os.PathLike) -> Path:
-    """A fresh, uniquely named folder beside ``path`` in which to build a unit."""
+    """A fresh, uniquely named folder beside ``path`` in which to build a unit.
+
+    Staging folders of ``path`` left by processes that died mid-save are removed first.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(path)
     staging = _unique(path, "tmp")
     staging.mkdir()
     return staging
+
+
+def _remove_orphans(path: Path) -> None:
+    prefix = f".{path.name}."
+    for p in path.parent.iterdir():
+        kind, _, rest = p.name[len(prefix):].partition("-")
+        if not p.name.startswith(prefix) or kind not in ("tmp", "old") or not p.is_dir():
+            continue
+        pid = rest.partition("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if sys.platform == "win32":
+        return True  # no cheap check: leave it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 _RENAME_EXCHANGE = 2

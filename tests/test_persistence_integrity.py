@@ -14,8 +14,6 @@ import os
 import pickle
 import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 
 import datasets
@@ -148,6 +146,16 @@ def test_1_failed_save_leaves_the_previous_model_intact(fitted, tmp_path, monkey
     assert _same(_weights(CREAMLocalizer.load(path)), _weights(fitted))
     other.save(path, overwrite=True)  # and a save that succeeds replaces it
     assert CREAMLocalizer.load(path).box_threshold_ == 0.7
+
+
+def test_1_staging_left_by_a_killed_save_is_cleaned_up(fitted, tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    orphan = tmp_path / f".m.tmp-{dead}-0123456789ab"  # a save killed before its rename
+    orphan.mkdir()
+    (orphan / "skcream.json").write_text("{}")
+    fitted.save(tmp_path / "m")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
 def test_1_a_mixed_unit_is_refused_naming_the_file(fitted, tmp_path):

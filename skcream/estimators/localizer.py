@@ -130,8 +130,10 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
     num_workers : int, default=0
         DataLoader workers.
     checkpoint_dir : path or None, default=None
-        Checkpoint every epoch there and resume an interrupted fit from it; a directory
-        written with another configuration or other data is refused.
+        Checkpoint every epoch there (all or nothing) and resume an interrupted fit from
+        it; a directory written with another configuration or other data, or holding more
+        epochs than ``max_epochs``, is refused. A fit holds an OS lock on the folder: a
+        second fit on it fails at once (``SKCREAM_LOCK_TIMEOUT=SECONDS`` waits instead).
     memory : None, path or joblib.Memory, default=None
         Cache of fitted networks keyed on the training parameters and a fingerprint of the
         training data (JSON + safetensors, no pickle), plus an in-memory cache of network
