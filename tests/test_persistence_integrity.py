@@ -148,6 +148,14 @@ def test_1_failed_save_leaves_the_previous_model_intact(fitted, tmp_path, monkey
     assert CREAMLocalizer.load(path).box_threshold_ == 0.7
 
 
+def test_1_replacing_without_an_atomic_exchange_still_works(fitted, tmp_path, monkeypatch):
+    monkeypatch.setattr(persistence, "_exchange", lambda a, b: False)  # not Linux / no support
+    fitted.save(tmp_path / "m")
+    _variant(fitted, 3.0, 0.7).save(tmp_path / "m", overwrite=True)
+    assert CREAMLocalizer.load(tmp_path / "m").box_threshold_ == 0.7
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
 def test_1_staging_left_by_a_killed_save_is_cleaned_up(fitted, tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
