@@ -129,8 +129,10 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
     num_workers : int, default=0
         DataLoader workers.
     checkpoint_dir : path or None, default=None
-        Checkpoint every epoch there and resume an interrupted fit from it; a directory
-        written with another configuration or other data is refused.
+        Checkpoint every epoch there (all or nothing) and resume an interrupted fit from
+        it; a directory written with another configuration or other data, or holding more
+        epochs than ``max_epochs``, is refused. A fit holds an OS lock on the folder: a
+        second fit on it fails at once (``SKCREAM_LOCK_TIMEOUT=SECONDS`` waits instead).
     memory : None, path or joblib.Memory, default=None
         Cache of fitted networks keyed on the training parameters and a fingerprint of the
         training data (JSON + safetensors, no pickle), plus an in-memory cache of network
@@ -640,11 +642,30 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         _localizer_io.save(self, path, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> CREAMLocalizer:
-        """Read an estimator written by :meth:`save` (no unpickling)."""
+    def load(
+        cls, path: str | os.PathLike, *, device: str | torch.device | None = None
+    ) -> CREAMLocalizer:
+        """Read an estimator written by :meth:`save` (no unpickling), all or nothing.
+
+        Parameters
+        ----------
+        path : str or PathLike
+            The directory.
+        device : str, torch.device or None, default=None
+            Where to put the network (a saved model records no device); None: CUDA when
+            available, else the CPU.
+
+        Raises
+        ------
+        ValueError
+            One line naming the file and field: files that disagree with their manifest
+            (an interrupted or corrupt save), metadata outside its schema or inconsistent
+            with the weights' shapes (checked before any network is built), a truncated
+            or foreign weights file, a missing tensor, a NaN/inf weight.
+        """
         from skcream.estimators import _localizer_io
 
-        return _localizer_io.load(cls, path)
+        return _localizer_io.load(cls, path, device=device)
 
     def __getstate__(self) -> dict[str, Any]:
         from skcream.estimators import _localizer_io
