@@ -189,7 +189,10 @@ def write_report(
 
     out = Path(out)
     _check_out(out)  # before any work
-    source = ImageSource.from_input(images)
+    try:
+        source = ImageSource.from_input(images)
+    except (TypeError, ValueError) as exc:  # its messages call the argument X
+        raise type(exc)(f"images: {exc}") from None
     n = len(source)
     labels = np.asarray(labels).reshape(-1).astype(np.int64)
     gt = [np.asarray(g, dtype=np.float64).reshape(-1, 4) for g in gt_boxes]

@@ -181,7 +181,8 @@ def evaluate_methods(
             _, multi = box_acc_curve(m, gt, iou_thresholds=IOU_THRESHOLDS,
                                      cam_curve_interval=interval, multi_contour=True)
             boxes, iou = _single_boxes(m, gt, grid)
-        hits_on_curve = (iou[:, on_curve] >= HIT_IOU).mean(axis=0) * 100.0
+        # count * 100 / n, the metric's own arithmetic (identical floats)
+        hits_on_curve = (iou[:, on_curve] >= HIT_IOU).sum(axis=0) * 100.0 / float(n)
         if name in thresholds:
             tau, source = float(thresholds[name]), "given"
         elif val_gt is not None and (blind or (val_maps is not None and name in val_maps)):
