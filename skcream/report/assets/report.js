@@ -34,7 +34,7 @@
   // ------------------------------------------------------------------ boxes in SVG
   function origin(k) { return [data.pad + k * (data.panel + data.pad), data.pad]; }
   function rectPair(svg, cls, box, k) {
-    var o = origin(k), out = [];
+    var out = [];
     ["halo", cls].forEach(function (c) {
       var r = document.createElementNS(SVG, "rect");
       r.setAttribute("class", c);
@@ -188,6 +188,7 @@
       out.textContent = h + " of " + n + " hits (" + (100 * h / n).toFixed(1) + "%)";
       out.setAttribute("data-hits", String(h));
     });
+    document.getElementById("summary").setAttribute("data-tau", String(state.tau));
   }
   function arrange() {
     var m = state.judge, t = state.tau, idx = [];
