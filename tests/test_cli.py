@@ -336,6 +336,7 @@ def test_demo_quick_end_to_end(tmp_path):
     for name in ("demo_examples.png", "demo_threshold_curves.png", "demo_histograms.png",
                  "results.json", ".skcream-demo"):
         assert (out / name).is_file(), name
+    assert (out / "report" / "index.html").is_file()  # tested in test_report_browser.py
     results = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in results["rows"]] == ["CAM", "calibrated", "CREAM"]
     from skcream import CREAMLocalizer

@@ -27,7 +27,8 @@ import numpy as np
 
 from skcream.report._compute import HIT_IOU, MethodResult, evaluate_methods
 
-__all__ = ["HIT_IOU", "MARKER", "MethodResult", "default_priors", "write_report"]
+__all__ = ["HIT_IOU", "MARKER", "MethodResult", "default_priors", "priors_from_data",
+           "write_report"]
 
 #: marker file of a folder written by :func:`write_report` (only such folders are replaced)
 MARKER = ".skcream-report"
@@ -49,6 +50,28 @@ def default_priors(train_boxes: Sequence[np.ndarray] | None = None,
         priors[PRIOR_NAMES["boxes"]] = box_prior(list(train_boxes), list(train_sizes),
                                                  (_PROTOCOL, _PROTOCOL))
     return priors
+
+
+def priors_from_data(train: Any = None, **columns: str) -> dict[str, np.ndarray]:
+    """:func:`default_priors` with the train-box prior counted from ``train``'s boxes.
+
+    Parameters
+    ----------
+    train : datasets.Dataset with a bbox column, optional
+        None gives the centre prior only.
+    **columns : str
+        ``image_column``, ``bbox_column``, ... of
+        :meth:`skcream.data.adapters.ImageSource.from_input`.
+    """
+    if train is None:
+        return default_priors()
+    from skcream.data.adapters import ImageSource
+
+    source = ImageSource.from_input(train, **columns)
+    if not source.has_boxes:
+        raise ValueError("train must have boxes: the train-box prior counts them")
+    idx = range(len(source))
+    return default_priors([source.boxes(i) for i in idx], [source.size(i) for i in idx])
 
 
 def _check_out(out: Path) -> None:

@@ -65,15 +65,10 @@ def torch_labels(values: np.ndarray, device: Any):
 
 
 def _train_box_prior(est: Any, prior_data: Any) -> dict[str, np.ndarray]:
-    from skcream.report import default_priors
+    from skcream.report import priors_from_data
 
-    if prior_data is None:
-        return default_priors()
-    source, _ = est._source(prior_data)
-    if not source.has_boxes:
-        raise ValueError("prior_data must have boxes (the train-box prior counts them)")
-    idx = range(len(source))
-    return default_priors([source.boxes(i) for i in idx], [source.size(i) for i in idx])
+    return priors_from_data(prior_data, image_column=est.image_column,
+                            label_column=est.label_column, bbox_column=est.bbox_column)
 
 
 def localizer_report(est: Any, X: Any, out: str | os.PathLike, *, y: Any = None,
