@@ -166,6 +166,8 @@ def test_existing_folders(case, tmp_path):
     (lambda a: a.update(gallery=["GradCAM"]), "gallery"),
     (lambda a: a.update(judge="CAMX"), "judge"),
     (lambda a: a.update(images=[]), "images"),
+    (lambda a: a.update(labels=a["labels"] - 5), "labels must be class indices"),
+    (lambda a: a.update(class_names=["one"]), "class_names has 1"),
 ])
 def test_bad_input_is_refused_before_writing(case, tmp_path, change, match):
     images, maps, gt, labels, _ = case

@@ -229,6 +229,10 @@ def write_report(
     priors = default_priors() if priors is None else dict(priors)
     n_classes = int(max(labels.max() + 1, 0 if logits is None else np.shape(logits)[1]))
     names = [str(c) for c in (class_names if class_names is not None else range(n_classes))]
+    if labels.min() < 0 or len(names) < n_classes:
+        raise ValueError(f"labels must be class indices in [0, {len(names)}) (class_names has "
+                         f"{len(names)} names; labels/logits need {n_classes}), got "
+                         f"[{labels.min()}, {labels.max()}]")
 
     curve_grid, grid, results = evaluate_methods(
         maps, priors, gt, labels=labels, logits=logits, masks=masks, thresholds=thresholds,

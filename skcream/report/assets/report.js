@@ -87,7 +87,8 @@
   var cards = [];
   function classLine(i) {
     var p = document.createElement("p");
-    p.appendChild(document.createTextNode("#" + i + " " + data.ids[i] + " \u00b7 true: "));
+    var id = data.ids[i] === String(i) ? "" : " " + data.ids[i];
+    p.appendChild(document.createTextNode("#" + i + id + " \u00b7 true: "));
     var b = document.createElement("b");
     b.textContent = data.classes[data.label[i]];
     p.appendChild(b);
