@@ -53,9 +53,9 @@ def metric_table(results: Mapping[str, MethodResult], with_pxap: bool) -> str:
     for k in keys:
         vals = [r.row[k] for r in results.values() if not r.blind and r.row[k] is not None]
         best[k] = max(vals) if vals else None
-    head = "".join(f'<th scope="col">{COLUMNS[k]} (%)</th>' for k in keys)
+    head = "".join(f'<th scope="col">{COLUMNS[k]}</th>' for k in keys)
     lines = ['<table id="metric-table">',
-             "<caption>Percent; Loc metrics at the threshold &tau; of the last column. "
+             "<caption>Percent. Loc metrics at the threshold &tau; of the last column. "
              "Best non-blind value in bold.</caption>",
              f'<thead><tr><th scope="col">map</th>{head}<th scope="col">&tau;</th></tr></thead>',
              "<tbody>"]
