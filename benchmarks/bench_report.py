@@ -1,6 +1,8 @@
 """How long a report of N images takes to write, what the page weighs, how fast it reacts.
 
-Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_report.py [n_images]`` (default 1000).
+Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_report.py [n_images] [--keep DIR]`` (default
+1000 images; ``--keep DIR`` leaves the report in DIR). ``--browser DIR/index.html`` only
+measures an existing page in the browser.
 
 No training: the images are the synthetic benchmark's (``make_synthetic``, 128 px, with
 masks), the maps CAM-like fields (14x14 noise plus a bump on the object, upsampled bicubic
@@ -100,8 +102,27 @@ def browser_figures(index: Path) -> dict | None:
             "slider_ms": slider, "resort_ms": resort}
 
 
+def print_browser(index: Path) -> None:
+    figures = browser_figures(index)
+    if figures is None:
+        print("browser: no chromium, skipped")
+        return
+    print(f"browser: interactive after {figures['ready']:.2f} s; first paint fetched "
+          f"{figures['fetched'] / 1e6:.2f} MB in {figures['n_requests']} files; slider move "
+          f"{figures['slider_ms']:.0f} ms (incl. 2 frames); re-sort {figures['resort_ms']:.0f} ms"
+          f" (load {os.getloadavg()})")
+
+
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    args = sys.argv[1:]
+    if args[:1] == ["--browser"]:
+        print_browser(Path(args[1]).resolve())
+        return
+    keep = None
+    if "--keep" in args:
+        keep = Path(args[args.index("--keep") + 1])
+        del args[args.index("--keep"): args.index("--keep") + 2]
+    n = int(args[0]) if args else 1000
     torch.set_num_threads(1)
     print(f"{n} images; torch threads {torch.get_num_threads()}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, load {os.getloadavg()}")
@@ -147,13 +168,10 @@ def main() -> None:
     print(f"  thumbnails {thumbs / mb:.1f} MB ({thumbs / n / 1e3:.1f} kB each), full-size strips "
           f"{(folder_bytes(out / 'img') - thumbs) / mb:.1f} MB, figures "
           f"{(folder_bytes(out, '*.png')) / mb:.2f} MB; folder {folder_bytes(out) / mb:.1f} MB")
-    figures = browser_figures(index)
-    if figures is None:
-        print("browser: no chromium, skipped")
-    else:
-        print(f"browser: interactive after {figures['ready']:.2f} s; first paint fetched "
-              f"{figures['fetched'] / mb:.2f} MB in {figures['n_requests']} files; slider move "
-              f"{figures['slider_ms']:.0f} ms (incl. 2 frames); re-sort {figures['resort_ms']:.0f} ms")
+    print_browser(index)
+    if keep is not None:
+        shutil.rmtree(keep, ignore_errors=True)
+        shutil.move(str(out), str(keep))
     shutil.rmtree(tmp, ignore_errors=True)
 
 

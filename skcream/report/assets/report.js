@@ -109,18 +109,25 @@
     methods.forEach(function (m) {
       var li = document.createElement("li");
       li.setAttribute("data-method", m);
+      var text = document.createTextNode(""), span = document.createElement("span");
+      li.appendChild(text);
+      li.appendChild(span);
       ul.appendChild(li);
-      cells[m] = li;
+      cells[m] = { li: li, text: text, mark: span, code: -1 };
     });
     into.appendChild(ul);
     return cells;
   }
   function fillScores(cells, i) {
     methods.forEach(function (m) {
-      var li = cells[m], ok = hitAt(m, i, state.tau);
-      li.textContent = m + ": IoU " + fmt(iouAt(m, i, state.tau)) + " ";
-      li.appendChild(mark(ok, "hit", "miss"));
-      li.setAttribute("data-hit", ok ? "1" : "0");
+      var c = cells[m], code = scores[m][i * S + state.tau];
+      if (code === c.code) return;  // same IoU and hit: nothing to redraw
+      c.code = code;
+      var ok = (code & 0x8000) !== 0;
+      c.text.nodeValue = m + ": IoU " + fmt((code & 0x7fff) / 10000) + " ";
+      c.mark.className = ok ? "hit" : "miss";
+      c.mark.textContent = ok ? "\u2713 hit" : "\u2717 miss";
+      c.li.setAttribute("data-hit", ok ? "1" : "0");
     });
   }
   for (var i = 0; i < n; i++) {
@@ -136,7 +143,7 @@
     li.appendChild(btn);
     li.appendChild(classLine(i));
     var cells = scoreList(i, li);
-    cards.push({ li: li, preds: f.preds, cells: cells });
+    cards.push({ li: li, preds: f.preds, cells: cells, drawn: {} });
     btn.addEventListener("click", openViewer.bind(null, i));
   }
 
@@ -177,7 +184,12 @@
   function updateBoxes() {
     for (var i = 0; i < n; i++) {
       var card = cards[i];
-      methods.forEach(function (m, j) { placeRects(card.preds[m], boxAt(m, i, state.tau), j + 1); });
+      methods.forEach(function (m, j) {
+        var box = boxAt(m, i, state.tau), key = box.join(",");
+        if (card.drawn[m] === key) return;  // the box did not move
+        card.drawn[m] = key;
+        placeRects(card.preds[m], box, j + 1);
+      });
       fillScores(card.cells, i);
     }
     var t = data.grid[state.tau];
@@ -201,16 +213,19 @@
         return d !== 0 ? d : a - b;
       });
     }
-    var visible = [];
-    idx.forEach(function (i) {
+    var visible = [], same = state.order.length === n;
+    idx.forEach(function (i, k) {
       var show = (state.cls === "all" || String(data.label[i]) === state.cls) &&
         (state.result === "all" || (state.result === "hit") === hitAt(m, i, t));
-      cards[i].li.hidden = !show;
+      if (cards[i].li.hidden === show) cards[i].li.hidden = !show;
       if (show) visible.push(i);
+      if (same && state.order[k] !== i) same = false;
     });
-    var frag = document.createDocumentFragment();
-    idx.forEach(function (i) { frag.appendChild(cards[i].li); });
-    list.appendChild(frag);
+    if (!same) {  // move the cards only when the order changed
+      var frag = document.createDocumentFragment();
+      idx.forEach(function (i) { frag.appendChild(cards[i].li); });
+      list.appendChild(frag);
+    }
     state.order = idx;
     state.visible = visible;
     var shown = document.getElementById("shown");
