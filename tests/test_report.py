@@ -168,6 +168,8 @@ def test_existing_folders(case, tmp_path):
     (lambda a: a.update(images=[]), "images"),
     (lambda a: a.update(labels=a["labels"] - 5), "labels must be class indices"),
     (lambda a: a.update(class_names=["one"]), "class_names has 1"),
+    (lambda a: a.update(thresholds={"GradCAM": 0.2}), "thresholds names"),
+    (lambda a: a.update(val_maps={"CAM": a["maps"]["CAM"]}), "val_maps and val_gt"),
 ])
 def test_bad_input_is_refused_before_writing(case, tmp_path, change, match):
     images, maps, gt, labels, _ = case

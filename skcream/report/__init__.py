@@ -227,6 +227,13 @@ def write_report(
     if judge not in gallery:
         raise ValueError(f"judge must be one of the gallery methods {gallery}, got {judge!r}")
     priors = default_priors() if priors is None else dict(priors)
+    for arg, keys, known in (("thresholds", thresholds, [*maps, *priors]),
+                             ("val_maps", val_maps, list(maps))):
+        unknown = [k for k in (keys or {}) if k not in known]
+        if unknown:
+            raise ValueError(f"{arg} names {unknown}, which are not among {known}")
+    if (val_maps is None) != (val_gt is None):
+        raise ValueError("val_maps and val_gt go together: give both or neither")
     n_classes = int(max(labels.max() + 1, 0 if logits is None else np.shape(logits)[1]))
     names = [str(c) for c in (class_names if class_names is not None else range(n_classes))]
     if labels.min() < 0 or len(names) < n_classes:
