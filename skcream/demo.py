@@ -398,7 +398,9 @@ def run_demo(
         priors=priors_from_data(train), val_maps={m: val_maps[o] for m, o in METHODS.items()},
         val_gt=val_gt, title="skcream demo: CAM vs CREAM on the synthetic benchmark",
         settings={"Demo": {"preset": preset.name, "seed": seed, **{
-            k: v for k, v in params.items() if k != "validation_data"}}}))
+            k: v for k, v in params.items() if k != "validation_data"}}, "Data": {
+            k: getattr(preset, k) for k in ("n_train", "n_val", "n_test", "n_classes",
+                                            "data_size")}}))
     model.save(out / "model", overwrite=True)
     files.append(out / "model")
     timings["write"] = time.perf_counter() - t0
