@@ -143,6 +143,20 @@ def test_sorting_and_filtering_change_order_and_count(browser, synthetic_report)
         iou = np.round(_best_iou(maps["CREAM"], gt, tau) * 10000)
         worst_first = sorted(range(len(gt)), key=lambda i: (iou[i], i))
         assert pg.order() == worst_first
+        slider = pg.page.locator("#tau")  # a committed slider move re-sorts at the new tau
+        for _ in range(15):
+            slider.press("ArrowRight")
+        pg.page.wait_for_function("document.getElementById('tau-value').textContent === "
+                                  f"'{tau + 0.15:.2f}'")
+        iou_new = np.round(_best_iou(maps["CREAM"], gt, tau + 0.15) * 10000)
+        assert pg.order() == sorted(range(len(gt)), key=lambda i: (iou_new[i], i))
+        assert list(iou_new) != list(iou)
+        slider.press("Home")
+        for _ in range(round(tau * 100)):
+            slider.press("ArrowRight")
+        pg.page.wait_for_function("document.getElementById('tau-value').textContent === "
+                                  f"'{tau:.2f}'")
+        assert pg.order() == worst_first
         pg.page.select_option("#sort", "iou-desc")
         assert pg.order() == sorted(range(len(gt)), key=lambda i: (-iou[i], i))
         pg.page.select_option("#sort", "index")

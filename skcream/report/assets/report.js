@@ -172,7 +172,7 @@
     var b = document.createElement("button");
     b.type = "button";
     b.textContent = "\u03c4 of " + m + " (" + fmt(data.grid[data.tau[m]]) + ")";
-    b.addEventListener("click", function () { setTau(data.tau[m]); });
+    b.addEventListener("click", function () { setTau(data.tau[m], true); });
     tauButtons.appendChild(b);
   });
 
@@ -232,20 +232,25 @@
     shown.textContent = visible.length + " of " + n;
     shown.setAttribute("data-count", String(visible.length));
   }
+  // While the slider is dragged ("input") only boxes, scores and counts follow; the gallery is
+  // re-sorted and re-filtered when the value is committed ("change": release, or a key press).
   var pending = false;
-  function setTau(t) {
+  function setTau(t, rearrange) {
     state.tau = t;
     slider.value = String(t);
+    state.rearrange = state.rearrange || rearrange;
     if (pending) return;
     pending = true;
     requestAnimationFrame(function () {
       pending = false;
       updateBoxes();
-      arrange();
+      if (state.rearrange) arrange();
+      state.rearrange = false;
       if (state.open >= 0) fillViewer(state.open);
     });
   }
-  slider.addEventListener("input", function () { setTau(Number(slider.value)); });
+  slider.addEventListener("input", function () { setTau(Number(slider.value), false); });
+  slider.addEventListener("change", function () { setTau(Number(slider.value), true); });
   judge.addEventListener("change", function () { state.judge = judge.value; arrange(); });
   sortSel.addEventListener("change", function () { state.sort = sortSel.value; arrange(); });
   clsSel.addEventListener("change", function () { state.cls = clsSel.value; arrange(); });
