@@ -52,26 +52,30 @@ def default_priors(train_boxes: Sequence[np.ndarray] | None = None,
     return priors
 
 
-def priors_from_data(train: Any = None, **columns: str) -> dict[str, np.ndarray]:
+def priors_from_data(train: Any = None, *, bbox_column: str = "bboxes") -> dict[str, np.ndarray]:
     """:func:`default_priors` with the train-box prior counted from ``train``'s boxes.
 
     Parameters
     ----------
-    train : datasets.Dataset with a bbox column, optional
+    train : datasets.Dataset (or ImageSource) with a bbox column, optional
         None gives the centre prior only.
-    **columns : str
-        ``image_column``, ``bbox_column``, ... of
-        :meth:`skcream.data.adapters.ImageSource.from_input`.
-    """
-    if train is None:
-        return default_priors()
-    from skcream.data.adapters import ImageSource
+    bbox_column : str, default="bboxes"
 
-    source = ImageSource.from_input(train, **columns)
-    if not source.has_boxes:
-        raise ValueError("train must have boxes: the train-box prior counts them")
-    idx = range(len(source))
-    return default_priors([source.boxes(i) for i in idx], [source.size(i) for i in idx])
+    Raises
+    ------
+    ValueError
+        When ``train`` is given but holds no box.
+    """
+    from skcream.priors import PRIOR_NAMES, box_prior_of
+
+    priors = default_priors()
+    if train is None:
+        return priors
+    prior = box_prior_of(train, (_PROTOCOL, _PROTOCOL), bbox_column=bbox_column)
+    if prior is None:
+        raise ValueError(f"train has no boxes in {bbox_column!r}: the train-box prior counts them")
+    priors[PRIOR_NAMES["boxes"]] = prior
+    return priors
 
 
 def _check_out(out: Path) -> None:

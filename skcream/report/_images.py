@@ -92,8 +92,9 @@ def write_figures(folder: Path, curve_grid: np.ndarray, curves: Mapping[str, np.
     fig.savefig(folder / "threshold_curves.png", dpi=100)
     fg = (list(masks) if masks is not None
           else [boxes_to_mask(b, (PANEL, PANEL)) for b in gt])
-    fig = plot_activation_histograms({k: list(v) for k, v in maps.items()}, fg)
-    fig.suptitle("Map values on the object (fg) and on the background (bg), paper Fig. 1",
-                 fontsize=10)
+    fig = plot_activation_histograms({k: list(v) for k, v in maps.items()}, fg,
+                                     threshold={k: taus[k] for k in maps})
+    fig.suptitle("Map values on the object (fg) and on the background (bg), paper Fig. 1; "
+                 "dashed: the box threshold τ", fontsize=10)
     fig.savefig(folder / "histograms.png", dpi=100)
     return {"curves": "threshold_curves.png", "histograms": "histograms.png"}

@@ -67,8 +67,8 @@ def torch_labels(values: np.ndarray, device: Any):
 def _train_box_prior(est: Any, prior_data: Any) -> dict[str, np.ndarray]:
     from skcream.report import priors_from_data
 
-    return priors_from_data(prior_data, image_column=est.image_column,
-                            label_column=est.label_column, bbox_column=est.bbox_column)
+    source, _ = est._source(prior_data)
+    return priors_from_data(source)
 
 
 def localizer_report(est: Any, X: Any, out: str | os.PathLike, *, y: Any = None,
