@@ -144,18 +144,16 @@ def test_sorting_and_filtering_change_order_and_count(browser, synthetic_report)
         worst_first = sorted(range(len(gt)), key=lambda i: (iou[i], i))
         assert pg.order() == worst_first
         slider = pg.page.locator("#tau")  # a committed slider move re-sorts at the new tau
+        start = int(pg.page.get_attribute("#summary", "data-tau"))
         for _ in range(15):
             slider.press("ArrowRight")
-        pg.page.wait_for_function("document.getElementById('tau-value').textContent === "
-                                  f"'{tau + 0.15:.2f}'")
+        pg.page.wait_for_selector(f'#summary[data-tau="{start + 15}"]')
         iou_new = np.round(_best_iou(maps["CREAM"], gt, tau + 0.15) * 10000)
         assert pg.order() == sorted(range(len(gt)), key=lambda i: (iou_new[i], i))
         assert list(iou_new) != list(iou)
-        slider.press("Home")
-        for _ in range(round(tau * 100)):
-            slider.press("ArrowRight")
-        pg.page.wait_for_function("document.getElementById('tau-value').textContent === "
-                                  f"'{tau:.2f}'")
+        for _ in range(15):
+            slider.press("ArrowLeft")
+        pg.page.wait_for_selector(f'#summary[data-tau="{start}"]')
         assert pg.order() == worst_first
         pg.page.select_option("#sort", "iou-desc")
         assert pg.order() == sorted(range(len(gt)), key=lambda i: (-iou[i], i))
@@ -203,6 +201,7 @@ def test_localizer_report_table_equals_evaluate(browser, tmp_path):
     from test_localizer import TINY, _dataset
 
     from skcream import CREAMLocalizer
+    from skcream.priors import PRIOR_NAMES
 
     ds = _dataset(16)
     model = CREAMLocalizer(**TINY).fit(ds)
@@ -220,7 +219,7 @@ def test_localizer_report_table_equals_evaluate(browser, tmp_path):
                 assert text == f"{value:.2f}", (method, key)
         names = pg.page.eval_on_selector_all("#metric-table tbody th",
                                              "els => els.map(e => e.textContent)")
-        assert names == ["CAM", "CREAM", "centre prior (blind)", "train-box prior (blind)"]
+        assert names == ["CAM", "CREAM", PRIOR_NAMES["centre"], PRIOR_NAMES["boxes"]]
         assert isinstance(ds, datasets.Dataset)
     finally:
         pg.page.close()
