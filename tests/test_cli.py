@@ -14,7 +14,7 @@ import pytest
 from skcream import cli
 from skcream.cli import DataSpec, main, parse_data_spec
 
-COMMANDS = ("demo", "train", "evaluate", "localize")
+COMMANDS = ("demo", "train", "evaluate", "report", "localize")
 
 
 def _run(argv, capsys):
