@@ -51,12 +51,12 @@ def metric_table(results: Mapping[str, MethodResult], with_pxap: bool) -> str:
     keys = [k for k in COLUMNS if with_pxap or k != "pxap"]
     best = {}
     for k in keys:
-        vals = [r.row[k] for r in results.values() if not r.blind and r.row[k] is not None]
+        vals = [r.row[k] for r in results.values() if r.row[k] is not None]
         best[k] = max(vals) if vals else None
     head = "".join(f'<th scope="col">{COLUMNS[k]}</th>' for k in keys)
     lines = ['<table id="metric-table">',
              "<caption>Percent. Loc metrics at the threshold &tau; of the last column. "
-             "Best non-blind value in bold.</caption>",
+             "Best value of each column in bold, blind priors included.</caption>",
              f'<thead><tr><th scope="col">map</th>{head}<th scope="col">&tau;</th></tr></thead>',
              "<tbody>"]
     for name, r in results.items():
@@ -67,7 +67,7 @@ def metric_table(results: Mapping[str, MethodResult], with_pxap: bool) -> str:
                 cells.append(f'<td data-key="{k}" data-value="">&ndash;</td>')
                 continue
             text = f"{v:.2f}"
-            if not r.blind and best[k] is not None and v == best[k]:
+            if best[k] is not None and v == best[k]:
                 text = f"<strong>{text}</strong>"
             cells.append(f'<td data-key="{k}" data-value="{v!r}">{text}</td>')
         tau = r.row["threshold"]
