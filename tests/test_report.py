@@ -189,3 +189,32 @@ def test_cli_report_refuses_a_foreign_folder_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and err[0].startswith("skcream report: error:")
     assert "not empty" in err[0]
+
+
+@pytest.mark.slow
+def test_cli_report_of_a_saved_model_matches_evaluate(tmp_path, capsys):
+    """``skcream report`` on a saved model: the CREAM row is ``skcream evaluate``'s numbers."""
+    from skcream import CREAMLocalizer
+    from skcream.cli import main
+    from skcream.data import make_synthetic
+    from skcream.priors import PRIOR_NAMES
+
+    data = make_synthetic(8, n_classes=2, image_size=32, random_state=0)
+    CREAMLocalizer(backbone="resnet18", pretrained=False, image_size=32, resize_size=36,
+                   max_epochs=1, batch_size=4, random_state=0, verbose=0).fit(data).save(
+        tmp_path / "run" / "model")
+    common = ["--model", str(tmp_path / "run"), "--data", "synthetic:6", "--quiet"]
+    assert main(["evaluate", *common, "--json"]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    out = tmp_path / "rep"
+    assert main(["report", *common, "--out", str(out), "--val-split", "val",
+                 "--prior-split", "train"]) == 0
+    assert f"wrote {out / 'index.html'}" in capsys.readouterr().out
+    text = (out / "index.html").read_text()
+    rows = dict(re.findall(r'<tr data-method="([^"]+)"[^>]*>(.*?)</tr>', text))
+    assert list(rows) == ["CAM", "CREAM", PRIOR_NAMES["centre"], PRIOR_NAMES["boxes"]]
+    cells = dict(re.findall(r'data-key="(\w+)" data-value="([^"]*)"', rows["CREAM"]))
+    for key, value in expected.items():
+        assert float(cells[key]) == value, key
+    assert "(val)" in rows["CAM"] and "(given)" in rows["CREAM"]
+    assert len(_page_data(text)["label"]) == 6
