@@ -86,17 +86,6 @@ def _check_out(out: Path) -> None:
                               "choose a new or empty folder")
 
 
-def _replace_folder(tmp: Path, out: Path) -> None:
-    """Move the finished ``tmp`` to ``out``; an older report there is removed only after."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _write_text(path: Path, text: str) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(text)
@@ -212,6 +201,7 @@ def write_report(
     from tqdm.auto import tqdm
 
     from skcream.data.adapters import ImageSource
+    from skcream.persistence import new_staging_dir, publish_dir
     from skcream.report import _images, _page
 
     out = Path(out)
@@ -253,9 +243,8 @@ def write_report(
     digits = next((d for d in (2, 3, 4) if np.allclose(np.round(grid, d), grid, rtol=0,
                                                         atol=1e-9)), 6)
 
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "img").mkdir(parents=True)
+    tmp = new_staging_dir(out)  # built beside out, published in one step when complete
+    (tmp / "img").mkdir()
     try:
         (tmp / MARKER).write_text("written by skcream report; it may replace this folder\n")
         for i in tqdm(range(n), desc="report images", unit="img", disable=verbose < 1,
@@ -310,7 +299,7 @@ def write_report(
             "date": html_escape(date),
         }
         _write_text(tmp / "index.html", _page.render(fields, data))
-        _replace_folder(tmp, out)
+        publish_dir(tmp, out, replace=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
