@@ -14,7 +14,7 @@ import pytest
 from skcream import cli
 from skcream.cli import DataSpec, main, parse_data_spec
 
-COMMANDS = ("demo", "train", "evaluate", "localize")
+COMMANDS = ("demo", "train", "evaluate", "report", "localize")
 
 
 def _run(argv, capsys):
@@ -338,6 +338,7 @@ def test_demo_quick_end_to_end(tmp_path):
     for name in ("demo_examples.png", "demo_threshold_curves.png", "demo_histograms.png",
                  "results.json", ".skcream-demo"):
         assert (out / name).is_file(), name
+    assert (out / "report" / "index.html").is_file()  # tested in test_report_browser.py
     results = json.loads((out / "results.json").read_text())
     rows = {r["method"]: r for r in results["rows"]}
     assert list(rows) == ["centre prior", "train-box prior", "CAM", "calibrated", "CREAM"]
