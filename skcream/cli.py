@@ -1,4 +1,4 @@
-"""The ``skcream`` command: ``demo``, ``train``, ``evaluate``, ``localize``.
+"""The ``skcream`` command: ``demo``, ``train``, ``evaluate``, ``report``, ``localize``.
 
 Every command composes the public estimators; nothing here re-implements them.
 User mistakes (a bad ``--data`` spec, a missing folder, a model folder that is
@@ -319,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder: the saved model, plus checkpoints/ for --resume")
     p.add_argument("--resume", action="store_true",
                    help="continue from the last checkpoint in OUT/checkpoints")
+    p.add_argument("--wait", action="store_true",
+                   help="when another run is using --out, wait for it instead of failing")
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no",
                    help="mixed precision (through accelerate)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
@@ -346,6 +348,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_trust(p)
     _add_common(p)
     p.set_defaults(func=_cmd_evaluate)
+
+    # -- report
+    p = sub.add_parser(
+        "report",
+        help="a self-contained HTML report: metrics, curves, a gallery of every image",
+        description=(
+            "Evaluate a saved CREAMLocalizer like 'skcream evaluate' and write a static "
+            "folder (index.html + images; opens from the file system, no server, no "
+            "network): the metric table for CAM, CREAM and blind priors, the threshold "
+            "curves and histograms, and a gallery of every image with its boxes, sortable "
+            "by IoU, filterable by class and hit/miss, with a threshold slider."
+        ),
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--model", type=Path, required=True, help="folder written by 'skcream train'")
+    p.add_argument("--data", type=parse_data_spec, required=True, metavar="SPEC", help=DATA_HELP)
+    p.add_argument("--split", default="test", help="split of --data to report on")
+    p.add_argument("--val-split", default=None,
+                   help="split of --data (with boxes) where CAM's and the priors' threshold "
+                        "is chosen (CREAM uses the model's own)")
+    p.add_argument("--prior-split", default=None,
+                   help="split of --data whose boxes make the train-box prior (e.g. train)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output folder (new, empty, or an earlier report)")
+    p.add_argument("--title", default="skcream evaluation report", help="page title")
+    _add_common(p)
+    p.set_defaults(func=_cmd_report)
 
     # -- localize
     p = sub.add_parser(
@@ -424,14 +453,15 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str],
     return "\n".join(lines)
 
 
-def _load_model(path: Path):
+def _load_model(path: Path, device: str | None = None):
     if not path.exists():
         raise CLIError(f"--model {path}: no such folder")
     if not path.is_dir():
         raise CLIError(f"--model {path}: expected the folder written by 'skcream train'")
     from skcream.estimators.localizer import CREAMLocalizer
 
-    return CREAMLocalizer.load(path)
+    # a saved model records no device: it loads where it is used (--device, default auto)
+    return CREAMLocalizer.load(path, device=device)
 
 
 # --------------------------------------------------------------------------- localize
@@ -560,12 +590,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     out: Path = args.out
+    if not _is_main_process():
+        return _train(args)
+    from skcream._locks import FolderLock
+
+    # one run per --out: a second one fails here, before loading data or training
+    with FolderLock(out, what="--out", timeout=None if args.wait else 0,
+                    hint="or pass --wait to queue behind it"):
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
+    out: Path = args.out
     ckpt = out / "checkpoints"
     if args.resume and not ckpt.is_dir():
         raise CLIError(f"--resume: no checkpoints in {ckpt}; train without --resume first")
     if not args.resume and ckpt.is_dir() and any(ckpt.iterdir()):
         raise CLIError(f"--out {out} already holds checkpoints; pass --resume to continue "
                        "them, or choose another --out")
+    target = out / "model"
+    if not args.resume and target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise CLIError(f"--out {out} already holds a trained model ({target}); choose another "
+                       "--out")
     from skcream.estimators.localizer import CREAMLocalizer
 
     settings: dict[str, Any] = {}
@@ -603,13 +649,44 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     model.fit(train)
     if _is_main_process():
-        model.save(out / "model")
-        print(f"saved the model to {out / 'model'}")
+        saved = save_or_save_beside(model, target, overwrite=args.resume)
+        if saved != target:
+            print(f"skcream train: error: could not save the model to {target}; saved it to "
+                  f"{saved} instead", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"saved the model to {target}")
     return EXIT_OK
 
 
+def save_or_save_beside(model: Any, target: Path, *, overwrite: bool = False) -> Path:
+    """Save ``model`` to ``target``; if that fails, beside it (then in the temporary folder).
+
+    Nothing trained is thrown away: the first folder that takes the model is returned, and
+    the reason ``target`` failed is printed on stderr. Raises only when no folder does.
+    """
+    import tempfile
+    import time
+
+    try:
+        model.save(target, overwrite=overwrite)
+        return target
+    except (OSError, ValueError) as exc:
+        print(f"skcream: could not write {target}: {' '.join(str(exc).split())}",
+              file=sys.stderr)
+        first = exc
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    for place in (target.with_name(f"{target.name}-{stamp}"),
+                  Path(tempfile.gettempdir()) / f"skcream-model-{stamp}"):
+        try:
+            model.save(place)
+            return place
+        except (OSError, ValueError):
+            continue
+    raise first
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    model = _load_model(_model_dir(args.model))
+    model = _load_model(_model_dir(args.model), _device(args))
     from skcream.demo import evaluate_localizer
 
     data = args.data.load(args.split, n_classes=len(model.classes_),
@@ -625,6 +702,29 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         keys = ["method", *report]
         print(format_table([dict(report, method="CREAM")], keys,
                            headers=[names.get(k, k) for k in keys]))
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from skcream.report import _check_out
+
+    _check_out(args.out)  # before loading anything
+    model = _load_model(_model_dir(args.model)).set_params(
+        batch_size=args.batch_size, num_workers=args.num_workers, verbose=_verbose(args),
+        device=_device(args))
+    n_classes = len(model.classes_)
+    data = args.data.load(args.split, n_classes=n_classes)
+    val = None if args.val_split is None else args.data.load(args.val_split, n_classes=n_classes)
+    prior = (None if args.prior_split is None
+             else args.data.load(args.prior_split, n_classes=n_classes))
+    from skcream.report._localizer import localizer_report
+
+    spec = {"data": f"{args.data.kind}:{','.join(str(a) for a in args.data.args)}",
+            "split": args.split, "val split": args.val_split, "prior split": args.prior_split,
+            "model folder": str(args.model)}
+    index = localizer_report(model, data, args.out, validation_data=val, prior_data=prior,
+                             data_settings=spec, title=args.title, verbose=_verbose(args))
+    print(f"wrote {index} ({len(data)} images); open it in a browser")
     return EXIT_OK
 
 
@@ -647,7 +747,7 @@ def _cmd_localize(args: argparse.Namespace) -> int:
                   flush=True)
         model = None
     else:
-        model = _load_model(_model_dir(args.model))
+        model = _load_model(_model_dir(args.model), _device(args))
     width = len(str(len(args.images)))
 
     def report(done: int, total: int, rec: dict) -> None:

@@ -80,9 +80,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"pretrained: no weight file at {str(path)!r}")
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from skcream.persistence import tensors_from_bytes
 
-        raw: object = load_file(str(path), device="cpu")
+        # header checked first, tensors finite: a truncated file or a pickle renamed
+        # .safetensors is one ValueError naming the file, not a SafetensorError traceback
+        raw: object = tensors_from_bytes(path.read_bytes(), source=f"pretrained: {str(path)!r}")
     elif suffix in _TORCH_SUFFIXES:
         try:
             raw = torch.load(str(path), map_location="cpu", weights_only=True)

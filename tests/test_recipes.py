@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 from sklearn.base import clone
 from torch import nn
 
+import skcream.weights
 from skcream.backbones import IMAGENET_MEAN, IMAGENET_STD, WSOL_WEIGHTS, build_backbone
 from skcream.estimators._common import train_config
 from skcream.estimators._localizer_params import validate_params
@@ -211,7 +212,9 @@ def test_pretrained_asks_for_the_benchmark_weights(monkeypatch, backbone, url_pa
 
     real = timm.create_model
     monkeypatch.setattr(timm, "create_model", offline)
-    with pytest.raises(RuntimeError) as info:
+    # the hub looks reachable (conftest sets HF_HUB_OFFLINE): timm is asked and fails
+    monkeypatch.setattr(skcream.weights, "_hub_unreachable_reason", lambda: None)
+    with pytest.raises(ConnectionError) as info:
         build_backbone(backbone, pretrained=True)
     assert asked == [WSOL_WEIGHTS[backbone]] == [f"{backbone}.tv_in1k"]
     message = str(info.value)
@@ -230,7 +233,8 @@ def test_explicit_tag_and_weights_record(monkeypatch):
 
     real = timm.create_model
     monkeypatch.setattr(timm, "create_model", offline)
-    with pytest.raises(RuntimeError, match="resnet50_a1_0-14fe96d1"):
+    monkeypatch.setattr(skcream.weights, "_hub_unreachable_reason", lambda: None)
+    with pytest.raises(ConnectionError, match="resnet50_a1_0-14fe96d1"):
         build_backbone("resnet50.a1_in1k", pretrained=True)
     assert asked == ["resnet50.a1_in1k"]
     assert build_backbone("test_resnet").weights is None

@@ -129,8 +129,10 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
     num_workers : int, default=0
         DataLoader workers.
     checkpoint_dir : path or None, default=None
-        Checkpoint every epoch there and resume an interrupted fit from it; a directory
-        written with another configuration or other data is refused.
+        Checkpoint every epoch there (all or nothing) and resume an interrupted fit from
+        it; a directory written with another configuration or other data, or holding more
+        epochs than ``max_epochs``, is refused. A fit holds an OS lock on the folder: a
+        second fit on it fails at once (``SKCREAM_LOCK_TIMEOUT=SECONDS`` waits instead).
     memory : None, path or joblib.Memory, default=None
         Cache of fitted networks keyed on the training parameters and a fingerprint of the
         training data (JSON + safetensors, no pickle), plus an in-memory cache of network
@@ -673,6 +675,42 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         thresholds, curve = acc.curve()
         return thresholds, curve[0]
 
+    def report(
+        self, X: Any, y: Any = None, *, out: str | os.PathLike, validation_data: Any = None,
+        prior_data: Any = None, title: str = "skcream evaluation report",
+    ):
+        """Write a self-contained HTML evaluation report of ``X`` to the folder ``out``.
+
+        The metric table (CAM, i.e. ``n_iter=0`` on the same network, CREAM and the blind
+        priors), the threshold curves and histograms, and a gallery of every image with its
+        boxes, sortable and filterable, with a threshold slider; see :mod:`skcream.report`.
+        The CREAM row equals :meth:`evaluate`.
+
+        Parameters
+        ----------
+        X : Dataset (or row dicts) with image, label and bbox (optionally mask) columns
+        y : array-like (n,), optional
+        out : path
+            A new or empty folder, or an earlier report (replaced once the new one is done).
+        validation_data : Dataset with boxes, optional
+            CAM's and the priors' threshold are chosen on it (else CAM uses
+            ``box_threshold_``, the priors their best on ``X``); CREAM always uses
+            ``box_threshold_``.
+        prior_data : Dataset with boxes, optional
+            Training images: adds the train-box prior (:func:`skcream.priors.box_prior`).
+        title : str
+
+        Returns
+        -------
+        pathlib.Path
+            ``out / "index.html"``.
+        """
+        from skcream.report._localizer import localizer_report
+
+        validate_params(self.get_params(deep=False), fitting=False)
+        return localizer_report(self, X, out, y=y, validation_data=validation_data,
+                                prior_data=prior_data, title=title, verbose=int(self.verbose))
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
         """Write the fitted estimator to the directory ``path`` (JSON + safetensors).
@@ -693,11 +731,30 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         _localizer_io.save(self, path, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> CREAMLocalizer:
-        """Read an estimator written by :meth:`save` (no unpickling)."""
+    def load(
+        cls, path: str | os.PathLike, *, device: str | torch.device | None = None
+    ) -> CREAMLocalizer:
+        """Read an estimator written by :meth:`save` (no unpickling), all or nothing.
+
+        Parameters
+        ----------
+        path : str or PathLike
+            The directory.
+        device : str, torch.device or None, default=None
+            Where to put the network (a saved model records no device); None: CUDA when
+            available, else the CPU.
+
+        Raises
+        ------
+        ValueError
+            One line naming the file and field: files that disagree with their manifest
+            (an interrupted or corrupt save), metadata outside its schema or inconsistent
+            with the weights' shapes (checked before any network is built), a truncated
+            or foreign weights file, a missing tensor, a NaN/inf weight.
+        """
         from skcream.estimators import _localizer_io
 
-        return _localizer_io.load(cls, path)
+        return _localizer_io.load(cls, path, device=device)
 
     def __getstate__(self) -> dict[str, Any]:
         from skcream.estimators import _localizer_io
