@@ -56,16 +56,16 @@ def build_network(net: dict[str, Any]):
     ----------
     net : dict
         ``backbone``, ``feature_stage``, ``large_feature_map``, ``n_classes``,
-        ``feature_dim``, ``momentum``, ``context_threshold``.
+        ``feature_dim``, ``momentum``, ``context_threshold``, ``method``, ``method_params``.
 
     Returns
     -------
-    model : CAMNet
+    model : CAMNet or another method's network
     context : ContextEmbeddings
     """
     from skcream.backbones import build_backbone
     from skcream.context import ContextEmbeddings
-    from skcream.model import CAMNet
+    from skcream.methods import get_method
 
     backbone = build_backbone(
         # the timm model actually built at fit time (offline efficientnet_lite0 weights live
@@ -75,7 +75,9 @@ def build_network(net: dict[str, Any]):
         feature_stage=net["feature_stage"],
         large_feature_map=bool(net["large_feature_map"]),
     )
-    model = CAMNet(backbone, int(net["n_classes"]))
+    # saves from before the method zoo have no "method": they are CAM networks
+    method = get_method(net.get("method", "cam"), net.get("method_params"))
+    model = method.build_network(backbone, int(net["n_classes"]))
     context = ContextEmbeddings(
         int(net["n_classes"]),
         int(net["feature_dim"]),
