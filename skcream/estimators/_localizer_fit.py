@@ -247,8 +247,8 @@ def _validation_hook(est, model, context, data_config, classes, hook):
 
 def validation_score(est, model, context, data_config, classes, device) -> float:
     """MaxBoxAccV2 of the current network on ``est.validation_data`` (protocol maps)."""
-    from skcream.estimators._inputs import as_source, encode_labels, raw_labels
     from skcream.estimators._boxes_target import PROTOCOL_SIZE
+    from skcream.estimators._inputs import as_source, encode_labels, raw_labels
     from skcream.estimators._localizer_infer import class_maps, iter_forward
     from skcream.estimators._localizer_infer import protocol_gt_boxes as _scale_boxes
     from skcream.localize import protocol_maps

@@ -12,7 +12,8 @@ same places there and one rule for every other timm CNN with a ``feature_info``:
   - SPG's branch B1 on ``P[0]``, B2 on ``P`` (ResNet50: ``SPG_A1 = layer3[0]``,
     ``SPG_A2 = layer3[1:]``).
 
-  (``S[0]`` is the first block of a sequential stage, the stage itself otherwise.)
+  (``S[0]`` is the first block of a sequential stage, or of its ``blocks``, else the
+  stage itself.)
 * VGG: ADL after pool3, after conv4_3 (ReLU) and after conv5_3 (ReLU), before conv6 (the
   reference's ``'A'`` entries); SPG's B1 on pool4's output (conv4_3 when pool4 is removed by
   ``large_feature_map``), B2 on conv5_3.
@@ -31,6 +32,9 @@ __all__ = ["adl_points", "spg_points"]
 
 
 def _first(stage: nn.Module) -> nn.Module:
+    blocks = getattr(stage, "blocks", None)  # e.g. ConvNeXt stages hold their blocks there
+    if not isinstance(stage, nn.Sequential) and isinstance(blocks, nn.Sequential):
+        stage = blocks
     if isinstance(stage, nn.Sequential) and len(stage):
         return stage[0]
     return stage
