@@ -35,7 +35,12 @@ def main() -> None:
     import datasets
 
     datasets.disable_progress_bars()
-    from skcream.methods.comparison import compare_methods, format_table, plot_method_maps, step_costs
+    from skcream.methods.comparison import (
+        compare_methods,
+        format_table,
+        plot_method_maps,
+        step_costs,
+    )
     from skcream.presets import DEMO, QUICK
 
     preset = QUICK if args.quick else DEMO
@@ -47,7 +52,7 @@ def main() -> None:
     data = preset.make_data(0)
     result = compare_methods(preset, methods, data=data, method_params=params)
     costs = step_costs(preset, methods, method_params=params)
-    print(f"\nstep seconds (interleaved, median): "
+    print("\nstep seconds (interleaved, median): "
           + ", ".join(f"{m} {s:.2f}" for m, s in costs.items()))
     print()
     print(format_table(result, costs))

@@ -244,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto",
                    help="torch device: 'auto' (CUDA when available), 'cpu', 'cuda:0', ...")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--methods", action="store_true",
+                   help="instead: the paper's Table 1, every WSOL method (CAM, HaS, ACoL, SPG, "
+                        "ADL, CutMix) alone and + CREAM (six trainings)")
     p.set_defaults(func=_cmd_demo)
 
     # -- train
@@ -524,8 +527,12 @@ def _jsonable(value: Any) -> Any:
 
 # --------------------------------------------------------------------------- commands
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from skcream.demo import run_demo
+    from skcream.demo import run_demo, run_methods_demo
 
+    if getattr(args, "methods", False):
+        run_methods_demo(out=args.out, quick=args.quick, random_state=args.seed,
+                         device=_device(args), verbose=_verbose(args))
+        return EXIT_OK
     run_demo(out=args.out, quick=args.quick, random_state=args.seed, device=_device(args),
              verbose=_verbose(args))
     return EXIT_OK

@@ -25,6 +25,8 @@ import torch
 __all__ = ["compare_methods", "format_table", "plot_method_maps", "step_costs"]
 
 _METRICS = ("max_box_acc_v2", "pxap", "top1_acc")
+#: ``method_params`` when none are given (tests shrink ACoL's branches through it)
+_DEFAULT_METHOD_PARAMS: dict[str, Any] | None = None
 _NAMES = {"cam": "CAM", "has": "HaS", "acol": "ACoL", "spg": "SPG", "adl": "ADL", "cutmix": "CutMix"}
 
 
@@ -66,6 +68,7 @@ def compare_methods(
     *,
     data: tuple[Any, Any, Any] | None = None,
     method_params: dict[str, Any] | None = None,
+    estimator_params: dict[str, Any] | None = None,
     random_state: int = 0,
     n_iter: int = 2,
     figure_images: int = 4,
@@ -83,6 +86,8 @@ def compare_methods(
         Default: ``preset.make_data(random_state)``.
     method_params : dict, optional
         Passed to every estimator (keys of other methods are ignored by each).
+    estimator_params : dict, optional
+        Other :class:`CREAMLocalizer` parameters overriding the preset's (e.g. ``device``).
     n_iter : int, default=2
         CREAM's T for the "+ CREAM" columns.
     figure_images : int, default=4
@@ -99,6 +104,8 @@ def compare_methods(
     from skcream.methods import METHODS
 
     methods = list(METHODS) if methods is None else list(methods)
+    if method_params is None:
+        method_params = _DEFAULT_METHOD_PARAMS
     train, val, test = preset.make_data(random_state) if data is None else data
     out: dict[str, Any] = {"rows": {}, "maps": {}, "threads": torch.get_num_threads()}
     out["priors"] = _prior_rows(train, test)
@@ -106,8 +113,9 @@ def compare_methods(
     out["figure_index"] = index
     figure_set = test.select(index)
     for m in methods:
-        est = preset.estimator(method=m, method_params=method_params, random_state=random_state,
-                               verbose=0)
+        est = preset.estimator(**{"random_state": random_state, "verbose": 0,
+                                  **(estimator_params or {}),
+                                  "method": m, "method_params": method_params})
         tic = time.perf_counter()
         est.fit(train)
         fit_s = time.perf_counter() - tic
