@@ -174,12 +174,14 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         Class labels (the ClassLabel indices for a Dataset with a ClassLabel column).
     class_names_ : list of str
     n_classes_ : int
-    model_ : skcream.model.CAMNet
-        The trained network (eval mode, on the inference device).
+    model_ : nn.Module
+        The trained network of ``method`` (:class:`skcream.model.CAMNet` for CAM, HaS, ADL,
+        CutMix; ``ACoLNet``, ``SPGNet``), eval mode, on the inference device.
     context_ : skcream.context.ContextEmbeddings
         Learned foreground/background tables ``fg``, ``bg`` (C, d).
     feature_dim_ : int
-        d.
+        d, the channels of the features CREAM works in (the backbone's; ACoL: its branch
+        width).
     feature_shape_ : tuple (h, w)
         Feature-map size at ``image_size``.
     data_config_ : dict
