@@ -167,9 +167,13 @@ def test_acol_network_branches_and_fused_map():
     maps_b = net.classifier_b(net.hidden_b(acol_erase(feats, own, 0.7)))
     assert torch.allclose(logits_b, maps_b.mean(dim=(2, 3)), atol=1e-6)
     hidden, fused = net.readout(feats, labels)
-    assert torch.allclose(hidden, net.hidden_a(feats))
+    assert torch.allclose(hidden, net.hidden_a(feats)) and net.readout_dim == 8
     expected = torch.maximum(normalize_maps(own), normalize_maps(maps_b[torch.arange(2), labels]))
     assert torch.allclose(fused, expected, atol=1e-6)
+    # the other choice of CREAM's feature space: the backbone's, same fused map
+    net.cream_features, net.readout_dim = "backbone", feats.shape[1]
+    same, fused2 = net.readout(feats, labels)
+    assert same is feats and torch.equal(fused2, fused)
 
 
 # ----------------------------------------------------------------------------- SPG
@@ -260,6 +264,8 @@ def test_get_method_validates():
         get_method("has", {"has_grid_size": 2.5})
     with pytest.raises(TypeError, match="method_params must be a dict"):
         get_method("has", [("has_grid_size", 2)])
+    with pytest.raises(ValueError, match=r"acol_cream_features'\] must be one of"):
+        get_method("acol", {"acol_cream_features": "head"})
 
 
 @pytest.mark.parametrize(

@@ -38,14 +38,22 @@ __all__ = ["ParamSpec", "WSOLMethod"]
 
 
 class ParamSpec:
-    """One method hyper-parameter: default, type and closed interval."""
+    """One method hyper-parameter: default, type and closed interval (or choices for str)."""
 
-    def __init__(self, default: Any, kind: type, low: float, high: float | None = None) -> None:
+    def __init__(
+        self, default: Any, kind: type, low: float = 0.0, high: float | None = None,
+        choices: tuple[str, ...] = (),
+    ) -> None:
         self.default, self.kind, self.low, self.high = default, kind, low, high
+        self.choices = choices
 
     def check(self, name: str, value: Any) -> Any:
         """Return ``value`` as ``kind``; raise TypeError/ValueError naming ``method_params[name]``."""
         where = f"method_params[{name!r}]"
+        if self.kind is str:
+            if value not in self.choices:
+                raise ValueError(f"{where} must be one of {self.choices}, got {value!r}")
+            return str(value)
         interval = f"[{self.low}, {'inf' if self.high is None else self.high}]"
         if self.kind is int:
             if isinstance(value, bool) or not isinstance(value, Integral):

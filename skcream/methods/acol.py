@@ -97,7 +97,10 @@ class ACoLNet(nn.Module):
         ``width`` (CREAM's feature space: branch A's hidden features).
     """
 
-    def __init__(self, backbone: nn.Module, n_classes: int, threshold: float, width: int = 1024) -> None:
+    def __init__(
+        self, backbone: nn.Module, n_classes: int, threshold: float, width: int = 1024,
+        cream_features: str = "branch",
+    ) -> None:
         super().__init__()
         from skcream.backbones import _he_init
 
@@ -107,7 +110,8 @@ class ACoLNet(nn.Module):
         self.hidden_a, self.hidden_b = _he_init(_branch(dim, width)), _he_init(_branch(dim, width))
         self.classifier_a = _classifier(width, n_classes)
         self.classifier_b = _classifier(width, n_classes)
-        self.readout_dim = int(width)
+        self.cream_features = cream_features
+        self.readout_dim = int(width) if cream_features == "branch" else dim
 
     @property
     def n_classes(self) -> int:
@@ -152,8 +156,10 @@ class ACoLNet(nn.Module):
     def readout(
         self, features: torch.Tensor, labels: torch.Tensor, *, clamp_negative_weights: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Branch A's hidden features (B, 1024, h, w) and ACoL's fused map (B, h, w) in [0, 1].
+        """CREAM's features and ACoL's fused map (B, h, w) in [0, 1].
 
+        The features are branch A's hidden features (B, width, h, w) with
+        ``cream_features="branch"``, the backbone's ``features`` with ``"backbone"``.
         ``clamp_negative_weights`` (RCAM) clamps both 1x1 classifiers' weights at 0.
         """
         wa, wb = self.classifier_a.weight[:, :, 0, 0], self.classifier_b.weight[:, :, 0, 0]
@@ -163,7 +169,8 @@ class ACoLNet(nn.Module):
         map_a = class_activation_maps(hidden, wa, labels)  # bias: irrelevant after min-max
         erased = acol_erase(features, map_a, self.threshold)
         map_b = class_activation_maps(self.hidden_b(erased), wb, labels)
-        return hidden, torch.maximum(normalize_maps(map_a), normalize_maps(map_b))
+        fused = torch.maximum(normalize_maps(map_a), normalize_maps(map_b))
+        return (hidden if self.cream_features == "branch" else features), fused
 
 
 class ACoL(WSOLMethod):
@@ -174,10 +181,13 @@ class ACoL(WSOLMethod):
         "acol_threshold": ParamSpec(0.7, float, 0.0, 1.0),
         # not a wsolevaluation option (fixed 1024 there): lets a CPU budget shrink the branches
         "acol_width": ParamSpec(1024, int, 1),
+        # skcream's: the feature space of CREAM's context and EM (see the module docstring)
+        "acol_cream_features": ParamSpec("branch", str, choices=("branch", "backbone")),
     }
 
     def build_network(self, backbone: nn.Module, n_classes: int) -> nn.Module:
-        return ACoLNet(backbone, n_classes, self.params["acol_threshold"], self.params["acol_width"])
+        p = self.params
+        return ACoLNet(backbone, n_classes, p["acol_threshold"], p["acol_width"], p["acol_cream_features"])
 
     def forward(self, model: nn.Module, batch: Mapping[str, torch.Tensor]) -> Any:
         return model(batch["image"], batch["label"], aux=True)
