@@ -18,13 +18,14 @@ set so that it goes through the very same metric code as CAM and CREAM.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["PRIOR_NAMES", "box_prior", "centre_prior", "prior_maps"]
+__all__ = ["PRIOR_NAMES", "box_prior", "box_prior_of", "centre_prior", "prior_maps"]
 
 #: display names used in result tables
-PRIOR_NAMES = {"centre": "centre prior (blind)", "boxes": "train-box prior (blind)"}
+PRIOR_NAMES = {"centre": "centre prior", "boxes": "train-box prior"}
 
 
 def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
@@ -136,3 +137,34 @@ def prior_maps(prior: np.ndarray, n: int) -> np.ndarray:
     if prior.ndim != 2:
         raise ValueError(f"prior must be a 2-D map, got shape {prior.shape}")
     return np.broadcast_to(prior, (int(n), *prior.shape))
+
+
+def box_prior_of(data: Any, shape: Sequence[int] = (224, 224), *,
+                 bbox_column: str = "bboxes") -> np.ndarray | None:
+    """:func:`box_prior` of a dataset's ground-truth boxes, or None when it has none.
+
+    Parameters
+    ----------
+    data : datasets.Dataset (skcream schema) or ImageSource
+        Usually the *training* split: the prior must not see the images it is scored on.
+    shape : (H, W), default=(224, 224)
+    bbox_column : str, default="bboxes"
+
+    Returns
+    -------
+    ndarray (H, W) float64 or None
+        None when ``data`` has no box column or no box at all (WSOL training sets usually
+        carry image labels only).
+    """
+    from skcream.data.adapters import ImageSource
+
+    source = ImageSource.from_input(data, bbox_column=bbox_column)
+    if not source.has_boxes:
+        return None
+    boxes, sizes = [], []
+    for i in range(len(source)):
+        b = source.boxes(i)
+        if b is not None and len(b):
+            boxes.append(b)
+            sizes.append(source.size(i))
+    return box_prior(boxes, sizes, shape) if boxes else None

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from skcream.metrics import max_box_acc_v2
-from skcream.priors import box_prior, centre_prior, prior_maps
+from skcream.priors import box_prior, box_prior_of, centre_prior, prior_maps
 
 
 def test_centre_prior_peak_symmetry_and_range():
@@ -72,3 +72,14 @@ def test_prior_maps_score_like_any_map():
     assert maps.shape == (3, 224, 224)
     gt = [np.array([[60, 50, 160, 150]])] * 3
     assert max_box_acc_v2(maps, gt) == pytest.approx(100.0)
+
+
+def test_box_prior_of_dataset_matches_the_boxes(tmp_path):
+    from skcream.data import make_synthetic
+    from skcream.data.adapters import ImageSource
+
+    ds = make_synthetic(6, random_state=0, cache_dir=tmp_path)
+    src = ImageSource.from_input(ds)
+    expected = box_prior([src.boxes(i) for i in range(6)], [src.size(i) for i in range(6)])
+    np.testing.assert_array_equal(box_prior_of(ds), expected)
+    assert box_prior_of(ds.remove_columns("bboxes")) is None
