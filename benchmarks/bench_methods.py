@@ -52,7 +52,7 @@ def main() -> None:
     data = preset.make_data(0)
     result = compare_methods(preset, methods, data=data, method_params=params)
     costs = step_costs(preset, methods, method_params=params)
-    print("\nstep seconds (interleaved, median): "
+    print("\nstep CPU seconds (interleaved, median): "
           + ", ".join(f"{m} {s:.2f}" for m, s in costs.items()))
     print()
     print(format_table(result, costs))

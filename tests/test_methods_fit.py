@@ -118,7 +118,17 @@ def test_demo_methods_writes_the_table_and_figure(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr("skcream.methods.METHODS", {k: METHODS[k] for k in ("cam", "acol")})
     assert main(["demo", "--methods", "--quiet", "--out", str(tmp_path / "d")]) == 0
     out = capsys.readouterr().out
-    for name in ("CAM", "ACoL", "ACoL + CREAM", "CREAM gain", "prior (blind)"):
+    for name in ("CAM", "ACoL", "ACoL + CREAM", "CREAM gain", "centre prior", "train-box prior"):
         assert name in out
     assert (tmp_path / "d" / "methods_maps.png").stat().st_size > 0
     assert "MaxBoxAccV2" in (tmp_path / "d" / "methods.txt").read_text()
+
+
+def test_from_localizer_refuses_what_is_not_a_linear_head(fitted):
+    from skcream.estimators.reactivation import CREAMReactivation
+
+    if fitted.method == "acol":
+        with pytest.raises(ValueError, match="method='acol'"):
+            CREAMReactivation.from_localizer(fitted)
+    else:  # CAM-head networks (SPG's auxiliary branches are not read out)
+        assert CREAMReactivation.from_localizer(fitted).n_features_in_ == fitted.feature_dim_

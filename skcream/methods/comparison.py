@@ -97,7 +97,7 @@ def compare_methods(
     -------
     dict
         ``rows``: {method: {"plain": metrics, "cream": metrics, "fit_seconds",
-        "epoch_seconds" (median), "context_seconds"}}; ``priors``: {name: metrics};
+        "epoch_seconds" (median wall), "epoch_cpu_seconds", "context_seconds"}}; ``priors``: {name: metrics};
         ``maps``: {method: {"plain": list, "cream": list}} of original-size maps of the
         figure images; ``figure_index``; ``threads``, ``loadavg``.
     """
@@ -116,10 +116,13 @@ def compare_methods(
         est = preset.estimator(**{"random_state": random_state, "verbose": 0,
                                   **(estimator_params or {}),
                                   "method": m, "method_params": method_params})
-        tic = time.perf_counter()
+        tic, cpu = time.perf_counter(), time.process_time()
         est.fit(train)
         fit_s = time.perf_counter() - tic
         row: dict[str, Any] = {"fit_seconds": fit_s}
+        # CPU seconds of this process (one thread, in-process data loading): unlike wall
+        # time, not inflated by other jobs on a shared machine
+        row["epoch_cpu_seconds"] = (time.process_time() - cpu) / len(est.history_)
         row["epoch_seconds"] = float(np.median([r["seconds"] for r in est.history_]))
         row["context_seconds"] = float(sum(r.get("context_seconds", 0.0) for r in est.history_))
         maps = {}
@@ -143,7 +146,7 @@ def step_costs(
     methods: Sequence[str] | None = None,
     *,
     method_params: dict[str, Any] | None = None,
-    rounds: int = 3,
+    rounds: int = 4,
     steps: int = 2,
 ) -> dict[str, float]:
     """Seconds per training step of each method (median), measured interleaved.
@@ -151,12 +154,14 @@ def step_costs(
     One step = the method's forward (with its input hook), its loss, backward, an SGD step and
     CREAM's context update from the method's readout, on a random batch of ``preset``'s batch
     size and image size, in training mode. The methods run in turn ``rounds`` times (``steps``
-    steps each), so that changing machine load affects all of them alike; divide by CAM's for
-    the relative cost of an epoch (data loading, the same for all, is left out).
+    steps each, the order rotated every round) and each step is timed in CPU seconds of this
+    process, so that other jobs on a shared machine affect all of them alike (use one torch
+    thread); divide by CAM's for the relative cost of an epoch (data loading, the same for
+    all, is left out).
 
     Returns
     -------
-    dict of method -> seconds per step (median over rounds x steps)
+    dict of method -> CPU seconds per step (median over rounds x steps)
     """
     from skcream.backbones import build_backbone
     from skcream.context import ContextEmbeddings
@@ -177,10 +182,12 @@ def step_costs(
         opt = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9)
         setups[m] = (method, net, ctx, opt)
     times: dict[str, list[float]] = {m: [] for m in methods}
-    for _ in range(rounds):
-        for m, (method, net, ctx, opt) in setups.items():
+    order = list(setups)
+    for r in range(rounds):
+        for m in order[r % len(order):] + order[: r % len(order)]:
+            method, net, ctx, opt = setups[m]
             for _ in range(steps):
-                tic = time.perf_counter()
+                tic = time.process_time()
                 outputs = method.forward(net, batch)
                 method.loss(outputs, batch).backward()
                 opt.step()
@@ -188,7 +195,7 @@ def step_costs(
                 with torch.no_grad():
                     feats, cams = net.readout(outputs[1], y)
                     ctx.update(feats, cams, y)
-                times[m].append(time.perf_counter() - tic)
+                times[m].append(time.process_time() - tic)
     return {m: float(np.median(t)) for m, t in times.items()}
 
 
@@ -197,9 +204,9 @@ def format_table(result: dict[str, Any], costs: dict[str, float] | None = None) 
 
     One block for the methods alone and one for the methods + CREAM; per row MaxBoxAccV2,
     PxAP (when the data has masks) and top-1 accuracy (percent), the difference of each
-    localization number to the CAM row of the same block, and the training time (the fit's
-    median seconds per epoch; with ``costs`` also the interleaved per-step cost relative to
-    CAM). The "+ CREAM" block adds the gain over the same method alone. The blind priors
+    localization number to the CAM row of the same block, and the training cost (the fit's
+    CPU seconds per epoch and its ratio to CAM's; with ``costs`` also the interleaved per-step
+    CPU cost relative to CAM). The "+ CREAM" block adds the gain over the same method alone. The blind priors
     close the table.
     """
     rows = result["rows"]
@@ -209,7 +216,7 @@ def format_table(result: dict[str, Any], costs: dict[str, float] | None = None) 
     head = f"{'Method':18s} {'MaxBoxAccV2':>11s} {'vs CAM':>7s}"
     if has_pxap:
         head += f" {'PxAP':>6s} {'vs CAM':>7s}"
-    head += f" {'Top-1':>6s} {'s/epoch':>8s}"
+    head += f" {'Top-1':>6s} {'CPU s/ep':>8s} {'xCAM':>5s}"
     if costs:
         head += f" {'step xCAM':>9s}"
     head_cream = head + f" {'CREAM gain (box / PxAP)':>24s}"
@@ -226,7 +233,9 @@ def format_table(result: dict[str, Any], costs: dict[str, float] | None = None) 
                 px = v.get("pxap", float("nan"))
                 d_px = px - cam[block].get("pxap", float("nan")) if cam else float("nan")
                 line += f" {px:6.1f} {d_px:+7.1f}"
-            line += f" {v['top1_acc']:6.1f} {r['epoch_seconds']:8.1f}"
+            ep = r.get("epoch_cpu_seconds", r["epoch_seconds"])
+            ep_cam = cam.get("epoch_cpu_seconds", cam["epoch_seconds"]) if cam else float("nan")
+            line += f" {v['top1_acc']:6.1f} {ep:8.1f} {ep / ep_cam:5.2f}"
             if costs:
                 ratio = costs.get(m, float("nan")) / costs["cam"] if "cam" in costs else float("nan")
                 line += f" {ratio:9.2f}"
@@ -237,7 +246,7 @@ def format_table(result: dict[str, Any], costs: dict[str, float] | None = None) 
             lines.append(line)
         lines.append("")
     for name, v in result["priors"].items():
-        line = f"{name:26s} MaxBoxAccV2 {v['max_box_acc_v2']:5.1f}"
+        line = f"{name + ' (image-blind)':30s} MaxBoxAccV2 {v['max_box_acc_v2']:5.1f}"
         if "pxap" in v:
             line += f"  PxAP {v['pxap']:5.1f}"
         lines.append(line)
