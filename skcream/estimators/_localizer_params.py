@@ -51,6 +51,7 @@ TRAINING_PARAMS = (
     "batch_size",
     "lr",
     "lr_step",
+    "nesterov",
     "image_size",
     "resize_size",
     "feature_stage",
@@ -114,6 +115,8 @@ def validate_params(params: dict[str, Any], *, fitting: bool = True) -> None:
         raise TypeError(
             f"clamp_negative_weights must be a bool, got {params['clamp_negative_weights']!r}"
         )
+    if not isinstance(params["nesterov"], bool | np.bool_):
+        raise TypeError(f"nesterov must be a bool, got {params['nesterov']!r}")
     if not isinstance(params["large_feature_map"], bool | np.bool_):
         raise TypeError(f"large_feature_map must be a bool, got {params['large_feature_map']!r}")
     memory = params["memory"]
