@@ -132,3 +132,15 @@ def test_from_localizer_refuses_what_is_not_a_linear_head(fitted):
             CREAMReactivation.from_localizer(fitted)
     else:  # CAM-head networks (SPG's auxiliary branches are not read out)
         assert CREAMReactivation.from_localizer(fitted).n_features_in_ == fitted.feature_dim_
+
+
+def test_grid_over_normalisations_never_retrains(ds, tmp_path, monkeypatch):
+    import skcream.training as training
+
+    calls = []
+    real = training.train
+    monkeypatch.setattr(training, "train", lambda *a, **k: calls.append(1) or real(*a, **k))
+    est = CREAMLocalizer(**TINY, method="has", memory=str(tmp_path / "cache"))
+    grid = {"map_normalization": ["minmax", "ivr", "pas"], "clamp_negative_weights": [False, True]}
+    GridSearchCV(est, grid, cv=KFold(2), refit=False).fit(DatasetView(ds))
+    assert len(calls) == 2  # one training per fold, six read-outs each
