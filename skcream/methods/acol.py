@@ -24,6 +24,13 @@ alike. B's features are computed from an erased map and depend on the class bein
 erased, so they cannot serve as one feature space per image. The context embeddings are
 learned during training from the same pair (A's hidden features, the fused map of the true
 class).
+
+``acol_cream_features="backbone"`` uses the backbone's F instead (the input of both branches,
+the space CREAM uses for CAM). Measured on the DEMO preset with ``acol_width=256`` (synthetic
+data before its balanced classes, one seed): ACoL alone 28.6 MaxBoxAccV2 / 22.6 PxAP; + CREAM
+in branch A's space 27.6 / 22.1; in the backbone's space 34.9 / 12.2. Neither helps
+clearly, so the default stays the space in which ACoL's map is linear; the choice is a
+training-time parameter (the embeddings are learned in that space).
 """
 
 from __future__ import annotations
