@@ -657,6 +657,42 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         )
         return thresholds, acc[0]
 
+    def report(
+        self, X: Any, y: Any = None, *, out: str | os.PathLike, validation_data: Any = None,
+        prior_data: Any = None, title: str = "skcream evaluation report",
+    ):
+        """Write a self-contained HTML evaluation report of ``X`` to the folder ``out``.
+
+        The metric table (CAM, i.e. ``n_iter=0`` on the same network, CREAM and the blind
+        priors), the threshold curves and histograms, and a gallery of every image with its
+        boxes, sortable and filterable, with a threshold slider; see :mod:`skcream.report`.
+        The CREAM row equals :meth:`evaluate`.
+
+        Parameters
+        ----------
+        X : Dataset (or row dicts) with image, label and bbox (optionally mask) columns
+        y : array-like (n,), optional
+        out : path
+            A new or empty folder, or an earlier report (replaced once the new one is done).
+        validation_data : Dataset with boxes, optional
+            CAM's and the priors' threshold are chosen on it (else CAM uses
+            ``box_threshold_``, the priors their best on ``X``); CREAM always uses
+            ``box_threshold_``.
+        prior_data : Dataset with boxes, optional
+            Training images: adds the train-box prior (:func:`skcream.priors.box_prior`).
+        title : str
+
+        Returns
+        -------
+        pathlib.Path
+            ``out / "index.html"``.
+        """
+        from skcream.report._localizer import localizer_report
+
+        validate_params(self.get_params(deep=False), fitting=False)
+        return localizer_report(self, X, out, y=y, validation_data=validation_data,
+                                prior_data=prior_data, title=title, verbose=int(self.verbose))
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
         """Write the fitted estimator to the directory ``path`` (JSON + safetensors).
