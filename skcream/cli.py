@@ -88,6 +88,7 @@ _non_negative_int = _number_parser(int, lambda v: v >= 0, "an integer >= 0")
 _positive_float = _number_parser(float, lambda v: 0 < v < float("inf"), "a finite positive number")
 _image_side = _number_parser(int, lambda v: v >= 8, "an integer >= 8 (pixels; the protocol uses 224)")
 _unit_float = _number_parser(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+_n_jobs = _number_parser(int, lambda v: v != 0, "a non-zero integer (-1: all cores)")
 
 
 def _pretrained(text: str) -> bool | str:
@@ -345,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=parse_data_spec, required=True, metavar="SPEC", help=DATA_HELP)
     p.add_argument("--split", default="test", help="split of --data")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--n-jobs", type=_n_jobs, default=None, metavar="N",
+                   help="threads for the metrics (-1: all cores; numbers are identical)")
     _add_trust(p)
     _add_common(p)
     p.set_defaults(func=_cmd_evaluate)
@@ -695,7 +698,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     data = args.data.load(args.split, n_classes=len(model.classes_),
                           allow_outside_root=args.allow_outside_root)
-    report = evaluate_localizer(model, data, batch_size=args.batch_size, verbose=_verbose(args))
+    report = evaluate_localizer(model, data, batch_size=args.batch_size, verbose=_verbose(args),
+                                n_jobs=args.n_jobs)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

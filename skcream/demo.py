@@ -255,8 +255,10 @@ def method_report(
 
 
 def evaluate_localizer(model: Any, data: Any, *, batch_size: int = 32,
-                       verbose: int = 0) -> dict[str, float]:
+                       verbose: int = 0, n_jobs: int | None = None) -> dict[str, float]:
     """The metrics ``skcream evaluate`` prints: the estimator's own protocol evaluation.
+
+    Streaming (one batch of maps at a time); ``n_jobs`` threads for the metrics.
 
     Returns
     -------
@@ -265,7 +267,7 @@ def evaluate_localizer(model: Any, data: Any, *, batch_size: int = 32,
         model's ``box_threshold_``, classification accuracy (percent), and ``threshold``.
     """
     model = model.set_params(batch_size=batch_size, verbose=verbose)
-    report = dict(model.evaluate(data))
+    report = dict(model.evaluate(data, n_jobs=n_jobs))
     report["threshold"] = float(model.box_threshold_)
     return report
 
