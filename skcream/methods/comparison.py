@@ -282,5 +282,5 @@ def plot_method_maps(result: dict[str, Any], test: Any, path: str | os.PathLike)
                 if j == 0 and k == 0:
                     ax.set_ylabel(_NAMES.get(m, m), fontsize=9)
     tmp = f"{os.fspath(path)}.tmp.png"
-    fig.savefig(tmp, dpi=110)
+    fig.savefig(tmp, dpi=80)
     os.replace(tmp, path)
