@@ -588,7 +588,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     if getattr(args, "methods", False):
         run_methods_demo(out=args.out, quick=args.quick, random_state=args.seed,
-                         device=_device(args), verbose=_verbose(args))
+                         device=_device(args), verbose=_verbose(args), threads=args.threads)
         return EXIT_OK
     run_demo(out=args.out, quick=args.quick, random_state=args.seed, device=_device(args),
              verbose=_verbose(args), threads=args.threads)
