@@ -278,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch intra-op threads (default: 1 on a machine with <= 2 usable "
                         "cores, where 2 threads train ~4x slower; else torch's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--methods", action="store_true",
+                   help="instead: the paper's Table 1, every WSOL method (CAM, HaS, ACoL, SPG, "
+                        "ADL, CutMix) alone and + CREAM (six trainings)")
     p.set_defaults(func=_cmd_demo)
 
     # -- train
@@ -581,8 +584,12 @@ def _jsonable(value: Any) -> Any:
 
 # --------------------------------------------------------------------------- commands
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from skcream.demo import run_demo
+    from skcream.demo import run_demo, run_methods_demo
 
+    if getattr(args, "methods", False):
+        run_methods_demo(out=args.out, quick=args.quick, random_state=args.seed,
+                         device=_device(args), verbose=_verbose(args), threads=args.threads)
+        return EXIT_OK
     run_demo(out=args.out, quick=args.quick, random_state=args.seed, device=_device(args),
              verbose=_verbose(args), threads=args.threads)
     return EXIT_OK

