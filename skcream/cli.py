@@ -706,9 +706,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         names = {"max_box_acc_v2": "MaxBoxAccV2", "max_box_acc": "MaxBoxAcc", "pxap": "PxAP",
                  "top1_loc": "Top-1 Loc", "top5_loc": "Top-5 Loc",
                  "gt_known_loc": "GT-known Loc", "top1_acc": "Cls acc", "threshold": "tau"}
+        baselines = report.pop("baselines")
         keys = ["method", *report]
-        print(format_table([dict(report, method="CREAM")], keys,
-                           headers=[names.get(k, k) for k in keys]))
+        rows = [dict(row, method=name) for name, row in baselines.items()]
+        rows.append(dict(report, method="CREAM"))
+        print(format_table(rows, keys, headers=[names.get(k, k) for k in keys]))
+        print("(the centre prior never looks at the image; CAM is the same network with "
+              "n_iter=0, at the same tau)")
     return EXIT_OK
 
 

@@ -273,6 +273,9 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
     _fitted_markers = ("model_", "context_")
 
     def _settings(self, output: str = "final", n_iter: int | None = None) -> ReadoutSettings:
+        if n_iter is not None and (isinstance(n_iter, bool)
+                                   or not isinstance(n_iter, int | np.integer) or n_iter < 0):
+            raise ValueError(f"n_iter must be a non-negative int or None, got {n_iter!r}")
         return ReadoutSettings(
             n_iter=self.n_iter if n_iter is None else n_iter,
             sigma=float(self.sigma),
@@ -583,7 +586,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
 
         return source, batches()
 
-    def score(self, X: Any, y: Any = None) -> float:
+    def score(self, X: Any, y: Any = None, *, n_iter: int | None = None) -> float:
         """MaxBoxAccV2 (percent) under the WSOL protocol, GT-known.
 
         Images resized to 224x224 without crop, the map of the ground-truth class upsampled
@@ -596,6 +599,9 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         X : Dataset (or row dicts) with image, label and bbox columns
         y : array-like (n,), optional
             Labels overriding the label column.
+        n_iter : int, optional
+            Override T for this call only (``score(test, n_iter=0)``: plain CAM of the same
+            network); the estimator is not changed.
 
         Returns
         -------
@@ -603,14 +609,15 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         """
         validate_params(self.get_params(deep=False), fitting=False)
         acc = BoxAccumulator()
-        for _, _, maps, gt in self._protocol_batches(X, y)[1]:
+        for _, _, maps, gt in self._protocol_batches(X, y, self._settings(n_iter=n_iter))[1]:
             acc.update(maps, gt)
         return acc.max_box_acc_v2()
 
     def evaluate(
         self, X: Any, y: Any = None, *, metrics: Sequence[str] | None = None,
-        n_jobs: int | None = None,
-    ) -> dict[str, float]:
+        n_jobs: int | None = None, n_iter: int | None = None, baselines: bool = False,
+        prior_data: Any = None,
+    ) -> dict[str, Any]:
         """Several protocol metrics in one streaming pass over ``X``.
 
         Parameters
@@ -624,10 +631,20 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             data allows.
         n_jobs : int or None, default=None
             Threads for the metrics of each batch (joblib convention; identical numbers).
+        n_iter : int, optional
+            Override T for this call only (``n_iter=0``: plain CAM of the same network);
+            the estimator is not changed.
+        baselines : bool, default=False
+            Return a table instead: ``{"centre prior": ..., ["train-box prior": ...,]
+            "CAM": ..., "CREAM": ...}``, one dict of metrics per row. The priors never look
+            at the image (:mod:`skcream.priors`) and have only the threshold-free metrics;
+            CAM is ``n_iter=0`` on the same network at the same ``box_threshold_``.
+        prior_data : Dataset with boxes, optional
+            With ``baselines``: training images whose boxes make the train-box prior.
 
         Returns
         -------
-        dict of str to float (percent)
+        dict of str to float (percent), or of str to dict with ``baselines``
 
         Notes
         -----
@@ -635,8 +652,11 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         per-threshold counts, so memory does not grow with the number of images.
         """
         validate_params(self.get_params(deep=False), fitting=False)
+        if baselines:
+            return self._evaluate_with_baselines(X, y, metrics=metrics, n_jobs=n_jobs,
+                                                 n_iter=n_iter, prior_data=prior_data)
         known = LOCALIZER_METRICS
-        source, batches = self._protocol_batches(X, y)
+        source, batches = self._protocol_batches(X, y, self._settings(n_iter=n_iter))
         if metrics is None:
             metrics = [m for m in known if m != "pxap" or source.has_masks]
         bad = [m for m in metrics if m not in known]
@@ -684,6 +704,36 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             truth = self._labels_for(source, y, self._source(X, y)[1], None, required=True)
             out.update(localization_scores(logits_all, pred_boxes, gt_all, truth))
         return {m: out[m] for m in metrics}
+
+    def _evaluate_with_baselines(self, X: Any, y: Any, *, metrics, n_jobs, n_iter,
+                                 prior_data) -> dict[str, dict[str, float]]:
+        """:meth:`evaluate` with ``baselines=True``: blind priors, CAM and the model."""
+        from skcream.priors import (
+            PRIOR_METRICS,
+            PRIOR_NAMES,
+            box_prior_of,
+            centre_prior,
+            prior_scores,
+        )
+
+        source, _ = self._source(X, y)
+        priors = {PRIOR_NAMES["centre"]: centre_prior((PROTOCOL_SIZE, PROTOCOL_SIZE))}
+        if prior_data is not None:
+            train_prior = box_prior_of(prior_data, (PROTOCOL_SIZE, PROTOCOL_SIZE),
+                                       bbox_column=self.bbox_column)
+            if train_prior is None:
+                raise ValueError("prior_data has no ground-truth boxes for the train-box prior")
+            priors[PRIOR_NAMES["boxes"]] = train_prior
+        model = self.evaluate(X, y, metrics=metrics, n_jobs=n_jobs, n_iter=n_iter)
+        prior_metrics = [m for m in model if m in PRIOR_METRICS]
+        table: dict[str, dict[str, float]] = {
+            name: prior_scores(prior, source, metrics=prior_metrics, n_jobs=n_jobs,
+                               bbox_column=self.bbox_column)
+            for name, prior in priors.items()
+        }
+        table["CAM"] = self.evaluate(X, y, metrics=list(model), n_jobs=n_jobs, n_iter=0)
+        table["CREAM"] = model
+        return table
 
     def threshold_curve(
         self, X: Any, y: Any = None, *, n_iter: int | None = None, iou_threshold: float = 50,
