@@ -30,7 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from skcream import _levelsets
+from skcream import _levelsets, _pxap
 from skcream._boxes import level_component_boxes
 
 __all__ = [
@@ -518,67 +518,27 @@ def max_box_acc_v2(
 
 # ----------------------------------------------------------------------------- PxAP
 # Speed (numbers in benchmarks/bench_metrics.py). The reference boolean-indexes each map
-# and calls np.histogram (a sort) twice per map. Here each map gets a few vectorised
-# passes while it is in cache: validation in one reduction (_pxap_map), two truncated
-# products ``trunc(s * m)`` whose multipliers bracket the exact bin (_PxapBins), a
-# saturating add of the mask class and one 8/16-bit ``cv2.calcHist`` per block of maps.
-# All counts are integers, so the result is bit-identical to the reference however the
-# maps are split into blocks. Each numpy/cv2 pass costs 0.1-0.45 ns per pixel, about
-# 2.3 ns in all, against 7-10 ns per pixel for the reference (whose np.histogram sorts
-# with AVX-512 here): about 3x on one core.
-_PXAP_BLOCK_PIXELS = 1 << 18  # per calcHist call; <= 2**24, as it counts in float32
-_MULTIPLIER_SEARCH_ULPS = 64
+# and calls np.histogram (a sort) twice per map. Here each map gets one compiled pass
+# (skcream._pxap.pxap_counts) that checks every score is in [0, 1], finds its bin exactly
+# against the reference's float64 edges and counts it. All counts are integers, so the
+# result is bit-identical to the reference however the maps are split into batches.
 
 
 class _PxapBins:
-    """The reference's bin edges for one interval and, when they exist, bracketing multipliers.
+    """The reference's bin edges for one interval.
 
-    ``edges`` (n + 3,) float64 is ``np.append(np.arange(0, 1, interval), [1, 2, 3])``.
-    ``m_lo <= m_hi`` are chosen so that for every edge ``e_j`` (j = 1..n, ``e_n = 1.0``)
-    ``fl(prev(e_j) * m_lo) < j`` and ``fl(e_j * m_hi) >= j`` (checked here, exactly).
-    Float rounding is monotone, so a score ``s`` in [0, 1] whose exact bin is ``b``
-    has ``trunc(fl(s * m_lo)) <= b <= trunc(fl(s * m_hi))``: where the two agree they
-    are the bin; they disagree only for the few doubles next to an edge (and 1.0), which
-    are binned by ``searchsorted``. ``m_lo`` is None when no such pair is found within
-    a few ulps of ``1 / interval`` (e.g. when ``n * interval`` is not close to 1);
-    then every pixel goes through :func:`_bin_index`.
+    ``edges`` (n + 3,) float64 is ``np.append(np.arange(0, 1, interval), [1, 2, 3])``
+    (read-only); ``n`` the number of thresholds; ``fast`` whether the edges are ``j / n``
+    closely enough for :func:`skcream._pxap.pxap_counts`'s bracketing products.
     """
 
-    __slots__ = ("edges", "n", "m_lo", "m_hi", "key_dtype")
+    __slots__ = ("edges", "n", "fast")
 
     def __init__(self, interval: float):
         self.edges = np.append(_thresholds(interval), [1.0, 2.0, 3.0])
         self.edges.flags.writeable = False
-        n = self.n = self.edges.size - 3
-        self.m_lo: float | None = None
-        self.m_hi: float | None = None
-        # histogram keys k + (n + 1) * class, with 2 * (n + 1) free for saturated "ignored"
-        self.key_dtype = np.uint8 if 2 * (n + 1) <= 255 else np.uint16
-        if 2 * (n + 1) > 65534:
-            return
-        e = self.edges[1 : n + 1]
-        below = np.nextafter(e, 0.0)
-        j = np.arange(1, n + 1, dtype=np.float64)
-        m_lo = m_hi = 1.0 / interval
-        for _ in range(_MULTIPLIER_SEARCH_ULPS):
-            if (below * m_lo < j).all():
-                break
-            m_lo = float(np.nextafter(m_lo, 0.0))
-        for _ in range(_MULTIPLIER_SEARCH_ULPS):
-            if (e * m_hi >= j).all():
-                break
-            m_hi = float(np.nextafter(m_hi, np.inf))
-        if not (0.0 < m_lo <= m_hi < n + 1):
-            return
-        # verify the brackets on the integer keys themselves, through the very same
-        # multiply-and-cast as _pxap_counts (so the cast's rounding mode is checked too)
-        k = np.empty(n, dtype=self.key_dtype)
-        np.multiply(below, m_lo, out=k, casting="unsafe")
-        lower_ok = bool((k < j).all())
-        np.multiply(e, m_hi, out=k, casting="unsafe")
-        upper_ok = bool((k >= j).all() and k[-1] <= n)
-        if lower_ok and upper_ok:
-            self.m_lo, self.m_hi = m_lo, m_hi
+        self.n = self.edges.size - 3
+        self.fast = _pxap.bracket_ok(self.edges)
 
 
 @functools.lru_cache(maxsize=16)
@@ -587,34 +547,9 @@ def _pxap_bins(interval: float) -> _PxapBins:
 
 
 def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """``np.histogram`` bin of each value in [0, 1] for the edges ``arange + [1, 2, 3]``.
-
-    ``floor(v * n)`` is off by one only within a few ulps of an edge; one compare
-    against the actual edges on each side makes it exact.
-    """
-    n = edges.size - 3
-    k = (values * n).astype(np.intp)
-    np.minimum(k, n, out=k)
-    k -= edges[k] > values
-    k += edges[1:][k] <= values
-    return k
-
-
-_ONE_BITS = np.float64(1.0).view(np.uint64)
-
-
-def _pxap_map(scoremap: Any, i: int) -> np.ndarray:
-    """``scoremaps[i]`` checked as :func:`_check_map` does, in one reduction when it is valid.
-
-    As unsigned integers, the float64 values in [+0, 1] are exactly those whose bits are
-    ``<= bits(1.0)`` (negatives, -0.0 included, NaN and inf are all above). Anything
-    else goes through :func:`_check_map`, which raises its usual errors (or accepts -0.0).
-    """
-    arr = np.asarray(scoremap)
-    if (arr.dtype == np.float64 and arr.ndim == 2 and arr.size > 0 and arr.flags.c_contiguous
-            and arr.view(np.uint64).max() <= _ONE_BITS):
-        return arr
-    return _check_map(arr, f"scoremaps[{i}]")
+    """``np.histogram`` bin of each value in [0, 1] for the edges ``arange + [1, 2, 3]``
+    (the binning of :func:`_pxap_counts`)."""
+    return _pxap.bin_index(np.ascontiguousarray(values, dtype=np.float64).reshape(-1), edges)
 
 
 def _mask_classes(mask: np.ndarray) -> np.ndarray:
@@ -639,57 +574,25 @@ def _pxap_counts(items: list[tuple[int, Any, Any]], bins: _PxapBins) -> np.ndarr
         is always empty for maps in [0, 1]).
     """
     n, edges = bins.n, bins.edges
-    nk = 2 * (n + 1)
-    counts = np.zeros(nk, dtype=np.float64)
-    if bins.m_lo is None:  # exact fallback: per-pixel edge comparisons
-        for i, smap, mask in items:
-            smap = _pxap_map(smap, i)
-            cls = _pxap_mask(mask, smap, i)
-            code = _bin_index(smap, edges) + (n + 1) * cls.astype(np.intp)
-            counts += np.bincount(code[cls < 2].ravel(), minlength=nk)[:nk]
-        return counts
-    dt = bins.key_dtype
-    # mask value -> key offset; anything but 0/1 saturates past the histogram range
-    offset = np.full(256, np.iinfo(dt).max, dtype=dt)
-    offset[0], offset[1] = 0, n + 1
-    # keys of several maps share one calcHist call (whose set-up is ~35 us at 16 bits)
-    block = _PXAP_BLOCK_PIXELS
-    key, check, off = (np.empty((1, block), dtype=dt) for _ in range(3))
-    filled = 0
-
-    def block_counts(filled: int) -> np.ndarray:
-        k = key[:, :filled]
-        cv2.add(k, off[:, :filled], dst=k)  # saturating, in place
-        return cv2.calcHist([k], [0], None, [nk], [0, nk]).ravel()
-
+    sub = np.zeros((4, 2 * (n + 1)), dtype=np.int64)
     for i, smap, mask in items:
-        smap = _pxap_map(smap, i)
-        cls = _pxap_mask(mask, smap, i)
-        flat_s, flat_c = smap.reshape(1, -1), cls.reshape(1, -1)
-        for p0 in range(0, flat_s.shape[1], block):  # maps larger than a block, in pieces
-            s = flat_s[:, p0 : p0 + block]
-            size = s.shape[1]
-            if filled + size > block:
-                counts += block_counts(filled)
-                filled = 0
-            # views of the block buffers; cv2 writes into a dst of the right shape in place
-            k, c, o = (buf[:, filled : filled + size] for buf in (key, check, off))
-            np.multiply(s, bins.m_hi, out=k, casting="unsafe")  # trunc: upper bracket
-            if bins.m_lo != bins.m_hi:
-                np.multiply(s, bins.m_lo, out=c, casting="unsafe")  # lower bracket
-                if not np.array_equal(k, c):  # a few doubles next to an edge; 1.0
-                    idx = np.flatnonzero(k != c)
-                    k[0, idx] = np.searchsorted(edges, s[0, idx], side="right") - 1
-            cv2.LUT(flat_c[:, p0 : p0 + block], offset, dst=o)
-            filled += size
-    if filled:
-        counts += block_counts(filled)
-    return counts
+        arr = np.asarray(smap)
+        if not (arr.dtype == np.float64 and arr.ndim == 2 and arr.size > 0
+                and arr.flags.c_contiguous):
+            arr = _check_map(arr, f"scoremaps[{i}]")  # other dtypes, layouts: converted
+        cls = _pxap_mask(mask, arr, i)
+        flat = arr.reshape(-1)
+        if _pxap.pxap_counts(flat, flat.view(np.uint64), cls.reshape(-1), edges, bins.fast,
+                             sub) >= 0:
+            _check_map(arr, f"scoremaps[{i}]")  # raises its usual error
+            raise AssertionError("unreachable: the map failed the range check")  # pragma: no cover
+    return sub.sum(axis=0).astype(np.float64)
 
 
 def _pxap_mask(mask: Any, smap: np.ndarray, i: int) -> np.ndarray:
     mask = np.asarray(mask)
     if mask.shape != smap.shape:
+        _check_map(smap, f"scoremaps[{i}]")  # a bad map is reported before its mask
         raise ValueError(f"gt_masks[{i}] has shape {mask.shape} but scoremaps[{i}] has {smap.shape}")
     return _mask_classes(mask)
 

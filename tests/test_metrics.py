@@ -230,8 +230,8 @@ def test_pxap_equals_reference(interval):
 
 
 # adversarial PxAP inputs: scores on, and a few ulps either side of, every edge
-FAST_INTERVALS = [0.01, 0.001, 0.005, 0.05, 0.25]  # bracketing multipliers exist
-SLOW_INTERVALS = [0.003, 0.3, 2e-5]  # n * interval != 1 or n > 32766: exact fallback
+FAST_INTERVALS = [0.01, 0.001, 0.005, 0.05, 0.25, 2e-5]  # n * interval == 1: brackets
+SLOW_INTERVALS = [0.003, 0.3, 0.007]  # n * interval != 1: every pixel searched
 
 
 def _edge_pool(interval: float) -> np.ndarray:
@@ -265,34 +265,40 @@ def _adversarial_set(interval: float, rng: np.random.Generator, n_maps: int = 4)
 def test_pxap_exact_on_edges_and_their_neighbours(interval):
     maps, masks = _adversarial_set(interval, np.random.default_rng(11))
     assert M.pxap(maps, masks, cam_curve_interval=interval) == ref.pxap(maps, masks, interval)
-    fast = M._pxap_bins(interval).m_lo is not None
-    assert fast == (interval in FAST_INTERVALS)  # both code paths are exercised
+    assert M._pxap_bins(interval).fast == (interval in FAST_INTERVALS)  # both code paths
 
 
-@pytest.mark.parametrize("interval", FAST_INTERVALS)
-def test_pxap_multipliers_bracket_the_histogram_bin(interval):
+@pytest.mark.parametrize("interval", FAST_INTERVALS + SLOW_INTERVALS)
+def test_pxap_bins_equal_searchsorted_on_edges(interval):
     bins = M._pxap_bins(interval)
     s = _edge_pool(interval)
     exact = np.searchsorted(bins.edges, s, side="right") - 1
     assert np.array_equal(np.histogram(s, bins.edges)[0], np.bincount(exact, minlength=bins.n + 2))
-    lo = np.empty(s.size, bins.key_dtype)
-    hi = np.empty(s.size, bins.key_dtype)
-    np.multiply(s, bins.m_lo, out=lo, casting="unsafe")
-    np.multiply(s, bins.m_hi, out=hi, casting="unsafe")
-    assert (lo <= exact).all() and (exact <= hi).all()
-    assert np.mean(lo == hi) > 0.5  # the brackets agree away from the edges
-    assert hi.max() <= bins.n
+    assert np.array_equal(M._bin_index(s, bins.edges), exact)
+    # the compiled counts, where the bracketing products decide too: on, ulps from and
+    # (1 -+ 1e-9..4e-9) times every edge, as positives and as negatives
+    e = bins.edges[1 : bins.n + 1]
+    s = np.unique(np.clip(np.concatenate(
+        [s] + [e * (1 + d * 1e-9) for d in (-4, -2, -1, 1, 2, 4)]), 0.0, 1.0))
+    hist = np.histogram(s, bins.edges)[0][: bins.n + 1]
+    for cls in (0, 1):
+        counts = M._pxap_counts([(0, s.reshape(1, -1), np.full((1, s.size), cls, np.uint8))],
+                                bins)
+        assert np.array_equal(counts[(bins.n + 1) * cls : (bins.n + 1) * (cls + 1)], hist)
+        assert counts.sum() == s.size
 
 
-def test_pxap_blocks_and_pieces_give_identical_numbers(monkeypatch):
+def test_pxap_batches_give_identical_numbers():
     rng = np.random.default_rng(5)
     maps, masks = _adversarial_set(0.01, rng, n_maps=7)
     maps += [_family(k, 30, 33, rng) for k in KINDS]
     masks += [rng.choice(np.array([0, 1, 255], np.uint8), size=(30, 33)) for _ in KINDS]
     expected = ref.pxap(maps, masks, 0.01)
     assert M.pxap(maps, masks) == expected
-    monkeypatch.setattr(M, "_PXAP_BLOCK_PIXELS", 97)  # maps in pieces, pieces across blocks
-    assert M.pxap(maps, masks) == expected
+    acc = M.PxAPAccumulator()
+    for k in range(0, len(maps), 3):  # batch by batch
+        acc.update(maps[k : k + 3], masks[k : k + 3])
+    assert acc.pxap() == expected
     assert M.pxap(maps, masks, cam_curve_interval=0.001) == ref.pxap(maps, masks, 0.001)
     bad = list(maps)
     bad[9] = np.full((30, 33), np.nan)
