@@ -1034,6 +1034,7 @@ def _ordered_boxes(h: int, w: int, levels: np.ndarray, lab8: np.ndarray, lab4: n
     nxt = np.empty(kmax, np.int64)
     tail = np.empty(kmax + 1, np.int64)
     stack = np.empty(kmax + 1, np.int64)
+    order = np.empty(kmax, np.int64)
     slot_f = np.full(f_par.size, -1, np.int64)  # merge-tree node -> record of this level
     slot_h = np.full(h_par.size, -1, np.int64)
     o = 0
@@ -1069,8 +1070,18 @@ def _ordered_boxes(h: int, w: int, levels: np.ndarray, lab8: np.ndarray, lab4: n
             slot_f[f_node[j]] = -1
         for j in range(h0, h1):
             slot_h[h_node[j]] = -1
-        # children lists sorted by decreasing key: sort all nodes by key once
-        order = np.argsort(-key[:k])
+        # children lists sorted by decreasing key: sort all nodes by key once (keys are
+        # distinct first pixels; few per level: an insertion sort, no allocation)
+        if k <= 48:
+            for t in range(k):
+                j = t
+                kt = key[t]
+                while j > 0 and key[order[j - 1]] < kt:
+                    order[j] = order[j - 1]
+                    j -= 1
+                order[j] = t
+        else:
+            order[:k] = np.argsort(-key[:k])
         head[: k + 1] = -1  # k = the frame
         nxt[:k] = -1
         tail[: k + 1] = -1
@@ -1132,6 +1143,33 @@ def ordered_multi_arrays(q: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray,
     return _ordered_boxes(q.shape[0], q.shape[1], np.asarray(levels, dtype=np.int64), lab8,
                           lab4, f_node, f_rec, f_starts, f_par, f_lev, h_node, h_rec, h_starts,
                           h_par, h_lev)
+
+
+@njit(cache=True, nogil=True)
+def expand_rows(boxes: np.ndarray, sizes: np.ndarray, u: np.ndarray):
+    """Per-threshold copies of per-level rows.
+
+    ``boxes`` (K, 4) holds ``sizes[j]`` rows for each level ``j`` in turn; returns the
+    rows of level ``u[t]`` for each ``t`` in turn (sum of ``sizes[u]``, 4) and the bounds
+    (len(u) + 1,) of each threshold's rows in it.
+    """
+    offsets = np.empty(sizes.size, np.int64)
+    o = 0
+    for j in range(sizes.size):
+        offsets[j] = o
+        o += sizes[j]
+    bounds = np.empty(u.size + 1, np.int64)
+    bounds[0] = 0
+    for t in range(u.size):
+        bounds[t + 1] = bounds[t] + sizes[u[t]]
+    out = np.empty((bounds[u.size], 4), boxes.dtype)
+    for t in range(u.size):
+        src = offsets[u[t]]
+        dst = bounds[t]
+        for r in range(sizes[u[t]]):
+            for c in range(4):
+                out[dst + r, c] = boxes[src + r, c]
+    return out, bounds
 
 
 def ordered_multi_boxes(q: np.ndarray, levels: np.ndarray) -> list[np.ndarray] | None:

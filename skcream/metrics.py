@@ -260,14 +260,11 @@ def boxes_from_scoremap(
             res = _levelsets.ordered_multi_arrays(q, uniq)
             if res is not None:
                 boxes, sizes = res
-                offsets = np.cumsum(sizes) - sizes
-                u = np.searchsorted(uniq, want)
-                counts, starts = sizes[u], offsets[u]
-                ends = np.cumsum(counts)
-                begins = ends - counts
-                rows = np.repeat(starts - begins, counts) + np.arange(int(counts.sum()))
-                gathered = boxes[rows]  # one copy: the per-threshold arrays do not alias
-                pieces = [gathered[a:b] for a, b in zip(begins.tolist(), ends.tolist())]
+                # one copy, its rows per threshold: the per-threshold views do not alias
+                gathered, bounds = _levelsets.expand_rows(boxes, sizes,
+                                                          np.searchsorted(uniq, want))
+                b = bounds.tolist()
+                pieces = [gathered[x:y] for x, y in zip(b, b[1:])]
     if pieces is not None:
         if len(pieces) == levels.size:  # every threshold inside 0..max-1 (the usual case)
             return pieces
