@@ -993,15 +993,6 @@ def _basin_emit(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min:
 
 
 @njit(cache=True, nogil=True)
-def _node_at(leaf: int, level: int, tree_parent: np.ndarray, tree_level: np.ndarray) -> int:
-    """The merge-tree node holding ``leaf`` at ``level``: climb while the parent exists then."""
-    n = leaf
-    while tree_parent[n] >= 0 and tree_level[tree_parent[n]] >= level:
-        n = tree_parent[n]
-    return n
-
-
-@njit(cache=True, nogil=True)
 def _ordered_boxes(h: int, w: int, levels: np.ndarray, lab8: np.ndarray, lab4: np.ndarray,
                    f_node: np.ndarray, f_rec: np.ndarray, f_starts: np.ndarray,
                    f_par: np.ndarray, f_lev: np.ndarray,
@@ -1014,8 +1005,8 @@ def _ordered_boxes(h: int, w: int, levels: np.ndarray, lab8: np.ndarray, lab4: n
     borders are the 8-connected components (first pixel = their first raster pixel; the
     parent is the hole holding the pixel above it, or the frame), hole borders the
     4-connected background components inside the image (the parent is the component
-    holding the pixel left of the hole's first pixel). Returns all boxes (K, 4) and the
-    number per level.
+    holding the pixel left of the hole's first pixel). ``levels`` must be increasing.
+    Returns all boxes (K, 4) and the number per level.
     """
     n_lv = levels.size
     total = 0
@@ -1037,6 +1028,50 @@ def _ordered_boxes(h: int, w: int, levels: np.ndarray, lab8: np.ndarray, lab4: n
     order = np.empty(kmax, np.int64)
     slot_f = np.full(f_par.size, -1, np.int64)  # merge-tree node -> record of this level
     slot_h = np.full(h_par.size, -1, np.int64)
+    # Parents through the other sweep's merge tree. The node holding a leaf only climbs
+    # as the level drops, so each leaf keeps its last node and the next climb resumes
+    # there (amortised: each tree edge is climbed once per leaf): outer borders ask the
+    # background tree at 254 - L, which drops as L rises (levels ascending), holes ask
+    # the foreground tree at L (levels descending).
+    f_parent = np.full(f_node.size, -1, np.int64)  # per record: slot of its parent hole
+    h_parent = np.full(h_node.size, -1, np.int64)  # per record: slot of its parent
+    cur4 = np.arange(h_par.size)
+    for i in range(n_lv):
+        L = levels[i]
+        f0, f1 = f_starts[L + 1], f_starts[L]
+        lh = 254 - L
+        h0, h1 = h_starts[lh + 1], h_starts[lh]
+        nf = f1 - f0
+        for j in range(h0, h1):
+            slot_h[h_node[j]] = nf + (j - h0)
+        for j in range(f0, f1):
+            first = f_rec[j, 4]
+            if first >= w:
+                leaf = lab4[first - w]  # background at L: the pixel above the first pixel
+                nd = cur4[leaf]
+                while h_par[nd] >= 0 and h_lev[h_par[nd]] >= lh:
+                    nd = h_par[nd]
+                cur4[leaf] = nd
+                f_parent[j] = slot_h[nd]
+        for j in range(h0, h1):
+            slot_h[h_node[j]] = -1
+    cur8 = np.arange(f_par.size)
+    for i in range(n_lv - 1, -1, -1):
+        L = levels[i]
+        f0, f1 = f_starts[L + 1], f_starts[L]
+        lh = 254 - L
+        h0, h1 = h_starts[lh + 1], h_starts[lh]
+        for j in range(f0, f1):
+            slot_f[f_node[j]] = j - f0
+        for j in range(h0, h1):
+            leaf = lab8[h_rec[j, 4] - 1]  # the pixel left of the hole's first pixel
+            nd = cur8[leaf]
+            while f_par[nd] >= 0 and f_lev[f_par[nd]] >= L:
+                nd = f_par[nd]
+            cur8[leaf] = nd
+            h_parent[j] = slot_f[nd]
+        for j in range(f0, f1):
+            slot_f[f_node[j]] = -1
     o = 0
     for i in range(n_lv):
         L = levels[i]
@@ -1046,30 +1081,13 @@ def _ordered_boxes(h: int, w: int, levels: np.ndarray, lab8: np.ndarray, lab4: n
         nf = f1 - f0
         nh = h1 - h0
         k = nf + nh
-        for j in range(f0, f1):
-            slot_f[f_node[j]] = j - f0
-        for j in range(h0, h1):
-            slot_h[h_node[j]] = nf + (j - h0)
         # nodes 0..nf-1 outer borders, nf..k-1 holes; parent -1 = the frame
-        par[:k] = -1
         for j in range(nf):
-            first = f_rec[f0 + j, 4]
-            key[j] = first
-            if first >= w:
-                a = first - w  # background at L: the pixel above the first pixel
-                nd = _node_at(lab4[a], lh, h_par, h_lev)
-                s = slot_h[nd]
-                if s >= 0:
-                    par[j] = s
+            key[j] = f_rec[f0 + j, 4]
+            par[j] = f_parent[f0 + j]
         for j in range(nh):
-            first = h_rec[h0 + j, 4]
-            key[nf + j] = first
-            nd = _node_at(lab8[first - 1], L, f_par, f_lev)
-            par[nf + j] = slot_f[nd]
-        for j in range(f0, f1):
-            slot_f[f_node[j]] = -1
-        for j in range(h0, h1):
-            slot_h[h_node[j]] = -1
+            key[nf + j] = h_rec[h0 + j, 4]
+            par[nf + j] = h_parent[h0 + j]
         # children lists sorted by decreasing key: sort all nodes by key once (keys are
         # distinct first pixels; few per level: an insertion sort, no allocation)
         if k <= 48:
@@ -1129,6 +1147,9 @@ def ordered_multi_arrays(q: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray,
     (K, 4) int64 and the number per level; None when the map has too many basins
     (noise), for which the caller traces contours instead."""
     q = np.ascontiguousarray(q)
+    levels = np.asarray(levels, dtype=np.int64)
+    if levels.size > 1 and not (np.diff(levels) > 0).all():
+        raise ValueError("levels must be sorted and distinct")
     qmax = int(q.max())
     cap = _max_basins(q.size)
     lab8, nb8 = _basin_labels(q, True, cap)
@@ -1140,7 +1161,7 @@ def ordered_multi_arrays(q: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray,
         return None
     _, f_node, f_rec, f_starts, f_par, f_lev = _basin_emit(q, lab8, nb8, True, 1, False)
     _, h_node, h_rec, h_starts, h_par, h_lev = _basin_emit(r, lab4, nb4, False, 256 - qmax, True)
-    return _ordered_boxes(q.shape[0], q.shape[1], np.asarray(levels, dtype=np.int64), lab8,
+    return _ordered_boxes(q.shape[0], q.shape[1], levels, lab8,
                           lab4, f_node, f_rec, f_starts, f_par, f_lev, h_node, h_rec, h_starts,
                           h_par, h_lev)
 
