@@ -448,9 +448,15 @@ def _max_basins(n_pixels: int) -> int:
 
 
 def _level_sweep(img: np.ndarray, conn8: bool, v_min: int, rule: int, drop_border: bool,
-                 single: bool, g: np.ndarray, area_b: np.ndarray):
-    """``best`` (256,) and, when ``single``, ``boxes`` (256, 4): basins when few, else pixels."""
-    label, nb = _basin_labels(img, conn8, _max_basins(img.size))
+                 single: bool, g: np.ndarray, area_b: np.ndarray,
+                 order: tuple[np.ndarray, np.ndarray] | None = None, flip: bool = False):
+    """``best`` (256,) and, when ``single``, ``boxes`` (256, 4): basins when few, else pixels.
+
+    ``order``: the bucket order of ``img`` (of ``255 - img`` when ``flip``), if known.
+    """
+    if order is None:
+        order, flip = _bucket_order(img), False
+    label, nb = _basin_labels_sorted(img, conn8, _max_basins(img.size), *order, flip)
     if nb >= 0:
         return _basin_sweep(img, label, nb, conn8, v_min, rule, drop_border, single, g, area_b)
     if single:
@@ -475,9 +481,10 @@ def best_iou_multi(q: np.ndarray, gt: np.ndarray) -> np.ndarray:
     q = np.ascontiguousarray(q)
     qmax = int(q.max())
     g, area_b = _gt_terms(gt)
-    fg, _ = _level_sweep(q, True, 1, 1, False, False, g, area_b)
+    order = _bucket_order(q)  # sorts both sweeps' pixels
+    fg, _ = _level_sweep(q, True, 1, 1, False, False, g, area_b, order)
     # background {q <= L} = {255 - q > 254 - L}: 255 - q at values >= 256 - qmax
-    hole, _ = _level_sweep(255 - q, False, 256 - qmax, 2, True, False, g, area_b)
+    hole, _ = _level_sweep(255 - q, False, 256 - qmax, 2, True, False, g, area_b, order, True)
     return np.maximum(fg, hole[(254 - np.arange(256)) % 256])
 
 
@@ -514,8 +521,19 @@ def all_component_boxes(img: np.ndarray, connectivity: int) -> tuple[np.ndarray,
 
 
 # ----------------------------------------------------------------------------- basins
+def _basin_labels(img: np.ndarray, conn8: bool, max_basins: int,
+                  flipped_order: tuple[np.ndarray, np.ndarray] | None = None):
+    """:func:`_basin_labels_sorted` with ``img``'s bucket order, or with the given bucket
+    order of ``255 - img`` (shared by the two sweeps of one map)."""
+    if flipped_order is None:
+        order, starts = _bucket_order(img)
+        return _basin_labels_sorted(img, conn8, max_basins, order, starts, False)
+    return _basin_labels_sorted(img, conn8, max_basins, *flipped_order, True)
+
+
 @njit(cache=True, nogil=True)
-def _basin_labels(img: np.ndarray, conn8: bool, max_basins: int):
+def _basin_labels_sorted(img: np.ndarray, conn8: bool, max_basins: int, order: np.ndarray,
+                         starts: np.ndarray, flip: bool):
     """Basin of every pixel (ravelled) and the number of basins, or -1 beyond ``max_basins``.
 
     Every pixel points to the neighbour (itself included) with the largest key
@@ -561,18 +579,23 @@ def _basin_labels(img: np.ndarray, conn8: bool, max_basins: int):
                 n_roots += 1
     if n_roots > max_basins:
         return ptr, -1
-    # in decreasing key order every pointer target is labelled before its sources
-    order, _ = _bucket_order(img)  # increasing value, increasing index within a value
+    # in decreasing key order every pointer target is labelled before its sources.
+    # ``order``/``starts``: the bucket order (increasing value, increasing index within a
+    # value) of ``img``, or when ``flip`` of ``255 - img``: then the buckets are taken in
+    # increasing order, each from its end (the same decreasing key order of ``img``)
     label = np.empty(n, np.int32)
     nb = 0
-    for i in range(n - 1, -1, -1):
-        p = order[i]
-        t = ptr[p]
-        if t == p:
-            label[p] = nb
-            nb += 1
-        else:
-            label[p] = label[t]
+    for v in range(256):
+        b0 = starts[255 - v] if not flip else starts[v]
+        b1 = starts[256 - v] if not flip else starts[v + 1]
+        for i in range(b1 - 1, b0 - 1, -1):
+            p = order[i]
+            t = ptr[p]
+            if t == p:
+                label[p] = nb
+                nb += 1
+            else:
+                label[p] = label[t]
     return label, nb
 
 
@@ -1193,11 +1216,12 @@ def ordered_multi_arrays(q: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray,
         raise ValueError("levels must be sorted and distinct")
     qmax = int(q.max())
     cap = _max_basins(q.size)
-    lab8, nb8 = _basin_labels(q, True, cap)
+    order = _bucket_order(q)
+    lab8, nb8 = _basin_labels_sorted(q, True, cap, *order, False)
     if nb8 < 0:
         return None
     r = 255 - q
-    lab4, nb4 = _basin_labels(r, False, cap)
+    lab4, nb4 = _basin_labels(r, False, cap, order)
     if nb4 < 0:
         return None
     _, f_node, f_rec, f_starts, f_par, f_lev = _basin_emit(q, lab8, nb8, True, 1, False)
