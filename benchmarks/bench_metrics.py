@@ -129,10 +129,12 @@ def side_by_side(base, ours):
 
 def main(n: int = 30) -> None:
     cv2.setNumThreads(1)
+    numba_threads = "n/a"
     try:
         import numba
 
         numba.set_num_threads(1)
+        numba_threads = numba.get_num_threads()
     except (ImportError, ValueError):
         pass
     maps, boxes, masks = make_data(n)
@@ -140,7 +142,8 @@ def main(n: int = 30) -> None:
     metrics.max_box_acc(maps[:1], boxes[:1])
     metrics.max_box_acc(maps[:1], boxes[:1], multi_contour=False)
     print(f"{n} CAM-like maps 224x224, 1-3 GT boxes each; OMP_NUM_THREADS="
-          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, cv2 threads {cv2.getNumThreads()}; "
+          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, cv2 threads {cv2.getNumThreads()}, "
+          f"numba threads {numba_threads}; "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"CPU ms per map, best of {REPEATS}; baseline = the plain contour loop")
     rows = []

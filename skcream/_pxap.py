@@ -14,11 +14,14 @@ products ``v * n * (1 -+ 1e-9)`` that agree are the bin without looking at the e
 (they disagree only within ~1e-9 of an edge, and at 1.0). All counts
 are integers, so the sums are bit-identical to the reference however maps are grouped.
 
-Why numba (measured in ``benchmarks/bench_metrics.py``, one thread): one fused pass that
-validates the score, bins it and counts it (into four interleaved sub-histograms, so
-that runs of equal bins in smooth maps do not wait on each other's stores) reads each
-map once, against five to six numpy/OpenCV passes (two truncated products, a compare,
-a lookup table, a saturating add and ``cv2.calcHist``) in the version it replaced.
+Why numba (measured in ``benchmarks/bench_metrics.py``, one thread, 224x224 maps): one
+fused pass that validates the score, bins it and counts it (into four interleaved
+sub-histograms, so that runs of equal bins in smooth maps do not wait on each other's
+stores) reads each map once: ~1.1 ns per pixel, against ~1.6 ns for the five to six
+numpy/OpenCV passes (two truncated products, a compare, a lookup table, a saturating add
+and ``cv2.calcHist``) of the version it replaced and ~6 ns for the reference's
+``np.histogram``. numpy and OpenCV have no histogram over arbitrary float edges that
+avoids a sort or a ``searchsorted`` per value.
 """
 
 from __future__ import annotations
