@@ -15,12 +15,16 @@ Contract with callers
   ``head_lr_mult * lr``), others one.
 * ``step_hook(accelerator, batch, outputs)`` runs after every optimisation micro-step, under
   ``torch.no_grad()``; it is where the localizer updates its context embeddings with
-  ``gather=accelerator.gather`` so that every process applies the same update.
+  ``gather=accelerator.gather_for_metrics`` so that every process applies the same update
+  and each real sample enters it exactly once (``accelerator.gather`` would also return the
+  samples Accelerate repeats to even out the last batch of an epoch).
 * ``epoch_hook(accelerator, epoch, record)`` runs after every epoch (all processes) and may
   return a dict merged into that epoch's history record (e.g. validation MaxBoxAccV2).
 * ``state_objects={"context": ctx}``: objects with ``state_dict()`` / ``load_state_dict()``
   that are saved in every checkpoint and restored on resume (``nn.Module`` ones are moved to
-  the training device first).
+  the training device first). Before the first step, the model's and these objects' states
+  are broadcast from process 0, so every process starts from the same state whatever
+  seeded it (e.g. context tables drawn from each process's own RNG with ``random_state=None``).
 * Checkpoints: three files of skcream's own in ``checkpoint_dir`` (see
   :data:`CHECKPOINT_FILES`); nothing else in the directory is touched. A checkpoint written
   under another configuration (:func:`config_fingerprint`) is refused, never mixed.
@@ -30,6 +34,13 @@ dropout randomness of epoch e are functions of (random_state, e, process index) 
 global RNGs are re-seeded at the start of every epoch and restored to the caller's state on
 return), so two CPU runs give bit-identical weights and a resumed run equals an
 uninterrupted one.
+
+Batch size on several processes: ``batch_size`` is per process, so one optimisation step sees
+``batch_size * num_processes * gradient_accumulation_steps`` samples (the *global* batch) at
+the unchanged ``lr``. The paper's global batch of 32 on N processes: ``batch_size = 32 // N``
+(or keep ``batch_size`` and set ``gradient_accumulation_steps``). The global batch size and
+lr of a run are in every history record (``global_batch_size``, ``lr``) and printed at the
+start when ``verbose``.
 """
 
 from __future__ import annotations
@@ -80,7 +91,8 @@ class TrainConfig:
     epochs : int
         Number of epochs to reach (a resumed run continues up to it).
     batch_size : int
-        Per-process batch size.
+        Per-process batch size; the global batch of one step is
+        ``batch_size * num_processes * gradient_accumulation_steps``.
     lr : float
         Learning rate of the pretrained layers; new layers use ``lr * head_lr_mult``.
     head_lr_mult : float
@@ -509,6 +521,14 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
         _load_checkpoint(directory, accelerator.process_index, model, optimizer, scheduler,
                          state_objects)
         start, history = int(meta["epoch"]), list(meta["history"])
+    _broadcast_from_main(accelerator, model, state_objects)
+    global_batch = config.batch_size * accelerator.num_processes * config.gradient_accumulation_steps
+    if config.verbose and accelerator.is_main_process:
+        print(f"skcream.training: {accelerator.num_processes} process(es) on "
+              f"{accelerator.device.type}; global batch {global_batch} = batch_size "
+              f"{config.batch_size} x {accelerator.num_processes} process(es) x "
+              f"{config.gradient_accumulation_steps} accumulation step(s); lr {config.lr:g}",
+              flush=True)
 
     sampler = _EpochSampler(n_samples, seed, config.shuffle)
     generator = torch.Generator()
@@ -569,6 +589,8 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
             "lr": lr,
             "seconds": time.perf_counter() - tic,
             "samples": sums["n"],
+            "global_batch_size": global_batch,
+            "num_processes": accelerator.num_processes,
         }
         if epoch_hook is not None:
             record.update(epoch_hook(accelerator, epoch + 1, record) or {})
@@ -578,6 +600,30 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
                              epoch + 1, history, fp)
     accelerator.wait_for_everyone()
     return history
+
+
+def _broadcast_from_main(accelerator, model: nn.Module, state_objects: Mapping[str, Any]) -> None:
+    """Make every process start from process 0's model and state objects.
+
+    Parameters and buffers of ``model`` and of ``nn.Module`` state objects are broadcast in
+    place; other state objects travel as their ``state_dict()``. Without this, anything seeded
+    from a process's own RNG (``random_state=None``) differs between processes: DDP only
+    broadcasts the wrapped model, never e.g. the context embedding tables.
+    """
+    if accelerator.num_processes == 1:
+        return
+    import torch.distributed as dist
+    from accelerate.utils import broadcast_object_list
+
+    with torch.no_grad():
+        for module in (model, *(o for o in state_objects.values() if isinstance(o, nn.Module))):
+            for tensor in (*module.parameters(), *module.buffers()):
+                dist.broadcast(tensor.data, src=0)
+    others = [name for name, obj in state_objects.items() if not isinstance(obj, nn.Module)]
+    if others:
+        states = broadcast_object_list([{n: state_objects[n].state_dict() for n in others}])[0]
+        for name in others:
+            state_objects[name].load_state_dict(states[name])
 
 
 def _sync_buffers(accelerator, model: nn.Module) -> None:

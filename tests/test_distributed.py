@@ -1,0 +1,104 @@
+"""Multi-process training correctness: ``CREAMLocalizer.fit`` in 2 CPU processes (gloo).
+
+The processes run tests/_ddp_fit_script.py (10 images, batch 4 per process: the last
+global batch holds 2 real samples and 6 of Accelerate's padding). Checked, for
+``random_state=None`` and ``random_state=0``:
+
+* weights and context tables agree bit for bit across the ranks, although with ``None``
+  each rank drew different initial tables (so the check can fail);
+* every real sample enters the context update (Eq. 4) exactly once per epoch;
+* the tables equal Eq. 4 applied in one process to the gathered rows, in order, from the
+  broadcast initial tables (an independent replay);
+* with an int seed, the global batches are those of a 1-process run at batch 8.
+
+Not compared with the 1-process run: weights and tables themselves, which differ by design
+(BatchNorm statistics of 4 vs 8 samples, and each process draws its own augmentation).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from skcream.context import update_context
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "tests" / "_ddp_fit_script.py"
+N_IMAGES = 10
+
+
+def _env() -> dict:
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    two = tmp_path_factory.mktemp("two")
+    one = tmp_path_factory.mktemp("one")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(SCRIPT), str(two), "4"]
+    out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    out = subprocess.run([sys.executable, str(SCRIPT), str(one), "8"], env=_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+    def load(directory, name, rank):
+        return torch.load(directory / f"{name}-rank{rank}.pt", weights_only=True)
+
+    return {name: ([load(two, name, r) for r in (0, 1)], load(one, name, 0))
+            for name in ("none", "int")}
+
+
+def _replay(initial: torch.Tensor, rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    n = initial.shape[0] // 2
+    fg, bg = initial[:n].clone(), initial[n:].clone()
+    for r in rows:
+        fg, bg = update_context(fg, bg, r["fg_mean"], r["bg_mean"], r["labels"],
+                                momentum=r["momentum"], has_fg=r["has_fg"], has_bg=r["has_bg"])
+    return fg, bg
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["none", "int"])
+def test_fit_in_two_processes_is_identical_across_ranks(runs, name):
+    (r0, r1), _ = runs[name]
+    assert r0["world"] == r1["world"] == 2
+    # with random_state=None each process drew its own tables; with an int the same ones
+    assert torch.equal(r0["drawn"], r1["drawn"]) == (name == "int")
+    assert torch.equal(r0["fg"], r1["fg"]) and torch.equal(r0["bg"], r1["bg"])
+    assert r0["weights"].keys() == r1["weights"].keys()
+    assert all(torch.equal(r0["weights"][k], r1["weights"][k]) for k in r0["weights"])
+    assert r0["global_batch"] == [8, 8] and r0["samples"] == [N_IMAGES] * 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["none", "int"])
+def test_context_update_sees_each_real_sample_once(runs, name):
+    (r0, r1), _ = runs[name]
+    sizes = [len(r["labels"]) for r in r0["rows"]]
+    assert sizes == [8, 2, 8, 2]  # not [8, 8, 8, 8]: the padding is dropped
+    for epoch in range(2):
+        seen = torch.cat(r0["indices"][2 * epoch:2 * epoch + 2]).tolist()
+        assert sorted(seen) == list(range(N_IMAGES))
+    for a, b in zip(r0["rows"], r1["rows"]):  # both ranks applied the same update
+        assert all(torch.equal(a[k], b[k]) for k in ("fg_mean", "bg_mean", "labels", "has_fg"))
+    # the tables are Eq. 4 applied in one process to the real rows, from rank 0's draw
+    fg, bg = _replay(r0["drawn"], r0["rows"])
+    assert torch.equal(fg, r0["fg"]) and torch.equal(bg, r0["bg"])
+    assert not torch.equal(fg, r0["drawn"][: fg.shape[0]])
+
+
+@pytest.mark.slow
+def test_two_processes_run_the_global_batches_of_one_process(runs):
+    (r0, _), single = runs["int"]
+    assert single["world"] == 1
+    assert [i.tolist() for i in r0["indices"]] == [i.tolist() for i in single["indices"]]
+    assert [len(r["labels"]) for r in single["rows"]] == [8, 2, 8, 2]
+    assert single["global_batch"] == r0["global_batch"] == [8, 8]
+    assert torch.equal(single["drawn"], r0["drawn"])
