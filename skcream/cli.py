@@ -198,9 +198,26 @@ def parse_data_spec(text: str) -> DataSpec:
     )
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto",
+def _device_arg(text: str) -> str:
+    """``--device``: 'auto' or a device this machine has (checked before any data is read)."""
+    if text == "auto":
+        return text
+    from skcream._device import check_device
+
+    try:
+        check_device(text, "--device")
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--device: ")) from None
+    return text
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", type=_device_arg, default="auto",
                    help="torch device: 'auto' (CUDA when available), 'cpu', 'cuda:0', ...")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    _add_device(p)
     p.add_argument("--batch-size", type=_positive_int, default=32, help="images per batch")
     p.add_argument("--num-workers", type=_non_negative_int, default=0,
                    help="DataLoader worker processes")
@@ -241,8 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="smaller data and shorter training (skcream.presets.QUICK)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the data and training")
-    p.add_argument("--device", default="auto",
-                   help="torch device: 'auto' (CUDA when available), 'cpu', 'cuda:0', ...")
+    _add_device(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
 
