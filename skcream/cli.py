@@ -6,9 +6,11 @@ not one) end with one line on stderr and a non-zero exit code; set
 ``SKCREAM_DEBUG=1`` to see the traceback instead. Heavy imports (torch, timm)
 happen inside the commands, so ``skcream --help`` is instant.
 
-Under ``accelerate launch`` (``accelerate launch -m skcream.cli train ...``)
-every process runs the training; only the main process writes files and
-prints tables.
+Several processes: ``accelerate launch --multi_gpu --num_processes N -m skcream.cli train ...``
+(on a machine without GPUs too: Accelerate then runs N CPU processes with gloo; note that
+``accelerate launch --cpu --num_processes N`` starts ONE process unless MPI is set up) or
+``torchrun --nproc_per_node N -m skcream.cli train ...``. Every process runs the training;
+only the main process writes files and prints tables.
 """
 
 from __future__ import annotations
@@ -216,9 +218,13 @@ def _add_device(p: argparse.ArgumentParser) -> None:
                    help="torch device: 'auto' (CUDA when available), 'cpu', 'cuda:0', ...")
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_common(p: argparse.ArgumentParser, *, per_process_batch: bool = False) -> None:
     _add_device(p)
-    p.add_argument("--batch-size", type=_positive_int, default=32, help="images per batch")
+    if per_process_batch:  # None tells an explicit --batch-size from the default
+        p.add_argument("--batch-size", type=_positive_int, default=None,
+                       help="images per batch and process (default: 32)")
+    else:
+        p.add_argument("--batch-size", type=_positive_int, default=32, help="images per batch")
     p.add_argument("--num-workers", type=_non_negative_int, default=0,
                    help="DataLoader worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -269,7 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Fine-tune a CREAMLocalizer (the paper's recipe: SGD, lr 1e-3, 10x on the new "
             "head, step decay, resize 256 / crop 224 / flip) and save it to --out.\n"
-            "Several processes / GPUs: accelerate launch -m skcream.cli train ..."
+            "Several processes / GPUs (also N CPU processes): accelerate launch --multi_gpu "
+            "--num_processes N -m skcream.cli train ...\n"
+            "--batch-size is per process: one SGD step sees batch-size x N images at the "
+            "same --lr; --global-batch-size 32 keeps the paper's 32 on any N dividing it."
         ),
         formatter_class=_Formatter,
     )
@@ -294,7 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no",
                    help="mixed precision (through accelerate)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    _add_common(p)
+    p.add_argument("--global-batch-size", type=_positive_int, default=None,
+                   help="images per SGD step over all processes: the per-process batch is "
+                        "this / the number of processes (must divide it); excludes "
+                        "--batch-size (default: --batch-size 32 per process)")
+    _add_common(p, per_process_batch=True)
     p.set_defaults(func=_cmd_train)
 
     # -- evaluate
@@ -555,6 +568,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not args.resume and ckpt.is_dir() and any(ckpt.iterdir()):
         raise CLIError(f"--out {out} already holds checkpoints; pass --resume to continue "
                        "them, or choose another --out")
+    batch_size = _per_process_batch(args.batch_size, args.global_batch_size)
     from skcream.estimators.localizer import CREAMLocalizer
 
     train = args.data.load(args.split, random_state=args.seed)
@@ -565,7 +579,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         backbone=args.backbone,
         pretrained=args.pretrained,
         max_epochs=args.epochs,
-        batch_size=args.batch_size,
+        batch_size=batch_size,
         lr=args.lr,
         image_size=args.image_size,
         device=_device(args),
@@ -577,9 +591,35 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     model.fit(train, validation_data=val) if val is not None else model.fit(train)
     if _is_main_process():
+        last = model.history_[-1] if model.history_ else {}
+        n_proc = last.get("num_processes", _world_size())
+        print(f"trained on {n_proc} process(es): global batch "
+              f"{last.get('global_batch_size', batch_size * n_proc)} ({batch_size} per "
+              f"process), lr {args.lr:g} (new layers {10 * args.lr:g})")
         model.save(out / "model")
         print(f"saved the model to {out / 'model'}")
     return EXIT_OK
+
+
+def _world_size() -> int:
+    """Number of processes of this ``accelerate launch`` / torchrun run (1 otherwise)."""
+    try:
+        return max(int(os.environ.get("WORLD_SIZE", "1") or 1), 1)
+    except ValueError:
+        return 1
+
+
+def _per_process_batch(batch_size: int | None, global_batch_size: int | None) -> int:
+    """``--batch-size`` (per process, default 32) or ``--global-batch-size`` / processes."""
+    if global_batch_size is None:
+        return 32 if batch_size is None else batch_size
+    if batch_size is not None:
+        raise CLIError("give --batch-size (per process) or --global-batch-size, not both")
+    world = _world_size()
+    if global_batch_size % world:
+        raise CLIError(f"--global-batch-size {global_batch_size} is not divisible by the "
+                       f"{world} processes of this run")
+    return global_batch_size // world
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

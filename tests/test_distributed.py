@@ -102,3 +102,53 @@ def test_two_processes_run_the_global_batches_of_one_process(runs):
     assert [len(r["labels"]) for r in single["rows"]] == [8, 2, 8, 2]
     assert single["global_batch"] == r0["global_batch"] == [8, 8]
     assert torch.equal(single["drawn"], r0["drawn"])
+
+
+# ---------------------------------------------------------------------------- the launcher
+#: The README's multi-process command (N = 2), on CPU: ``--multi_gpu`` selects Accelerate's
+#: torchrun launcher, which on a machine without GPUs runs MULTI_CPU processes over gloo.
+LAUNCH = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+
+@pytest.mark.slow
+def test_readme_launcher_trains_on_two_cpu_processes(tmp_path):
+    from skcream import CREAMLocalizer
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, *LAUNCH, "-m", "skcream.cli", "train", "--data", "synthetic:24",
+           "--backbone", "test_resnet", "--pretrained", "false", "--epochs", "1",
+           "--image-size", "32", "--global-batch-size", "8", "--device", "cpu",
+           "--out", str(out)]
+    env = dict(_env(), CUDA_VISIBLE_DEVICES="")
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # two processes trained and reached the checkpoint: one RNG file per rank
+    ckpt = out / "checkpoints"
+    assert sorted(p.name for p in ckpt.glob("skcream-train-rng*.pt")) == [
+        "skcream-train-rng0.pt", "skcream-train-rng1.pt"]
+    assert "2 process(es) on cpu; global batch 8 = batch_size 4 x 2 process(es)" in done.stdout
+    assert "trained on 2 process(es): global batch 8 (4 per process)" in done.stdout
+    # one model, written once (by the main process)
+    assert done.stdout.count("saved the model to") == 1
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "model"]
+    model = CREAMLocalizer.load(out / "model")
+    assert model.history_[-1]["num_processes"] == 2
+    assert model.history_[-1]["samples"] == 24
+
+
+def test_global_batch_size_option(monkeypatch, tmp_path, capsys):
+    from skcream.cli import CLIError, _per_process_batch, main
+
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert _per_process_batch(None, 32) == 8
+    assert _per_process_batch(None, None) == 32 and _per_process_batch(16, None) == 16
+    with pytest.raises(CLIError, match="not divisible by the 4 processes"):
+        _per_process_batch(None, 30)
+    with pytest.raises(CLIError, match="not both"):
+        _per_process_batch(8, 32)
+    code = main(["train", "--data", "synthetic:4", "--out", str(tmp_path / "o"),
+                 "--global-batch-size", "6"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--global-batch-size 6" in err[0]
+    assert not (tmp_path / "o").exists()
