@@ -538,12 +538,14 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
             name = f"{stem}_{k}_overlay.png"
         used.add(name)
         box = [float(v) for v in result.boxes[i]]
-        overlay(images[i], result.maps[i], boxes=[box]).save(out / name)
+        if _is_main_process():  # under a launcher every process holds all results
+            overlay(images[i], result.maps[i], boxes=[box]).save(out / name)
         score = None if result.scores is None else float(result.scores[i])
         records.append({"image": str(path), "label": _jsonable(result.labels[i]),
                         "class_name": label_names[i], "score": score, "box": box,
                         "overlay": name})
-    (out / "boxes.json").write_text(json.dumps(records, indent=2) + "\n")
+    if _is_main_process():
+        (out / "boxes.json").write_text(json.dumps(records, indent=2) + "\n")
     return records
 
 
@@ -625,9 +627,14 @@ def _per_process_batch(batch_size: int | None, global_batch_size: int | None) ->
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     model = _load_model(_model_dir(args.model))
     from skcream.demo import evaluate_localizer
+    from skcream.distributed import distributed_inference
 
     data = args.data.load(args.split, n_classes=len(model.classes_))
-    report = evaluate_localizer(model, data, batch_size=args.batch_size, verbose=_verbose(args))
+    with distributed_inference():  # under a launcher: each process runs its share of images
+        report = evaluate_localizer(model, data, batch_size=args.batch_size,
+                                    verbose=_verbose(args))
+    if not _is_main_process():
+        return EXIT_OK
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -653,11 +660,16 @@ def _cmd_localize(args: argparse.Namespace) -> int:
     for path in args.images:
         if not path.is_file():
             raise CLIError(f"IMAGE {path}: no such file")
+    from skcream.distributed import distributed_inference
+
     model = None if args.post_hoc else _load_model(_model_dir(args.model))
-    records = localize_files(args.images, args.out, model=model, backbone=args.backbone,
-                             pretrained=args.pretrained, threshold=args.threshold,
-                             device=_device(args), batch_size=args.batch_size,
-                             verbose=_verbose(args))
+    with distributed_inference():  # --model under a launcher: images spread over processes
+        records = localize_files(args.images, args.out, model=model, backbone=args.backbone,
+                                 pretrained=args.pretrained, threshold=args.threshold,
+                                 device=_device(args), batch_size=args.batch_size,
+                                 verbose=_verbose(args))
+    if not _is_main_process():
+        return EXIT_OK
     for rec in records:
         score = "" if rec["score"] is None else f" ({rec['score']:.2f})"
         box = ", ".join(f"{v:.0f}" for v in rec["box"])

@@ -152,3 +152,74 @@ def test_global_batch_size_option(monkeypatch, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--global-batch-size 6" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------ distributed inference
+def _boxed_dataset(n: int):
+    import datasets
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    images, labels, boxes = [], [], []
+    for i in range(n):
+        h, w = (40, 48) if i % 2 else (44, 36)
+        img = rng.integers(0, 60, (h, w, 3)).astype(np.uint8)
+        x, y = int(rng.integers(0, w - 16)), int(rng.integers(0, h - 16))
+        img[y:y + 16, x:x + 16, i % 2] = 250
+        images.append(img)
+        labels.append(i % 2)
+        boxes.append([[x, y, x + 16, y + 16]])
+    features = datasets.Features({
+        "image": datasets.Image(), "label": datasets.ClassLabel(names=["red", "green"]),
+        "bboxes": datasets.Sequence(datasets.Sequence(datasets.Value("float32"), length=4)),
+    })
+    return datasets.Dataset.from_dict({"image": images, "label": labels, "bboxes": boxes},
+                                      features=features)
+
+
+def _same(a, b) -> bool:
+    import numpy as np
+
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+    return a == b
+
+
+@pytest.mark.slow
+def test_inference_spread_over_two_processes_equals_one_process(tmp_path):
+    import importlib.util
+    import pickle
+
+    from skcream import CREAMLocalizer
+
+    data = _boxed_dataset(11)  # batch 4: rank 0 runs images 0-7, rank 1 images 8-10
+    model = CREAMLocalizer(backbone="test_resnet", pretrained=False, max_epochs=1, batch_size=4,
+                           image_size=32, resize_size=36, random_state=0, verbose=0,
+                           device="cpu").fit(data)
+    model.save(tmp_path / "model")
+    data.save_to_disk(str(tmp_path / "data"))
+    script = ROOT / "tests" / "_ddp_infer_script.py"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(script), str(tmp_path / "model"), str(tmp_path / "data"), str(tmp_path)]
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [pickle.loads((tmp_path / f"infer-rank{r}.pkl").read_bytes()) for r in (0, 1)]
+    assert ranks[0]["world"] == ranks[1]["world"] == 2
+    # each process ran the network on its own share only (7 passes over the data)
+    assert [r["forwarded"] for r in ranks] == [7 * 8, 7 * 3]
+    spec = importlib.util.spec_from_file_location("_ddp_infer_script", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    single = module.run(CREAMLocalizer.load(tmp_path / "model"), data)
+    for key in single:  # bit for bit, metrics included, on both ranks
+        assert _same(ranks[0][key], single[key]), key
+        assert _same(ranks[1][key], single[key]), key
+    assert _same(ranks[0]["sharded"], single["pseudo_boxes"])
+    assert _same(ranks[1]["sharded"], single["pseudo_boxes"])
+    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == [
+        "chunk-000000.pkl", "chunk-000001.pkl", "chunk-000002.pkl", "chunk-000003.pkl",
+        "meta.json"]

@@ -69,8 +69,9 @@ def iter_forward(
     batch_size: int,
     device: torch.device,
     num_workers: int = 0,
+    indices: range | None = None,
 ) -> Iterator[ForwardBatch]:
-    """Run the network over ``source`` in batches (eval mode, no grad).
+    """Run the network over ``source`` (or its rows ``indices``) in batches (eval mode, no grad).
 
     Images are resized to ``image_size x image_size`` without cropping and normalised with
     ``data_config`` (the evaluation transform of the protocol).
@@ -81,8 +82,11 @@ def iter_forward(
         Tensors on ``device``.
     """
     transform = EvalTransform(size=image_size, mean=data_config["mean"], std=data_config["std"])
+    dataset = TorchImageDataset(source, transform, with_boxes=False)
+    if indices is not None:  # items keep their source index in batch["index"]
+        dataset = torch.utils.data.Subset(dataset, list(indices))
     loader = DataLoader(
-        TorchImageDataset(source, transform, with_boxes=False),
+        dataset,
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,

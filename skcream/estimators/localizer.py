@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from skcream import distributed
 from skcream.estimators import _localizer_fit as fitting
 from skcream.estimators._boxes_target import (
     PROTOCOL_SIZE,
@@ -303,6 +304,12 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             device=self._inference_device(),
             num_workers=self.num_workers,
         )
+        spread = distributed.active()
+        if spread is not None:  # this process's share only; the caller gathers the rest
+            rank, world = spread
+            share = distributed.shard_range(len(source), self.batch_size, rank, world)
+            yield from iter_forward(self.model_, source, indices=share, **kwargs)
+            return
         if cache_location(self.memory) is None:
             yield from iter_forward(self.model_, source, **kwargs)
             return
@@ -370,8 +377,17 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             Columns follow ``classes_``.
         """
         self._check_fitted()
-        source, _ = self._source(X)
-        return np.concatenate([b.logits.cpu().numpy() for b in self._forward(source)])
+        return self._all_logits(self._source(X)[0])
+
+    def _all_logits(self, source) -> np.ndarray:
+        """Logits (n, C) float32 of every image of ``source`` (gathered when spread)."""
+        out = np.zeros((len(source), self.n_classes_), dtype=np.float32)
+        done = []
+        for b in self._forward(source):
+            out[b.index] = b.logits.cpu().numpy()
+            done.extend(b.index.tolist())
+        distributed.gather_rows(done, out)
+        return out
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities (softmax of the logits).
@@ -402,10 +418,13 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         source, class_label = self._source(X)
         lab = None if labels is None else encode_labels(labels, self.classes_, "labels")
         out = [None] * len(source)
+        done = []
         for index, _, maps, _ in self._maps(source, lab, self._settings()):
             normed = _normalize(maps).cpu().numpy().astype(np.float32)
             for i, m in zip(index, normed):
                 out[i] = m
+            done.extend(index.tolist())
+        distributed.gather_rows(done, out)
         return np.stack(out)
 
     def predict(self, X: Any) -> Localization:
@@ -451,6 +470,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         maps_out: list = [None] * n
         labels_out = np.empty(n, dtype=np.int64)
         scores = np.empty(n, dtype=np.float64)
+        done = []
         for index, logits, maps, lab in self._maps(source, labels, self._settings()):
             probs = torch.softmax(logits, dim=1)
             lab_cpu = lab.cpu()
@@ -459,6 +479,8 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
                 maps_out[i] = m
                 labels_out[i] = int(k)
                 scores[i] = float(p[int(k)])
+            done.extend(index.tolist())
+        distributed.gather_rows(done, maps_out, labels_out, scores)
         return maps_to_localization(
             maps_out, self.box_threshold_, self.classes_[labels_out], scores=scores
         )
@@ -492,11 +514,14 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         lab = self._labels_for(source, y, class_label, labels, required=False)
         n = len(source)
         boxes = np.zeros((n, 4), dtype=np.float64)
+        done = []
         for index, _, maps, _ in self._maps(source, lab, self._settings(), resolution):
             sizes = [source.size(int(i)) for i in index]
             up = maps_at_original_size(maps, sizes)
             loc = maps_to_localization(up, self.box_threshold_, np.zeros(len(up), dtype=int))
             boxes[index] = loc.boxes
+            done.extend(index.tolist())
+        distributed.gather_rows(done, boxes)
         return boxes
 
     # ------------------------------------------------------------------ evaluation
@@ -512,8 +537,11 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         lab = self._labels_for(source, y, class_label, None, required=True)
         settings = self._settings() if settings is None else settings
         maps = np.zeros((len(source), PROTOCOL_SIZE, PROTOCOL_SIZE), dtype=np.float64)
+        done = []
         for index, _, m, _ in self._maps(source, lab, settings):
             maps[index] = protocol_maps(m, (PROTOCOL_SIZE, PROTOCOL_SIZE))
+            done.extend(index.tolist())
+        distributed.gather_rows(done, maps)
         gt = [_scale_boxes(source.boxes(i), source.size(i), i) for i in range(len(source))]
         return maps, gt, source
 
@@ -586,7 +614,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             out["pxap"] = float(M.pxap(maps, masks))
         loc = {"top1_loc", "top5_loc", "gt_known_loc", "top1_acc"} & set(metrics)
         if loc:
-            logits = np.concatenate([b.logits.cpu().numpy() for b in self._forward(source)])
+            logits = self._all_logits(source)
             truth = self._labels_for(source, y, self._source(X, y)[1], None, required=True)
             pred_boxes = maps_to_localization(
                 list(maps), self.box_threshold_, np.zeros(len(maps), dtype=int)
