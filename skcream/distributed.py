@@ -133,7 +133,10 @@ def sharded_apply(estimator: Any, method: str, X: Any, out_dir: str | os.PathLik
     to rank ``k % world``); each result is written to ``out_dir/chunk-<k>.pkl`` (temporary
     file, fsync, rename), and chunks already in ``out_dir`` are loaded instead of recomputed.
     ``out_dir/meta.json`` records the method, ``len(X)`` and ``chunk_size``, and a folder
-    written for other values is refused.
+    written for other values is refused. With ``chunk_size`` a multiple of the estimator's
+    ``batch_size`` the network runs the very batches of one call and the result is bit for
+    bit the same; otherwise equal up to float rounding (batched convolutions on CPU may
+    round differently for other batch compositions).
 
     Parameters
     ----------

@@ -223,3 +223,80 @@ def test_inference_spread_over_two_processes_equals_one_process(tmp_path):
     assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == [
         "chunk-000000.pkl", "chunk-000001.pkl", "chunk-000002.pkl", "chunk-000003.pkl",
         "meta.json"]
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    from skcream import CREAMLocalizer
+
+    data = _boxed_dataset(7)
+    model = CREAMLocalizer(backbone="test_resnet", pretrained=False, max_epochs=1, batch_size=4,
+                           image_size=32, resize_size=36, random_state=0, verbose=0,
+                           device="cpu").fit(data)
+    return model, data
+
+
+def test_sharded_apply_resumes_where_it_stopped(small_model, tmp_path, monkeypatch):
+    import numpy as np
+
+    from skcream import sharded_apply
+
+    model, data = small_model
+    expected = model.pseudo_boxes(data, resolution=40)
+    out = tmp_path / "shards"
+    first = sharded_apply(model, "pseudo_boxes", data, out, chunk_size=3, resolution=40)
+    assert np.array_equal(first, expected)
+    # a finished chunk is never recomputed: mark chunk 1 (rows 3-5) ...
+    import pickle
+
+    marked = np.full((3, 4), -1.0)
+    (out / "chunk-000001.pkl").write_bytes(pickle.dumps(marked))
+    # ... and "kill" the run before chunk 2 (row 6) was written
+    (out / "chunk-000002.pkl").unlink()
+    calls = []
+    real = type(model).pseudo_boxes
+
+    def counting(self, X, *args, **kwargs):
+        calls.append(len(X))
+        return real(self, X, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "pseudo_boxes", counting)
+    again = sharded_apply(model, "pseudo_boxes", data, out, chunk_size=3, resolution=40)
+    assert calls == [1]  # only the missing chunk ran
+    assert np.array_equal(again[:3], expected[:3]) and np.array_equal(again[6:], expected[6:])
+    assert np.array_equal(again[3:6], marked)
+    assert not list(out.glob(".*.tmp"))
+    with pytest.raises(ValueError, match="out_dir: .* another run"):
+        sharded_apply(model, "pseudo_boxes", data, out, chunk_size=4, resolution=40)
+    with pytest.raises(ValueError, match="method"):
+        sharded_apply(model, "fit", data, tmp_path / "x")
+
+
+def test_sharded_apply_localization_and_labels(small_model, tmp_path):
+    import numpy as np
+
+    from skcream import sharded_apply
+
+    model, data = small_model
+    labels = np.array(data["label"])
+    whole = model.localize(data, labels=labels)
+    # chunks of whole batches (batch_size 4): the very batches of one call, bit for bit
+    parts = sharded_apply(model, "localize", data, tmp_path / "loc", chunk_size=4, labels=labels)
+    assert np.array_equal(parts.boxes, whole.boxes) and np.array_equal(parts.labels, whole.labels)
+    assert all(np.array_equal(a, b) for a, b in zip(parts.maps, whole.maps))
+    # other chunk sizes regroup the batches: equal up to float rounding of batched convolutions
+    odd = sharded_apply(model, "localize", data, tmp_path / "odd", chunk_size=3, labels=labels)
+    assert np.array_equal(odd.labels, whole.labels)
+    assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(odd.maps, whole.maps))
+
+
+def test_shard_range_partitions_whole_batches():
+    from skcream.distributed import shard_range
+
+    for n in range(0, 30):
+        for world in (1, 2, 3, 5):
+            shares = [shard_range(n, 4, r, world) for r in range(world)]
+            assert [i for s in shares for i in s] == list(range(n))
+            assert all(s.start % 4 == 0 for s in shares if len(s))
+    with pytest.raises(ValueError, match="shard_range"):
+        shard_range(5, 4, 2, 2)
