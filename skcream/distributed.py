@@ -164,6 +164,10 @@ def sharded_apply(estimator: Any, method: str, X: Any, out_dir: str | os.PathLik
         raise ValueError(f"method: expected one of {allowed}, got {method!r}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
+    from skcream.data.streaming import is_stream, materialize
+
+    if is_stream(X):
+        X = materialize(X)  # chunks need random access; one pass over the stream
     n = len(X)
     directory = Path(out_dir)
     meta = {"format": "skcream-shards/1", "method": method, "n": n, "chunk_size": chunk_size}

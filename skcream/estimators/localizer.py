@@ -22,6 +22,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from skcream import distributed
+from skcream.data.streaming import is_stream, materialize
 from skcream.estimators import _localizer_fit as fitting
 from skcream.estimators._boxes_target import (
     PROTOCOL_SIZE,
@@ -248,6 +249,8 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         )
 
     def _source(self, X: Any, y: Any = None):
+        if is_stream(X):  # one pass into an Arrow file (see skcream.data.streaming)
+            X = materialize(X)
         return as_source(
             X,
             y,
