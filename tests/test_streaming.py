@@ -125,3 +125,55 @@ def test_localizer_accepts_a_stream(tmp_path):
     assert np.array_equal(a.transform(eager), b.transform(stream))
     assert np.array_equal(a.predict(eager).boxes, b.predict(stream).boxes)
     assert a.evaluate(eager) == b.evaluate(stream)
+
+
+# ------------------------------------------------- ILSVRC-size metadata in constant memory
+def _write_meta(meta, ids, labels, sizes=None, boxes=None):
+    meta.mkdir(parents=True, exist_ok=True)
+    (meta / "image_ids.txt").write_text("".join(f"{i}\n" for i in ids))
+    (meta / "class_labels.txt").write_text("".join(f"{p},{c}\n" for p, c in labels))
+    if sizes is not None:
+        (meta / "image_sizes.txt").write_text("".join(f"{p},{w},{h}\n" for p, w, h in sizes))
+    if boxes is not None:
+        (meta / "localization.txt").write_text(
+            "".join(f"{p},{','.join(map(str, b))}\n" for p, b in boxes))
+
+
+def test_streamed_metadata_records_equal_the_dict_reader(tmp_path):
+    from skcream.data import wsol
+
+    ids = [f"train/n{c:03d}/img_{i}.JPEG" for i in range(9) for c in [i % 3]]
+    labels = [(p, i % 3) for i, p in enumerate(ids)]
+    sizes = [(p, 40 + i, 30 + i) for i, p in enumerate(ids)]
+    boxes = [(p, [1, 2, 3 + k, 4]) for i, p in enumerate(ids) for k in range(i % 3)]
+    aligned, shuffled = tmp_path / "a", tmp_path / "s"
+    _write_meta(aligned, ids, labels, sizes, boxes)
+    rng = np.random.default_rng(0)
+    _write_meta(shuffled, ids, [labels[i] for i in rng.permutation(9)],
+                [sizes[i] for i in rng.permutation(9)], boxes[::-1])
+    assert wsol._aligned(str(aligned), "ILSVRC") and not wsol._aligned(str(shuffled), "ILSVRC")
+    a = list(wsol._records(str(aligned), "/d", "/d", "ILSVRC"))
+    s = list(wsol._records(str(shuffled), "/d", "/d", "ILSVRC"))
+    key = [(r.image_id, r.path, str(r.label), r.size) for r in a]
+    assert key == [(r.image_id, r.path, str(r.label), r.size) for r in s]
+    assert [r.bboxes for r in a] == [sorted(r.bboxes) for r in s]
+    assert [len(r.bboxes) for r in a] == [i % 3 for i in range(9)]
+    # a missing label line is not "aligned": the dict reader names the image
+    _write_meta(tmp_path / "m", ids, labels[:-1])
+    assert not wsol._aligned(str(tmp_path / "m"), "ILSVRC")
+    with pytest.raises(ValueError, match="has no line in class_labels.txt"):
+        list(wsol._records(str(tmp_path / "m"), "/d", "/d", "ILSVRC"))
+
+
+def test_id_set_matches_a_python_set():
+    from skcream.data._build import IdSet
+
+    rng = np.random.default_rng(1)
+    values = [f"train/n{int(v)}.JPEG" for v in rng.integers(0, 50_000, 40_000)]
+    ids, ref = IdSet(), set()
+    for v in values:
+        assert (v in ids) == (v in ref)
+        ids.add(v)
+        ref.add(v)
+    assert len(ids) == len(ref) and all(v in ids for v in ref)
+    assert "train/n-1.JPEG" not in ids and "" not in ids
