@@ -225,8 +225,9 @@ def _add_common(p: argparse.ArgumentParser, *, per_process_batch: bool = False) 
                        help="images per batch and process (default: 32)")
     else:
         p.add_argument("--batch-size", type=_positive_int, default=32, help="images per batch")
-    p.add_argument("--num-workers", type=_non_negative_int, default=0,
-                   help="DataLoader worker processes")
+    p.add_argument("--num-workers", type=_non_negative_int, default=None,
+                   help="DataLoader worker processes (default: auto, one per CPU of this "
+                        "process minus one, none for fewer than 512 images)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -65,6 +65,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
+from skcream.data.loading import pin_memory, resolve_num_workers
+
 __all__ = [
     "CHECKPOINT_FILES",
     "TrainConfig",
@@ -103,8 +105,8 @@ class TrainConfig:
     lr_gamma : float
     mixed_precision : {"no", "fp16", "bf16"}
     gradient_accumulation_steps : int
-    num_workers : int
-        DataLoader worker processes.
+    num_workers : int or None
+        DataLoader worker processes; None: :func:`skcream.data.loading.auto_num_workers`.
     checkpoint_dir : str or PathLike or None
         Where a checkpoint is written after every epoch; None disables checkpoints.
     resume : bool
@@ -129,7 +131,7 @@ class TrainConfig:
     lr_gamma: float = 0.1
     mixed_precision: str = "no"
     gradient_accumulation_steps: int = 1
-    num_workers: int = 0
+    num_workers: int | None = None
     checkpoint_dir: str | os.PathLike | None = None
     resume: bool = False
     random_state: int | None = None
@@ -142,7 +144,8 @@ class TrainConfig:
         """Raise ValueError/TypeError naming the first invalid field; return self."""
         for name in ("epochs", "batch_size", "gradient_accumulation_steps"):
             _check_int(name, getattr(self, name), low=1)
-        _check_int("num_workers", self.num_workers, low=0)
+        if self.num_workers is not None:
+            _check_int("num_workers", self.num_workers, low=0)
         _check_int("verbose", self.verbose, low=0)
         if self.lr_step_size is not None:
             _check_int("lr_step_size", self.lr_step_size, low=1)
@@ -532,10 +535,12 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
 
     sampler = _EpochSampler(n_samples, seed, config.shuffle)
     generator = torch.Generator()
+    workers = resolve_num_workers(config.num_workers, n_samples)
     loader = DataLoader(
-        dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.num_workers,
+        dataset, batch_size=config.batch_size, sampler=sampler, num_workers=workers,
         collate_fn=collate_fn, drop_last=config.drop_last, generator=generator,
-        worker_init_fn=_seed_worker if config.num_workers else None,
+        worker_init_fn=_seed_worker if workers else None,
+        pin_memory=pin_memory(accelerator.device),
     )
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
 

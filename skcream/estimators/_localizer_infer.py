@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from skcream.cam import normalize_maps, upsample_maps
 from skcream.data.adapters import ImageSource, TorchImageDataset, collate
+from skcream.data.loading import pin_memory, resolve_num_workers
 from skcream.data.transforms import EvalTransform
 from skcream.reactivation import reactivate
 
@@ -68,7 +69,7 @@ def iter_forward(
     data_config: Mapping[str, Any],
     batch_size: int,
     device: torch.device,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     indices: range | None = None,
 ) -> Iterator[ForwardBatch]:
     """Run the network over ``source`` (or its rows ``indices``) in batches (eval mode, no grad).
@@ -89,7 +90,8 @@ def iter_forward(
         dataset,
         batch_size=batch_size,
         shuffle=False,
-        num_workers=num_workers,
+        num_workers=resolve_num_workers(num_workers, len(dataset)),
+        pin_memory=pin_memory(device),
         collate_fn=collate,
     )
     was_training = model.training

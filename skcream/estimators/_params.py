@@ -130,7 +130,7 @@ def check_training_params(
     check_device(params["device"], "device")  # before any data is read
     check_choice(params, "mixed_precision", MIXED_PRECISION)
     check_int(params, "gradient_accumulation_steps", 1)
-    check_int(params, "num_workers", 0)
+    check_int(params, "num_workers", 0, none_ok=True)
     checkpoint_dir = params["checkpoint_dir"]
     if checkpoint_dir is not None and not isinstance(checkpoint_dir, str | os.PathLike):
         raise TypeError(

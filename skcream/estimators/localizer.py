@@ -129,8 +129,9 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         through Accelerate.
     mixed_precision : {"no", "fp16", "bf16"}, default="no"
     gradient_accumulation_steps : int, default=1
-    num_workers : int, default=0
-        DataLoader workers.
+    num_workers : int or None, default=None
+        DataLoader workers; None ("auto"): none for fewer than 512 images, else one per
+        CPU this process may use minus one, at most 8 (:mod:`skcream.data.loading`).
     checkpoint_dir : path or None, default=None
         Checkpoint every epoch there and resume an interrupted fit from it; a directory
         written with another configuration or other data is refused.
@@ -196,7 +197,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         device: str | torch.device | None = None,
         mixed_precision: str = "no",
         gradient_accumulation_steps: int = 1,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
         memory: Any = None,
         image_column: str = "image",
