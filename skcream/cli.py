@@ -266,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smaller data and shorter training (skcream.presets.QUICK)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the data and training")
     _add_device(p)
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch intra-op threads (default: 1 on a machine with <= 2 usable "
+                        "cores, where 2 threads train ~4x slower; else torch's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
 
@@ -351,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weights of the --post-hoc backbone: true or a .pth/.safetensors path")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--threshold", type=_unit_float, default=None,
-                   help="box threshold on the map (default: the model's own; 0.2 post-hoc)")
+                   help="box threshold on the map (default: the model's own; post-hoc: "
+                        "the measured default, see docs/post_hoc.md)")
     _add_common(p)
     p.set_defaults(func=_cmd_localize)
     return parser
@@ -416,74 +420,24 @@ def _load_model(path: Path):
 
 
 # --------------------------------------------------------------------------- localize
-def _protocol_upsample(scoremap: Any, size: tuple[int, int]):
-    """(h, w) map -> (H, W) map in [0, 1]: bicubic upsampling then min-max (the protocol)."""
-    import torch
-
-    from skcream.cam import normalize_maps, upsample_maps
-
-    t = torch.as_tensor(scoremap, dtype=torch.float32)[None]
-    return normalize_maps(upsample_maps(t, (size[1], size[0])))[0].double().numpy()
-
-
-def _post_hoc(images: list, *, backbone: str, pretrained: Any, device: str | None,
-              batch_size: int, verbose: int) -> tuple[list, Any, Any, list[str]]:
-    """ImageNet classifier + post-hoc CREAM: (maps (h, w) each, labels, scores, class names)."""
-    import numpy as np
-    import torch
-
-    from skcream.backbones import build_classifier
-    from skcream.data.transforms import EvalTransform
-    from skcream.estimators.features import TimmFeatures
-    from skcream.estimators.reactivation import CREAMReactivation
-
-    classifier = build_classifier(backbone, pretrained)
-    head = classifier.get_classifier()
-    if not hasattr(head, "weight") or head.weight.ndim != 2:
-        raise ValueError(f"--post-hoc needs a linear classifier head; {backbone!r} has {head}")
-    weight = head.weight.detach().cpu().numpy()
-    bias = None if head.bias is None else head.bias.detach().cpu().numpy()
-    features = TimmFeatures(backbone, pretrained=pretrained, device=device,
-                            batch_size=batch_size, verbose=verbose).fit(images)
-    # The class and its probability come from the unmodified classifier (its real ImageNet
-    # output); the maps from the higher-resolution WSOL feature map with the same head.
-    cfg = features.data_config_
-    transform = EvalTransform(size=features.image_size_, mean=cfg["mean"], std=cfg["std"])
-    dev = torch.device(device) if device else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu")
-    classifier = classifier.to(dev)
-    probs = []
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            batch = torch.stack([transform(im, np.zeros((0, 4)))[0]
-                                 for im in images[start:start + batch_size]])
-            probs.append(classifier(batch.to(dev)).softmax(1).cpu().numpy())
-    prob = np.concatenate(probs)
-    labels = prob.argmax(1)
-    F = features.transform(images)
-    cream = CREAMReactivation(init="image", classifier_weights=weight,
-                              classifier_bias=bias).fit(F)
-    maps = cream.localize(F, labels)
-    return list(maps), labels, prob[np.arange(len(labels)), labels], _imagenet_names(len(weight))
-
-
-def _imagenet_names(n: int) -> list[str]:
-    if n == 1000:
-        try:
-            from timm.data import ImageNetInfo
-
-            info = ImageNetInfo()
-            return [info.index_to_description(i) for i in range(n)]
-        except Exception:  # older timm without the class table: indices still work
-            pass
-    return [str(i) for i in range(n)]
+#: overlays of images whose shorter side is below this are upsampled (bicubic) to it
+OVERLAY_MIN_SIDE = 384
+#: contrasting line drawn on both sides of every box line of an overlay
+OVERLAY_OUTLINE = (0, 0, 0)
 
 
 def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
                    backbone: str = "efficientnet_lite0", pretrained: Any = True,
                    threshold: float | None = None, device: str | None = None,
-                   batch_size: int = 32, verbose: int = 1) -> list[dict[str, Any]]:
+                   batch_size: int = 32, verbose: int = 1,
+                   progress: Any = None) -> list[dict[str, Any]]:
     """Localize image files; write ``<stem>_overlay.png`` per image and ``boxes.json``.
+
+    Images are read and processed ``batch_size`` at a time (never all held in memory).
+    Each overlay shows the map, the box (with a contrasting outline, visible on any
+    colour and along the image border) and the predicted class name and score; images
+    whose shorter side is below :data:`OVERLAY_MIN_SIDE` pixels are upsampled in the
+    overlay (boxes in ``boxes.json`` stay in the image's own pixels).
 
     Parameters
     ----------
@@ -492,9 +446,13 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
     out : Path
         Output folder (created).
     model : CREAMLocalizer, optional
-        A fitted localizer; None runs the post-hoc ImageNet classifier of ``backbone``.
+        A fitted localizer; None runs the post-hoc ImageNet classifier of ``backbone``
+        with :data:`skcream.post_hoc.POST_HOC_DEFAULTS`.
     threshold : float, optional
-        Box threshold on the map in [0, 1); None: the model's own (0.2 post-hoc).
+        Box threshold on the map in [0, 1); None: the model's own (post-hoc: the
+        measured default of :data:`skcream.post_hoc.POST_HOC_DEFAULTS`).
+    progress : callable (index, total, record) or None
+        Called after each image's overlay is written (the CLI prints one line).
 
     Returns
     -------
@@ -504,50 +462,77 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
     """
     from PIL import Image
 
-    from skcream.localize import maps_to_localization
     from skcream.viz import overlay
 
-    images = []
-    for path in paths:
-        try:
-            with Image.open(path) as im:
-                images.append(im.convert("RGB"))
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"IMAGE {path}: not a readable image ({exc})") from None
     if model is None:
-        maps, labels, scores, names = _post_hoc(images, backbone=backbone, pretrained=pretrained,
-                                                device=device, batch_size=batch_size,
-                                                verbose=verbose)
-        full = [_protocol_upsample(m, im.size) for m, im in zip(maps, images)]
-        result = maps_to_localization(full, 0.2 if threshold is None else threshold, labels,
-                                      scores)
-        label_names = [names[int(c)] for c in result.labels]
-    else:
-        if threshold is not None:
-            model = model.set_params(box_threshold=threshold)
-        result = model.predict(images)
-        position = {_jsonable(c): i for i, c in enumerate(model.classes_)}
-        names = list(getattr(model, "class_names_", None) or [str(c) for c in model.classes_])
-        label_names = [names[position[_jsonable(c)]] for c in result.labels]
+        from skcream.post_hoc import POST_HOC_DEFAULTS, PostHocClassifier
+
+        post_hoc = PostHocClassifier(backbone, pretrained, device=device, batch_size=batch_size)
+        box_threshold = POST_HOC_DEFAULTS["threshold"] if threshold is None else threshold
+    elif threshold is not None:
+        model = model.set_params(box_threshold=threshold)
     out.mkdir(parents=True, exist_ok=True)
-    records, used = [], set()
-    for i, path in enumerate(paths):
-        stem = Path(path).stem
-        name, k = f"{stem}_overlay.png", 1
-        while name in used:  # two inputs with one stem (a/x.jpg, b/x.jpg)
-            k += 1
-            name = f"{stem}_{k}_overlay.png"
-        used.add(name)
-        box = [float(v) for v in result.boxes[i]]
-        if _is_main_process():  # under a launcher every process holds all results
-            overlay(images[i], result.maps[i], boxes=[box]).save(out / name)
-        score = None if result.scores is None else float(result.scores[i])
-        records.append({"image": str(path), "label": _jsonable(result.labels[i]),
-                        "class_name": label_names[i], "score": score, "box": box,
-                        "overlay": name})
-    if _is_main_process():
+    records: list[dict[str, Any]] = []
+    used: set[str] = set()
+    total = len(paths)
+    from skcream.distributed import active
+
+    # under distributed_inference, a chunk holds one batch per process
+    step = batch_size * (active() or (0, 1))[1]
+    main_process = _is_main_process()  # under a launcher every process holds all results
+    for start in range(0, total, step):
+        chunk = list(paths[start:start + step])
+        images = []
+        for path in chunk:
+            try:
+                with Image.open(path) as im:
+                    images.append(im.convert("RGB"))
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"IMAGE {path}: not a readable image ({exc})") from None
+        if model is None:
+            boxes, maps, labels, scores, label_names = _post_hoc_chunk(
+                post_hoc, images, box_threshold)
+        else:
+            result = model.predict(images)
+            position = {_jsonable(c): i for i, c in enumerate(model.classes_)}
+            names = list(getattr(model, "class_names_", None)
+                         or [str(c) for c in model.classes_])
+            boxes, maps, labels = result.boxes, result.maps, result.labels
+            scores = result.scores
+            label_names = [names[position[_jsonable(c)]] for c in labels]
+        for j, path in enumerate(chunk):
+            stem = Path(path).stem
+            name, k = f"{stem}_overlay.png", 1
+            while name in used:  # two inputs with one stem (a/x.jpg, b/x.jpg)
+                k += 1
+                name = f"{stem}_{k}_overlay.png"
+            used.add(name)
+            box = [float(v) for v in boxes[j]]
+            score = None if scores is None else float(scores[j])
+            text = label_names[j] if score is None else f"{label_names[j]} {score:.2f}"
+            if main_process:
+                overlay(images[j], maps[j], boxes=[box], label=text, outline=OVERLAY_OUTLINE,
+                        min_side=OVERLAY_MIN_SIDE).save(out / name)
+            record = {"image": str(path), "label": _jsonable(labels[j]),
+                      "class_name": label_names[j], "score": score, "box": box,
+                      "overlay": name}
+            records.append(record)
+            if progress is not None and main_process:
+                progress(len(records), total, record)
+    if main_process:
         (out / "boxes.json").write_text(json.dumps(records, indent=2) + "\n")
     return records
+
+
+def _post_hoc_chunk(post_hoc: Any, images: list, threshold: float):
+    """Boxes, maps at the original size, labels, scores and class names of images."""
+    from skcream.post_hoc import boxes_at_original_size, post_hoc_maps
+
+    result = post_hoc.predict(images)
+    maps = post_hoc_maps(result)
+    boxes, full = boxes_at_original_size(maps, [im.size for im in images], threshold)
+    names = [result.class_names[int(c)] for c in result.labels]
+    return boxes, full, result.labels, result.scores, names
 
 
 def _jsonable(value: Any) -> Any:
@@ -559,7 +544,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from skcream.demo import run_demo
 
     run_demo(out=args.out, quick=args.quick, random_state=args.seed, device=_device(args),
-             verbose=_verbose(args))
+             verbose=_verbose(args), threads=args.threads)
     return EXIT_OK
 
 
@@ -661,20 +646,30 @@ def _cmd_localize(args: argparse.Namespace) -> int:
     for path in args.images:
         if not path.is_file():
             raise CLIError(f"IMAGE {path}: no such file")
+    if args.post_hoc:
+        if _verbose(args):
+            print(f"loading the {args.backbone} ImageNet classifier (post-hoc, no training) ...",
+                  flush=True)
+        model = None
+    else:
+        model = _load_model(_model_dir(args.model))
+    width = len(str(len(args.images)))
+
+    def report(done: int, total: int, rec: dict) -> None:
+        score = "" if rec["score"] is None else f" ({rec['score']:.2f})"
+        box = ", ".join(f"{v:.0f}" for v in rec["box"])
+        print(f"[{done:{width}d}/{total}] {rec['image']}: {rec['class_name']}{score} "
+              f"box [{box}]", flush=True)
+
     from skcream.distributed import distributed_inference
 
-    model = None if args.post_hoc else _load_model(_model_dir(args.model))
     with distributed_inference():  # --model under a launcher: images spread over processes
         records = localize_files(args.images, args.out, model=model, backbone=args.backbone,
                                  pretrained=args.pretrained, threshold=args.threshold,
                                  device=_device(args), batch_size=args.batch_size,
-                                 verbose=_verbose(args))
+                                 verbose=_verbose(args), progress=report)
     if not _is_main_process():
         return EXIT_OK
-    for rec in records:
-        score = "" if rec["score"] is None else f" ({rec['score']:.2f})"
-        box = ", ".join(f"{v:.0f}" for v in rec["box"])
-        print(f"{rec['image']}: {rec['class_name']}{score} box [{box}]")
     print(f"wrote {len(records)} overlays and boxes.json to {args.out}")
     return EXIT_OK
 

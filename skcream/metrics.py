@@ -39,6 +39,9 @@ __all__ = [
     "localization_accuracy",
     "WSOLScorer",
     "make_wsol_scorer",
+    "NamedScorer",
+    "SCORERS",
+    "SCORER_METRICS",
 ]
 
 ArrayLike = Any
@@ -722,3 +725,75 @@ class WSOLScorer:
 def make_wsol_scorer(metric: str = "max_box_acc_v2", **kwargs: Any) -> WSOLScorer:
     """Shorthand for :class:`WSOLScorer` (``make_scorer``-style)."""
     return WSOLScorer(metric, **kwargs)
+
+
+# ----------------------------------------------------------------------------- scorers by name
+#: metric names of :data:`SCORERS` (those of ``CREAMLocalizer.evaluate``)
+SCORER_METRICS = (
+    "max_box_acc_v2",
+    "max_box_acc",
+    "pxap",
+    "top1_loc",
+    "top5_loc",
+    "gt_known_loc",
+    "top1_acc",
+)
+
+
+class NamedScorer:
+    """``scorer(estimator, X, y=None) -> float``: one WSOL metric for any skcream model.
+
+    scikit-learn accepts it wherever it accepts a scorer (``GridSearchCV(scoring=...)``,
+    ``cross_val_score``, ``cross_validate``, ``sklearn.metrics.get_scorer(scorer)``,
+    dicts of them for multi-metric search). Percent, higher is better.
+
+    - An estimator with ``evaluate(X, y, metrics=...)`` (``CREAMLocalizer``) is scored
+      by it: every metric of :data:`SCORER_METRICS` (``pxap`` needs masks).
+    - Otherwise (``CREAMReactivation``, or a ``Pipeline`` ending in one, with
+      ``y = box_targets(...)``): the GT-known maps of the last step's ``localize``
+      on ``X`` transformed by the earlier steps, under the protocol
+      (:class:`WSOLScorer`): ``max_box_acc_v2``, ``max_box_acc``, ``pxap``.
+
+    Why not ``scoring="max_box_acc_v2"``: scikit-learn validates a string ``scoring``
+    against ``sklearn.metrics.get_scorer_names()``, the keys of its private registry
+    ``sklearn.metrics._scorer._SCORERS``; there is no public way to register a name, and
+    ``cross_val_score`` / ``learning_curve`` freeze the allowed strings when
+    ``sklearn.model_selection`` is imported. So names go through this dict instead:
+    ``scoring=SCORERS["max_box_acc_v2"]``.
+
+    Parameters
+    ----------
+    metric : str
+        One of :data:`SCORER_METRICS`.
+    """
+
+    def __init__(self, metric: str) -> None:
+        if metric not in SCORER_METRICS:
+            raise ValueError(f"metric must be one of {list(SCORER_METRICS)}, got {metric!r}")
+        self.metric = metric
+
+    def __call__(self, estimator: Any, X: Any, y: Any = None) -> float:
+        evaluate = getattr(estimator, "evaluate", None)
+        if callable(evaluate):
+            return float(evaluate(X, y, metrics=[self.metric])[self.metric])
+        steps = getattr(estimator, "steps", None)
+        if steps is not None:  # a Pipeline: transform X through all but the last step
+            for _, step in steps[:-1]:
+                if step is not None and step != "passthrough":
+                    X = step.transform(X)
+            estimator = steps[-1][1]
+        if self.metric not in _METRICS:
+            raise ValueError(
+                f"metric {self.metric!r} needs a CREAMLocalizer (class predictions and box "
+                f"threshold); {type(estimator).__name__} supports {sorted(_METRICS)}"
+            )
+        return WSOLScorer(self.metric)(estimator, X, y)
+
+    def __repr__(self) -> str:
+        return f"SCORERS[{self.metric!r}]"
+
+
+#: ``{name: scorer}`` for every metric of :data:`SCORER_METRICS`:
+#: ``GridSearchCV(model, grid, scoring=SCORERS["max_box_acc_v2"])`` or, multi-metric,
+#: ``scoring={k: SCORERS[k] for k in ("max_box_acc_v2", "top1_loc")}, refit="max_box_acc_v2"``.
+SCORERS: dict[str, NamedScorer] = {name: NamedScorer(name) for name in SCORER_METRICS}

@@ -177,6 +177,9 @@ def overlay(
     *,
     normalize: bool = False,
     line_width: int | None = None,
+    label: str | None = None,
+    outline: tuple[int, int, int] | None = None,
+    min_side: int | None = None,
 ) -> Image.Image:
     """Blend a localization map over an image and draw boxes on it.
 
@@ -201,12 +204,23 @@ def overlay(
         Min-max normalise ``map`` first (for raw CAMs of any range); otherwise a
         map outside [0, 1] is an error.
     line_width : int, optional
-        Box outline width in pixels; default ``max(1, round(min(H, W) / 112))``.
+        Box outline width in pixels; default ``max(1, round(min(H, W) / 112))``
+        (of the upsampled image with ``min_side``).
+    label : str, optional
+        Text drawn on a dark plate at the top-left corner of the first predicted box
+        (e.g. ``"tabby cat 0.83"``), kept inside the image.
+    outline : (r, g, b), optional
+        Colour of a thin contrasting line drawn on both sides of every box line, so
+        that a box stays visible on any map colour and along the image border (boxes
+        are always drawn inside the image). None: plain boxes.
+    min_side : int, optional
+        Upsample (bicubic) an image whose shorter side is below ``min_side`` to that
+        size first; the map and the boxes follow (boxes stay in ``image``'s pixels).
 
     Returns
     -------
     PIL.Image.Image
-        RGB image of size (W, H).
+        RGB image of size (W, H), or the upsampled size with ``min_side``.
     """
     rgb = _as_rgb_array(image)
     height, width = rgb.shape[:2]
@@ -214,6 +228,16 @@ def overlay(
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     pred = _as_boxes(boxes, "boxes")
     gt = _as_boxes(gt_boxes, "gt_boxes")
+    if min_side is not None:
+        if isinstance(min_side, bool) or not isinstance(min_side, int) or min_side < 1:
+            raise ValueError(f"min_side must be a positive int or None, got {min_side!r}")
+        if min(width, height) < min_side:
+            scale = min_side / min(width, height)
+            size = (int(round(width * scale)), int(round(height * scale)))
+            rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
+            pred, gt = (_scale_inclusive(b, size[0] / width, size[1] / height)
+                        for b in (pred, gt))
+            width, height = size
     if line_width is None:
         line_width = _line_width(width, height)
     elif int(line_width) < 1:
@@ -233,14 +257,53 @@ def overlay(
     result = Image.fromarray(np.clip(np.round(out), 0, 255).astype(np.uint8), mode="RGB")
 
     draw = ImageDraw.Draw(result)
+    edge = 0 if outline is None else max(1, int(line_width) // 2)
     for colour, group in ((GT_COLOR, gt), (PRED_COLOR, pred)):
         for x0, y0, x1, y1 in group:
-            draw.rectangle(
-                [int(round(x0)), int(round(y0)), int(round(x1)), int(round(y1))],
-                outline=colour,
-                width=int(line_width),
-            )
+            # PIL draws a rectangle's outline inside its bounds; clamping the bounds to the
+            # image keeps a box on the border fully visible
+            rect = [min(max(int(round(v)), 0), hi) for v, hi in
+                    ((x0, width - 1), (y0, height - 1), (x1, width - 1), (y1, height - 1))]
+            if edge:
+                draw.rectangle(rect, outline=tuple(outline), width=int(line_width) + 2 * edge)
+                rect = [rect[0] + edge, rect[1] + edge, rect[2] - edge, rect[3] - edge]
+                if rect[2] < rect[0] or rect[3] < rect[1]:
+                    continue
+            draw.rectangle(rect, outline=colour, width=int(line_width))
+    if label:
+        anchor = pred[0] if len(pred) else np.array([0, 0, width - 1, height - 1])
+        _draw_label(draw, str(label), anchor, (width, height), int(line_width) + 2 * edge)
     return result
+
+
+def _scale_inclusive(boxes: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """Inclusive-pixel boxes of an image resized by (sx, sy): pixel i covers [i*s, (i+1)*s)."""
+    out = boxes.astype(np.float64).copy()
+    out[:, 0] = boxes[:, 0] * sx
+    out[:, 1] = boxes[:, 1] * sy
+    out[:, 2] = (boxes[:, 2] + 1) * sx - 1
+    out[:, 3] = (boxes[:, 3] + 1) * sy - 1
+    return out
+
+
+def _draw_label(draw: ImageDraw.ImageDraw, text: str, box: np.ndarray,
+                size: tuple[int, int], inset: int) -> None:
+    """White text on a black plate at the box's top-left corner, inside the image."""
+    from PIL import ImageFont
+
+    width, height = size
+    font_size = max(10, int(round(min(width, height) / 24)))
+    try:
+        font = ImageFont.load_default(size=font_size)
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        font = ImageFont.load_default()
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    pad = max(2, font_size // 5)
+    w, h = right - left + 2 * pad, bottom - top + 2 * pad
+    x = min(max(int(box[0]) + inset, 0), max(width - w, 0))
+    y = min(max(int(box[1]) + inset, 0), max(height - h, 0))
+    draw.rectangle([x, y, x + w - 1, y + h - 1], fill=(0, 0, 0))
+    draw.text((x + pad - left, y + pad - top), text, fill=(255, 255, 255), font=font)
 
 
 # --------------------------------------------------------------------------- figures
@@ -332,7 +395,7 @@ def plot_activation_histograms(
     fg_masks: Sequence[Any],
     *,
     bins: int = 40,
-    threshold: float | None = 0.2,
+    threshold: float | Mapping[str, float] | None = 0.2,
     axes: Any | None = None,
     log: bool = False,
 ):
@@ -351,8 +414,9 @@ def plot_activation_histograms(
         Build one from boxes with :func:`boxes_to_mask`.
     bins : int, default=40
         Number of equal bins over [0, 1].
-    threshold : float or None, default=0.2
-        Draw a dashed vertical line at this map threshold (the customary τ).
+    threshold : float, mapping of str to float, or None, default=0.2
+        Draw a dashed vertical line at this map threshold (the customary τ); a mapping
+        gives each method its own (e.g. the threshold chosen on a validation split).
     axes : sequence of matplotlib Axes, optional
         One axes per method; else a new figure with one panel per method.
     log : bool, default=False
@@ -417,9 +481,10 @@ def plot_activation_histograms(
                       label=f"{label} ({values.size:,} px)")
         if log:
             ax.set_yscale("log")
-        if threshold is not None:
-            ax.axvline(float(threshold), color="k", linestyle="--", linewidth=1,
-                       label=f"τ = {threshold:g}")
+        tau = threshold.get(name) if isinstance(threshold, Mapping) else threshold
+        if tau is not None:
+            ax.axvline(float(tau), color="k", linestyle="--", linewidth=1,
+                       label=f"τ = {float(tau):.2f}")
         ax.set_title(name)
         ax.set_xlabel("activation")
         ax.set_xlim(0, 1)

@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -373,7 +374,12 @@ def test_evaluate_and_localize_a_saved_model(tiny_localizer, tmp_path, capsys):
         x0, y0, x1, y1 = rec["box"]
         assert 0 <= x0 <= x1 <= w - 1 and 0 <= y0 <= y1 <= h - 1
         overlay = Image.open(tmp_path / "loc" / rec["overlay"])
-        assert overlay.size == (w, h)
+        # small images are upsampled in the overlay (boxes.json keeps their own pixels)
+        from skcream.cli import OVERLAY_MIN_SIDE
+
+        scale = max(1.0, OVERLAY_MIN_SIDE / min(w, h))
+        assert overlay.size == (round(w * scale), round(h * scale))
+    assert re.search(r"^\[3/3\] .*odd\.jpg: ", out, re.MULTILINE), out  # one line per image
 
 
 @pytest.mark.slow

@@ -104,3 +104,22 @@ def test_bad_arguments(tmp_path):
         make_synthetic(3, random_state="x", cache_dir=tmp_path)
     with pytest.raises(ValueError, match="no texture"):
         next(iter_synthetic(1, backgrounds=("nope",)))
+
+
+@pytest.mark.parametrize("n_classes", [2, 4, 7])
+def test_every_class_whenever_n_reaches_n_classes(n_classes):
+    from skcream.data.synthetic import _label
+
+    for seed in range(20):
+        for start in (0, 3):
+            labels = [_label(i, seed, n_classes) for i in range(start * n_classes,
+                                                                (start + 1) * n_classes)]
+            assert sorted(labels) == list(range(n_classes))
+    # the order within blocks is random, not cyclic
+    firsts = {_label(0, seed, n_classes) for seed in range(50)}
+    assert len(firsts) == n_classes
+
+
+def test_make_synthetic_small_has_every_class(tmp_path):
+    ds = make_synthetic(4, n_classes=4, random_state=8, cache_dir=tmp_path)
+    assert sorted(ds["label"]) == [0, 1, 2, 3]

@@ -190,3 +190,14 @@ def test_example_grid_bad_input():
         viz.example_grid([_grey(), _grey()], {"CAM": [np.zeros((2, 2))]})
     with pytest.raises(ValueError, match=r"boxes\['X'\] has no matching entry"):
         viz.example_grid([_grey()], {"CAM": [np.zeros((2, 2))]}, boxes={"X": [None]})
+
+
+def test_histogram_threshold_per_method():
+    rng = np.random.default_rng(0)
+    maps = {"CAM": [rng.random((8, 8))], "CREAM": [rng.random((8, 8))]}
+    fg = [np.eye(8, dtype=bool)]
+    fig = viz.plot_activation_histograms(maps, fg, threshold={"CAM": 0.31, "CREAM": 0.07})
+    lines = [[ln.get_xdata()[0] for ln in ax.get_lines()] for ax in fig.axes]
+    assert lines == [[0.31], [0.07]]
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "τ = 0.31" in labels

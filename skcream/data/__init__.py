@@ -8,6 +8,7 @@ from .adapters import ImageSource, TorchImageDataset, collate
 from .cub import load_cub
 from .imagefolder import load_imagefolder
 from .schema import SkippedImagesWarning, to_rgb, wsol_features
+from .sklearn_compat import SklearnDataset, for_sklearn
 from .synthetic import SyntheticConfig, iter_synthetic, make_synthetic
 from .transforms import EvalTransform, TrainTransform
 from .wsol import load_wsol
@@ -16,10 +17,12 @@ __all__ = [
     "EvalTransform",
     "ImageSource",
     "SkippedImagesWarning",
+    "SklearnDataset",
     "SyntheticConfig",
     "TorchImageDataset",
     "TrainTransform",
     "collate",
+    "for_sklearn",
     "iter_synthetic",
     "load_cub",
     "load_imagefolder",

@@ -328,4 +328,6 @@ def build_dataset(
         fingerprint=h.hexdigest(),
     )
     report_skipped(skipped, source)
-    return ds
+    from .sklearn_compat import for_sklearn
+
+    return for_sklearn(ds)  # scikit-learn's model selection can split it

@@ -30,9 +30,14 @@ Difficulty knobs (all keyword arguments of :func:`make_synthetic` / :class:`Synt
 ``part_color_jitter``      std of the head hue jitter (fraction of the hue circle).
 ``distractor_saturation``  maximum colour saturation of solid distractors (heads are 0.75-0.95):
                            raise it towards 1 for distractors that look like heads.
+``truncation``             how far the body may leave the frame, as a fraction of its
+                           half-extent (0: the whole object inside). The head always stays
+                           inside; the ground truth is the visible part.
 ``backgrounds``            names of ``skimage.data`` grayscale textures.
 
-Generation is deterministic: sample ``i`` depends only on ``(seed, i)``.
+Generation is deterministic: sample ``i`` depends only on ``(seed, i)``. Classes are balanced:
+every block of ``n_classes`` consecutive samples holds each class once (in a random order), so
+``make_synthetic(n)`` contains every class whenever ``n >= n_classes``.
 """
 
 from __future__ import annotations
@@ -78,6 +83,7 @@ class SyntheticConfig:
     noise: float = 0.04
     part_color_jitter: float = 0.02
     distractor_saturation: float = 0.5
+    truncation: float = 0.0
     backgrounds: tuple[str, ...] = field(default=("grass", "gravel", "brick"))
 
     def __post_init__(self):
@@ -109,6 +115,8 @@ class SyntheticConfig:
             raise ValueError(f"noise must be in [0, 1], got {self.noise!r}")
         if not 0.0 <= self.distractor_saturation <= 1.0:
             raise ValueError(f"distractor_saturation must be in [0, 1], got {self.distractor_saturation!r}")
+        if not 0.0 <= self.truncation <= 1.0:
+            raise ValueError(f"truncation must be in [0, 1], got {self.truncation!r}")
         if not 0.0 <= self.part_color_jitter <= 0.5:
             raise ValueError(f"part_color_jitter must be in [0, 0.5], got {self.part_color_jitter!r}")
         bgs = tuple(self.backgrounds)
@@ -224,6 +232,16 @@ def _paint_body_like(img, sl, inside, uu, vv, rng, size):
     return period
 
 
+def _label(index: int, seed: int, n_classes: int) -> int:
+    """Class of sample ``index``: every block of ``n_classes`` consecutive samples holds each
+    class once, in an order drawn from ``(seed, block)``. So any ``n_samples >= n_classes``
+    contains every class, the classes stay balanced, and sample ``i`` still depends only on
+    ``(seed, i)``."""
+    block, pos = divmod(int(index), n_classes)
+    order = np.random.default_rng([int(seed) & 0xFFFFFFFFFFFFFFFF, block, 1]).permutation(n_classes)
+    return int(order[pos])
+
+
 def render_synthetic(index: int, seed: int, config: SyntheticConfig | None = None) -> SyntheticSample:
     """Render sample ``index`` of the stream with ``seed`` (deterministic).
 
@@ -242,7 +260,7 @@ def render_synthetic(index: int, seed: int, config: SyntheticConfig | None = Non
     cfg = SyntheticConfig() if config is None else config
     S = cfg.image_size
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFFFFFFFFFF, int(index)])
-    label = int(rng.integers(cfg.n_classes))
+    label = _label(index, seed, cfg.n_classes)
 
     # background: a tinted crop of a texture photograph
     bank = _texture_bank(cfg.backgrounds, S)
@@ -301,8 +319,13 @@ def render_synthetic(index: int, seed: int, config: SyntheticConfig | None = Non
     ey_body = np.sqrt((a * st) ** 2 + (b * ct) ** 2)
     xs = [-ex_body, ex_body, dh * ct - rh, dh * ct + rh]
     ys = [-ey_body, ey_body, dh * st - rh, dh * st + rh]
-    lo_x, hi_x = -min(xs) + 1, S - max(xs) - 1
-    lo_y, hi_y = -min(ys) + 1, S - max(ys) - 1
+    # The whole object inside the frame or, with truncation t > 0, the body cut by the
+    # border by up to t of its half-extent; the head (the class evidence) always inside.
+    tx, ty = cfg.truncation * ex_body, cfg.truncation * ey_body
+    lo_x = max(-min(xs) + 1 - tx, rh + 1 - dh * ct)
+    hi_x = min(S - max(xs) - 1 + tx, S - rh - 1 - dh * ct)
+    lo_y = max(-min(ys) + 1 - ty, rh + 1 - dh * st)
+    hi_y = min(S - max(ys) - 1 + ty, S - rh - 1 - dh * st)
     cx = rng.uniform(lo_x, hi_x) if hi_x > lo_x else S / 2
     cy = rng.uniform(lo_y, hi_y) if hi_y > lo_y else S / 2
 
@@ -476,7 +499,7 @@ def make_synthetic(
         reuse it.
     **options
         Difficulty knobs of :class:`SyntheticConfig` (``part_scale``, ``object_scale``,
-        ``aspect``, ``n_distractors``, ``body_like_distractors``, ``noise``,
+        ``aspect``, ``n_distractors``, ``body_like_distractors``, ``noise``, ``truncation``,
         ``part_color_jitter``, ``backgrounds``).
 
     Returns
@@ -495,10 +518,12 @@ def make_synthetic(
     config = asdict(cfg)
     h = hashlib.blake2b(digest_size=16)
     h.update(f"skcream-synthetic-1|{n}|{seed}|{sorted(config.items())}|{with_parts}".encode())
-    return datasets.Dataset.from_generator(
+    from .sklearn_compat import for_sklearn
+
+    return for_sklearn(datasets.Dataset.from_generator(  # scikit-learn can split it
         _rows,
         features=features,
         cache_dir=None if cache_dir is None else os.fspath(cache_dir),
         gen_kwargs={"n": n, "seed": seed, "config": config, "with_parts": with_parts},
         fingerprint=h.hexdigest(),
-    )
+    ))

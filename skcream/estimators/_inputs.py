@@ -44,6 +44,10 @@ class DatasetView:
     (no image is decoded or copied; equal selections have equal fingerprints, so the
     ``memory=`` cache recognises equal folds).
 
+    Kept for backward compatibility: the skcream loaders now return
+    :class:`skcream.data.SklearnDataset` objects, which scikit-learn splits directly, and
+    ``skcream.data.for_sklearn(ds)`` makes any other Dataset one (still a Dataset).
+
     Parameters
     ----------
     dataset : datasets.Dataset

@@ -19,6 +19,14 @@ the image's pixels and on every parameter that changes the features, so a
 ``GridSearchCV`` over a ``Pipeline`` computes each image's features once in
 total (``Pipeline(memory=...)`` alone caches only the features of the
 training folds: the test folds are transformed again for every candidate).
+
+:meth:`TimmFeatures.from_localizer` turns the *fine-tuned* backbone of a fitted
+``CREAMLocalizer`` into this transformer: ``backbone`` is then a
+:class:`TrainedBackbone` (the trained network with its input normalisation), a
+frozen, immutable value like a weight file. ``clone`` keeps it (a clone is the
+same fine-tuned feature extractor, and ``fit`` on a clone learns nothing), so
+a ``GridSearchCV`` over a pipeline built from a localizer never retrains and
+never downloads anything.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from skcream._device import check_device
 
-__all__ = ["TimmFeatures"]
+__all__ = ["TimmFeatures", "TrainedBackbone"]
 
 _OUTPUT_TYPES = ("numpy", "torch")
 
@@ -60,14 +68,142 @@ def _check_positive_int(value: Any, name: str, *, allow_none: bool = False) -> N
         raise ValueError(f"{name} must be {expected}; got {value!r}")
 
 
+class TrainedBackbone:
+    """A trained feature network with its input normalisation: a ``TimmFeatures`` backbone.
+
+    The value of ``TimmFeatures(backbone=...)`` for a network you trained (e.g. the
+    fine-tuned backbone of a ``CREAMLocalizer``, see :meth:`TimmFeatures.from_localizer`)
+    instead of a timm name. It is frozen and treated as immutable, like a weight file:
+    ``copy.deepcopy`` (and therefore ``sklearn.base.clone``) returns the same object,
+    and ``TimmFeatures`` never modifies it. Pickling stores the architecture and the
+    weights as safetensors bytes (no pickled module), and rebuilds the network on load.
+
+    Parameters
+    ----------
+    network : skcream.backbones.FeatureBackbone
+        ``(B, 3, S, S) -> (B, d, h, w)``, built by :func:`skcream.backbones.build_backbone`
+        (its ``architecture`` is rebuilt on unpickling). A private CPU copy is kept.
+    data_config : mapping
+        ``mean`` and ``std`` of the input normalisation the network was trained with
+        (``input_size`` too, optionally).
+    feature_stage : int or None, default=None
+    large_feature_map : bool, default=False
+        How ``network`` was built (needed to rebuild it).
+    name : str or None, default=None
+        Shown in the repr; default ``network.name``.
+
+    Attributes
+    ----------
+    digest : str
+        SHA-256 of the weights (part of the ``TimmFeatures(memory=...)`` cache key).
+    num_features : int
+        d.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        data_config: Any,
+        *,
+        feature_stage: int | None = None,
+        large_feature_map: bool = False,
+        name: str | None = None,
+    ) -> None:
+        import copy
+
+        if not isinstance(network, torch.nn.Module) or not hasattr(network, "architecture"):
+            raise TypeError(
+                "network must be a skcream.backbones.FeatureBackbone (built by build_backbone); "
+                f"got {type(network).__name__}"
+            )
+        cfg = dict(data_config)
+        if "mean" not in cfg or "std" not in cfg:
+            raise ValueError(f"data_config must hold 'mean' and 'std'; got keys {sorted(cfg)}")
+        net = copy.deepcopy(network).cpu().eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        self._network = net
+        self.data_config = cfg
+        self.feature_stage = feature_stage
+        self.large_feature_map = bool(large_feature_map)
+        self.name = str(name if name is not None else getattr(network, "name", "network"))
+        self._on_device: dict[str, torch.nn.Module] = {}
+        self._digest: str | None = None
+
+    @property
+    def num_features(self) -> int:
+        return int(self._network.num_features)
+
+    @property
+    def digest(self) -> str:
+        if self._digest is None:
+            from skcream.estimators._cache import digest_tensors
+
+            self._digest = digest_tensors(self._network.state_dict())
+        return self._digest
+
+    def network_on(self, device: torch.device) -> torch.nn.Module:
+        """The frozen network on ``device`` (the CPU original, or one cached copy per device)."""
+        key = str(device)
+        if key == "cpu":
+            return self._network
+        if key not in self._on_device:
+            import copy
+
+            self._on_device[key] = copy.deepcopy(self._network).to(device).eval()
+        return self._on_device[key]
+
+    def __deepcopy__(self, memo: dict) -> TrainedBackbone:
+        return self  # immutable: clones share it (see the class docstring)
+
+    def __getstate__(self) -> dict:
+        from skcream.persistence import tensors_to_bytes
+
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self._network.state_dict().items()}
+        return {
+            "architecture": self._network.architecture,
+            "feature_stage": self.feature_stage,
+            "large_feature_map": self.large_feature_map,
+            "data_config": self.data_config,
+            "name": self.name,
+            "weights": tensors_to_bytes(tensors),
+        }
+
+    def __setstate__(self, state: dict) -> None:
+        from skcream.backbones import build_backbone
+        from skcream.persistence import tensors_from_bytes
+
+        net = build_backbone(
+            state["architecture"], pretrained=False, feature_stage=state["feature_stage"],
+            large_feature_map=bool(state["large_feature_map"]),
+        )
+        net.load_state_dict(tensors_from_bytes(state["weights"]), strict=True)
+        net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        self._network = net
+        self.data_config = dict(state["data_config"])
+        self.feature_stage = state["feature_stage"]
+        self.large_feature_map = bool(state["large_feature_map"])
+        self.name = state["name"]
+        self._on_device = {}
+        self._digest = None
+
+    def __repr__(self) -> str:
+        return f"TrainedBackbone({self.name!r}, d={self.num_features}, digest={self.digest[:12]})"
+
+
 class TimmFeatures(TransformerMixin, BaseEstimator):
     """Feature maps of a frozen timm backbone.
 
     Parameters
     ----------
-    backbone : str, default="efficientnet_lite0"
+    backbone : str or TrainedBackbone, default="efficientnet_lite0"
         A timm model name (see ``skcream.backbones.available_backbones``). The
-        paper's VGG16 / ResNet50 / InceptionV3 get the WSOL modifications.
+        paper's VGG16 / ResNet50 / InceptionV3 get the WSOL modifications. Or a
+        :class:`TrainedBackbone` (e.g. from :meth:`from_localizer`): then
+        ``pretrained``, ``feature_stage``, ``large_feature_map`` and
+        ``modification`` must keep their defaults (the network is given).
     pretrained : bool or str, default=False
         ``False`` (seeded random weights), ``True`` (timm's hub; for
         ``"efficientnet_lite0"`` the offline weights of the
@@ -154,10 +290,66 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         self.verbose = verbose
         self.random_state = random_state
 
+    @classmethod
+    def from_localizer(cls, localizer: Any, **params: Any) -> TimmFeatures:
+        """The fine-tuned backbone of a fitted ``CREAMLocalizer``, as a fitted transformer.
+
+        ``make_pipeline(TimmFeatures.from_localizer(loc),
+        CREAMReactivation.from_localizer(loc)).transform(X)`` equals ``loc.transform(X)``
+        (tested to 1e-5): same network, same input size (``loc.image_size``, resized
+        without crop) and normalisation (``loc.data_config_``).
+
+        ``backbone`` becomes a :class:`TrainedBackbone` holding a copy of the localizer's
+        network: later changes to ``localizer`` do not reach it. ``clone`` of the result
+        keeps that network (a clone is the same fine-tuned extractor, unfitted only in
+        name: ``fit`` learns nothing), so grid searches never retrain.
+
+        Parameters
+        ----------
+        localizer : CREAMLocalizer
+            Fitted.
+        **params
+            Other ``TimmFeatures`` parameters (``batch_size``, ``device``, ``memory``,
+            ``output_type``, ``verbose``, ...); by default the localizer's
+            ``image_size``, ``batch_size``, ``device``, ``image_column`` and ``verbose``.
+
+        Returns
+        -------
+        TimmFeatures
+            Fitted: ``feature_shape_ == (loc.feature_dim_, *loc.feature_shape_)``.
+        """
+        net, spec = _localizer_network(localizer)
+        backbone = TrainedBackbone(
+            net, localizer.data_config_, feature_stage=spec.get("feature_stage"),
+            large_feature_map=bool(spec.get("large_feature_map", False)),
+            name=str(spec.get("backbone", getattr(net, "name", "network"))),
+        )
+        settings = dict(
+            image_size=localizer.image_size, batch_size=localizer.batch_size,
+            device=localizer.device, image_column=localizer.image_column,
+            verbose=localizer.verbose,
+        )
+        settings.update(params)
+        return cls(backbone, **settings).fit()
+
     # ------------------------------------------------------------------ fit
     def _validate_params(self) -> None:
-        if not isinstance(self.backbone, str) or not self.backbone:
-            raise TypeError(f"backbone must be a timm model name (str); got {self.backbone!r}")
+        if isinstance(self.backbone, TrainedBackbone):
+            given = {"pretrained": (self.pretrained, False),
+                     "feature_stage": (self.feature_stage, None),
+                     "large_feature_map": (self.large_feature_map, False),
+                     "modification": (self.modification, "auto")}
+            bad = [f"{k}={v!r}" for k, (v, default) in given.items() if v != default]
+            if bad:
+                raise ValueError(
+                    f"backbone is a TrainedBackbone (a given network), so {', '.join(bad)} "
+                    "cannot apply; leave these parameters at their defaults"
+                )
+        elif not isinstance(self.backbone, str) or not self.backbone:
+            raise TypeError(
+                f"backbone must be a timm model name (str) or a TrainedBackbone; "
+                f"got {self.backbone!r}"
+            )
         if not isinstance(self.pretrained, (bool, str, os.PathLike)):
             raise TypeError(
                 f"pretrained must be True, False or a path to a .pth/.safetensors file; "
@@ -202,14 +394,19 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
             self._source(X)
         self.seed_ = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         net = self._build_network()
-        config = dict(net.data_config)
+        if isinstance(self.backbone, TrainedBackbone):
+            config = dict(self.backbone.data_config)
+        else:
+            config = dict(net.data_config)
         size = self.image_size
         if size is None:
             size = int(config["input_size"][-1])
         self.data_config_ = config
         self.image_size_ = int(size)
         self.backbone_ = net
-        self.random_init_ = self.pretrained is False or len(list(net.new_parameters())) > 0
+        self.random_init_ = not isinstance(self.backbone, TrainedBackbone) and (
+            self.pretrained is False or len(list(net.new_parameters())) > 0
+        )
         with torch.no_grad():
             probe = net(torch.zeros(1, 3, self.image_size_, self.image_size_,
                                     device=self._device()))
@@ -225,6 +422,8 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         # parameters (clones in a grid search, objects loaded from a Pipeline cache), so
         # rebuilding after unpickling costs nothing within a process. The seed is part of
         # the key only for networks with randomly initialised weights.
+        if isinstance(self.backbone, TrainedBackbone):
+            return self.backbone.network_on(self._device())
         base = (
             self.backbone, str(self.pretrained), _file_stamp(self.pretrained),
             self.feature_stage, self.large_feature_map, self.modification, str(self._device()),
@@ -301,10 +500,14 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         location = self.memory.location if isinstance(self.memory, joblib.Memory) else self.memory
         if location is None:
             return None
+        if isinstance(self.backbone, TrainedBackbone):
+            backbone = ("trained", self.backbone.digest, self.backbone.data_config)
+        else:
+            backbone = self.backbone
         key = joblib.hash(
             (
                 "TimmFeatures-v1",
-                self.backbone,
+                backbone,
                 str(self.pretrained),
                 _file_stamp(self.pretrained),
                 self.feature_stage,
@@ -358,7 +561,8 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         if self.verbose and len(batches) > 1:
             from tqdm.auto import tqdm
 
-            iterator = tqdm(batches, desc=f"{self.backbone} features", unit="batch")
+            name = getattr(self.backbone, "name", self.backbone)
+            iterator = tqdm(batches, desc=f"{name} features", unit="batch")
         for idx in iterator:
             batch = torch.stack([transform(source.image(i))[0] for i in idx])
             feats = self._forward_batch(batch).numpy()
@@ -393,3 +597,14 @@ def _file_stamp(pretrained: Any) -> tuple | None:
         st = os.stat(pretrained)
         return (st.st_size, st.st_mtime_ns)
     return None
+
+
+def _localizer_network(localizer: Any) -> tuple[torch.nn.Module, dict]:
+    """The backbone module and the architecture record of a fitted ``CREAMLocalizer``."""
+    model = getattr(localizer, "model_", None)
+    if model is None or not hasattr(localizer, "context_"):
+        raise ValueError(
+            f"localizer must be a fitted CREAMLocalizer (call fit or CREAMLocalizer.load "
+            f"first); got {type(localizer).__name__} without model_/context_"
+        )
+    return model.backbone, dict(getattr(localizer, "_net_spec", {}) or {})

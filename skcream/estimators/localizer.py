@@ -41,7 +41,7 @@ from skcream.estimators._localizer_infer import (
 from skcream.estimators._localizer_io import fitted_tensors
 from skcream.estimators._localizer_params import validate_params
 from skcream.localize import Localization, maps_to_localization, protocol_maps
-from skcream.metrics import box_acc_curve
+from skcream.metrics import SCORER_METRICS, box_acc_curve
 
 __all__ = [
     "CREAMLocalizer",
@@ -53,16 +53,9 @@ __all__ = [
     "make_localizer_scorer",
 ]
 
-#: metrics of :meth:`CREAMLocalizer.evaluate` (and of :func:`make_localizer_scorer`)
-LOCALIZER_METRICS = (
-    "max_box_acc_v2",
-    "max_box_acc",
-    "pxap",
-    "top1_loc",
-    "top5_loc",
-    "gt_known_loc",
-    "top1_acc",
-)
+#: metrics of :meth:`CREAMLocalizer.evaluate` (and of :func:`make_localizer_scorer`); the
+#: names of ``skcream.metrics.SCORERS``
+LOCALIZER_METRICS = SCORER_METRICS
 
 #: box threshold used when neither ``box_threshold`` nor ``validation_data`` is given
 DEFAULT_BOX_THRESHOLD = 0.2

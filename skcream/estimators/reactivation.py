@@ -13,6 +13,16 @@ learned: each image's own CAM-thresholded foreground / background means start
 the EM (:func:`skcream.reactivation.post_hoc_reactivate`). Combined with
 ``classifier_weights`` (any pretrained linear head), ``fit(F)`` needs no label.
 
+A fitted ``CREAMLocalizer``'s read-out. :meth:`CREAMReactivation.from_localizer`
+carries the fine-tuned head, the learned context tables and the inference
+parameters of a localizer, so that with ``TimmFeatures.from_localizer`` the
+paper's trained model runs as a feature-map pipeline (equal maps, tested), and
+``transform`` works on feature maps the user computed. The head and tables are
+parameters (``classifier_weights``, ``classifier_bias``, ``context_embeddings``,
+``classes``), not learned state: ``clone`` keeps them and ``fit`` on a clone learns
+nothing, so a grid search over ``sigma`` / ``n_iter`` / ``kernel`` /
+``fg_threshold`` needs neither the network nor retraining.
+
 Scoring. ``score(F, y)`` is the GT-known MaxBoxAccV2 (percent) under the WSOL
 protocol, and needs boxes: pass ``y = box_targets(labels, boxes, image_sizes)``,
 a 1-D structured array that ``fit`` also accepts (it reads the labels), that
@@ -257,6 +267,15 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
     random_state : int, RandomState or None, default=None
         Seeds the embeddings' random initialisation, the order of the momentum
         updates and the logistic regression.
+    context_embeddings : (fg, bg) pair of array-likes of shape (C, d), or None, default=None
+        Given context embeddings V^fg, V^bg (e.g. a ``CREAMLocalizer``'s learned
+        tables, or a ``skcream.context.ContextEmbeddings`` of your own training
+        loop), rows aligned with ``classifier_weights`` (required with it). With
+        ``init="learned"`` ``fit`` then learns nothing and needs no label; with
+        ``init="image"`` they are not used (post-hoc starts from each image).
+    classes : array-like of shape (C,) or None, default=None
+        Labels of the rows of ``classifier_weights`` (sorted, unique); ``None`` is
+        ``arange(C)``. Only with ``classifier_weights``.
 
     Attributes
     ----------
@@ -293,6 +312,8 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
         max_iter: int = 1000,
         batch_size: int = 256,
         random_state: Any = None,
+        context_embeddings: Any = None,
+        classes: Any = None,
     ) -> None:
         self.n_iter = n_iter
         self.sigma = sigma
@@ -307,6 +328,63 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.random_state = random_state
+        self.context_embeddings = context_embeddings
+        self.classes = classes
+
+    @classmethod
+    def from_localizer(cls, localizer: Any, **params: Any) -> CREAMReactivation:
+        """The read-out of a fitted ``CREAMLocalizer`` as a fitted transformer over feature maps.
+
+        Carries the localizer's fine-tuned linear head (``classifier_weights``,
+        ``classifier_bias``), its learned context tables (``context_embeddings``), its
+        ``classes_`` and its inference parameters (``n_iter``, ``sigma``, ``kernel``,
+        ``fg_threshold``), so that ``transform(F)`` on the localizer's feature maps (e.g.
+        ``TimmFeatures.from_localizer(loc).transform(X)``) equals ``loc.transform(X)``.
+        The arrays are copies: later changes to ``localizer`` do not reach it.
+
+        ``clone`` of the result keeps the head and the tables (they are parameters), and
+        ``fit`` of a clone learns nothing from its data (it only checks the feature maps
+        and labels), so ``GridSearchCV(CREAMReactivation.from_localizer(loc), grid)`` over
+        the inference parameters scores the trained model without retraining.
+
+        Parameters
+        ----------
+        localizer : CREAMLocalizer
+            Fitted.
+        **params
+            Overrides of any other parameter (e.g. ``n_iter=0`` for the CAM of the same
+            head, ``init="image"`` for post-hoc re-activation with the fine-tuned head).
+
+        Returns
+        -------
+        CREAMReactivation
+            Fitted, ``n_features_in_ = loc.feature_dim_``.
+        """
+        model = getattr(localizer, "model_", None)
+        context = getattr(localizer, "context_", None)
+        if model is None or context is None:
+            raise ValueError(
+                f"localizer must be a fitted CREAMLocalizer (call fit or CREAMLocalizer.load "
+                f"first); got {type(localizer).__name__} without model_/context_"
+            )
+
+        def numpy(t: torch.Tensor) -> np.ndarray:
+            return t.detach().cpu().numpy().copy()
+
+        settings = dict(
+            n_iter=localizer.n_iter, sigma=localizer.sigma, kernel=localizer.kernel,
+            fg_threshold=localizer.fg_threshold, momentum=localizer.momentum, init="learned",
+            classifier_weights=numpy(model.head.weight),
+            classifier_bias=numpy(model.head.bias),
+            context_embeddings=(numpy(context.fg), numpy(context.bg)),
+            classes=np.asarray(localizer.classes_).copy(), batch_size=localizer.batch_size,
+        )
+        settings.update(params)
+        est = cls(**settings)
+        h, w = (int(v) for v in localizer.feature_shape_)
+        # nothing is learned from these maps (head and tables are given): they only tell
+        # fit the channel count and the map size, exactly as the localizer's maps would
+        return est.fit(np.zeros((1, int(localizer.feature_dim_), h, w), dtype=np.float32))
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
@@ -336,6 +414,12 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, Integral) or v < 1:
                 raise ValueError(f"{name} must be a positive int; got {v!r}")
+        for name in ("context_embeddings", "classes"):
+            if getattr(self, name) is not None and self.classifier_weights is None:
+                raise ValueError(
+                    f"{name} describes the rows of a given classifier: it needs "
+                    "classifier_weights (C, d) too"
+                )
 
     def _given_weights(self, d: int) -> tuple[np.ndarray, np.ndarray]:
         W = self.classifier_weights
@@ -367,6 +451,47 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
             if not np.all(np.isfinite(b)):
                 raise ValueError("classifier_bias contains NaN or inf")
         return W.astype(np.float64), b.astype(np.float64)
+
+    def _given_classes(self, n_classes: int) -> np.ndarray:
+        classes = np.asarray(self.classes)
+        if classes.ndim != 1 or classes.shape[0] != n_classes:
+            raise ValueError(
+                f"classes must be 1-D with one label per row of classifier_weights "
+                f"({n_classes}); got shape {classes.shape}"
+            )
+        try:
+            ordered = np.unique(classes)
+        except TypeError as exc:
+            raise ValueError("classes must be mutually comparable labels") from exc
+        if ordered.shape != classes.shape or not np.all(ordered == classes):
+            raise ValueError(
+                f"classes must be sorted and unique (as classes_ of a fitted estimator); "
+                f"got {classes[:10].tolist()}"
+            )
+        return classes
+
+    def _given_context(self, n_classes: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+        pair = self.context_embeddings
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(
+                "context_embeddings must be a pair (fg, bg) of (C, d) arrays; "
+                f"got {type(pair).__name__}"
+            )
+        out = []
+        for name, table in zip(("fg", "bg"), pair):
+            if isinstance(table, torch.Tensor):
+                table = table.detach().cpu().numpy()
+            arr = np.asarray(table)
+            if arr.shape != (n_classes, d) or not np.issubdtype(arr.dtype, np.number):
+                raise ValueError(
+                    f"context_embeddings {name} must be a numeric ({n_classes}, {d}) array "
+                    f"(classes x channels of classifier_weights); got shape {arr.shape}, "
+                    f"dtype {arr.dtype}"
+                )
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"context_embeddings {name} contains NaN or inf")
+            out.append(arr.astype(np.float64))
+        return out[0], out[1]
 
     def _check_F(self, F: Any) -> torch.Tensor:
         t = _as_feature_tensor(F)
@@ -427,9 +552,14 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
 
         if self.classifier_weights is not None:
             W, b = self._given_weights(d)
-            self.classes_ = np.arange(W.shape[0])
             self.classifier_ = None
-            if labels is not None and (
+            if self.classes is not None:
+                self.classes_ = self._given_classes(W.shape[0])
+                if labels is not None:
+                    self._encode(labels, "y")  # every label must be one of the classes
+            else:
+                self.classes_ = np.arange(W.shape[0])
+            if self.classes is None and labels is not None and (
                 labels.dtype.kind not in "iu"
                 or np.any(labels < 0) or np.any(labels >= W.shape[0])
             ):
@@ -467,7 +597,11 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
         self.n_features_in_ = int(d)
         self.feature_map_shape_ = (int(h), int(w))
 
-        if self.init == "learned":
+        if self.init == "learned" and self.context_embeddings is not None:
+            fg, bg = self._given_context(*self.coef_.shape)
+            self.fg_context_, self.bg_context_ = fg, bg
+            self.context_fitted_ = np.ones(self.coef_.shape[0], dtype=bool)
+        elif self.init == "learned":
             if labels is None:
                 raise ValueError(
                     "init='learned' learns context embeddings from labelled maps: y is required "
@@ -642,5 +776,7 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
-        tags.target_tags.required = self.classifier_weights is None or self.init == "learned"
+        tags.target_tags.required = self.classifier_weights is None or (
+            self.init == "learned" and self.context_embeddings is None
+        )
         return tags
