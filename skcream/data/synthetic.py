@@ -122,6 +122,13 @@ class SyntheticConfig:
         bgs = tuple(self.backgrounds)
         if not bgs:
             raise ValueError("backgrounds must name at least one skimage.data texture")
+        import skimage.data
+
+        for name in bgs:  # checked here: inside the generator the cause would be hidden
+            if not isinstance(name, str) or name.startswith("_") or not callable(
+                    getattr(skimage.data, name, None)):
+                raise ValueError(f"backgrounds: skimage.data has no texture {name!r} "
+                                 "(e.g. 'grass', 'gravel', 'brick')")
         object.__setattr__(self, "backgrounds", bgs)
 
     @property

@@ -29,6 +29,7 @@ from ._build import (
     Record,
     build_dataset,
     file_signature,
+    inside_root,
     metadata_lines,
     require_dir,
     require_file,
@@ -72,13 +73,15 @@ def _read_sizes(meta: str) -> dict[str, tuple[int, int]]:
     return out
 
 
-def _read_boxes(meta: str) -> dict[str, list[list[float]]]:
+def _read_boxes(meta: str, lines: dict[str, int] | None = None) -> dict[str, list[list[float]]]:
     path = os.path.join(meta, "localization.txt")
     out: dict[str, list[list[float]]] = {}
     if not os.path.isfile(path):
         return out
     for ln, line in metadata_lines(path):
         p, *coords = _split(line, 5, path, ln, "path,x0,y0,x1,y1")
+        if lines is not None:
+            lines.setdefault(p, ln)
         try:
             out.setdefault(p, []).append([float(c) for c in coords])
         except ValueError:
@@ -86,18 +89,28 @@ def _read_boxes(meta: str) -> dict[str, list[list[float]]]:
     return out
 
 
-def _read_masks(meta: str) -> dict[str, tuple[list[str], str | None]]:
+def _read_masks(meta: str, mask_root: str, allow_outside: bool,
+                lines: dict[str, int] | None = None) -> dict[str, tuple[list[str], str | None]]:
+    """image path -> (instance mask paths, ignore mask path or None), joined to mask_root;
+    ``lines`` (when given) receives image path -> first line number."""
     path = os.path.join(meta, "localization.txt")
     out: dict[str, tuple[list[str], str | None]] = {}
     if not os.path.isfile(path):
         return out
     for ln, line in metadata_lines(path):
         p, mask, ignore = _split(line, 3, path, ln, "path,mask_path,ignore_path")
+        if lines is not None:
+            lines.setdefault(p, ln)
         masks, prev_ignore = out.get(p, ([], None))
         ignore = ignore.strip() or None
+        where = f"{path}:{ln}"
+        if ignore is not None:
+            ignore = inside_root(mask_root, ignore, where=where, what="mask_root",
+                                 allow_outside=allow_outside)
         if prev_ignore is not None and ignore is not None and ignore != prev_ignore:
-            raise ValueError(f"{path}:{ln}: image {p!r} has two different ignore masks")
-        masks.append(mask.strip())
+            raise ValueError(f"{where}: image {p!r} has two different ignore masks")
+        masks.append(inside_root(mask_root, mask.strip(), where=where, what="mask_root",
+                                 allow_outside=allow_outside))
         out[p] = (masks, prev_ignore or ignore)
     return out
 
@@ -172,26 +185,35 @@ def _aligned(meta: str, dataset: str) -> bool:
     return labels.exhausted and sizes.exhausted and boxes.exhausted
 
 
-def _records(meta: str, data_root: str, mask_root: str, dataset: str) -> Iterator[Record]:
-    if _aligned(meta, dataset):
-        yield from _streamed_records(meta, data_root)
+def _records(meta: str, data_root: str, mask_root: str, dataset: str,
+             allow_outside: bool = False) -> Iterator[Record]:
+    if _aligned(meta, dataset):  # no stray box possible: every line was matched in order
+        yield from _streamed_records(meta, data_root, allow_outside)
         return
     labels = _read_labels(meta)
     sizes = _read_sizes(meta)
-    boxes = _read_boxes(meta) if dataset != "OpenImages" else {}
-    masks = _read_masks(meta) if dataset == "OpenImages" else {}
+    loc_lines: dict[str, int] = {}
+    boxes = _read_boxes(meta, loc_lines) if dataset != "OpenImages" else {}
+    masks = (_read_masks(meta, mask_root, allow_outside, loc_lines)
+             if dataset == "OpenImages" else {})
     ids_path = os.path.join(meta, "image_ids.txt")
-    for _, image_id in metadata_lines(ids_path):
+    ids = {image_id for _, image_id in metadata_lines(ids_path)}
+    stray = [p for p in loc_lines if p not in ids]
+    if stray:  # a box or mask that would silently belong to no image
+        raise ValueError(
+            f"{os.path.join(meta, 'localization.txt')}:{loc_lines[stray[0]]}: image "
+            f"{stray[0]!r} is not listed in image_ids.txt ({len(stray)} such image(s))"
+        )
+    del ids
+    for ln, image_id in metadata_lines(ids_path):
         if image_id not in labels:
-            raise ValueError(f"image {image_id!r} of {ids_path} has no line in class_labels.txt")
-        mask_paths = ignore = None
-        if image_id in masks:
-            m, ig = masks[image_id]
-            mask_paths = [os.path.join(mask_root, p) for p in m]
-            ignore = os.path.join(mask_root, ig) if ig else None
+            raise ValueError(f"{ids_path}:{ln}: image {image_id!r} has no line in class_labels.txt")
+        path = inside_root(data_root, image_id, where=f"{ids_path}:{ln}", what="data_root",
+                           allow_outside=allow_outside)
+        mask_paths, ignore = masks.get(image_id, (None, None))
         yield Record(
             image_id=image_id,
-            path=os.path.join(data_root, image_id),
+            path=path,
             label=labels[image_id],
             bboxes=boxes.get(image_id, []),
             size=sizes.get(image_id),
@@ -200,15 +222,17 @@ def _records(meta: str, data_root: str, mask_root: str, dataset: str) -> Iterato
         )
 
 
-def _streamed_records(meta: str, data_root: str) -> Iterator[Record]:
+def _streamed_records(meta: str, data_root: str, allow_outside: bool) -> Iterator[Record]:
     """The records of aligned metadata files (see :func:`_aligned`), read in lockstep."""
     labels, sizes, boxes = (_Lockstep(_label_lines(meta)), _Lockstep(_size_lines(meta)),
                             _Lockstep(_box_lines(meta)))
-    for _, image_id in metadata_lines(os.path.join(meta, "image_ids.txt")):
+    ids_path = os.path.join(meta, "image_ids.txt")
+    for ln, image_id in metadata_lines(ids_path):
         size = sizes.take(image_id)
         yield Record(
             image_id=image_id,
-            path=os.path.join(data_root, image_id),
+            path=inside_root(data_root, image_id, where=f"{ids_path}:{ln}", what="data_root",
+                             allow_outside=allow_outside),
             label=labels.take(image_id)[0],
             bboxes=boxes.take(image_id),
             size=size[0] if size else None,
@@ -243,6 +267,7 @@ def load_wsol(
     on_error: str = "raise",
     verify: bool = False,
     cache_dir: str | os.PathLike | None = None,
+    allow_outside_root: bool = False,
 ) -> datasets.Dataset:
     """Load a split of a WSOL benchmark from the ``wsolevaluation`` metadata.
 
@@ -269,6 +294,11 @@ def load_wsol(
         (where sizes are needed) and decoding errors surface when a row is used.
     cache_dir : path, optional
         Where the Arrow file is written (default: the ``datasets`` cache).
+    allow_outside_root : bool, default=False
+        Image ids must be paths inside ``data_root`` and mask paths inside ``mask_root``: an
+        absolute path or one climbing out with ``..`` raises ValueError naming the metadata
+        file and line (a downloaded metadata file cannot make the loader read other files of
+        the machine). True accepts them; only for metadata you wrote or trust.
 
     Returns
     -------
@@ -282,6 +312,8 @@ def load_wsol(
         raise ValueError(f"dataset must be one of {sorted(WSOL_N_CLASSES)}, got {dataset!r}")
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    if not isinstance(allow_outside_root, bool):
+        raise TypeError(f"allow_outside_root must be a bool, got {allow_outside_root!r}")
     data_root = os.fspath(data_root)
     metadata_root = os.fspath(metadata_root)
     mask_root = data_root if mask_root is None else os.fspath(mask_root)
@@ -299,9 +331,9 @@ def load_wsol(
     files = [os.path.join(meta, f) for f in
              ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt")]
     key = (f"{os.path.abspath(data_root)}|{os.path.abspath(mask_root)}|{dataset}|{split}|"
-           f"{verify}|{file_signature(files)}")
+           f"{verify}|{allow_outside_root}|{file_signature(files)}")
     return build_dataset(
-        partial(_records, meta, data_root, mask_root, dataset),
+        partial(_records, meta, data_root, mask_root, dataset, allow_outside_root),
         class_names=names,
         source=f"load_wsol({dataset!r}, {split!r})",
         key=key,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from numbers import Real
 from typing import Any
 
@@ -389,6 +390,7 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
     # ------------------------------------------------------------------ persistence
     def _fitted_meta(self) -> dict[str, Any]:
         params = {k: json_value(v) for k, v in self.get_params(deep=False).items()}
+        params["device"] = None  # a saved model records no device: chosen when loading
         fitted = {
             "net": dict(self._spec),
             "data_config_": json_value(self.data_config_),
@@ -401,7 +403,19 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
     def _fitted_tensors(self) -> dict[str, torch.Tensor]:
         return {f"model.{k}": v for k, v in self.model_.state_dict().items()}
 
-    def _restore(self, fitted: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    def _restore(self, fitted: dict[str, Any], tensors: dict[str, torch.Tensor],
+                 checked: bool = False) -> None:
+        from skcream.estimators._localizer_io import available_device
+        from skcream.estimators._saved_schema import check_regressor, shapes_of
+
+        if not checked:
+            check_regressor(fitted, shapes_of(tensors), f"pickled {_CLASS}")
+        wanted = self.device
+        if wanted is not None and available_device(wanted) != torch.device(wanted):
+            # pickled on a GPU machine, unpickled on a CPU-only one
+            warnings.warn(f"device {str(wanted)!r} of the {_CLASS} is not available here; "
+                          f"using {available_device(None)}", UserWarning, stacklevel=3)
+            self.device = None
         spec = dict(fitted["net"])
         model = self._build(spec, False)
         model.load_state_dict(strip_prefix(tensors, "model."), strict=True)
@@ -426,10 +440,26 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         write_saved(path, self._fitted_meta(), self._fitted_tensors(), overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> PseudoBoxRegressor:
-        """Read a regressor written by :meth:`save` (nothing is unpickled)."""
-        est, fitted, tensors = read_estimator(cls, path, _CLASS)
-        est._restore(fitted, tensors)
+    def load(
+        cls, path: str | os.PathLike, *, device: str | torch.device | None = None
+    ) -> PseudoBoxRegressor:
+        """Read a regressor written by :meth:`save` (nothing is unpickled), all or nothing.
+
+        ``device``: where to put the network (None: CUDA when available, else the CPU).
+        Errors as in :meth:`CREAMLocalizer.load`.
+        """
+        from skcream.estimators._saved_schema import check_regressor
+
+        def check(meta, shapes):
+            check_regressor(meta, shapes, os.path.join(os.fspath(path), "skcream.json"),
+                            os.path.join(os.fspath(path), "weights.safetensors"))
+
+        from skcream.estimators._localizer_io import load_device
+
+        load_device(device)
+        est, fitted, tensors = read_estimator(cls, path, _CLASS, check=check)
+        est.device = device
+        est._restore(fitted, tensors, checked=True)
         return est
 
     def __getstate__(self) -> dict[str, Any]:

@@ -20,10 +20,11 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import threading
+import uuid
+import warnings
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,10 @@ import torch
 
 from skcream.persistence import read_saved, write_saved
 
-__all__ = ["FitCache", "ForwardCache", "FORWARD_CACHE", "cache_key", "cache_location", "digest_tensors"]
+__all__ = [
+    "FitCache", "ForwardCache", "FORWARD_CACHE", "cache_key", "cache_location", "digest_tensors",
+    "remove_tree",
+]
 
 
 def cache_location(memory: Any) -> Path | None:
@@ -107,33 +111,46 @@ class FitCache:
     def __init__(self, location: Path) -> None:
         self.root = Path(location) / "skcream-fits"
 
-    def get(self, key: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
-        """The cached ``(meta, tensors)`` for ``key``, or None (also for an unreadable entry)."""
+    def get(
+        self, key: str, check: Callable[[dict, dict], None] | None = None
+    ) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+        """The cached ``(meta, tensors)`` for ``key``, or None.
+
+        An entry that cannot be read, does not match its manifest or fails ``check(meta,
+        shapes)`` (see :func:`skcream.persistence.read_saved`) is reported once in a
+        ``UserWarning``, removed, and treated as missing, so the caller recomputes it.
+        """
         path = self.root / key
         if not path.is_dir():
             return None
         try:
-            return read_saved(path)
-        except (OSError, ValueError):
+            return read_saved(path, check=check)
+        except (OSError, ValueError) as exc:
+            warnings.warn(
+                f"memory: the cached network {os.fspath(path)} is unreadable "
+                f"({' '.join(str(exc).split())}); removed it, training again",
+                UserWarning,
+                stacklevel=3,
+            )
+            remove_tree(path)
             return None
 
     def put(self, key: str, meta: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
-        """Store an entry atomically (written aside, then renamed into place)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        target = self.root / key
-        if target.is_dir():
-            return
-        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{key}."))
+        """Store an entry as one atomic unit (see :func:`skcream.persistence.write_saved`)."""
         try:
-            write_saved(tmp, meta, tensors)
-            os.replace(tmp, target)
-        except OSError:
-            # another process stored the same key first: theirs is as good as ours
-            if not target.is_dir():
-                raise
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            write_saved(self.root / key, meta, tensors)
+        except FileExistsError:
+            pass  # another process stored this key first: theirs is as good as ours
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder: renamed aside first (one step), so no reader sees it half deleted."""
+    aside = path.with_name(f".{path.name}.gone-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        os.rename(path, aside)
+    except OSError:
+        return  # already gone (another process healed it)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 class ForwardCache:

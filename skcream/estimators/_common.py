@@ -123,7 +123,9 @@ def train_config(est: Any, seed: int | None, **extra: Any):
     Parameters
     ----------
     est : estimator
-        Reads ``max_epochs``, ``batch_size``, ``lr``, ``lr_step``, ``mixed_precision``,
+        Reads ``max_epochs``, ``batch_size``, ``lr``, ``lr_step`` (an int: every that many
+        epochs; a sequence: after those many epochs), ``nesterov`` (when the estimator has
+        it), ``mixed_precision``,
         ``gradient_accumulation_steps``, ``num_workers``, ``checkpoint_dir`` (resume from
         it when set), ``verbose`` and the inference device (CPU there means CPU training).
     seed : int or None
@@ -134,11 +136,15 @@ def train_config(est: Any, seed: int | None, **extra: Any):
     from skcream.training import TrainConfig
 
     device = est._inference_device()
+    step = est.lr_step
+    milestones = tuple(int(e) for e in step) if isinstance(step, list | tuple) else None
     return TrainConfig(
         epochs=est.max_epochs,
         batch_size=est.batch_size,
         lr=float(est.lr),
-        lr_step_size=est.lr_step,
+        lr_step_size=None if milestones is not None else step,
+        lr_milestones=milestones,
+        nesterov=bool(getattr(est, "nesterov", False)),
         mixed_precision=est.mixed_precision,
         gradient_accumulation_steps=est.gradient_accumulation_steps,
         num_workers=est.num_workers,
@@ -202,9 +208,13 @@ def estimator_meta(class_name: str, params: dict[str, Any], fitted: dict[str, An
 
 
 def read_estimator(
-    cls: type, path: str | os.PathLike, class_name: str
+    cls: type, path: str | os.PathLike, class_name: str,
+    check: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
 ) -> tuple[Any, dict[str, Any], dict[str, torch.Tensor]]:
     """Read a directory written with :func:`estimator_meta` + ``write_saved``.
+
+    ``check(meta, shapes)`` (see :func:`skcream.persistence.read_saved`) runs after the
+    class and parameter names are checked, before any tensor is materialised.
 
     Returns
     -------
@@ -221,16 +231,20 @@ def read_estimator(
     """
     from skcream.persistence import read_saved
 
-    meta, tensors = read_saved(path)
-    if meta.get("class") != class_name:
-        raise ValueError(f"{os.fspath(path)!r} holds a {meta.get('class')!r}, not a {class_name}")
-    params = dict(meta["params"])
-    unknown = sorted(set(params) - set(cls().get_params(deep=False)))
-    if unknown:
-        raise ValueError(
-            f"{os.fspath(path)!r} has parameters this skcream does not know: {unknown}"
-        )
-    return cls(**params), meta["fitted"], tensors
+    def check_meta(meta: dict[str, Any], shapes: dict[str, Any]) -> None:
+        source = os.path.join(os.fspath(path), "skcream.json")
+        if meta.get("class") != class_name:
+            raise ValueError(f"{source}: holds a {meta.get('class')!r}, not a {class_name}")
+        if not isinstance(meta.get("params"), dict):
+            raise ValueError(f"{source}: params must be a JSON object")
+        unknown = sorted(set(meta["params"]) - set(cls().get_params(deep=False)))
+        if unknown:
+            raise ValueError(f"{source}: has parameters this skcream does not know: {unknown}")
+        if check is not None:
+            check(meta, shapes)
+
+    meta, tensors = read_saved(path, check=check_meta)
+    return cls(**dict(meta["params"])), meta["fitted"], tensors
 
 
 def strip_prefix(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -266,4 +280,5 @@ def unpickle_state(
     fitted = state.pop("_skcream_fitted", None)
     est.__dict__.update(state)
     if fitted is not None:
-        restore(fitted["meta"], tensors_from_bytes(fitted["weights"]))
+        source = f"pickled {type(est).__name__}"
+        restore(fitted["meta"], tensors_from_bytes(fitted["weights"], source=source))

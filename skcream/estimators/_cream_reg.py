@@ -239,33 +239,48 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
         Layout: ``localizer/`` and ``regressor/`` (each a saved estimator, see their
         ``save``) and ``cream_reg/`` (this object's parameters and pseudo boxes).
         """
+        import shutil
         from pathlib import Path
 
-        from skcream.persistence import write_saved
+        from skcream.persistence import new_staging_dir, publish_dir, write_saved
 
         self._check_fitted()
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise FileExistsError(f"path {os.fspath(path)!r} exists and is not a directory")
-        extra = sorted({p.name for p in path.iterdir()} - {"localizer", "regressor", "cream_reg"}
-                       ) if path.is_dir() else []
+        existing = {p.name for p in path.iterdir()} if path.is_dir() else set()
+        extra = sorted(existing - {"localizer", "regressor", "cream_reg"})
         if extra:
             raise FileExistsError(f"path {os.fspath(path)!r} holds other files ({extra[:5]}); "
                                   "choose an empty or new directory")
-        self.localizer_.save(path / "localizer", overwrite=overwrite)
-        self.regressor_.save(path / "regressor", overwrite=overwrite)
-        meta = {
-            "class": "CREAMReg",
-            "params": {"pseudo_resolution": int(self.pseudo_resolution),
-                       "prefit": bool(self.prefit)},
-            "fitted": {"n_degenerate_pseudo_boxes_": self.n_degenerate_pseudo_boxes_},
-        }
-        tensors = {"pseudo_boxes": torch.from_numpy(np.ascontiguousarray(self.pseudo_boxes_))}
-        write_saved(path / "cream_reg", meta, tensors, overwrite=overwrite)
+        # the three parts are built in one staging folder and moved into place together: a
+        # failed save leaves the previous CREAMReg whole
+        staging = new_staging_dir(path)
+        try:
+            self.localizer_.save(staging / "localizer")
+            self.regressor_.save(staging / "regressor")
+            meta = {
+                "class": "CREAMReg",
+                "params": {"pseudo_resolution": int(self.pseudo_resolution),
+                           "prefit": bool(self.prefit)},
+                "fitted": {"n_degenerate_pseudo_boxes_": self.n_degenerate_pseudo_boxes_},
+            }
+            tensors = {"pseudo_boxes": torch.from_numpy(np.ascontiguousarray(self.pseudo_boxes_))}
+            write_saved(staging / "cream_reg", meta, tensors)
+            if existing:
+                if _same_tree(staging, path):
+                    return  # the identical CREAMReg again: nothing to do
+                if not overwrite:
+                    raise FileExistsError(f"path {os.fspath(path)!r} already holds a different "
+                                          "saved CREAMReg; pass overwrite=True to replace it")
+            publish_dir(staging, path, replace=bool(existing))
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> CREAMReg:
-        """Read a CREAM_Reg written by :meth:`save`."""
+    def load(cls, path: str | os.PathLike, *, device: Any = None) -> CREAMReg:
+        """Read a CREAM_Reg written by :meth:`save` (``device``: None, what is available)."""
         from pathlib import Path
 
         from skcream.estimators.localizer import CREAMLocalizer
@@ -275,8 +290,8 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
         meta, tensors = read_saved(path / "cream_reg")
         if meta.get("class") != "CREAMReg":
             raise ValueError(f"{os.fspath(path)!r} does not hold a saved CREAMReg")
-        localizer = CREAMLocalizer.load(path / "localizer")
-        regressor = PseudoBoxRegressor.load(path / "regressor")
+        localizer = CREAMLocalizer.load(path / "localizer", device=device)
+        regressor = PseudoBoxRegressor.load(path / "regressor", device=device)
         est = cls(localizer=localizer, regressor=clone(regressor), **meta["params"])
         est.localizer_ = localizer
         est.regressor_ = regressor
@@ -284,3 +299,11 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
         est.pseudo_boxes_ = tensors["pseudo_boxes"].numpy().astype(np.float64)
         est.n_degenerate_pseudo_boxes_ = int(meta["fitted"]["n_degenerate_pseudo_boxes_"])
         return est
+
+
+def _same_tree(a, b) -> bool:
+    """Whether folders ``a`` and ``b`` hold the same files with the same bytes."""
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    return files_a == files_b and all((a / f).read_bytes() == (b / f).read_bytes()
+                                      for f in files_a)

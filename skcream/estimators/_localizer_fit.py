@@ -22,6 +22,8 @@ from skcream.estimators._common import resolve_seed, seeded, train_config, train
 from skcream.estimators._inputs import training_classes
 from skcream.estimators._localizer_io import fitted_meta, fitted_tensors, restore
 from skcream.estimators._localizer_params import TRAINING_PARAMS
+from skcream.estimators._saved_schema import check_localizer
+from skcream.estimators._shape import probe_feature_shape
 
 __all__ = ["LabelledImages", "fit_network", "resolve_seed"]
 
@@ -116,6 +118,8 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
     from skcream.training import cross_entropy_loss, train
 
     classes, codes, names = training_classes(source, y, class_label)
+    if est.validation_data is not None:  # refused now, not after the first epoch
+        check_validation_data(est, classes)
     data_fp = _data_fingerprint(source, codes)
     key_params = _key_params(est)
     location = cache_location(est.memory)
@@ -131,11 +135,16 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
         else:
             cache = FitCache(location)
             key = cache_key(key_params, data_fp)
-            hit = cache.get(key)
+            entry = str(cache.root / key)
+
+            def check(meta, shapes):
+                check_localizer(meta, shapes, entry)
+
+            hit = cache.get(key, check=check)
             if hit is not None:
                 meta, tensors = hit
                 holder = _Holder(est)
-                restore(holder, meta["fitted"], tensors, torch.device("cpu"))
+                restore(holder, meta["fitted"], tensors, torch.device("cpu"), checked=True)
                 return holder.fitted()
 
     seed = resolve_seed(est.random_state)
@@ -147,6 +156,9 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
             large_feature_map=bool(est.large_feature_map),
         )
         model = CAMNet(backbone, len(classes))
+    # before any training: an input the network cannot take fails here, in words
+    probe_feature_shape(backbone.eval(), est.image_size, "cpu", est.backbone)
+    backbone.train()
     context = ContextEmbeddings(
         len(classes),
         backbone.num_features,
@@ -236,13 +248,17 @@ def _validation_hook(est, model, context, data_config, classes, hook):
     return epoch_hook
 
 
-def validation_score(est, model, context, data_config, classes, device) -> float:
-    """MaxBoxAccV2 of the current network on ``est.validation_data`` (protocol maps)."""
+def check_validation_data(est, classes: np.ndarray):
+    """``est.validation_data`` as (ImageSource, internal labels (n,)), checked: a label and a
+    bbox column, labels among the training ``classes``, a box for every image.
+
+    Raises
+    ------
+    ValueError
+        Naming ``validation_data`` and what is wrong (an unseen class, the image without a
+        box); ``fit`` calls this before training.
+    """
     from skcream.estimators._inputs import as_source, encode_labels, raw_labels
-    from skcream.estimators._localizer_infer import class_maps, iter_forward
-    from skcream.estimators.localizer import PROTOCOL_SIZE, _scale_boxes
-    from skcream.localize import protocol_maps
-    from skcream.metrics import max_box_acc_v2
 
     source, class_label = as_source(
         est.validation_data,
@@ -256,7 +272,25 @@ def validation_score(est, model, context, data_config, classes, device) -> float
             "validation_data must have a label column and a bbox column "
             f"({est.label_column!r}, {est.bbox_column!r})"
         )
+    if len(source) == 0:
+        raise ValueError("validation_data: is empty")
     labels = encode_labels(values, classes, "validation_data labels")
+    for i in range(len(source)):
+        boxes = source.boxes(i)
+        if boxes is None or len(boxes) == 0:
+            raise ValueError(f"validation_data: image {source.image_id(i)!r} (index {i}) has "
+                             "no ground-truth box")
+    return source, labels
+
+
+def validation_score(est, model, context, data_config, classes, device) -> float:
+    """MaxBoxAccV2 of the current network on ``est.validation_data`` (protocol maps)."""
+    from skcream.estimators._localizer_infer import class_maps, iter_forward
+    from skcream.estimators.localizer import PROTOCOL_SIZE, _scale_boxes
+    from skcream.localize import protocol_maps
+    from skcream.metrics import max_box_acc_v2
+
+    source, labels = check_validation_data(est, classes)
     maps = np.zeros((len(source), PROTOCOL_SIZE, PROTOCOL_SIZE))
     for batch in iter_forward(
         model, source, image_size=est.image_size, data_config=data_config,

@@ -3,12 +3,15 @@
 One representation serves three uses: :meth:`CREAMLocalizer.save` / ``load``
 (a directory, JSON + safetensors), pickling (``__getstate__`` stores the
 tensors as safetensors *bytes*, never the live modules or an accelerator), and
-the ``memory=`` cache of trained networks.
+the ``memory=`` cache of trained networks. All three check the metadata against
+the weights (:mod:`._saved_schema`) before a network is built, and every tensor
+is finite. A saved model records no device: the device is chosen when loading.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import torch
@@ -25,6 +28,9 @@ from skcream.persistence import array_from_json, array_to_json, write_saved
 
 __all__ = [
     "NETWORK_ATTRIBUTES",
+    "available_device",
+    "load_device",
+    "build_model",
     "build_network",
     "fitted_meta",
     "fitted_tensors",
@@ -49,6 +55,22 @@ NETWORK_ATTRIBUTES = (
 _CLASS = "CREAMLocalizer"
 
 
+def build_model(net: dict[str, Any]):
+    """An untrained CAMNet of the recorded architecture (``net`` as in :func:`build_network`)."""
+    from skcream.backbones import build_backbone
+    from skcream.model import CAMNet
+
+    backbone = build_backbone(
+        # the timm model actually built at fit time (offline efficientnet_lite0 weights live
+        # in tf_efficientnet_lite0); older saves without it rebuild the name
+        net.get("architecture", net["backbone"]),
+        pretrained=False,
+        feature_stage=net["feature_stage"],
+        large_feature_map=bool(net["large_feature_map"]),
+    )
+    return CAMNet(backbone, int(net["n_classes"]))
+
+
 def build_network(net: dict[str, Any]):
     """An untrained CAMNet + ContextEmbeddings of the recorded architecture.
 
@@ -63,19 +85,9 @@ def build_network(net: dict[str, Any]):
     model : CAMNet
     context : ContextEmbeddings
     """
-    from skcream.backbones import build_backbone
     from skcream.context import ContextEmbeddings
-    from skcream.model import CAMNet
 
-    backbone = build_backbone(
-        # the timm model actually built at fit time (offline efficientnet_lite0 weights live
-        # in tf_efficientnet_lite0); older saves without it rebuild the name
-        net.get("architecture", net["backbone"]),
-        pretrained=False,
-        feature_stage=net["feature_stage"],
-        large_feature_map=bool(net["large_feature_map"]),
-    )
-    model = CAMNet(backbone, int(net["n_classes"]))
+    model = build_model(net)
     context = ContextEmbeddings(
         int(net["n_classes"]),
         int(net["feature_dim"]),
@@ -90,8 +102,8 @@ def _jsonable_params(est) -> dict[str, Any]:
     params = est.get_params(deep=False)
     out: dict[str, Any] = {}
     for name, value in params.items():
-        if name == "validation_data":
-            value = None
+        if name in ("validation_data", "device"):
+            value = None  # data is not saved; the device is chosen when loading
         elif name == "memory":
             from skcream.estimators._cache import cache_location
 
@@ -126,8 +138,14 @@ def fitted_tensors(est) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def restore(est, fitted: dict[str, Any], tensors: dict[str, torch.Tensor], device) -> None:
-    """Rebuild ``model_``/``context_`` from ``tensors`` and set the fitted attributes."""
+def restore(est, fitted: dict[str, Any], tensors: dict[str, torch.Tensor], device,
+            source: str = "fitted state", *, checked: bool = False) -> None:
+    """Check ``fitted`` against ``tensors`` (schema, shapes; skipped when ``checked``),
+    rebuild ``model_``/``context_`` from ``tensors`` and set the fitted attributes."""
+    from skcream.estimators._saved_schema import check_localizer, shapes_of
+
+    if not checked:
+        check_localizer(fitted, shapes_of(tensors), source)
     model, context = build_network(fitted["net"])
     model.load_state_dict(strip_prefix(tensors, "model."), strict=True)
     context.load_state_dict({"fg": tensors["context.fg"], "bg": tensors["context.bg"]})
@@ -150,10 +168,40 @@ def save(est, path: str | os.PathLike, *, overwrite: bool = False) -> None:
     write_saved(path, fitted_meta(est), fitted_tensors(est), overwrite=overwrite)
 
 
-def load(cls, path: str | os.PathLike):
-    """Read an estimator written by :func:`save`."""
-    est, fitted, tensors = read_estimator(cls, path, _CLASS)
-    restore(est, fitted, tensors, est._inference_device())
+def available_device(device) -> torch.device:
+    """``device`` as a torch.device when this machine has it; None or an unavailable CUDA
+    device: CUDA when available, else the CPU (a model trained on a GPU loads anywhere)."""
+    if device is not None:
+        dev = torch.device(device)
+        if dev.type != "cuda" or (torch.cuda.is_available()
+                                  and (dev.index or 0) < torch.cuda.device_count()):
+            return dev
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_device(device) -> torch.device:
+    """The device to load onto: None is what is available; an explicit device must exist."""
+    if device is None:
+        return available_device(None)
+    dev = torch.device(device)
+    if available_device(dev) != dev:
+        raise ValueError(f"device: {str(device)!r} is not available on this machine; pass "
+                         "device=None to use what is available")
+    return dev
+
+
+def load(cls, path: str | os.PathLike, device=None):
+    """Read an estimator written by :func:`save`, onto ``device`` (None: what is available)."""
+    from skcream.estimators._saved_schema import check_localizer
+
+    def check(meta, shapes):
+        check_localizer(meta, shapes, os.path.join(os.fspath(path), "skcream.json"),
+                        os.path.join(os.fspath(path), "weights.safetensors"))
+
+    target = load_device(device)
+    est, fitted, tensors = read_estimator(cls, path, _CLASS, check=check)
+    est.device = device
+    restore(est, fitted, tensors, target, checked=True)
     return est
 
 
@@ -169,6 +217,15 @@ def getstate(est) -> dict[str, Any]:
 
 def setstate(est, state: dict[str, Any]) -> None:
     """``__setstate__``: inverse of :func:`getstate`."""
-    unpickle_state(
-        est, state, lambda meta, tensors: restore(est, meta, tensors, est._inference_device())
-    )
+    def restore_here(meta, tensors):
+        # a pickle made on a GPU machine unpickles on a CPU-only one: fall back to what is
+        # available (and say so) rather than fail in .to("cuda")
+        wanted = getattr(est, "device", None)
+        device = available_device(wanted)
+        if wanted is not None and device != torch.device(wanted):
+            warnings.warn(f"device {str(wanted)!r} of the pickled CREAMLocalizer is not "
+                          f"available here; using {device}", UserWarning, stacklevel=4)
+            est.device = None
+        restore(est, meta, tensors, device, "pickled CREAMLocalizer")
+
+    unpickle_state(est, state, restore_here)

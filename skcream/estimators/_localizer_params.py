@@ -49,6 +49,7 @@ TRAINING_PARAMS = (
     "batch_size",
     "lr",
     "lr_step",
+    "nesterov",
     "image_size",
     "resize_size",
     "feature_stage",
@@ -93,6 +94,8 @@ def validate_params(params: dict[str, Any], *, fitting: bool = True) -> None:
     check_choice(params, "kernel", KERNELS)
     check_real(params, "box_threshold", 0.0, 1.0, high_open=True, none_ok=True)
     check_real(params, "lr", 0.0, low_open=True)
+    if not isinstance(params["nesterov"], bool | np.bool_):
+        raise TypeError(f"nesterov must be a bool, got {params['nesterov']!r}")
     if not isinstance(params["large_feature_map"], bool | np.bool_):
         raise TypeError(f"large_feature_map must be a bool, got {params['large_feature_map']!r}")
     memory = params["memory"]

@@ -57,7 +57,7 @@ def check_real(
     if value is None and none_ok:
         return
     lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-    interval = f"{lo}{low}, {'inf' if high is None else high}{hi}"
+    interval = f"{lo}{low}, inf)" if high is None else f"{lo}{low}, {high}{hi}"
     if isinstance(value, bool) or not isinstance(value, Real):
         extra = " or None" if none_ok else ""
         raise TypeError(f"{name} must be a real number in {interval}{extra}, got {value!r}")
@@ -65,7 +65,7 @@ def check_real(
     if high is not None:
         ok = ok and (value < high if high_open else value <= high)
     if not ok:
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
 
 
 def check_choice(params: dict[str, Any], name: str, choices: tuple[str, ...]) -> None:
@@ -80,6 +80,23 @@ def check_column(params: dict[str, Any], name: str) -> None:
     value = params[name]
     if not isinstance(value, str) or not value:
         raise TypeError(f"{name} must be a non-empty column name (str), got {value!r}")
+
+
+def check_lr_step(value: Any) -> None:
+    """``lr_step``: None, an int >= 1, or a strictly increasing sequence of ints >= 1."""
+    if value is None or (isinstance(value, Integral) and not isinstance(value, bool)):
+        check_int({"lr_step": value}, "lr_step", 1, none_ok=True)
+        return
+    if isinstance(value, list | tuple) and value and all(
+        isinstance(v, Integral) and not isinstance(v, bool) for v in value
+    ):
+        if value[0] >= 1 and all(a < b for a, b in zip(value, value[1:])):
+            return
+    raise ValueError(
+        "lr_step must be None, an int >= 1 (divide the lr by 10 every lr_step epochs) or a "
+        "non-empty strictly increasing list/tuple of ints >= 1 (divide it after each of those "
+        f"many epochs), got {value!r}"
+    )
 
 
 def check_training_params(
@@ -117,7 +134,7 @@ def check_training_params(
         raise ValueError(f"pretrained: no such weight file {os.fspath(pretrained)!r}")
     check_int(params, "max_epochs", 1)
     check_int(params, "batch_size", 1)
-    check_int(params, "lr_step", 1, none_ok=True)
+    check_lr_step(params["lr_step"])
     check_int(params, "image_size", 8)
     check_int(params, "resize_size", 8)
     if params["resize_size"] < params["image_size"]:

@@ -31,7 +31,9 @@ never downloads anything.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from collections import OrderedDict
 from numbers import Integral
 from pathlib import Path
@@ -45,6 +47,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from skcream._device import check_device
+from skcream.estimators._shape import probe_feature_shape
 
 __all__ = ["TimmFeatures", "TrainedBackbone"]
 
@@ -407,10 +410,8 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         self.random_init_ = not isinstance(self.backbone, TrainedBackbone) and (
             self.pretrained is False or len(list(net.new_parameters())) > 0
         )
-        with torch.no_grad():
-            probe = net(torch.zeros(1, 3, self.image_size_, self.image_size_,
-                                    device=self._device()))
-        self.feature_shape_ = tuple(int(s) for s in probe.shape[1:])
+        self.feature_shape_ = probe_feature_shape(net, self.image_size_, self._device(),
+                                                  self.backbone)
         self.n_features_out_ = int(self.feature_shape_[0])
         return self
 
@@ -506,7 +507,7 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
             backbone = self.backbone
         key = joblib.hash(
             (
-                "TimmFeatures-v1",
+                "TimmFeatures-v2",  # v2: entries <key>-<sha256 prefix>.npy, atomic
                 backbone,
                 str(self.pretrained),
                 _file_stamp(self.pretrained),
@@ -547,14 +548,24 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         todo = list(range(n))
         if cache is not None:
             todo = []
+            entries = _cache_entries(cache)
+            unreadable: list[str] = []
             for i in range(n):
                 image = source.image(i)
                 keys[i] = joblib.hash((image.mode, image.size, np.asarray(image)))
-                file = cache / f"{keys[i]}.npy"
-                if file.exists():
-                    out[i] = np.load(file)
-                else:
+                name = entries.get(keys[i])
+                features = None if name is None else _read_entry(cache / name, (d, h, w),
+                                                                 unreadable)
+                if features is None:
                     todo.append(i)
+                else:
+                    out[i] = features
+            if unreadable:
+                warnings.warn(
+                    f"memory: {len(unreadable)} unreadable feature-cache entr"
+                    f"{'y' if len(unreadable) == 1 else 'ies'} removed and recomputed, e.g. "
+                    f"{unreadable[0]}", UserWarning, stacklevel=2,
+                )
 
         batches = [todo[s:s + self.batch_size] for s in range(0, len(todo), self.batch_size)]
         iterator = batches
@@ -574,7 +585,7 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
             out[idx] = feats
             if cache is not None:
                 for j, i in enumerate(idx):
-                    np.save(cache / f"{keys[i]}.npy", feats[j])
+                    _write_entry(cache, keys[i], feats[j])
         if self.output_type == "torch":
             return torch.from_numpy(out)
         return out
@@ -608,3 +619,54 @@ def _localizer_network(localizer: Any) -> tuple[torch.nn.Module, dict]:
             f"first); got {type(localizer).__name__} without model_/context_"
         )
     return model.backbone, dict(getattr(localizer, "_net_spec", {}) or {})
+
+
+# ------------------------------------------------------------------ feature cache entries
+# One entry per image: ``<key>-<first 16 hex digits of the sha256 of the file>.npy``, written
+# to a unique temporary name, fsynced and renamed into place (all or nothing); a reader
+# accepts it only when the bytes hash to its name and hold a finite (d, h, w) float32 map.
+def _cache_entries(cache: Path) -> dict[str, str]:
+    """``{image key: file name}`` of the complete entries in ``cache``."""
+    out = {}
+    for name in os.listdir(cache):
+        if name.endswith(".npy") and not name.startswith("."):
+            key, _, digest = name[:-4].rpartition("-")
+            if key and len(digest) == 16:
+                out[key] = name
+    return out
+
+
+def _read_entry(file: Path, shape: tuple[int, ...], unreadable: list[str]) -> np.ndarray | None:
+    """The features in ``file``, or None after removing an unreadable entry (noted)."""
+    import hashlib
+    import io
+
+    try:
+        data = file.read_bytes()
+        if hashlib.sha256(data).hexdigest()[:16] != file.stem.rpartition("-")[2]:
+            raise ValueError("content does not match its hash")
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+        if arr.shape != shape or arr.dtype != np.float32 or not np.isfinite(arr).all():
+            raise ValueError(f"holds {arr.dtype} {arr.shape}, expected finite float32 {shape}")
+        return arr
+    except FileNotFoundError:
+        return None  # removed meanwhile by another process: recompute
+    except (OSError, ValueError, EOFError) as exc:
+        unreadable.append(f"{file} ({exc})")
+        with contextlib.suppress(OSError):
+            file.unlink()
+        return None
+
+
+def _write_entry(cache: Path, key: str, features: np.ndarray) -> None:
+    import hashlib
+    import io
+
+    from skcream.persistence import write_bytes_atomic
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(features, dtype=np.float32), allow_pickle=False)
+    data = buffer.getvalue()
+    # no fsync: a cache entry torn by a crash fails its hash and is recomputed
+    write_bytes_atomic(cache / f"{key}-{hashlib.sha256(data).hexdigest()[:16]}.npy", data,
+                       fsync=False)

@@ -105,9 +105,15 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
     batch_size : int, default=32
         Per process; also the inference batch size.
     lr : float, default=1e-3
-        SGD learning rate of the pretrained layers; new layers (head, VGG's conv6) get 10x.
-    lr_step : int or None, default=15
-        Divide the learning rates by 10 every ``lr_step`` epochs (None: constant).
+        SGD learning rate of the pretrained layers; new layers (head, VGG's conv6,
+        InceptionV3's two convs) and ResNet's layer4 get 10x (as wsolevaluation).
+    lr_step : int, sequence of int or None, default=15
+        Divide the learning rates by 10 every ``lr_step`` epochs; a sequence: after each of
+        those numbers of epochs (wsolevaluation's schedule, see :mod:`skcream.recipes`);
+        None: constant.
+    nesterov : bool, default=False
+        Nesterov momentum for the SGD (momentum 0.9, weight decay 1e-4); wsolevaluation
+        trains with it (``skcream.recipes.recipe`` sets it).
     image_size : int, default=224
         Training crop and evaluation size.
     resize_size : int, default=256
@@ -126,8 +132,10 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         DataLoader workers; None ("auto"): none for fewer than 512 images, else one per
         CPU this process may use minus one, at most 8 (:mod:`skcream.data.loading`).
     checkpoint_dir : path or None, default=None
-        Checkpoint every epoch there and resume an interrupted fit from it; a directory
-        written with another configuration or other data is refused.
+        Checkpoint every epoch there (all or nothing) and resume an interrupted fit from
+        it; a directory written with another configuration or other data, or holding more
+        epochs than ``max_epochs``, is refused. A fit holds an OS lock on the folder: a
+        second fit on it fails at once (``SKCREAM_LOCK_TIMEOUT=SECONDS`` waits instead).
     memory : None, path or joblib.Memory, default=None
         Cache of fitted networks keyed on the training parameters and a fingerprint of the
         training data (JSON + safetensors, no pickle), plus an in-memory cache of network
@@ -182,7 +190,8 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         max_epochs: int = 50,
         batch_size: int = 32,
         lr: float = 1e-3,
-        lr_step: int | None = 15,
+        lr_step: int | Sequence[int] | None = 15,
+        nesterov: bool = False,
         image_size: int = 224,
         resize_size: int = 256,
         feature_stage: int | None = None,
@@ -213,6 +222,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.lr = lr
         self.lr_step = lr_step
+        self.nesterov = nesterov
         self.image_size = image_size
         self.resize_size = resize_size
         self.feature_stage = feature_stage
@@ -664,11 +674,30 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         _localizer_io.save(self, path, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> CREAMLocalizer:
-        """Read an estimator written by :meth:`save` (no unpickling)."""
+    def load(
+        cls, path: str | os.PathLike, *, device: str | torch.device | None = None
+    ) -> CREAMLocalizer:
+        """Read an estimator written by :meth:`save` (no unpickling), all or nothing.
+
+        Parameters
+        ----------
+        path : str or PathLike
+            The directory.
+        device : str, torch.device or None, default=None
+            Where to put the network (a saved model records no device); None: CUDA when
+            available, else the CPU.
+
+        Raises
+        ------
+        ValueError
+            One line naming the file and field: files that disagree with their manifest
+            (an interrupted or corrupt save), metadata outside its schema or inconsistent
+            with the weights' shapes (checked before any network is built), a truncated
+            or foreign weights file, a missing tensor, a NaN/inf weight.
+        """
         from skcream.estimators import _localizer_io
 
-        return _localizer_io.load(cls, path)
+        return _localizer_io.load(cls, path, device=device)
 
     def __getstate__(self) -> dict[str, Any]:
         from skcream.estimators import _localizer_io
