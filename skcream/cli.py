@@ -597,6 +597,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     out: Path = args.out
+    _per_process_batch(args.batch_size, args.global_batch_size)  # before --out is touched
     if not _is_main_process():
         return _train(args)
     from skcream._locks import FolderLock

@@ -125,8 +125,8 @@ def test_readme_launcher_trains_on_two_cpu_processes(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     # two processes trained and reached the checkpoint: one RNG file per rank
     ckpt = out / "checkpoints"
-    assert sorted(p.name for p in ckpt.glob("skcream-train-rng*.pt")) == [
-        "skcream-train-rng0.pt", "skcream-train-rng1.pt"]
+    assert sorted(p.name for p in ckpt.glob("skcream-train-*rng*.pt")) == [
+        "skcream-train-e1-rng0.pt", "skcream-train-e1-rng1.pt"]
     assert "2 process(es) on cpu; global batch 8 = batch_size 4 x 2 process(es)" in done.stdout
     assert "trained on 2 process(es): global batch 8 (4 per process)" in done.stdout
     # one model, written once (by the main process)
