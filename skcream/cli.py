@@ -1,4 +1,4 @@
-"""The ``skcream`` command: ``demo``, ``train``, ``evaluate``, ``localize``.
+"""The ``skcream`` command: ``demo``, ``train``, ``evaluate``, ``report``, ``localize``.
 
 Every command composes the public estimators; nothing here re-implements them.
 User mistakes (a bad ``--data`` spec, a missing folder, a model folder that is
@@ -90,6 +90,7 @@ _non_negative_int = _number_parser(int, lambda v: v >= 0, "an integer >= 0")
 _positive_float = _number_parser(float, lambda v: 0 < v < float("inf"), "a finite positive number")
 _image_side = _number_parser(int, lambda v: v >= 8, "an integer >= 8 (pixels; the protocol uses 224)")
 _unit_float = _number_parser(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+_n_jobs = _number_parser(int, lambda v: v != 0, "a non-zero integer (-1: all cores)")
 
 
 def _pretrained(text: str) -> bool | str:
@@ -372,9 +373,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=parse_data_spec, required=True, metavar="SPEC", help=DATA_HELP)
     p.add_argument("--split", default="test", help="split of --data")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--n-jobs", type=_n_jobs, default=None, metavar="N",
+                   help="threads for the metrics (-1: all cores; numbers are identical)")
     _add_trust(p)
     _add_common(p)
     p.set_defaults(func=_cmd_evaluate)
+
+    # -- report
+    p = sub.add_parser(
+        "report",
+        help="a self-contained HTML report: metrics, curves, a gallery of every image",
+        description=(
+            "Evaluate a saved CREAMLocalizer like 'skcream evaluate' and write a static "
+            "folder (index.html + images; opens from the file system, no server, no "
+            "network): the metric table for CAM, CREAM and blind priors, the threshold "
+            "curves and histograms, and a gallery of every image with its boxes, sortable "
+            "by IoU, filterable by class and hit/miss, with a threshold slider."
+        ),
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--model", type=Path, required=True, help="folder written by 'skcream train'")
+    p.add_argument("--data", type=parse_data_spec, required=True, metavar="SPEC", help=DATA_HELP)
+    p.add_argument("--split", default="test", help="split of --data to report on")
+    p.add_argument("--val-split", default=None,
+                   help="split of --data (with boxes) where CAM's and the priors' threshold "
+                        "is chosen (CREAM uses the model's own)")
+    p.add_argument("--prior-split", default=None,
+                   help="split of --data whose boxes make the train-box prior (e.g. train)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output folder (new, empty, or an earlier report)")
+    p.add_argument("--title", default="skcream evaluation report", help="page title")
+    _add_common(p)
+    p.set_defaults(func=_cmd_report)
 
     # -- localize
     p = sub.add_parser(
@@ -729,7 +759,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                           allow_outside_root=args.allow_outside_root)
     with distributed_inference():  # under a launcher: each process runs its share of images
         report = evaluate_localizer(model, data, batch_size=args.batch_size,
-                                    verbose=_verbose(args))
+                                    verbose=_verbose(args), n_jobs=args.n_jobs)
     if not _is_main_process():
         return EXIT_OK
     if args.json:
@@ -741,6 +771,29 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         keys = ["method", *report]
         print(format_table([dict(report, method="CREAM")], keys,
                            headers=[names.get(k, k) for k in keys]))
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from skcream.report import _check_out
+
+    _check_out(args.out)  # before loading anything
+    model = _load_model(_model_dir(args.model)).set_params(
+        batch_size=args.batch_size, num_workers=args.num_workers, verbose=_verbose(args),
+        device=_device(args))
+    n_classes = len(model.classes_)
+    data = args.data.load(args.split, n_classes=n_classes)
+    val = None if args.val_split is None else args.data.load(args.val_split, n_classes=n_classes)
+    prior = (None if args.prior_split is None
+             else args.data.load(args.prior_split, n_classes=n_classes))
+    from skcream.report._localizer import localizer_report
+
+    spec = {"data": f"{args.data.kind}:{','.join(str(a) for a in args.data.args)}",
+            "split": args.split, "val split": args.val_split, "prior split": args.prior_split,
+            "model folder": str(args.model)}
+    index = localizer_report(model, data, args.out, validation_data=val, prior_data=prior,
+                             data_settings=spec, title=args.title, verbose=_verbose(args))
+    print(f"wrote {index} ({len(data)} images); open it in a browser")
     return EXIT_OK
 
 

@@ -255,8 +255,10 @@ def method_report(
 
 
 def evaluate_localizer(model: Any, data: Any, *, batch_size: int = 32,
-                       verbose: int = 0) -> dict[str, float]:
+                       verbose: int = 0, n_jobs: int | None = None) -> dict[str, float]:
     """The metrics ``skcream evaluate`` prints: the estimator's own protocol evaluation.
+
+    Streaming (one batch of maps at a time); ``n_jobs`` threads for the metrics.
 
     Returns
     -------
@@ -265,7 +267,7 @@ def evaluate_localizer(model: Any, data: Any, *, batch_size: int = 32,
         model's ``box_threshold_``, classification accuracy (percent), and ``threshold``.
     """
     model = model.set_params(batch_size=batch_size, verbose=verbose)
-    report = dict(model.evaluate(data))
+    report = dict(model.evaluate(data, n_jobs=n_jobs))
     report["threshold"] = float(model.box_threshold_)
     return report
 
@@ -319,8 +321,9 @@ def run_demo(
     ----------
     out : path, default="skcream-demo"
         Output folder (see :func:`prepare_output_dir`): ``results.json``,
-        ``demo_examples.png``, ``demo_threshold_curves.png``, ``demo_histograms.png`` and the
-        saved model in ``model/``.
+        ``demo_examples.png``, ``demo_threshold_curves.png``, ``demo_histograms.png``, the
+        HTML report in ``report/`` (:func:`skcream.report.write_report`) and the saved model
+        in ``model/``.
     quick : bool, default=False
         ``skcream.presets.QUICK`` instead of ``DEMO``.
     random_state : int, default=0
@@ -446,6 +449,17 @@ def _run(out: Path, preset: Any, params: dict[str, Any], *, random_state: int,
     t0 = time.perf_counter()
     files = _write_pictures(out, test, test_maps, test_gt, masks, reports, n_examples,
                             example_grid, plot_threshold_curves, plot_activation_histograms)
+    from skcream.report import write_report
+
+    files.append(write_report(  # report/index.html: table, figures, gallery of every image
+        out / "report", test, {m: test_maps[o] for m, o in METHODS.items()}, test_gt,
+        labels_idx, logits=logits, class_names=test.features["label"].names, masks=masks,
+        priors=blind, val_maps={m: val_maps[o] for m, o in METHODS.items()},
+        val_gt=val_gt, title="skcream demo: CAM vs CREAM on the synthetic benchmark",
+        settings={"Demo": {"preset": preset.name, "seed": seed, **{
+            k: v for k, v in params.items() if k != "validation_data"}}, "Data": {
+            k: getattr(preset, k) for k in ("n_train", "n_val", "n_test", "n_classes",
+                                            "data_size")}}))
     model.save(out / "model", overwrite=True)
     files.append(out / "model")
     timings["write"] = time.perf_counter() - t0

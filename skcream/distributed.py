@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["distributed_inference", "gather_rows", "process_info", "shard_range", "sharded_apply"]
+__all__ = ["distributed_inference", "gather_rows", "process_info", "shard_range", "sharded_apply",
+           "sum_across"]
 
 _ACTIVE: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
     "skcream_distributed_inference", default=None)
@@ -119,6 +120,27 @@ def gather_rows(indices: Sequence[int], *columns: MutableSequence) -> None:
         for col, vals in zip(columns, values):
             for i, v in zip(rows, vals):
                 col[i] = v
+
+
+def sum_across(obj: Any, *names: str) -> None:
+    """Replace the attributes ``names`` of ``obj`` by their sums over the processes.
+
+    For streaming metric accumulators (``BoxAccumulator``: ``correct``, ``n_maps``;
+    ``PxAPAccumulator``: ``counts``, ``n_maps``) fed with each process's share: their
+    counts are integers (held in float64, summed exactly), so the merged accumulator gives
+    the single-process metric exactly. Does nothing outside :func:`distributed_inference`.
+    """
+    import torch.distributed as dist
+
+    if active() is None or obj is None:
+        return
+    everything: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everything, [getattr(obj, n) for n in names])
+    for k, name in enumerate(names):
+        total = everything[0][k]
+        for values in everything[1:]:
+            total = total + values[k]
+        setattr(obj, name, total)
 
 
 def _chunk_path(directory: Path, k: int) -> Path:

@@ -14,7 +14,7 @@ import pytest
 from skcream import cli
 from skcream.cli import DataSpec, main, parse_data_spec
 
-COMMANDS = ("demo", "train", "evaluate", "localize")
+COMMANDS = ("demo", "train", "evaluate", "report", "localize")
 
 
 def _run(argv, capsys):
@@ -332,13 +332,21 @@ def test_demo_quick_end_to_end(tmp_path):
                           "--out", str(out)], capture_output=True, text=True, env=env,
                          cwd=tmp_path, timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    for row in ("CAM", "calibrated", "CREAM", "MaxBoxAccV2", "PxAP", "Top-1 Loc", "ms/img"):
+    for row in ("centre prior", "train-box prior", "CAM", "calibrated", "CREAM", "MaxBoxAccV2",
+                "PxAP", "Top-1 Loc", "ms/img", "torch intra-op threads: 1"):
         assert row in run.stdout
     for name in ("demo_examples.png", "demo_threshold_curves.png", "demo_histograms.png",
                  "results.json", ".skcream-demo"):
         assert (out / name).is_file(), name
+    assert (out / "report" / "index.html").is_file()  # tested in test_report_browser.py
     results = json.loads((out / "results.json").read_text())
-    assert [r["method"] for r in results["rows"]] == ["CAM", "calibrated", "CREAM"]
+    rows = {r["method"]: r for r in results["rows"]}
+    assert list(rows) == ["centre prior", "train-box prior", "CAM", "calibrated", "CREAM"]
+    assert results["settings"]["threads"] == 1
+    # the quick demo's classifier works (issue 10: >= 80% on the 4 classes)
+    assert rows["CREAM"]["top1_acc"] >= 80.0
+    assert rows["CAM"]["top1_acc"] == rows["CREAM"]["top1_acc"]
+    assert rows["centre prior"]["top1_acc"] is None
     from skcream import CREAMLocalizer
 
     CREAMLocalizer.load(out / "model")  # the saved model loads

@@ -268,6 +268,7 @@ def test_score_is_protocol_max_box_acc_v2(fitted, ds):
 def test_evaluate_returns_the_metrics(fitted, ds):
     out = fitted.evaluate(ds)
     assert out["max_box_acc_v2"] == pytest.approx(fitted.score(ds))
+    assert fitted.evaluate(ds, n_jobs=2) == out  # streaming, threads: identical numbers
     assert set(out) >= {"max_box_acc", "top1_loc", "top5_loc", "gt_known_loc", "top1_acc"}
     assert out["top1_loc"] <= out["gt_known_loc"] and out["top1_loc"] <= out["top5_loc"]
     acc = 100 * np.mean(fitted.predict_proba(ds).argmax(1) == np.asarray(ds["label"]))

@@ -288,16 +288,17 @@ def validation_score(est, model, context, data_config, classes, device) -> float
     from skcream.estimators._localizer_infer import class_maps, iter_forward
     from skcream.estimators.localizer import PROTOCOL_SIZE, _scale_boxes
     from skcream.localize import protocol_maps
-    from skcream.metrics import max_box_acc_v2
+    from skcream.metrics import BoxAccumulator
 
     source, labels = check_validation_data(est, classes)
-    maps = np.zeros((len(source), PROTOCOL_SIZE, PROTOCOL_SIZE))
+    acc = BoxAccumulator()  # streaming: one batch of maps in memory at a time
     for batch in iter_forward(
         model, source, image_size=est.image_size, data_config=data_config,
         batch_size=est.batch_size, device=device, num_workers=est.num_workers,
     ):
         lab = torch.as_tensor(labels[batch.index], device=device)
         m = class_maps(model, context, batch.features, lab, est._settings())
-        maps[batch.index] = protocol_maps(m, (PROTOCOL_SIZE, PROTOCOL_SIZE))
-    gt = [_scale_boxes(source.boxes(i), source.size(i), i) for i in range(len(source))]
-    return float(max_box_acc_v2(maps, gt))
+        gt = [_scale_boxes(source.boxes(int(i)), source.size(int(i)), int(i))
+              for i in batch.index]
+        acc.update(protocol_maps(m, (PROTOCOL_SIZE, PROTOCOL_SIZE)), gt)
+    return acc.max_box_acc_v2()

@@ -41,7 +41,7 @@ from skcream.estimators._localizer_infer import (
 from skcream.estimators._localizer_io import fitted_tensors
 from skcream.estimators._localizer_params import validate_params
 from skcream.localize import Localization, maps_to_localization, protocol_maps
-from skcream.metrics import SCORER_METRICS, box_acc_curve
+from skcream.metrics import SCORER_METRICS, BoxAccumulator, PxAPAccumulator
 
 __all__ = [
     "CREAMLocalizer",
@@ -296,9 +296,11 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             return float(self.box_threshold)
         if self.validation_data is None:
             return DEFAULT_BOX_THRESHOLD
-        maps, gt, _ = self._protocol_maps_and_truth(self.validation_data, None)
-        thresholds, acc = box_acc_curve(maps, gt, iou_thresholds=(50,), multi_contour=False)
-        return float(thresholds[int(np.argmax(acc[0]))])  # ties: the smallest threshold
+        acc = BoxAccumulator(iou_thresholds=(50,), multi_contour=False)
+        for _, _, maps, gt in self._protocol_batches(self.validation_data, None)[1]:
+            acc.update(maps, gt)
+        thresholds, curve = acc.curve()
+        return float(thresholds[int(np.argmax(curve[0]))])  # ties: the smallest threshold
 
     # ------------------------------------------------------------------ network outputs
     def _forward(self, source, resolution: int | None = None):
@@ -552,6 +554,32 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         gt = [_scale_boxes(source.boxes(i), source.size(i), i) for i in range(len(source))]
         return maps, gt, source
 
+    def _protocol_batches(self, X: Any, y: Any, settings: ReadoutSettings | None = None):
+        """The source and a generator of (index, logits, protocol maps, GT boxes) per batch.
+
+        Streaming evaluation: one batch of (B, 224, 224) maps at a time, so that a
+        dataset of any size never sits in memory (metrics accumulate per-threshold
+        counts, :class:`skcream.metrics.BoxAccumulator`).
+        """
+        self._check_fitted()
+        source, class_label = self._source(X, y)
+        if not source.has_boxes:
+            raise ValueError(
+                f"evaluation needs ground-truth boxes: X must be a Dataset with a "
+                f"{self.bbox_column!r} column (bbox_column)"
+            )
+        lab = self._labels_for(source, y, class_label, None, required=True)
+        settings = self._settings() if settings is None else settings
+
+        def batches():
+            for index, logits, m, _ in self._maps(source, lab, settings):
+                maps = protocol_maps(m, (PROTOCOL_SIZE, PROTOCOL_SIZE))
+                gt = [_scale_boxes(source.boxes(int(i)), source.size(int(i)), int(i))
+                      for i in index]
+                yield index, logits, maps, gt
+
+        return source, batches()
+
     def score(self, X: Any, y: Any = None) -> float:
         """MaxBoxAccV2 (percent) under the WSOL protocol, GT-known.
 
@@ -570,16 +598,18 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         -------
         float
         """
-        from skcream.metrics import max_box_acc_v2
-
         validate_params(self.get_params(deep=False), fitting=False)
-        maps, gt, _ = self._protocol_maps_and_truth(X, y)
-        return float(max_box_acc_v2(maps, gt))
+        acc = BoxAccumulator()
+        for _, _, maps, gt in self._protocol_batches(X, y)[1]:
+            acc.update(maps, gt)
+        distributed.sum_across(acc, "correct", "n_maps")
+        return acc.max_box_acc_v2()
 
     def evaluate(
-        self, X: Any, y: Any = None, *, metrics: Sequence[str] | None = None
+        self, X: Any, y: Any = None, *, metrics: Sequence[str] | None = None,
+        n_jobs: int | None = None,
     ) -> dict[str, float]:
-        """Several protocol metrics in one pass over ``X``.
+        """Several protocol metrics in one streaming pass over ``X``.
 
         Parameters
         ----------
@@ -590,43 +620,77 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             ``"pxap"`` (needs masks), ``"top1_loc"``, ``"top5_loc"``, ``"gt_known_loc"``
             (at ``box_threshold_``), ``"top1_acc"`` (classification). Default: all that the
             data allows.
+        n_jobs : int or None, default=None
+            Threads for the metrics of each batch (joblib convention; identical numbers).
 
         Returns
         -------
         dict of str to float (percent)
-        """
-        from skcream import metrics as M
 
+        Notes
+        -----
+        Maps are evaluated batch by batch (``batch_size``) and the metrics accumulate
+        per-threshold counts, so memory does not grow with the number of images.
+        """
         validate_params(self.get_params(deep=False), fitting=False)
         known = LOCALIZER_METRICS
-        maps, gt, source = self._protocol_maps_and_truth(X, y)
+        source, batches = self._protocol_batches(X, y)
         if metrics is None:
             metrics = [m for m in known if m != "pxap" or source.has_masks]
         bad = [m for m in metrics if m not in known]
         if bad:
             raise ValueError(f"metrics: unknown {bad}; choose from {list(known)}")
-        out: dict[str, float] = {}
-        if "max_box_acc_v2" in metrics:
-            out["max_box_acc_v2"] = float(M.max_box_acc_v2(maps, gt))
-        if "max_box_acc" in metrics:
-            out["max_box_acc"] = float(
-                M.max_box_acc(maps, gt, iou_thresholds=(50,), multi_contour=False)[0]
-            )
-        if "pxap" in metrics:
-            if not source.has_masks:
-                raise ValueError("pxap needs ground-truth masks: X must have a 'mask' column")
-            from skcream.data.transforms import resize_mask
-
-            masks = [resize_mask(source.mask(i), PROTOCOL_SIZE) for i in range(len(source))]
-            out["pxap"] = float(M.pxap(maps, masks))
+        if "pxap" in metrics and not source.has_masks:
+            raise ValueError("pxap needs ground-truth masks: X must have a 'mask' column")
+        v2 = BoxAccumulator(n_jobs=n_jobs) if "max_box_acc_v2" in metrics else None
+        single = (BoxAccumulator(iou_thresholds=(50,), multi_contour=False, n_jobs=n_jobs)
+                  if "max_box_acc" in metrics else None)
+        px = PxAPAccumulator(n_jobs=n_jobs) if "pxap" in metrics else None
         loc = {"top1_loc", "top5_loc", "gt_known_loc", "top1_acc"} & set(metrics)
+        n = len(source)
+        logits_all: np.ndarray | None = None
+        pred_boxes = np.zeros((n, 4))
+        gt_all: list[np.ndarray | None] = [None] * n
+        done: list[int] = []  # this process's share under distributed_inference
+        for index, logits, maps, gt in batches:
+            done.extend(np.asarray(index).tolist())
+            if v2 is not None:
+                v2.update(maps, gt)
+            if single is not None:
+                single.update(maps, gt)
+            if px is not None:
+                from skcream.data.transforms import resize_mask
+
+                masks = [resize_mask(source.mask(int(i)), PROTOCOL_SIZE) for i in index]
+                px.update(maps, masks)
+            if loc:
+                lg = logits.detach().cpu().numpy()
+                if logits_all is None:
+                    logits_all = np.zeros((n, lg.shape[1]), dtype=lg.dtype)
+                logits_all[index] = lg
+                pred_boxes[index] = maps_to_localization(
+                    list(maps), self.box_threshold_, np.zeros(len(maps), dtype=int)
+                ).boxes
+                for i, g in zip(np.asarray(index).tolist(), gt):
+                    gt_all[i] = g
+        # under distributed_inference: counts summed, per-image rows gathered (exact)
+        distributed.sum_across(v2, "correct", "n_maps")
+        distributed.sum_across(single, "correct", "n_maps")
+        distributed.sum_across(px, "counts", "n_maps")
+        if loc and distributed.active() is not None:
+            if logits_all is None:  # this process's share was empty
+                logits_all = np.zeros((n, self.n_classes_), dtype=np.float32)
+            distributed.gather_rows(done, logits_all, pred_boxes, gt_all)
+        out: dict[str, float] = {}
+        if v2 is not None:
+            out["max_box_acc_v2"] = v2.max_box_acc_v2()
+        if single is not None:
+            out["max_box_acc"] = float(single.max_box_acc()[0])
+        if px is not None:
+            out["pxap"] = px.pxap()
         if loc:
-            logits = self._all_logits(source)
             truth = self._labels_for(source, y, self._source(X, y)[1], None, required=True)
-            pred_boxes = maps_to_localization(
-                list(maps), self.box_threshold_, np.zeros(len(maps), dtype=int)
-            ).boxes
-            out.update(localization_scores(logits, pred_boxes, gt, truth))
+            out.update(localization_scores(logits_all, pred_boxes, gt_all, truth))
         return {m: out[m] for m in metrics}
 
     def threshold_curve(
@@ -648,11 +712,48 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         thresholds : ndarray (100,)
         accuracy : ndarray (100,) percent
         """
-        maps, gt, _ = self._protocol_maps_and_truth(X, y, self._settings(n_iter=n_iter))
-        thresholds, acc = box_acc_curve(
-            maps, gt, iou_thresholds=(iou_threshold,), multi_contour=multi_contour
-        )
-        return thresholds, acc[0]
+        acc = BoxAccumulator(iou_thresholds=(iou_threshold,), multi_contour=multi_contour)
+        for _, _, maps, gt in self._protocol_batches(X, y, self._settings(n_iter=n_iter))[1]:
+            acc.update(maps, gt)
+        distributed.sum_across(acc, "correct", "n_maps")
+        thresholds, curve = acc.curve()
+        return thresholds, curve[0]
+
+    def report(
+        self, X: Any, y: Any = None, *, out: str | os.PathLike, validation_data: Any = None,
+        prior_data: Any = None, title: str = "skcream evaluation report",
+    ):
+        """Write a self-contained HTML evaluation report of ``X`` to the folder ``out``.
+
+        The metric table (CAM, i.e. ``n_iter=0`` on the same network, CREAM and the blind
+        priors), the threshold curves and histograms, and a gallery of every image with its
+        boxes, sortable and filterable, with a threshold slider; see :mod:`skcream.report`.
+        The CREAM row equals :meth:`evaluate`.
+
+        Parameters
+        ----------
+        X : Dataset (or row dicts) with image, label and bbox (optionally mask) columns
+        y : array-like (n,), optional
+        out : path
+            A new or empty folder, or an earlier report (replaced once the new one is done).
+        validation_data : Dataset with boxes, optional
+            CAM's and the priors' threshold are chosen on it (else CAM uses
+            ``box_threshold_``, the priors their best on ``X``); CREAM always uses
+            ``box_threshold_``.
+        prior_data : Dataset with boxes, optional
+            Training images: adds the train-box prior (:func:`skcream.priors.box_prior`).
+        title : str
+
+        Returns
+        -------
+        pathlib.Path
+            ``out / "index.html"``.
+        """
+        from skcream.report._localizer import localizer_report
+
+        validate_params(self.get_params(deep=False), fitting=False)
+        return localizer_report(self, X, out, y=y, validation_data=validation_data,
+                                prior_data=prior_data, title=title, verbose=int(self.verbose))
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
