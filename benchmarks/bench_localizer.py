@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="QUICK preset for everything")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--plot", default="docs/img/threshold_curves.png")
+    parser.add_argument("--no-stages", dest="stages", action="store_false",
+                        help="skip the second fit on the backbone's last stage")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import datasets
@@ -75,36 +77,86 @@ def main() -> None:
     tic = time.perf_counter()
     est = preset.estimator(random_state=0, verbose=0, memory=cache).fit(train_fold)
     t_fit = time.perf_counter() - tic
-    print(f"preset={preset.name} threads={args.threads} data {t_data:.1f}s fit {t_fit:.1f}s "
+    print(f"preset={preset.name} threads={args.threads} load average "
+          f"{os.getloadavg()[0]:.2f} data {t_data:.1f}s fit {t_fit:.1f}s "
           f"features {est.feature_shape_} d={est.feature_dim_} "
           f"train acc {est.history_[-1]['accuracy']:.3f}")
 
+    # Every row: the same metric code as the demo (skcream.demo.method_report: MaxBoxAccV2,
+    # PxAP, GT-known / Top-1 Loc at the threshold chosen on val) on the test split, beside
+    # the two image-blind priors.
+    from skcream.demo import _class_index, _gt_protocol, method_report, readout_maps
+    from skcream.priors import box_prior_of, centre_prior, prior_maps
+
+    val_gt, _, _ = _gt_protocol(val)
+    test_gt, masks, labels = _gt_protocol(test)
+    label_idx = _class_index(est, labels)
+    defaults = dict(n_iter=2, kernel="dot", sigma=8.0)
+    logits = None
+
+    def readout(output="final", **params):
+        nonlocal logits
+        est.set_params(**{**defaults, **params})
+        vm, _, _ = readout_maps(est, val, outputs=(output,))
+        tm, logits, _ = readout_maps(est, test, outputs=(output,))
+        return tm[output], vm[output]
+
+    def report(test_maps, val_maps):
+        r = method_report(test_maps, test_gt, logits=logits, labels=label_idx,
+                          val_maps=val_maps, val_gt=val_gt, masks=masks)
+        return r
+
     rows = {}
-    for name, params in [
-        ("CAM (T=0)", dict(n_iter=0)),
-        ("CREAM T=1 dot", dict(n_iter=1, kernel="dot")),
-        ("CREAM T=2 dot", dict(n_iter=2, kernel="dot")),
-        ("CREAM T=2 cosine", dict(n_iter=2, kernel="cosine")),
-        ("CREAM T=2 cosine sigma=0.1", dict(n_iter=2, kernel="cosine", sigma=0.1)),
-        ("CREAM T=2 dot sigma=64", dict(n_iter=2, kernel="dot", sigma=64.0)),
+    rows["CAM (T=0)"] = report(*readout("cam"))
+    for name, prior in [("centre prior (blind)", centre_prior()),
+                        ("train-box prior (blind)", box_prior_of(train_fold))]:
+        rows[name] = report(prior_maps(prior, len(test)), prior_maps(prior, len(val)))
+    for name, output, params in [
+        ("CREAM T=1 dot", "final", dict(n_iter=1)),
+        ("CREAM T=2 dot (default)", "final", {}),
+        ("CREAM T=3 dot", "final", dict(n_iter=3)),
+        ("calibrated map T=2 (Eq. 11)", "calibrated", {}),
+        ("CREAM T=2 dot sigma=4", "final", dict(sigma=4.0)),
+        ("CREAM T=2 dot sigma=16", "final", dict(sigma=16.0)),
+        ("CREAM T=2 cosine sigma=8", "final", dict(kernel="cosine")),
+        ("CREAM T=2 cosine sigma=0.1", "final", dict(kernel="cosine", sigma=0.1)),
     ]:
-        est.set_params(**{"n_iter": 2, "kernel": "dot", "sigma": 8.0, **params})
-        rows[name] = est.score(test)
-    best_kernel = "dot" if rows["CREAM T=2 dot"] >= rows["CREAM T=2 cosine"] else "cosine"
-    est.set_params(n_iter=2, kernel=best_kernel, sigma=8.0)
+        rows[name] = report(*readout(output, **params))
+    est.set_params(**defaults)
     frozen = clone(est)
     frozen.__dict__.update({k: v for k, v in vars(est).items() if k.endswith("_")})
     # lambda = 1.0: the same seeded initial tables, never updated
     frozen.context_ = ContextEmbeddings(
         est.n_classes_, est.feature_dim_, momentum=1.0, random_state=resolve_seed(0)
     ).to(est.context_.fg.device)
-    rows[f"CREAM T=2 {best_kernel}, lambda=1.0"] = frozen.score(test)
-    print("\nGT-known MaxBoxAccV2 on the test split (same network):")
-    for name, value in rows.items():
-        print(f"  {name:32s} {value:6.2f}")
+    fm, _, _ = readout_maps(frozen, val, outputs=("final",))
+    ft, _, _ = readout_maps(frozen, test, outputs=("final",))
+    rows["CREAM T=2 dot, lambda=1.0"] = report(ft["final"], fm["final"])
+    print(f"\nTest split ({len(test)} images), true-class maps, same network; tau chosen on "
+          f"val; classification accuracy {rows['CAM (T=0)']['top1_acc']:.1f}%:")
+    print(f"  {'read-out':34s} {'MaxBoxAccV2':>11s} {'PxAP':>6s} {'GT-known':>8s} "
+          f"{'Top-1 Loc':>9s}")
+    for name, r in rows.items():
+        print(f"  {name:34s} {r['max_box_acc_v2']:11.2f} {r['pxap']:6.2f} "
+              f"{r['gt_known_loc']:8.2f} {r['top1_loc']:9.2f}")
     cam = rows["CAM (T=0)"]
-    cream = rows[f"CREAM T=2 {best_kernel}"]
-    print(f"  CREAM - CAM = {cream - cam:+.2f} points; better kernel: {best_kernel}")
+    cream = rows["CREAM T=2 dot (default)"]
+    prior_best = max(rows[k]["max_box_acc_v2"] for k in rows if "prior" in k)
+    print(f"  CREAM - CAM = {cream['max_box_acc_v2'] - cam['max_box_acc_v2']:+.2f} MaxBoxAccV2, "
+          f"{cream['pxap'] - cam['pxap']:+.2f} PxAP; CAM - best blind prior = "
+          f"{cam['max_box_acc_v2'] - prior_best:+.2f} MaxBoxAccV2")
+
+    if args.stages:
+        # the feature-stage choice of the presets: the same recipe on timm's last stage
+        last = preset.estimator(random_state=0, verbose=0, feature_stage=None).fit(train_fold)
+        for T in (0, 2):
+            last.set_params(n_iter=T)
+            lm, _, _ = readout_maps(last, val, outputs=("final",))
+            lt, llog, _ = readout_maps(last, test, outputs=("final",))
+            r = method_report(lt["final"], test_gt, logits=llog, labels=label_idx,
+                              val_maps=lm["final"], val_gt=val_gt, masks=masks)
+            print(f"  last stage {tuple(last.feature_shape_)} T={T}: MaxBoxAccV2 "
+                  f"{r['max_box_acc_v2']:.2f} PxAP {r['pxap']:.2f} (acc {r['top1_acc']:.1f}%)")
 
     thresholds, cam_curve = est.threshold_curve(test, n_iter=0, iou_threshold=50)
     _, cream_curve = est.threshold_curve(test, iou_threshold=50)

@@ -95,6 +95,39 @@ class CAMNet(NewLayersMixin, nn.Module):
         """C."""
         return self.head.out_features
 
+    @property
+    def readout_dim(self) -> int:
+        """d of :meth:`readout`'s features (the backbone's channels)."""
+        return int(self.head.in_features)
+
+    def readout(
+        self, features: torch.Tensor, labels: torch.Tensor, *, clamp_negative_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The features CREAM works in and the map it re-activates (see :mod:`skcream.methods`).
+
+        Parameters
+        ----------
+        features : Tensor (B,d,h,w)
+            ``forward``'s second output.
+        labels : Tensor (B,) of int
+        clamp_negative_weights : bool, default=False
+            RCAM's negative weight clamping: ``max(w, 0)`` in Eq. 1.
+
+        Returns
+        -------
+        features : Tensor (B,d,h,w)
+            Unchanged.
+        cams : Tensor (B,h,w)
+            Raw CAM of ``labels`` (Eq. 1).
+        """
+        if not clamp_negative_weights:
+            return features, self.cams(features, labels)
+        weight = self.head.weight.clamp_min(0)
+        if features.dtype != weight.dtype:
+            dtype = torch.promote_types(features.dtype, weight.dtype)
+            features, weight = features.to(dtype), weight.to(dtype)
+        return features, class_activation_maps(features, weight, labels)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and the feature maps they come from.
 

@@ -22,7 +22,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PRIOR_NAMES", "box_prior", "box_prior_of", "centre_prior", "prior_maps"]
+__all__ = [
+    "PRIOR_METRICS",
+    "PRIOR_NAMES",
+    "box_prior",
+    "box_prior_of",
+    "centre_prior",
+    "prior_maps",
+    "prior_scores",
+]
 
 #: display names used in result tables
 PRIOR_NAMES = {"centre": "centre prior", "boxes": "train-box prior"}
@@ -168,3 +176,88 @@ def box_prior_of(data: Any, shape: Sequence[int] = (224, 224), *,
             boxes.append(b)
             sizes.append(source.size(i))
     return box_prior(boxes, sizes, shape) if boxes else None
+
+
+#: metrics an image-blind map has (the threshold-dependent Loc metrics need a classifier
+#: and a chosen threshold, so they are left out)
+PRIOR_METRICS = ("max_box_acc_v2", "max_box_acc", "pxap")
+
+
+def prior_scores(
+    prior: np.ndarray,
+    data: Any,
+    *,
+    metrics: Sequence[str] | None = None,
+    batch_size: int = 64,
+    n_jobs: int | None = None,
+    bbox_column: str = "bboxes",
+    mask_column: str = "mask",
+) -> dict[str, float]:
+    """The protocol's threshold-free metrics of one prior map repeated over ``data``.
+
+    The same metric code as every localizer (:class:`skcream.metrics.BoxAccumulator`,
+    :class:`skcream.metrics.PxAPAccumulator`), streamed batch by batch.
+
+    Parameters
+    ----------
+    prior : ndarray (224, 224)
+        E.g. :func:`centre_prior` or :func:`box_prior_of` of the training split.
+    data : datasets.Dataset (skcream schema) or ImageSource
+        Evaluation images with ground-truth boxes (and masks, for PxAP).
+    metrics : sequence of str, optional
+        Any of :data:`PRIOR_METRICS`; default all that ``data`` allows.
+    batch_size : int, default=64
+    n_jobs : int, optional
+        Threads for the metrics (identical numbers).
+
+    Returns
+    -------
+    dict of str to float (percent)
+    """
+    from skcream.data.adapters import ImageSource
+    from skcream.data.transforms import resize_mask
+    from skcream.estimators._boxes_target import to_protocol_frame
+    from skcream.metrics import BoxAccumulator, PxAPAccumulator
+
+    prior = np.asarray(prior, dtype=np.float64)
+    if prior.ndim != 2 or prior.shape[0] != prior.shape[1]:
+        raise ValueError(f"prior must be a square (S, S) map, got shape {prior.shape}")
+    side = prior.shape[0]
+    source = ImageSource.from_input(data, bbox_column=bbox_column, mask_column=mask_column)
+    if not source.has_boxes:
+        raise ValueError(f"data needs ground-truth boxes (a {bbox_column!r} column)")
+    if metrics is None:
+        metrics = [m for m in PRIOR_METRICS if m != "pxap" or source.has_masks]
+    bad = [m for m in metrics if m not in PRIOR_METRICS]
+    if bad:
+        raise ValueError(f"metrics: {bad} are not defined for a prior; choose from "
+                         f"{list(PRIOR_METRICS)}")
+    if "pxap" in metrics and not source.has_masks:
+        raise ValueError(f"pxap needs ground-truth masks (a {mask_column!r} column)")
+    v2 = BoxAccumulator(n_jobs=n_jobs) if "max_box_acc_v2" in metrics else None
+    single = (BoxAccumulator(iou_thresholds=(50,), multi_contour=False, n_jobs=n_jobs)
+              if "max_box_acc" in metrics else None)
+    px = PxAPAccumulator(n_jobs=n_jobs) if "pxap" in metrics else None
+    for start in range(0, len(source), int(batch_size)):
+        index = range(start, min(start + int(batch_size), len(source)))
+        maps = prior_maps(prior, len(index))
+        gt = []
+        for i in index:
+            b = source.boxes(i)
+            if b is None or len(b) == 0:
+                raise ValueError(f"image at index {i} has no ground-truth box; evaluation "
+                                 "needs one")
+            gt.append(to_protocol_frame(b, source.size(i), size=side, truncate=True))
+        for acc in (v2, single):
+            if acc is not None:
+                acc.update(maps, gt)
+        if px is not None:
+            px.update(maps, [resize_mask(source.mask(i), side) for i in index])
+    out: dict[str, float] = {}
+    if v2 is not None:
+        out["max_box_acc_v2"] = v2.max_box_acc_v2()
+    if single is not None:
+        out["max_box_acc"] = float(single.max_box_acc()[0])
+    if px is not None:
+        out["pxap"] = px.pxap()
+    return {m: out[m] for m in metrics}

@@ -591,6 +591,7 @@ def train(
     metric_fn: Callable[[Any, Any], torch.Tensor | None] | None = top1_correct,
     collate_fn: Callable | None = None,
     input_key: str = "image",
+    forward_fn: Callable[[nn.Module, Any], Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` on ``dataset`` with SGD through Accelerate.
 
@@ -619,6 +620,10 @@ def train(
     collate_fn : callable, optional
     input_key : str
         Key of the model input in dict batches.
+    forward_fn : callable, optional
+        ``forward_fn(model, batch) -> outputs`` replaces ``model(batch[input_key])`` (e.g. a
+        WSOL method that hides or mixes the inputs, or whose network needs the labels);
+        ``model`` is the prepared (possibly distributed) module.
 
     Returns
     -------
@@ -641,7 +646,8 @@ def train(
     try:
         with _preserved_global_rng(config.random_state is not None):
             return _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook,
-                          state_objects, fingerprint, metric_fn, collate_fn, input_key)
+                          state_objects, fingerprint, metric_fn, collate_fn, input_key,
+                          forward_fn)
     except (RuntimeError, MemoryError) as exc:
         if not is_out_of_memory(exc):
             raise
@@ -688,7 +694,7 @@ def _claim_checkpoint_dir(config: TrainConfig):
 
 
 def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, state_objects,
-           fingerprint, metric_fn, collate_fn, input_key):
+           fingerprint, metric_fn, collate_fn, input_key, forward_fn=None):
     from accelerate.utils import broadcast_object_list
     from tqdm.auto import tqdm
 
@@ -772,7 +778,7 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
         for batch in loader:
             inputs = batch[input_key] if isinstance(batch, Mapping) else batch[0]
             with accelerator.accumulate(model):
-                outputs = model(inputs)
+                outputs = model(inputs) if forward_fn is None else forward_fn(model, batch)
                 loss = loss_fn(outputs, batch)
                 accelerator.backward(loss)
                 optimizer.step()

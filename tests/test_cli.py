@@ -365,6 +365,16 @@ def test_evaluate_and_localize_a_saved_model(tiny_localizer, tmp_path, capsys):
     for key in ("max_box_acc_v2", "max_box_acc", "pxap", "top1_loc", "gt_known_loc",
                 "threshold"):
         assert 0 <= report[key] <= 100, key
+    # guardrail rows: the blind centre prior and CAM of the same network
+    base = report["baselines"]
+    assert set(base) == {"centre prior", "CAM"}
+    assert set(base["centre prior"]) == {"max_box_acc_v2", "max_box_acc", "pxap"}
+    assert base["CAM"]["top1_acc"] == report["top1_acc"]  # same classifier
+    code, out, err = _run(["evaluate", "--model", str(tmp_path / "run"), "--data", "synthetic:6",
+                           "--quiet"], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert [ln.split()[0] for ln in lines[2:5]] == ["centre", "CAM", "CREAM"]
     paths = []
     for i in range(2):
         paths.append(tmp_path / f"img{i}.png")

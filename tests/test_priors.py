@@ -83,3 +83,25 @@ def test_box_prior_of_dataset_matches_the_boxes(tmp_path):
     expected = box_prior([src.boxes(i) for i in range(6)], [src.size(i) for i in range(6)])
     np.testing.assert_array_equal(box_prior_of(ds), expected)
     assert box_prior_of(ds.remove_columns("bboxes")) is None
+
+
+def test_prior_scores_equal_the_metrics_on_explicit_maps(tmp_path):
+    from skcream.data import make_synthetic
+    from skcream.data.adapters import ImageSource
+    from skcream.data.transforms import resize_mask
+    from skcream.metrics import max_box_acc, pxap
+    from skcream.priors import prior_scores
+
+    ds = make_synthetic(10, image_size=64, random_state=3, cache_dir=tmp_path)
+    src = ImageSource.from_input(ds)
+    gt = [np.trunc(src.boxes(i) * 224 / 64) for i in range(10)]
+    masks = [resize_mask(src.mask(i), 224) for i in range(10)]
+    prior = centre_prior()
+    maps = prior_maps(prior, 10)
+    got = prior_scores(prior, ds, batch_size=3)  # batches of 3: streaming equals one shot
+    assert got["max_box_acc_v2"] == pytest.approx(max_box_acc_v2(maps, gt))
+    assert got["max_box_acc"] == pytest.approx(
+        max_box_acc(maps, gt, iou_thresholds=(50,), multi_contour=False)[0])
+    assert got["pxap"] == pytest.approx(pxap(maps, masks))
+    with pytest.raises(ValueError, match="not defined for a prior"):
+        prior_scores(prior, ds, metrics=["top1_loc"])

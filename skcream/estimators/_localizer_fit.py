@@ -57,10 +57,14 @@ def _data_fingerprint(source, codes: np.ndarray) -> str:
 
 
 def _key_params(est) -> dict[str, Any]:
+    from skcream.methods import get_method
+
     params = est.get_params(deep=False)
     out = {k: params[k] for k in TRAINING_PARAMS}
     if isinstance(out["random_state"], np.random.RandomState):
         out["random_state"] = None
+    # the resolved values of the chosen method only: {} and explicit defaults are one run
+    out["method_params"] = get_method(est.method, est.method_params).params
     return out
 
 
@@ -68,13 +72,17 @@ def _feature_shape(model, image_size: int, device) -> tuple[int, int]:
     was = model.training
     model.eval()
     with torch.no_grad():
-        _, feats = model(torch.zeros(1, 3, image_size, image_size, device=device))
+        feats = model(torch.zeros(1, 3, image_size, image_size, device=device))[1]
     model.train(was)
     return int(feats.shape[2]), int(feats.shape[3])
 
 
 class _ContextHook:
-    """The training step hook: Eq. 3-4 on the true class's CAM, timed."""
+    """The training step hook: Eq. 3-4 on the true class's map, timed.
+
+    Method-agnostic: the features and the map come from ``model.readout`` on the training
+    forward's features (``outputs[1]``), i.e. the method's own CAM during its training.
+    """
 
     def __init__(self, model, context) -> None:
         self.model = model
@@ -83,9 +91,8 @@ class _ContextHook:
 
     def __call__(self, accelerator, batch, outputs) -> None:
         tic = time.perf_counter()
-        _, features = outputs
         labels = batch["label"]
-        cams = self.model.cams(features, labels)
+        features, cams = self.model.readout(outputs[1], labels)
         # gather_for_metrics: Accelerate's padding of an epoch's last batch (samples repeated
         # so that every process gets a full batch) must not enter Eq. 4 a second time
         gather = accelerator.gather_for_metrics if accelerator.num_processes > 1 else None
@@ -114,8 +121,8 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
     from skcream.backbones import build_backbone
     from skcream.context import ContextEmbeddings
     from skcream.data.adapters import TorchImageDataset, collate
-    from skcream.model import CAMNet
-    from skcream.training import cross_entropy_loss, train
+    from skcream.methods import get_method
+    from skcream.training import train
 
     classes, codes, names = training_classes(source, y, class_label)
     if est.validation_data is not None:  # refused now, not after the first epoch
@@ -147,6 +154,7 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
                 restore(holder, meta["fitted"], tensors, torch.device("cpu"), checked=True)
                 return holder.fitted()
 
+    method = get_method(est.method, est.method_params)
     seed = resolve_seed(est.random_state)
     with seeded(seed):
         backbone = build_backbone(
@@ -155,13 +163,13 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
             feature_stage=est.feature_stage,
             large_feature_map=bool(est.large_feature_map),
         )
-        model = CAMNet(backbone, len(classes))
+        model = method.build_network(backbone, len(classes))
     # before any training: an input the network cannot take fails here, in words
     probe_feature_shape(backbone.eval(), est.image_size, "cpu", est.backbone)
     backbone.train()
     context = ContextEmbeddings(
         len(classes),
-        backbone.num_features,
+        model.readout_dim,
         momentum=float(est.momentum),
         fg_threshold=float(est.context_threshold),
         random_state=seed,
@@ -179,7 +187,9 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
         "feature_stage": est.feature_stage,
         "large_feature_map": bool(est.large_feature_map),
         "n_classes": len(classes),
-        "feature_dim": int(backbone.num_features),
+        "feature_dim": int(model.readout_dim),
+        "method": method.name,
+        "method_params": dict(method.params),
         "momentum": float(est.momentum),
         "context_threshold": float(est.context_threshold),
     }
@@ -187,7 +197,8 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
     history = train(
         model,
         dataset,
-        loss_fn=cross_entropy_loss,
+        loss_fn=method.loss,
+        forward_fn=method.forward,
         config=config,
         step_hook=hook,
         epoch_hook=epoch_hook,
@@ -208,7 +219,7 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
         "classes_": classes,
         "class_names_": names,
         "n_classes_": len(classes),
-        "feature_dim_": int(backbone.num_features),
+        "feature_dim_": int(model.readout_dim),
         "feature_shape_": _feature_shape(model, est.image_size, device),
         "data_config_": data_config,
         "history_": history,
@@ -285,8 +296,9 @@ def check_validation_data(est, classes: np.ndarray):
 
 def validation_score(est, model, context, data_config, classes, device) -> float:
     """MaxBoxAccV2 of the current network on ``est.validation_data`` (protocol maps)."""
+    from skcream.estimators._boxes_target import PROTOCOL_SIZE
     from skcream.estimators._localizer_infer import class_maps, iter_forward
-    from skcream.estimators.localizer import PROTOCOL_SIZE, _scale_boxes
+    from skcream.estimators._localizer_infer import protocol_gt_boxes as _scale_boxes
     from skcream.localize import protocol_maps
     from skcream.metrics import BoxAccumulator
 

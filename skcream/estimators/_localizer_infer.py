@@ -19,6 +19,8 @@ from skcream.cam import normalize_maps, upsample_maps
 from skcream.data.adapters import ImageSource, TorchImageDataset, collate
 from skcream.data.loading import pin_memory, resolve_num_workers
 from skcream.data.transforms import EvalTransform
+from skcream.estimators._boxes_target import to_protocol_frame
+from skcream.methods.normalization import normalize
 from skcream.reactivation import reactivate
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "class_maps",
     "iter_forward",
     "maps_at_original_size",
+    "protocol_gt_boxes",
 ]
 
 
@@ -34,7 +37,9 @@ __all__ = [
 class ReadoutSettings:
     """How a class map is read out of features (the inference-only parameters).
 
-    ``n_iter=0`` or ``output="cam"`` gives plain CAM (min-max normalised).
+    ``n_iter=0`` or ``output="cam"`` gives the method's own map (normalised). ``normalization``
+    ("minmax", "ivr", "pas"), ``percentile`` and ``clamp_negative_weights`` are the
+    inference-only variants of :mod:`skcream.methods.normalization`.
     """
 
     n_iter: int = 2
@@ -42,6 +47,9 @@ class ReadoutSettings:
     kernel: str = "dot"
     fg_threshold: float = 0.2
     output: str = "final"
+    normalization: str = "minmax"
+    percentile: float | None = None
+    clamp_negative_weights: bool = False
 
 
 @dataclass
@@ -99,7 +107,8 @@ def iter_forward(
     try:
         for batch in loader:
             with torch.no_grad():  # not held across the yield: grad mode is global state
-                logits, features = model(batch["image"].to(device))
+                out = model(batch["image"].to(device))
+            logits, features = out[0], out[1]
             yield ForwardBatch(batch["index"].numpy(), logits.float(), features.float())
     finally:
         model.train(was_training)
@@ -112,11 +121,16 @@ def class_maps(
     labels: torch.Tensor,
     settings: ReadoutSettings,
 ) -> torch.Tensor:
-    """CAM or CREAM maps of the given classes at feature resolution.
+    """The method's map (``n_iter=0``) or its CREAM re-activation, at feature resolution.
+
+    The method's network gives its map and CREAM's feature space through
+    ``model.readout(features, labels)`` (:mod:`skcream.methods`); the map is normalised by
+    ``settings.normalization`` (min-max by default, then the raw map goes to the EM as
+    before), and the EM re-activates it with the learned context.
 
     Parameters
     ----------
-    model : CAMNet
+    model : CAMNet or another method's network
     context : ContextEmbeddings
     features : Tensor (B, d, h, w)
     labels : Tensor (B,) int64, internal class indices
@@ -133,12 +147,17 @@ def class_maps(
 
 
 def _class_maps(model, context, features, labels, settings):
-    cams = model.cams(features, labels)
+    feats, cams = model.readout(
+        features, labels, clamp_negative_weights=bool(settings.clamp_negative_weights)
+    )
+    if settings.normalization != "minmax":
+        # already in [0, 1] with min 0 and max 1: Eq. 12's min-max leaves it unchanged
+        cams = normalize(cams, settings.normalization, settings.percentile)
     if settings.n_iter == 0 or settings.output == "cam":
         return normalize_maps(cams)
     fg, bg = context(labels)
     return reactivate(
-        features,
+        feats,
         cams,
         fg.to(features),
         bg.to(features),
@@ -167,3 +186,11 @@ def maps_at_original_size(maps: torch.Tensor, sizes: list[tuple[int, int]]) -> l
         up = normalize_maps(upsample_maps(m[None].double(), (int(h), int(w))))[0]
         out.append(up.cpu().numpy())
     return out
+
+
+def protocol_gt_boxes(boxes: np.ndarray | None, size: tuple[int, int], index: int) -> np.ndarray:
+    """Protocol scaling of GT boxes to 224: ``int(x * 224 / W)``, ``int(y * 224 / H)``."""
+    if boxes is None or len(boxes) == 0:
+        raise ValueError(f"image at index {index} has no ground-truth box; evaluation needs one")
+    return to_protocol_frame(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), size,
+                             truncate=True)

@@ -56,9 +56,10 @@ _CLASS = "CREAMLocalizer"
 
 
 def build_model(net: dict[str, Any]):
-    """An untrained CAMNet of the recorded architecture (``net`` as in :func:`build_network`)."""
+    """An untrained network of the recorded architecture and method (``net`` as in
+    :func:`build_network`): CAMNet, or the method's network (ACoL, SPG; ADL's hooks)."""
     from skcream.backbones import build_backbone
-    from skcream.model import CAMNet
+    from skcream.methods import get_method
 
     backbone = build_backbone(
         # the timm model actually built at fit time (offline efficientnet_lite0 weights live
@@ -68,7 +69,9 @@ def build_model(net: dict[str, Any]):
         feature_stage=net["feature_stage"],
         large_feature_map=bool(net["large_feature_map"]),
     )
-    return CAMNet(backbone, int(net["n_classes"]))
+    # saves from before the method zoo have no "method": they are CAM networks
+    method = get_method(net.get("method", "cam"), net.get("method_params"))
+    return method.build_network(backbone, int(net["n_classes"]))
 
 
 def build_network(net: dict[str, Any]):
@@ -78,15 +81,14 @@ def build_network(net: dict[str, Any]):
     ----------
     net : dict
         ``backbone``, ``feature_stage``, ``large_feature_map``, ``n_classes``,
-        ``feature_dim``, ``momentum``, ``context_threshold``.
+        ``feature_dim``, ``momentum``, ``context_threshold``, ``method``, ``method_params``.
 
     Returns
     -------
-    model : CAMNet
+    model : CAMNet or another method's network
     context : ContextEmbeddings
     """
     from skcream.context import ContextEmbeddings
-
     model = build_model(net)
     context = ContextEmbeddings(
         int(net["n_classes"]),

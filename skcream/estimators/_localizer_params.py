@@ -42,6 +42,8 @@ __all__ = [
 #: parameters that change the learned state (part of the ``memory=`` cache key)
 TRAINING_PARAMS = (
     "backbone",
+    "method",
+    "method_params",
     "pretrained",
     "momentum",
     "context_threshold",
@@ -62,7 +64,16 @@ TRAINING_PARAMS = (
 )
 
 #: parameters read at inference only (changing them never retrains)
-INFERENCE_PARAMS = ("n_iter", "sigma", "kernel", "fg_threshold", "box_threshold")
+INFERENCE_PARAMS = (
+    "n_iter",
+    "sigma",
+    "kernel",
+    "fg_threshold",
+    "box_threshold",
+    "map_normalization",
+    "normalization_percentile",
+    "clamp_negative_weights",
+)
 
 KERNELS = ("dot", "cosine")
 
@@ -94,6 +105,16 @@ def validate_params(params: dict[str, Any], *, fitting: bool = True) -> None:
     check_choice(params, "kernel", KERNELS)
     check_real(params, "box_threshold", 0.0, 1.0, high_open=True, none_ok=True)
     check_real(params, "lr", 0.0, low_open=True)
+    from skcream.methods import get_method
+    from skcream.methods.normalization import NORMALIZATIONS
+
+    get_method(params["method"], params["method_params"])
+    check_choice(params, "map_normalization", NORMALIZATIONS)
+    check_real(params, "normalization_percentile", 0.0, 1.0, none_ok=True)
+    if not isinstance(params["clamp_negative_weights"], bool | np.bool_):
+        raise TypeError(
+            f"clamp_negative_weights must be a bool, got {params['clamp_negative_weights']!r}"
+        )
     if not isinstance(params["nesterov"], bool | np.bool_):
         raise TypeError(f"nesterov must be a bool, got {params['nesterov']!r}")
     if not isinstance(params["large_feature_map"], bool | np.bool_):

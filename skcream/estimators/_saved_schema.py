@@ -195,9 +195,22 @@ def check_localizer(meta: Mapping[str, Any], shapes: Shapes, source: str,
     dim = net.int("feature_dim", 1, 10**6)
     net.real("momentum", 0.0, 1.0)
     net.real("context_threshold", 0.0, 1.0)
-    head = _shape(shapes, "model.head.weight", weights_source)
-    if head != (n_classes, dim):
-        raise net.fail("n_classes", f"the head's shape in {weights_source}: model.head.weight "
+    # the WSOL method (saves from before the method zoo have none: CAM); ACoL's class maps
+    # come from a 1x1 conv on its branch features (feature_dim = the branch width)
+    from skcream.methods import METHODS, get_method
+
+    method = net.obj.get("method", "cam")
+    if method not in METHODS:
+        raise net.fail("method", f"one of {list(METHODS)}", method)
+    try:
+        get_method(method, net.obj.get("method_params"))
+    except (TypeError, ValueError) as exc:
+        raise net.fail("method_params", f"valid parameters of {method!r} ({exc})",
+                       net.obj.get("method_params")) from None
+    head_name = "model.classifier_a.weight" if method == "acol" else "model.head.weight"
+    head = _shape(shapes, head_name, weights_source)
+    if head[:2] != (n_classes, dim) or head[2:] not in ((), (1, 1)):
+        raise net.fail("n_classes", f"the head's shape in {weights_source}: {head_name} "
                        f"is {list(head)} for (n_classes, feature_dim) = "
                        f"({n_classes}, {dim})", n_classes)
     for name in ("context.fg", "context.bg"):
@@ -219,7 +232,7 @@ def check_localizer(meta: Mapping[str, Any], shapes: Shapes, source: str,
     values = classes.list("values")
     if len(values) != n_classes or len(set(map(repr, values))) != len(values):
         raise classes.fail("values", f"{n_classes} distinct labels, one per row of the head "
-                           f"(model.head.weight {list(head)})", values)
+                           f"({head_name} {list(head)})", values)
     names = fitted.list("class_names_")
     if len(names) != n_classes or not all(isinstance(n, str) for n in names):
         raise fitted.fail("class_names_", f"{n_classes} strings", names)

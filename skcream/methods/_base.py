@@ -1,0 +1,114 @@
+"""The contract between a WSOL method and the method-agnostic training loop and CREAM.
+
+A method (one module per method in this package) changes training in at most three ways
+(see ``ARCHITECTURE.md``, "WSOL methods and CREAM as a plug-in"):
+
+* the **input** of a training step (HaS hides grid cells, CutMix mixes images and labels):
+  :meth:`WSOLMethod.forward`;
+* the **network** (ACoL's second branch, SPG's auxiliary maps, ADL's layers inside the
+  backbone): :meth:`WSOLMethod.build_network`;
+* the **loss** (ACoL's two cross-entropies, SPG's self-produced guidance, CutMix's label
+  mixing): :meth:`WSOLMethod.loss`.
+
+Every network a method builds follows one interface, which is all that the training loop,
+the context update and the EM re-activation see:
+
+* ``model(x) -> (logits (B,C), features (B,d,h,w), ...)``: the backbone's feature map is
+  ``[1]`` (what the estimator caches); extra outputs only appear in the training forward;
+* ``model.readout(features, labels) -> (cream_features (B,d',h,w), maps (B,h,w))``: the
+  method's own class map of the given classes (raw, not normalised) and the feature space in
+  which CREAM learns its context embeddings (Eq. 3-4, during training) and runs its EM
+  (Eq. 7-9, at inference). ``model.readout_dim`` is d'.
+
+So CREAM is the same code for every method: the context update calls ``readout`` on the
+training forward's features with the true labels, the EM re-activates the ``readout`` map.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from numbers import Integral, Real
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+__all__ = ["ParamSpec", "WSOLMethod"]
+
+
+class ParamSpec:
+    """One method hyper-parameter: default, type and closed interval (or choices for str)."""
+
+    def __init__(
+        self, default: Any, kind: type, low: float = 0.0, high: float | None = None,
+        choices: tuple[str, ...] = (),
+    ) -> None:
+        self.default, self.kind, self.low, self.high = default, kind, low, high
+        self.choices = choices
+
+    def check(self, name: str, value: Any) -> Any:
+        """Return ``value`` as ``kind``; raise TypeError/ValueError naming ``method_params[name]``."""
+        where = f"method_params[{name!r}]"
+        if self.kind is str:
+            if value not in self.choices:
+                raise ValueError(f"{where} must be one of {self.choices}, got {value!r}")
+            return str(value)
+        interval = f"[{self.low}, {'inf' if self.high is None else self.high}]"
+        if self.kind is int:
+            if isinstance(value, bool) or not isinstance(value, Integral):
+                raise TypeError(f"{where} must be an int in {interval}, got {value!r}")
+            value = int(value)
+        else:
+            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+                raise TypeError(f"{where} must be a finite number in {interval}, got {value!r}")
+            value = float(value)
+        if value < self.low or (self.high is not None and value > self.high):
+            raise ValueError(f"{where} must be in {interval}, got {value!r}")
+        return value
+
+
+class WSOLMethod:
+    """A WSOL training method: CAM itself (this base class) or a subclass.
+
+    Parameters
+    ----------
+    **params
+        The method's hyper-parameters (:attr:`PARAMS`), already validated by
+        :func:`skcream.methods.get_method`; missing ones take their default.
+
+    Attributes
+    ----------
+    name : str
+        The value of ``CREAMLocalizer(method=...)``.
+    PARAMS : dict of str to ParamSpec
+        Hyper-parameters with the defaults of wsolevaluation's ``config.py``.
+    params : dict
+        The resolved values.
+    """
+
+    name: ClassVar[str] = "cam"
+    PARAMS: ClassVar[dict[str, ParamSpec]] = {}
+
+    def __init__(self, **params: Any) -> None:
+        self.params = {k: spec.default for k, spec in self.PARAMS.items()}
+        self.params.update(params)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------------ hooks
+    def build_network(self, backbone: nn.Module, n_classes: int) -> nn.Module:
+        """The network trained by this method (default: CAM's GAP + linear head)."""
+        from skcream.model import CAMNet
+
+        return CAMNet(backbone, n_classes)
+
+    def forward(self, model: nn.Module, batch: Mapping[str, torch.Tensor]) -> Any:
+        """One training forward: ``model(batch["image"])`` (methods may change the input)."""
+        return model(batch["image"])
+
+    def loss(self, outputs: Any, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Training loss of :meth:`forward`'s outputs (default: cross-entropy of ``outputs[0]``)."""
+        return nn.functional.cross_entropy(outputs[0].float(), batch["label"])
