@@ -872,7 +872,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, ImportError, MemoryError) as exc:
+    except (ValueError, OSError, ImportError, MemoryError, FloatingPointError) as exc:
         # What the library raises on bad data, files, no network, a missing optional package
         # or memory running out: the message names the argument / path / what to reduce.
         # Anything else is a bug and keeps its traceback.

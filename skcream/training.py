@@ -783,12 +783,20 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
                 accelerator.backward(loss)
                 optimizer.step()
                 optimizer.zero_grad()
+            with torch.no_grad():
+                per_sample = loss.detach().float().reshape(1).repeat(inputs.shape[0])
+                losses = accelerator.gather_for_metrics(per_sample)
+            if not bool(torch.isfinite(losses).all()):
+                # every process sees the same gathered losses, so all stop together
+                raise FloatingPointError(
+                    f"training diverged: the loss is {float(losses[~torch.isfinite(losses)][0])} "
+                    f"at epoch {epoch + 1}, step {bar.n + 1}; lower the learning rate "
+                    f"(lr={config.lr:g}; CLI: --lr)"
+                )
             if step_hook is not None:
                 with torch.no_grad():
                     step_hook(accelerator, batch, outputs)
             with torch.no_grad():
-                per_sample = loss.detach().float().reshape(1).repeat(inputs.shape[0])
-                losses = accelerator.gather_for_metrics(per_sample)
                 sums["loss"] += float(losses.sum())
                 sums["n"] += losses.numel()
                 correct = metric_fn(outputs, batch) if metric_fn is not None else None
