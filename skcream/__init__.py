@@ -32,6 +32,8 @@ _PUBLIC = {
     "max_box_acc_v2": "skcream.metrics",
     "pxap": "skcream.metrics",
     "localization_accuracy": "skcream.metrics",
+    "distributed_inference": "skcream.distributed",
+    "sharded_apply": "skcream.distributed",
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]

@@ -6,9 +6,11 @@ not one) end with one line on stderr and a non-zero exit code; set
 ``SKCREAM_DEBUG=1`` to see the traceback instead. Heavy imports (torch, timm)
 happen inside the commands, so ``skcream --help`` is instant.
 
-Under ``accelerate launch`` (``accelerate launch -m skcream.cli train ...``)
-every process runs the training; only the main process writes files and
-prints tables.
+Several processes: ``accelerate launch --multi_gpu --num_processes N -m skcream.cli train ...``
+(on a machine without GPUs too: Accelerate then runs N CPU processes with gloo; note that
+``accelerate launch --cpu --num_processes N`` starts ONE process unless MPI is set up) or
+``torchrun --nproc_per_node N -m skcream.cli train ...``. Every process runs the training;
+only the main process writes files and prints tables.
 """
 
 from __future__ import annotations
@@ -229,12 +231,34 @@ def _recipe_dataset(value: str) -> str:
     return value  # argparse's choices check names the valid values
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto",
+def _device_arg(text: str) -> str:
+    """``--device``: 'auto' or a device this machine has (checked before any data is read)."""
+    if text == "auto":
+        return text
+    from skcream._device import check_device
+
+    try:
+        check_device(text, "--device")
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--device: ")) from None
+    return text
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", type=_device_arg, default="auto",
                    help="torch device: 'auto' (CUDA when available), 'cpu', 'cuda:0', ...")
-    p.add_argument("--batch-size", type=_positive_int, default=32, help="images per batch")
-    p.add_argument("--num-workers", type=_non_negative_int, default=0,
-                   help="DataLoader worker processes")
+
+
+def _add_common(p: argparse.ArgumentParser, *, per_process_batch: bool = False) -> None:
+    _add_device(p)
+    if per_process_batch:  # None tells an explicit --batch-size from the default
+        p.add_argument("--batch-size", type=_positive_int, default=None,
+                       help="images per batch and process (default: 32)")
+    else:
+        p.add_argument("--batch-size", type=_positive_int, default=32, help="images per batch")
+    p.add_argument("--num-workers", type=_non_negative_int, default=None,
+                   help="DataLoader worker processes (default: auto, one per CPU of this "
+                        "process minus one, none for fewer than 512 images)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -272,8 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="smaller data and shorter training (skcream.presets.QUICK)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the data and training")
-    p.add_argument("--device", default="auto",
-                   help="torch device: 'auto' (CUDA when available), 'cpu', 'cuda:0', ...")
+    _add_device(p)
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="torch intra-op threads (default: 1 on a machine with <= 2 usable "
                         "cores, where 2 threads train ~4x slower; else torch's default)")
@@ -290,7 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Fine-tune a CREAMLocalizer (the paper's recipe: SGD, lr 1e-3, 10x on the new "
             "head, step decay, resize 256 / crop 224 / flip) and save it to --out.\n"
-            "Several processes / GPUs: accelerate launch -m skcream.cli train ..."
+            "Several processes / GPUs (also N CPU processes): accelerate launch --multi_gpu "
+            "--num_processes N -m skcream.cli train ...\n"
+            "--batch-size is per process: one SGD step sees batch-size x N images at the "
+            "same --lr; --global-batch-size 32 keeps the paper's 32 on any N dividing it."
         ),
         formatter_class=_Formatter,
     )
@@ -327,8 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no",
                    help="mixed precision (through accelerate)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--global-batch-size", type=_positive_int, default=None,
+                   help="images per SGD step over all processes: the per-process batch is "
+                        "this / the number of processes (must divide it); excludes "
+                        "--batch-size (default: --batch-size 32 per process)")
     _add_trust(p)
-    _add_common(p)
+    _add_common(p, per_process_batch=True)
     p.set_defaults(func=_cmd_train)
 
     # -- evaluate
@@ -523,8 +553,13 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
     records: list[dict[str, Any]] = []
     used: set[str] = set()
     total = len(paths)
-    for start in range(0, total, batch_size):
-        chunk = list(paths[start:start + batch_size])
+    from skcream.distributed import active
+
+    # under distributed_inference, a chunk holds one batch per process
+    step = batch_size * (active() or (0, 1))[1]
+    main_process = _is_main_process()  # under a launcher every process holds all results
+    for start in range(0, total, step):
+        chunk = list(paths[start:start + step])
         images = []
         for path in chunk:
             try:
@@ -555,15 +590,17 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
             box = [float(v) for v in boxes[j]]
             score = None if scores is None else float(scores[j])
             text = label_names[j] if score is None else f"{label_names[j]} {score:.2f}"
-            overlay(images[j], maps[j], boxes=[box], label=text, outline=OVERLAY_OUTLINE,
-                    min_side=OVERLAY_MIN_SIDE).save(out / name)
+            if main_process:
+                overlay(images[j], maps[j], boxes=[box], label=text, outline=OVERLAY_OUTLINE,
+                        min_side=OVERLAY_MIN_SIDE).save(out / name)
             record = {"image": str(path), "label": _jsonable(labels[j]),
                       "class_name": label_names[j], "score": score, "box": box,
                       "overlay": name}
             records.append(record)
-            if progress is not None:
+            if progress is not None and main_process:
                 progress(len(records), total, record)
-    (out / "boxes.json").write_text(json.dumps(records, indent=2) + "\n")
+    if main_process:
+        (out / "boxes.json").write_text(json.dumps(records, indent=2) + "\n")
     return records
 
 
@@ -597,6 +634,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     out: Path = args.out
+    _per_process_batch(args.batch_size, args.global_batch_size)  # before --out is touched
     if not _is_main_process():
         return _train(args)
     from skcream._locks import FolderLock
@@ -615,6 +653,7 @@ def _train(args: argparse.Namespace) -> int:
     if not args.resume and ckpt.is_dir() and any(ckpt.iterdir()):
         raise CLIError(f"--out {out} already holds checkpoints; pass --resume to continue "
                        "them, or choose another --out")
+    batch_size = _per_process_batch(args.batch_size, args.global_batch_size)
     target = out / "model"
     if not args.resume and target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise CLIError(f"--out {out} already holds a trained model ({target}); choose another "
@@ -638,7 +677,7 @@ def _train(args: argparse.Namespace) -> int:
         # --resize-size, so the library's resize_size >= image_size error cannot happen)
         settings["resize_size"] = max(256, round(settings["image_size"] * 256 / 224))
     settings.update(backbone=args.backbone, pretrained=args.pretrained,
-                    batch_size=args.batch_size)
+                    batch_size=batch_size)
     trust = args.allow_outside_root
     train = args.data.load(args.split, random_state=args.seed, allow_outside_root=trust)
     val = None
@@ -656,6 +695,11 @@ def _train(args: argparse.Namespace) -> int:
     )
     model.fit(train)
     if _is_main_process():
+        last = model.history_[-1] if model.history_ else {}
+        n_proc = last.get("num_processes", _world_size())
+        print(f"trained on {n_proc} process(es): global batch "
+              f"{last.get('global_batch_size', batch_size * n_proc)} ({batch_size} per "
+              f"process), lr {model.lr:g}")
         saved = save_or_save_beside(model, target, overwrite=args.resume)
         if saved != target:
             print(f"skcream train: error: could not save the model to {target}; saved it to "
@@ -663,6 +707,27 @@ def _train(args: argparse.Namespace) -> int:
             return EXIT_FAILURE
         print(f"saved the model to {target}")
     return EXIT_OK
+
+
+def _world_size() -> int:
+    """Number of processes of this ``accelerate launch`` / torchrun run (1 otherwise)."""
+    try:
+        return max(int(os.environ.get("WORLD_SIZE", "1") or 1), 1)
+    except ValueError:
+        return 1
+
+
+def _per_process_batch(batch_size: int | None, global_batch_size: int | None) -> int:
+    """``--batch-size`` (per process, default 32) or ``--global-batch-size`` / processes."""
+    if global_batch_size is None:
+        return 32 if batch_size is None else batch_size
+    if batch_size is not None:
+        raise CLIError("give --batch-size (per process) or --global-batch-size, not both")
+    world = _world_size()
+    if global_batch_size % world:
+        raise CLIError(f"--global-batch-size {global_batch_size} is not divisible by the "
+                       f"{world} processes of this run")
+    return global_batch_size // world
 
 
 def save_or_save_beside(model: Any, target: Path, *, overwrite: bool = False) -> Path:
@@ -695,11 +760,15 @@ def save_or_save_beside(model: Any, target: Path, *, overwrite: bool = False) ->
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     model = _load_model(_model_dir(args.model), _device(args))
     from skcream.demo import evaluate_localizer
+    from skcream.distributed import distributed_inference
 
     data = args.data.load(args.split, n_classes=len(model.classes_),
                           allow_outside_root=args.allow_outside_root)
-    report = evaluate_localizer(model, data, batch_size=args.batch_size, verbose=_verbose(args),
-                                n_jobs=args.n_jobs)
+    with distributed_inference():  # under a launcher: each process runs its share of images
+        report = evaluate_localizer(model, data, batch_size=args.batch_size,
+                                    verbose=_verbose(args), n_jobs=args.n_jobs)
+    if not _is_main_process():
+        return EXIT_OK
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -767,10 +836,15 @@ def _cmd_localize(args: argparse.Namespace) -> int:
         print(f"[{done:{width}d}/{total}] {rec['image']}: {rec['class_name']}{score} "
               f"box [{box}]", flush=True)
 
-    records = localize_files(args.images, args.out, model=model, backbone=args.backbone,
-                             pretrained=args.pretrained, threshold=args.threshold,
-                             device=_device(args), batch_size=args.batch_size,
-                             verbose=_verbose(args), progress=report)
+    from skcream.distributed import distributed_inference
+
+    with distributed_inference():  # --model under a launcher: images spread over processes
+        records = localize_files(args.images, args.out, model=model, backbone=args.backbone,
+                                 pretrained=args.pretrained, threshold=args.threshold,
+                                 device=_device(args), batch_size=args.batch_size,
+                                 verbose=_verbose(args), progress=report)
+    if not _is_main_process():
+        return EXIT_OK
     print(f"wrote {len(records)} overlays and boxes.json to {args.out}")
     return EXIT_OK
 
@@ -798,7 +872,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, ImportError, MemoryError) as exc:
+    except (ValueError, OSError, ImportError, MemoryError, FloatingPointError) as exc:
         # What the library raises on bad data, files, no network, a missing optional package
         # or memory running out: the message names the argument / path / what to reduce.
         # Anything else is a bug and keeps its traceback.

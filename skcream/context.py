@@ -317,7 +317,7 @@ class ContextEmbeddings(nn.Module):
             Ground-truth classes.
         gather : callable, optional
             ``gather(t)`` must return the concatenation along dim 0 of ``t`` from
-            every process, in rank order (e.g. ``accelerator.gather``). The
+            every process, in rank order (e.g. ``accelerator.gather_for_metrics``). The
             per-sample means, has-flags (as uint8) and labels are gathered and
             every replica applies the identical update, so the tables stay equal.
         """

@@ -15,12 +15,16 @@ Contract with callers
   ``head_lr_mult * lr``), others one.
 * ``step_hook(accelerator, batch, outputs)`` runs after every optimisation micro-step, under
   ``torch.no_grad()``; it is where the localizer updates its context embeddings with
-  ``gather=accelerator.gather`` so that every process applies the same update.
+  ``gather=accelerator.gather_for_metrics`` so that every process applies the same update
+  and each real sample enters it exactly once (``accelerator.gather`` would also return the
+  samples Accelerate repeats to even out the last batch of an epoch).
 * ``epoch_hook(accelerator, epoch, record)`` runs after every epoch (all processes) and may
   return a dict merged into that epoch's history record (e.g. validation MaxBoxAccV2).
 * ``state_objects={"context": ctx}``: objects with ``state_dict()`` / ``load_state_dict()``
   that are saved in every checkpoint and restored on resume (``nn.Module`` ones are moved to
-  the training device first).
+  the training device first). Before the first step, the model's and these objects' states
+  are broadcast from process 0, so every process starts from the same state whatever
+  seeded it (e.g. context tables drawn from each process's own RNG with ``random_state=None``).
 * Checkpoints: files of skcream's own in ``checkpoint_dir`` (see :data:`CHECKPOINT_FILES`);
   nothing else in the directory is touched. A checkpoint is all or nothing: its JSON,
   written last with one rename, names the epoch's files with their SHA-256, checked on
@@ -34,6 +38,13 @@ dropout randomness of epoch e are functions of (random_state, e, process index) 
 global RNGs are re-seeded at the start of every epoch and restored to the caller's state on
 return), so two CPU runs give bit-identical weights and a resumed run equals an
 uninterrupted one.
+
+Batch size on several processes: ``batch_size`` is per process, so one optimisation step sees
+``batch_size * num_processes * gradient_accumulation_steps`` samples (the *global* batch) at
+the unchanged ``lr``. The paper's global batch of 32 on N processes: ``batch_size = 32 // N``
+(or keep ``batch_size`` and set ``gradient_accumulation_steps``). The global batch size and
+lr of a run are in every history record (``global_batch_size``, ``lr``) and printed at the
+start when ``verbose``.
 """
 
 from __future__ import annotations
@@ -59,6 +70,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
+
+from skcream.data.loading import pin_memory, resolve_num_workers
 
 __all__ = [
     "CHECKPOINT_FILES",
@@ -89,7 +102,8 @@ class TrainConfig:
     epochs : int
         Number of epochs to reach (a resumed run continues up to it).
     batch_size : int
-        Per-process batch size.
+        Per-process batch size; the global batch of one step is
+        ``batch_size * num_processes * gradient_accumulation_steps``.
     lr : float
         Learning rate of the pretrained layers; new layers use ``lr * head_lr_mult``.
     head_lr_mult : float
@@ -107,8 +121,8 @@ class TrainConfig:
     lr_gamma : float
     mixed_precision : {"no", "fp16", "bf16"}
     gradient_accumulation_steps : int
-    num_workers : int
-        DataLoader worker processes.
+    num_workers : int or None
+        DataLoader worker processes; None: :func:`skcream.data.loading.auto_num_workers`.
     checkpoint_dir : str or PathLike or None
         Where a checkpoint is written after every epoch; None disables checkpoints.
     resume : bool
@@ -138,7 +152,7 @@ class TrainConfig:
     lr_gamma: float = 0.1
     mixed_precision: str = "no"
     gradient_accumulation_steps: int = 1
-    num_workers: int = 0
+    num_workers: int | None = None
     checkpoint_dir: str | os.PathLike | None = None
     resume: bool = False
     random_state: int | None = None
@@ -152,7 +166,8 @@ class TrainConfig:
         """Raise ValueError/TypeError naming the first invalid field; return self."""
         for name in ("epochs", "batch_size", "gradient_accumulation_steps"):
             _check_int(name, getattr(self, name), low=1)
-        _check_int("num_workers", self.num_workers, low=0)
+        if self.num_workers is not None:
+            _check_int("num_workers", self.num_workers, low=0)
         _check_int("verbose", self.verbose, low=0)
         if self.lr_step_size is not None:
             _check_int("lr_step_size", self.lr_step_size, low=1)
@@ -725,13 +740,23 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
         _load_checkpoint(directory, meta, accelerator.process_index, model, optimizer,
                          scheduler, state_objects)
         start, history = int(meta["epoch"]), list(meta["history"])
+    _broadcast_from_main(accelerator, model, state_objects)
+    global_batch = config.batch_size * accelerator.num_processes * config.gradient_accumulation_steps
+    if config.verbose and accelerator.is_main_process:
+        print(f"skcream.training: {accelerator.num_processes} process(es) on "
+              f"{accelerator.device.type}; global batch {global_batch} = batch_size "
+              f"{config.batch_size} x {accelerator.num_processes} process(es) x "
+              f"{config.gradient_accumulation_steps} accumulation step(s); lr {config.lr:g}",
+              flush=True)
 
     sampler = _EpochSampler(n_samples, seed, config.shuffle)
     generator = torch.Generator()
+    workers = resolve_num_workers(config.num_workers, n_samples)
     loader = DataLoader(
-        dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.num_workers,
+        dataset, batch_size=config.batch_size, sampler=sampler, num_workers=workers,
         collate_fn=collate_fn, drop_last=config.drop_last, generator=generator,
-        worker_init_fn=_seed_worker if config.num_workers else None,
+        worker_init_fn=_seed_worker if workers else None,
+        pin_memory=pin_memory(accelerator.device),
     )
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
 
@@ -758,12 +783,20 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
                 accelerator.backward(loss)
                 optimizer.step()
                 optimizer.zero_grad()
+            with torch.no_grad():
+                per_sample = loss.detach().float().reshape(1).repeat(inputs.shape[0])
+                losses = accelerator.gather_for_metrics(per_sample)
+            if not bool(torch.isfinite(losses).all()):
+                # every process sees the same gathered losses, so all stop together
+                raise FloatingPointError(
+                    f"training diverged: the loss is {float(losses[~torch.isfinite(losses)][0])} "
+                    f"at epoch {epoch + 1}, step {bar.n + 1}; lower the learning rate "
+                    f"(lr={config.lr:g}; CLI: --lr)"
+                )
             if step_hook is not None:
                 with torch.no_grad():
                     step_hook(accelerator, batch, outputs)
             with torch.no_grad():
-                per_sample = loss.detach().float().reshape(1).repeat(inputs.shape[0])
-                losses = accelerator.gather_for_metrics(per_sample)
                 sums["loss"] += float(losses.sum())
                 sums["n"] += losses.numel()
                 correct = metric_fn(outputs, batch) if metric_fn is not None else None
@@ -785,6 +818,8 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
             "lr": lr,
             "seconds": time.perf_counter() - tic,
             "samples": sums["n"],
+            "global_batch_size": global_batch,
+            "num_processes": accelerator.num_processes,
         }
         if epoch_hook is not None:
             record.update(epoch_hook(accelerator, epoch + 1, record) or {})
@@ -794,6 +829,30 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
                              epoch + 1, history, fp)
     accelerator.wait_for_everyone()
     return history
+
+
+def _broadcast_from_main(accelerator, model: nn.Module, state_objects: Mapping[str, Any]) -> None:
+    """Make every process start from process 0's model and state objects.
+
+    Parameters and buffers of ``model`` and of ``nn.Module`` state objects are broadcast in
+    place; other state objects travel as their ``state_dict()``. Without this, anything seeded
+    from a process's own RNG (``random_state=None``) differs between processes: DDP only
+    broadcasts the wrapped model, never e.g. the context embedding tables.
+    """
+    if accelerator.num_processes == 1:
+        return
+    import torch.distributed as dist
+    from accelerate.utils import broadcast_object_list
+
+    with torch.no_grad():
+        for module in (model, *(o for o in state_objects.values() if isinstance(o, nn.Module))):
+            for tensor in (*module.parameters(), *module.buffers()):
+                dist.broadcast(tensor.data, src=0)
+    others = [name for name, obj in state_objects.items() if not isinstance(obj, nn.Module)]
+    if others:
+        states = broadcast_object_list([{n: state_objects[n].state_dict() for n in others}])[0]
+        for name in others:
+            state_objects[name].load_state_dict(states[name])
 
 
 def _sync_buffers(accelerator, model: nn.Module) -> None:

@@ -2,7 +2,7 @@
 
 Trains a tiny CAMNet for two epochs through :func:`skcream.training.train` with a step hook
 that updates :class:`skcream.context.ContextEmbeddings` from every process's batch via
-``accelerator.gather``, then writes what each rank ends with to ``<out_dir>/rank<r>.pt``.
+``accelerator.gather_for_metrics``, then writes what each rank ends with to ``<out_dir>/rank<r>.pt``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main(out_dir: str) -> None:
         _, features = outputs
         seen.extend(batch["index"].tolist())
         cams = accelerator.unwrap_model(model).cams(features, batch["label"])
-        context.update(features, cams, batch["label"], gather=accelerator.gather)
+        context.update(features, cams, batch["label"], gather=accelerator.gather_for_metrics)
 
     history = train(
         model, Squares(), loss_fn=cross_entropy_loss, step_hook=hook,

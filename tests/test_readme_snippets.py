@@ -22,7 +22,7 @@ def test_there_are_snippets():
     assert len(_blocks()) >= 4
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(8))
 def test_snippet_parses_and_its_imports_resolve(index):
     blocks = _blocks()
     if index >= len(blocks):

@@ -403,3 +403,12 @@ def test_two_cpu_processes_keep_context_and_weights_identical(tmp_path):
     assert not torch.equal(r0["fg"], r0["fg_initial"])
     # and so are the weights, BatchNorm statistics included
     assert all(torch.equal(r0["weights"][k], r1["weights"][k]) for k in r0["weights"])
+
+
+def test_divergence_stops_with_a_clear_error():
+    """A learning rate that blows the weights up stops training at the first non-finite loss
+    with one message naming the learning rate, instead of training on NaN."""
+    torch.manual_seed(0)
+    net = CAMNet(NoBNBackbone(), 3)
+    with pytest.raises(FloatingPointError, match=r"training diverged: .* lower the learning rate"):
+        train(net, Squares(16), loss_fn=cross_entropy_loss, config=_config(epochs=3, lr=1e12))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from functools import partial
+from typing import Any
 
 import datasets
 
@@ -114,8 +115,81 @@ def _read_masks(meta: str, mask_root: str, allow_outside: bool,
     return out
 
 
+def _label_lines(meta: str) -> Iterator[tuple[str, str]]:
+    path = os.path.join(meta, "class_labels.txt")
+    for ln, line in metadata_lines(path):
+        p, lab = _split(line, 2, path, ln, "path,label")
+        yield p, lab
+
+
+def _size_lines(meta: str) -> Iterator[tuple[str, tuple[int, int]]]:
+    path = os.path.join(meta, "image_sizes.txt")
+    if not os.path.isfile(path):
+        return
+    for ln, line in metadata_lines(path):
+        p, w, h = _split(line, 3, path, ln, "path,width,height")
+        try:
+            yield p, (int(w), int(h))
+        except ValueError:
+            raise ValueError(f"{path}:{ln}: width and height must be integers, got {line!r}") from None
+
+
+def _box_lines(meta: str) -> Iterator[tuple[str, list[float]]]:
+    path = os.path.join(meta, "localization.txt")
+    if not os.path.isfile(path):
+        return
+    for ln, line in metadata_lines(path):
+        p, *coords = _split(line, 5, path, ln, "path,x0,y0,x1,y1")
+        try:
+            yield p, [float(c) for c in coords]
+        except ValueError:
+            raise ValueError(f"{path}:{ln}: box coordinates must be numbers, got {line!r}") from None
+
+
+class _Lockstep:
+    """Walk a ``(path, value)`` line iterator alongside image_ids.txt: the values of one
+    image are the next lines with its path. ``aligned`` turns False at the first line that
+    belongs to no image in that order (the caller then falls back to a dict)."""
+
+    def __init__(self, lines: Iterator[tuple[str, Any]]) -> None:
+        self._lines = lines
+        self._head = next(lines, None)
+        self.aligned = True
+
+    def take(self, image_id: str) -> list:
+        out = []
+        while self._head is not None and self._head[0] == image_id:
+            out.append(self._head[1])
+            self._head = next(self._lines, None)
+        return out
+
+    @property
+    def exhausted(self) -> bool:
+        return self._head is None
+
+
+def _aligned(meta: str, dataset: str) -> bool:
+    """True when class_labels / image_sizes / localization list the images in the order of
+    image_ids.txt (as wsolevaluation's files do): then :func:`_records` streams them in
+    lockstep, in constant memory, instead of holding 1.28M ILSVRC ids in dicts."""
+    if dataset == "OpenImages":
+        return False
+    ids_path = os.path.join(meta, "image_ids.txt")
+    labels, sizes, boxes = (_Lockstep(_label_lines(meta)), _Lockstep(_size_lines(meta)),
+                            _Lockstep(_box_lines(meta)))
+    sizes_given = not sizes.exhausted
+    for _, image_id in metadata_lines(ids_path):
+        if len(labels.take(image_id)) != 1 or (sizes_given and len(sizes.take(image_id)) != 1):
+            return False
+        boxes.take(image_id)
+    return labels.exhausted and sizes.exhausted and boxes.exhausted
+
+
 def _records(meta: str, data_root: str, mask_root: str, dataset: str,
              allow_outside: bool = False) -> Iterator[Record]:
+    if _aligned(meta, dataset):  # no stray box possible: every line was matched in order
+        yield from _streamed_records(meta, data_root, allow_outside)
+        return
     labels = _read_labels(meta)
     sizes = _read_sizes(meta)
     loc_lines: dict[str, int] = {}
@@ -145,6 +219,23 @@ def _records(meta: str, data_root: str, mask_root: str, dataset: str,
             size=sizes.get(image_id),
             mask_paths=mask_paths,
             ignore_path=ignore,
+        )
+
+
+def _streamed_records(meta: str, data_root: str, allow_outside: bool) -> Iterator[Record]:
+    """The records of aligned metadata files (see :func:`_aligned`), read in lockstep."""
+    labels, sizes, boxes = (_Lockstep(_label_lines(meta)), _Lockstep(_size_lines(meta)),
+                            _Lockstep(_box_lines(meta)))
+    ids_path = os.path.join(meta, "image_ids.txt")
+    for ln, image_id in metadata_lines(ids_path):
+        size = sizes.take(image_id)
+        yield Record(
+            image_id=image_id,
+            path=inside_root(data_root, image_id, where=f"{ids_path}:{ln}", what="data_root",
+                             allow_outside=allow_outside),
+            label=labels.take(image_id)[0],
+            bboxes=boxes.take(image_id),
+            size=size[0] if size else None,
         )
 
 

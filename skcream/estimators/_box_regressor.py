@@ -101,7 +101,8 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         Inference device; None: CUDA when available, else CPU.
     mixed_precision : {"no", "fp16", "bf16"}, default="no"
     gradient_accumulation_steps : int, default=1
-    num_workers : int, default=0
+    num_workers : int or None, default=None
+        DataLoader workers; None: "auto" (:func:`skcream.data.loading.auto_num_workers`).
     checkpoint_dir : path or None, default=None
         Per-epoch checkpoints; an interrupted fit resumes from them.
     image_column, bbox_column : str
@@ -142,7 +143,7 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         device: str | torch.device | None = None,
         mixed_precision: str = "no",
         gradient_accumulation_steps: int = 1,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
         image_column: str = "image",
         bbox_column: str = "bboxes",
@@ -292,10 +293,13 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
 
         transform = EvalTransform(size=self.image_size, mean=self.data_config_["mean"],
                                   std=self.data_config_["std"])
+        from skcream.data.loading import pin_memory, resolve_num_workers
+
+        device = self._inference_device()
         loader = DataLoader(TorchImageDataset(source, transform, with_boxes=False),
                             batch_size=self.batch_size, shuffle=False,
-                            num_workers=self.num_workers, collate_fn=collate)
-        device = self._inference_device()
+                            num_workers=resolve_num_workers(self.num_workers, len(source)),
+                            collate_fn=collate, pin_memory=pin_memory(device))
         n = len(source)
         unit = np.zeros((n, 4), dtype=np.float64)
         sizes = np.zeros((n, 2), dtype=np.float64)

@@ -24,6 +24,8 @@ import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 
+from skcream._device import check_device
+
 __all__ = [
     "ImageEstimatorMixin",
     "estimator_meta",
@@ -42,9 +44,13 @@ __all__ = [
 
 # --------------------------------------------------------------------------- sklearn plumbing
 def inference_device(device: str | torch.device | None) -> torch.device:
-    """``device`` as a torch.device; None: CUDA when available, else CPU."""
-    if device is not None:
-        return torch.device(device)
+    """``device`` as a torch.device that exists here; None: CUDA when available, else CPU.
+
+    Raises ValueError for an unknown or unavailable device (:func:`skcream._device.check_device`).
+    """
+    dev = check_device(device, "device")
+    if dev is not None:
+        return dev
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 

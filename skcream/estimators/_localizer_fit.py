@@ -93,7 +93,9 @@ class _ContextHook:
         tic = time.perf_counter()
         labels = batch["label"]
         features, cams = self.model.readout(outputs[1], labels)
-        gather = accelerator.gather if accelerator.num_processes > 1 else None
+        # gather_for_metrics: Accelerate's padding of an epoch's last batch (samples repeated
+        # so that every process gets a full batch) must not enter Eq. 4 a second time
+        gather = accelerator.gather_for_metrics if accelerator.num_processes > 1 else None
         self.context.update(features, cams, labels, gather=gather)
         self.seconds += time.perf_counter() - tic
 

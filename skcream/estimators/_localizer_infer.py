@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from skcream.cam import normalize_maps, upsample_maps
 from skcream.data.adapters import ImageSource, TorchImageDataset, collate
+from skcream.data.loading import pin_memory, resolve_num_workers
 from skcream.data.transforms import EvalTransform
 from skcream.estimators._boxes_target import to_protocol_frame
 from skcream.methods.normalization import normalize
@@ -76,9 +77,10 @@ def iter_forward(
     data_config: Mapping[str, Any],
     batch_size: int,
     device: torch.device,
-    num_workers: int = 0,
+    num_workers: int | None = None,
+    indices: range | None = None,
 ) -> Iterator[ForwardBatch]:
-    """Run the network over ``source`` in batches (eval mode, no grad).
+    """Run the network over ``source`` (or its rows ``indices``) in batches (eval mode, no grad).
 
     Images are resized to ``image_size x image_size`` without cropping and normalised with
     ``data_config`` (the evaluation transform of the protocol).
@@ -89,11 +91,15 @@ def iter_forward(
         Tensors on ``device``.
     """
     transform = EvalTransform(size=image_size, mean=data_config["mean"], std=data_config["std"])
+    dataset = TorchImageDataset(source, transform, with_boxes=False)
+    if indices is not None:  # items keep their source index in batch["index"]
+        dataset = torch.utils.data.Subset(dataset, list(indices))
     loader = DataLoader(
-        TorchImageDataset(source, transform, with_boxes=False),
+        dataset,
         batch_size=batch_size,
         shuffle=False,
-        num_workers=num_workers,
+        num_workers=resolve_num_workers(num_workers, len(dataset)),
+        pin_memory=pin_memory(device),
         collate_fn=collate,
     )
     was_training = model.training

@@ -15,7 +15,8 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
-import torch
+
+from skcream._device import check_device
 
 __all__ = [
     "MIXED_PRECISION",
@@ -143,12 +144,10 @@ def check_training_params(
             f"image_size={params['image_size']}"
         )
     check_int(params, "feature_stage", -100, none_ok=True)
-    device = params["device"]
-    if device is not None and not isinstance(device, str | torch.device):
-        raise TypeError(f"device must be None, a str or a torch.device, got {device!r}")
+    check_device(params["device"], "device")  # before any data is read
     check_choice(params, "mixed_precision", MIXED_PRECISION)
     check_int(params, "gradient_accumulation_steps", 1)
-    check_int(params, "num_workers", 0)
+    check_int(params, "num_workers", 0, none_ok=True)
     checkpoint_dir = params["checkpoint_dir"]
     if checkpoint_dir is not None and not isinstance(checkpoint_dir, str | os.PathLike):
         raise TypeError(

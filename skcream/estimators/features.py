@@ -46,6 +46,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from skcream._device import check_device
 from skcream.estimators._shape import probe_feature_shape
 
 __all__ = ["TimmFeatures", "TrainedBackbone"]
@@ -58,15 +59,8 @@ _MAX_NETWORKS = 4
 
 
 def _resolve_device(device: Any) -> torch.device:
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"device must be None, 'auto' or a torch device string such as 'cpu' or 'cuda:0'; "
-            f"got {device!r}"
-        ) from exc
+    dev = check_device(device, "device")  # ValueError for unknown / unavailable devices
+    return dev if dev is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _check_positive_int(value: Any, name: str, *, allow_none: bool = False) -> None:

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from skcream import distributed
+from skcream.data.streaming import is_stream, materialize
 from skcream.estimators import _localizer_fit as fitting
 from skcream.estimators._boxes_target import PROTOCOL_SIZE, localization_scores
 from skcream.estimators._cache import FORWARD_CACHE, cache_location, digest_tensors
@@ -146,8 +148,9 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         through Accelerate.
     mixed_precision : {"no", "fp16", "bf16"}, default="no"
     gradient_accumulation_steps : int, default=1
-    num_workers : int, default=0
-        DataLoader workers.
+    num_workers : int or None, default=None
+        DataLoader workers; None ("auto"): none for fewer than 512 images, else one per
+        CPU this process may use minus one, at most 8 (:mod:`skcream.data.loading`).
     checkpoint_dir : path or None, default=None
         Checkpoint every epoch there (all or nothing) and resume an interrupted fit from
         it; a directory written with another configuration or other data, or holding more
@@ -223,7 +226,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         device: str | torch.device | None = None,
         mixed_precision: str = "no",
         gradient_accumulation_steps: int = 1,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
         memory: Any = None,
         image_column: str = "image",
@@ -288,6 +291,8 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         )
 
     def _source(self, X: Any, y: Any = None):
+        if is_stream(X):  # one pass into an Arrow file (see skcream.data.streaming)
+            X = materialize(X)
         return as_source(
             X,
             y,
@@ -346,6 +351,12 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             device=self._inference_device(),
             num_workers=self.num_workers,
         )
+        spread = distributed.active()
+        if spread is not None:  # this process's share only; the caller gathers the rest
+            rank, world = spread
+            share = distributed.shard_range(len(source), self.batch_size, rank, world)
+            yield from iter_forward(self.model_, source, indices=share, **kwargs)
+            return
         if cache_location(self.memory) is None:
             yield from iter_forward(self.model_, source, **kwargs)
             return
@@ -413,8 +424,17 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             Columns follow ``classes_``.
         """
         self._check_fitted()
-        source, _ = self._source(X)
-        return np.concatenate([b.logits.cpu().numpy() for b in self._forward(source)])
+        return self._all_logits(self._source(X)[0])
+
+    def _all_logits(self, source) -> np.ndarray:
+        """Logits (n, C) float32 of every image of ``source`` (gathered when spread)."""
+        out = np.zeros((len(source), self.n_classes_), dtype=np.float32)
+        done = []
+        for b in self._forward(source):
+            out[b.index] = b.logits.cpu().numpy()
+            done.extend(b.index.tolist())
+        distributed.gather_rows(done, out)
+        return out
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities (softmax of the logits).
@@ -445,10 +465,13 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         source, class_label = self._source(X)
         lab = None if labels is None else encode_labels(labels, self.classes_, "labels")
         out = [None] * len(source)
+        done = []
         for index, _, maps, _ in self._maps(source, lab, self._settings()):
             normed = _normalize(maps).cpu().numpy().astype(np.float32)
             for i, m in zip(index, normed):
                 out[i] = m
+            done.extend(index.tolist())
+        distributed.gather_rows(done, out)
         return np.stack(out)
 
     def predict(self, X: Any) -> Localization:
@@ -494,6 +517,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         maps_out: list = [None] * n
         labels_out = np.empty(n, dtype=np.int64)
         scores = np.empty(n, dtype=np.float64)
+        done = []
         for index, logits, maps, lab in self._maps(source, labels, self._settings()):
             probs = torch.softmax(logits, dim=1)
             lab_cpu = lab.cpu()
@@ -502,6 +526,8 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
                 maps_out[i] = m
                 labels_out[i] = int(k)
                 scores[i] = float(p[int(k)])
+            done.extend(index.tolist())
+        distributed.gather_rows(done, maps_out, labels_out, scores)
         return maps_to_localization(
             maps_out, self.box_threshold_, self.classes_[labels_out], scores=scores
         )
@@ -535,11 +561,14 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         lab = self._labels_for(source, y, class_label, labels, required=False)
         n = len(source)
         boxes = np.zeros((n, 4), dtype=np.float64)
+        done = []
         for index, _, maps, _ in self._maps(source, lab, self._settings(), resolution):
             sizes = [source.size(int(i)) for i in index]
             up = maps_at_original_size(maps, sizes)
             loc = maps_to_localization(up, self.box_threshold_, np.zeros(len(up), dtype=int))
             boxes[index] = loc.boxes
+            done.extend(index.tolist())
+        distributed.gather_rows(done, boxes)
         return boxes
 
     # ------------------------------------------------------------------ evaluation
@@ -555,8 +584,11 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         lab = self._labels_for(source, y, class_label, None, required=True)
         settings = self._settings() if settings is None else settings
         maps = np.zeros((len(source), PROTOCOL_SIZE, PROTOCOL_SIZE), dtype=np.float64)
+        done = []
         for index, _, m, _ in self._maps(source, lab, settings):
             maps[index] = protocol_maps(m, (PROTOCOL_SIZE, PROTOCOL_SIZE))
+            done.extend(index.tolist())
+        distributed.gather_rows(done, maps)
         gt = [_scale_boxes(source.boxes(i), source.size(i), i) for i in range(len(source))]
         return maps, gt, source
 
@@ -611,6 +643,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         acc = BoxAccumulator()
         for _, _, maps, gt in self._protocol_batches(X, y, self._settings(n_iter=n_iter))[1]:
             acc.update(maps, gt)
+        distributed.sum_across(acc, "correct", "n_maps")
         return acc.max_box_acc_v2()
 
     def evaluate(
@@ -673,7 +706,9 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         logits_all: np.ndarray | None = None
         pred_boxes = np.zeros((n, 4))
         gt_all: list[np.ndarray | None] = [None] * n
+        done: list[int] = []  # this process's share under distributed_inference
         for index, logits, maps, gt in batches:
+            done.extend(np.asarray(index).tolist())
             if v2 is not None:
                 v2.update(maps, gt)
             if single is not None:
@@ -693,6 +728,14 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
                 ).boxes
                 for i, g in zip(np.asarray(index).tolist(), gt):
                     gt_all[i] = g
+        # under distributed_inference: counts summed, per-image rows gathered (exact)
+        distributed.sum_across(v2, "correct", "n_maps")
+        distributed.sum_across(single, "correct", "n_maps")
+        distributed.sum_across(px, "counts", "n_maps")
+        if loc and distributed.active() is not None:
+            if logits_all is None:  # this process's share was empty
+                logits_all = np.zeros((n, self.n_classes_), dtype=np.float32)
+            distributed.gather_rows(done, logits_all, pred_boxes, gt_all)
         out: dict[str, float] = {}
         if v2 is not None:
             out["max_box_acc_v2"] = v2.max_box_acc_v2()
@@ -757,6 +800,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         acc = BoxAccumulator(iou_thresholds=(iou_threshold,), multi_contour=multi_contour)
         for _, _, maps, gt in self._protocol_batches(X, y, self._settings(n_iter=n_iter))[1]:
             acc.update(maps, gt)
+        distributed.sum_across(acc, "correct", "n_maps")
         thresholds, curve = acc.curve()
         return thresholds, curve[0]
 

@@ -99,7 +99,8 @@ def compare_methods(
         ``rows``: {method: {"plain": metrics, "cream": metrics, "fit_seconds",
         "epoch_seconds" (median wall), "epoch_cpu_seconds", "context_seconds"}}; ``priors``: {name: metrics};
         ``maps``: {method: {"plain": list, "cream": list}} of original-size maps of the
-        figure images; ``figure_index``; ``threads``, ``loadavg``.
+        figure images; ``figure_index``; ``threads``, ``loadavg``; ``diverged``: {method:
+        message} for the methods whose training diverged (no row, no maps).
     """
     from skcream.methods import METHODS
 
@@ -107,7 +108,8 @@ def compare_methods(
     if method_params is None:
         method_params = _DEFAULT_METHOD_PARAMS
     train, val, test = preset.make_data(random_state) if data is None else data
-    out: dict[str, Any] = {"rows": {}, "maps": {}, "threads": torch.get_num_threads()}
+    out: dict[str, Any] = {"rows": {}, "maps": {}, "diverged": {},
+                           "threads": torch.get_num_threads()}
     out["priors"] = _prior_rows(train, test)
     index = list(range(min(figure_images, len(test))))
     out["figure_index"] = index
@@ -117,7 +119,13 @@ def compare_methods(
                                   **(estimator_params or {}),
                                   "method": m, "method_params": method_params})
         tic, cpu = time.perf_counter(), time.process_time()
-        est.fit(train)
+        try:
+            est.fit(train)
+        except FloatingPointError as exc:  # a method that diverges at this budget is reported
+            out["diverged"][m] = str(exc)
+            if log is not None:
+                log(f"{_NAMES.get(m, m):7s} diverged: {exc}")
+            continue
         fit_s = time.perf_counter() - tic
         row: dict[str, Any] = {"fit_seconds": fit_s}
         # CPU seconds of this process (one thread, in-process data loading): unlike wall
@@ -250,6 +258,8 @@ def format_table(result: dict[str, Any], costs: dict[str, float] | None = None) 
         if "pxap" in v:
             line += f"  PxAP {v['pxap']:5.1f}"
         lines.append(line)
+    for m, message in result.get("diverged", {}).items():
+        lines.append(f"{_NAMES.get(m, m)}: no row, {message}")
     return "\n".join(lines)
 
 
