@@ -214,7 +214,10 @@ def test_cli_report_of_a_saved_model_matches_evaluate(tmp_path, capsys):
     rows = dict(re.findall(r'<tr data-method="([^"]+)"[^>]*>(.*?)</tr>', text))
     assert list(rows) == ["CAM", "CREAM", PRIOR_NAMES["centre"], PRIOR_NAMES["boxes"]]
     cells = dict(re.findall(r'data-key="(\w+)" data-value="([^"]*)"', rows["CREAM"]))
+    baselines = expected.pop("baselines")  # skcream evaluate's guardrail rows
     for key, value in expected.items():
         assert float(cells[key]) == value, key
+    cam = dict(re.findall(r'data-key="(\w+)" data-value="([^"]*)"', rows["CAM"]))
+    assert float(cam["max_box_acc_v2"]) == baselines["CAM"]["max_box_acc_v2"]
     assert "(val)" in rows["CAM"] and "(given)" in rows["CREAM"]
     assert len(_page_data(text)["label"]) == 6
