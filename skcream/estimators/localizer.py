@@ -572,26 +572,6 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         return boxes
 
     # ------------------------------------------------------------------ evaluation
-    def _protocol_maps_and_truth(self, X: Any, y: Any, settings: ReadoutSettings | None = None):
-        """Protocol maps (n, 224, 224) of the GT classes, GT boxes at 224, the source."""
-        self._check_fitted()
-        source, class_label = self._source(X, y)
-        if not source.has_boxes:
-            raise ValueError(
-                f"evaluation needs ground-truth boxes: X must be a Dataset with a "
-                f"{self.bbox_column!r} column (bbox_column)"
-            )
-        lab = self._labels_for(source, y, class_label, None, required=True)
-        settings = self._settings() if settings is None else settings
-        maps = np.zeros((len(source), PROTOCOL_SIZE, PROTOCOL_SIZE), dtype=np.float64)
-        done = []
-        for index, _, m, _ in self._maps(source, lab, settings):
-            maps[index] = protocol_maps(m, (PROTOCOL_SIZE, PROTOCOL_SIZE))
-            done.extend(index.tolist())
-        distributed.gather_rows(done, maps)
-        gt = [_scale_boxes(source.boxes(i), source.size(i), i) for i in range(len(source))]
-        return maps, gt, source
-
     def _protocol_batches(self, X: Any, y: Any, settings: ReadoutSettings | None = None):
         """The source and a generator of (index, logits, protocol maps, GT boxes) per batch.
 
