@@ -112,9 +112,9 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
     kernel : {"dot", "cosine"}, default="dot"
         Similarity of Eq. 7: the dot product as written, or cosine (L2-normalised features
         and centroids). Chosen by measurement on the synthetic benchmark
-        (``benchmarks/bench_localizer.py``, DEMO preset): dot 54.4 MaxBoxAccV2 at sigma=8;
-        cosine 31.3 at sigma=8 (cos/8 is too small a logit: flat posteriors, i.e. CAM) and
-        51.0 at its best tried sigma=0.1.
+        (``benchmarks/bench_localizer.py``, DEMO preset): dot 42.2 MaxBoxAccV2 at sigma=8;
+        cosine 32.8 at sigma=8 (cos/8 is too small a logit: flat posteriors, i.e. CAM) and
+        40.9 at sigma=0.1.
     box_threshold : float in [0, 1) or None, default=None
         CAM threshold for ``predict``/``localize`` boxes and masks, on the min-max
         normalised final map. None: chosen on ``validation_data`` (best single-box accuracy
