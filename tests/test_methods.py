@@ -218,6 +218,39 @@ def test_spg_loss_equals_its_definition():
     assert float(loss) == pytest.approx(float(expected), rel=1e-6)
 
 
+def test_spg_branches_are_xavier_initialised_as_the_reference():
+    # wsolevaluation's VggSpg / ResNetSpg / InceptionSpg: initialize_weights(init_mode='xavier').
+    # He fan_out init (the former bug) gives the last 1x1 conv to one channel std sqrt(2) per
+    # weight, aux logits of ~300 at step 1 and NaN within two epochs at the DEMO's lr.
+    from skcream.backbones import build_backbone
+    from skcream.methods.spg import SPGNet
+
+    torch.manual_seed(0)
+    net = SPGNet(build_backbone("test_resnet"), 3)
+    convs = [m for branch in (net.spg_b1, net.spg_b2, net.spg_b_shared, net.spg_c)
+             for m in branch.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 6
+    for conv in convs:
+        fan_in = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        bound = (6.0 / (fan_in + fan_out)) ** 0.5
+        w = conv.weight.detach()
+        assert float(w.abs().max()) <= bound
+        if w.numel() >= 1000:  # uniform on [-bound, bound]: std bound / sqrt(3) (He: ~sqrt(2)x more)
+            assert float(w.std()) == pytest.approx(bound / 3**0.5, rel=0.1)
+        assert torch.equal(conv.bias.detach(), torch.zeros_like(conv.bias))
+    # hand-made images (a horizontal and a vertical ramp): at initialisation the auxiliary
+    # logits are small (measured max 0.6 over seeds 0-2; He init: 3-12), so the first BCE
+    # steps start near log(2) instead of saturated
+    ramp = torch.linspace(-1, 1, 32)
+    x = torch.stack([ramp.view(1, 32).expand(32, 32), ramp.view(32, 1).expand(32, 32)])
+    x = x.unsqueeze(1).expand(2, 3, 32, 32).contiguous()
+    with torch.no_grad():
+        _, _, b1, b2, c, _ = net.train()(x, torch.tensor([0, 1]), aux=True)
+    for aux in (b1, b2, c):
+        assert aux.shape[:2] == (2, 1) and float(aux.abs().max()) < 2.0
+
+
 # ----------------------------------------------------------------------------- normalisations
 def test_ivr_and_pas_by_hand():
     m = torch.arange(10, dtype=torch.float64).view(1, 2, 5)

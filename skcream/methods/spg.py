@@ -8,6 +8,8 @@ pixel-wise binary cross-entropy on masks that the network produces itself
   maps x1, x2 (places: :mod:`skcream.methods._positions`), C = ``SPG_C(F)`` on the final
   features; ``B_1a``/``B_2a`` are conv3x3 + ReLU to ``c2`` channels (the channels of x2),
   ``B_shared`` conv3x3 + ReLU + conv1x1 -> 1, ``SPG_C`` conv3x3 (->512) + ReLU + conv1x1 -> 1.
+  All Xavier-uniform initialised with zero biases, as the reference's ``initialize_weights(
+  ..., init_mode='xavier')``.
 * Masks (:func:`spg_mask`), from a map ``a`` in [0, 1] at the input resolution: 1 where
   ``a > high`` (if fewer than 30 pixels pass, where ``a > 0.7 max(a)``), 0 where ``a < low``
   (this wins over 1), ignored elsewhere.
@@ -100,18 +102,22 @@ class SPGNet(CAMNet):
 
     def __init__(self, backbone: nn.Module, n_classes: int, probe_size: int = 96) -> None:
         super().__init__(backbone, n_classes)
-        from skcream.backbones import _he_init
+        from skcream.backbones import _xavier_init
 
         self._captured: dict[str, torch.Tensor] = {}
         p1, p2 = spg_points(backbone)
         p1.register_forward_hook(_Capture(self._captured, "x1"))
         p2.register_forward_hook(_Capture(self._captured, "x2"))
         c1, c2 = self._probe_channels(probe_size)
-        self.spg_b1 = _he_init(nn.Sequential(nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU()))
-        self.spg_b2 = _he_init(nn.Sequential(nn.Conv2d(c2, c2, 3, padding=1), nn.ReLU()))
-        self.spg_b_shared = _he_init(nn.Sequential(
+        # Xavier-uniform, zero bias: the reference's VggSpg, ResNetSpg and InceptionSpg all call
+        # initialize_weights(..., init_mode='xavier'). (He fan_out init, used before, gives the
+        # last 1x1 conv to one channel std sqrt(2) per weight: aux logits of ~300 at step 1,
+        # BCE gradients that blow the branches up, NaN within two epochs at lr 5e-3.)
+        self.spg_b1 = _xavier_init(nn.Sequential(nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU()))
+        self.spg_b2 = _xavier_init(nn.Sequential(nn.Conv2d(c2, c2, 3, padding=1), nn.ReLU()))
+        self.spg_b_shared = _xavier_init(nn.Sequential(
             nn.Conv2d(c2, c2, 3, padding=1), nn.ReLU(), nn.Conv2d(c2, 1, 1)))
-        self.spg_c = _he_init(nn.Sequential(
+        self.spg_c = _xavier_init(nn.Sequential(
             nn.Conv2d(self.backbone.num_features, 512, 3, padding=1), nn.ReLU(), nn.Conv2d(512, 1, 1)))
 
     def _probe_channels(self, size: int) -> tuple[int, int]:
