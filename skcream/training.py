@@ -775,7 +775,7 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
         bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{config.epochs}",
                    disable=config.verbose == 0 or not accelerator.is_main_process,
                    leave=True, dynamic_ncols=True)
-        for batch in loader:
+        for step, batch in enumerate(loader, 1):
             inputs = batch[input_key] if isinstance(batch, Mapping) else batch[0]
             with accelerator.accumulate(model):
                 outputs = model(inputs) if forward_fn is None else forward_fn(model, batch)
@@ -790,7 +790,7 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
                 # every process sees the same gathered losses, so all stop together
                 raise FloatingPointError(
                     f"training diverged: the loss is {float(losses[~torch.isfinite(losses)][0])} "
-                    f"at epoch {epoch + 1}, step {bar.n + 1}; lower the learning rate "
+                    f"at epoch {epoch + 1}, step {step}; lower the learning rate "
                     f"(lr={config.lr:g}; CLI: --lr)"
                 )
             if step_hook is not None:

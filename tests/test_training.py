@@ -412,3 +412,19 @@ def test_divergence_stops_with_a_clear_error():
     net = CAMNet(NoBNBackbone(), 3)
     with pytest.raises(FloatingPointError, match=r"training diverged: .* lower the learning rate"):
         train(net, Squares(16), loss_fn=cross_entropy_loss, config=_config(epochs=3, lr=1e12))
+
+
+def test_divergence_message_names_the_step_with_progress_bars_off():
+    """The step in the message counts batches of the epoch even with verbose=0 (the disabled
+    progress bar does not count): a loss that turns NaN at the 4th call of 2 steps/epoch is
+    epoch 2, step 2."""
+    calls = []
+
+    def nan_on_fourth(outputs, batch):
+        calls.append(1)
+        loss = cross_entropy_loss(outputs, batch)
+        return loss * float("nan") if len(calls) == 4 else loss
+
+    net = CAMNet(NoBNBackbone(), 3)
+    with pytest.raises(FloatingPointError, match=r"at epoch 2, step 2;"):
+        train(net, Squares(16), loss_fn=nan_on_fourth, config=_config(epochs=3, verbose=0))
