@@ -203,7 +203,7 @@ def boxes_at_original_size(maps: np.ndarray, sizes: Sequence[tuple[int, int]],
     """
     import torch
 
-    from skcream.estimators._localizer_infer import maps_at_original_size
+    from skcream.estimators.localizer._inference import maps_at_original_size
     from skcream.localize import maps_to_localization
 
     full = maps_at_original_size(torch.as_tensor(np.asarray(maps)), list(sizes))
