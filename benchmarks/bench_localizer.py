@@ -59,7 +59,7 @@ def main() -> None:
     from sklearn.model_selection import GridSearchCV
 
     from skcream.context import ContextEmbeddings
-    from skcream.estimators._localizer_fit import resolve_seed
+    from skcream.estimators._common import resolve_seed
     from skcream.estimators.localizer import DatasetView
     from skcream.presets import DEMO, QUICK
 

@@ -26,8 +26,8 @@ import time
 import numpy as np
 import torch
 
+from skcream.estimators.feature_reactivation import CREAMReactivation, box_targets_from
 from skcream.estimators.features import TimmFeatures
-from skcream.estimators.reactivation import CREAMReactivation, box_targets_from
 
 FORWARDED = [0]
 _real_forward = TimmFeatures._forward_batch

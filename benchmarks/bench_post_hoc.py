@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skcream.estimators.features import TimmFeatures
-from skcream.estimators.reactivation import (
+from skcream.estimators.feature_reactivation import (
     PROTOCOL_SIZE,
     CREAMReactivation,
     box_targets_from,
 )
+from skcream.estimators.features import TimmFeatures
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURE = ROOT / "docs" / "img" / "post_hoc.png"

@@ -25,7 +25,7 @@ from sklearn.pipeline import make_pipeline
 
 from skcream import CREAMReactivation, TimmFeatures
 from skcream.data import make_synthetic
-from skcream.estimators.reactivation import box_targets_from
+from skcream.estimators.feature_reactivation import box_targets_from
 
 
 def main() -> None:

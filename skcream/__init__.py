@@ -16,7 +16,7 @@ _PUBLIC = {
     "CREAMLocalizer": "skcream.estimators.localizer",
     "DatasetView": "skcream.estimators.localizer",
     "Localization": "skcream.localize",
-    "CREAMReactivation": "skcream.estimators.reactivation",
+    "CREAMReactivation": "skcream.estimators.feature_reactivation",
     "TimmFeatures": "skcream.estimators.features",
     "PseudoBoxRegressor": "skcream.estimators.regressor",
     "CREAMReg": "skcream.estimators.regressor",

@@ -391,7 +391,7 @@ def _torch_threads(threads: int | None):
 def _run(out: Path, preset: Any, params: dict[str, Any], *, random_state: int,
          device: str | None, verbose: int, n_examples: int) -> dict[str, Any]:
     """The body of :func:`run_demo` (threads already set)."""
-    from skcream.cli import format_table
+    from skcream._tables import format_table
     from skcream.estimators.localizer import CREAMLocalizer
     from skcream.priors import PRIOR_NAMES, box_prior_of, centre_prior, prior_maps
     from skcream.viz import (

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from skcream.metrics import _check_map, _contour_boxes, _quantise
+from skcream.scoremaps import check_scoremap, contour_boxes, quantise
 
 __all__ = ["Localization", "maps_to_localization", "protocol_maps"]
 
@@ -92,7 +92,7 @@ def maps_to_localization(
     items = list(maps) if not isinstance(maps, np.ndarray) or maps.ndim == 3 else None
     if items is None:
         raise ValueError(f"maps must be (n, H, W) or a sequence of 2-D maps, got {maps.shape}")
-    checked = [_check_map(m, f"maps[{i}]") for i, m in enumerate(items)]
+    checked = [check_scoremap(m, f"maps[{i}]") for i, m in enumerate(items)]
     n = len(checked)
     lab = np.asarray(labels).reshape(-1)
     if lab.shape[0] != n:
@@ -105,9 +105,9 @@ def maps_to_localization(
     boxes = np.zeros((n, 4), dtype=np.float64)
     masks = []
     for i, smap in enumerate(checked):
-        q = _quantise(smap)
+        q = quantise(smap)
         level = int(thr * q.max())
-        boxes[i] = _contour_boxes(q, level, multi_contour=False)[0]
+        boxes[i] = contour_boxes(q, level, multi_contour=False)[0]
         masks.append(q > level)
     return Localization(boxes=boxes, masks=masks, labels=lab, maps=checked, scores=sc)
 

@@ -27,11 +27,11 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 
 from skcream import _levelsets, _pxap
 from skcream._boxes import level_component_boxes
+from skcream.scoremaps import check_scoremap, contour_boxes, quantise
 
 __all__ = [
     "box_iou",
@@ -55,28 +55,8 @@ ArrayLike = Any
 
 
 # ----------------------------------------------------------------------------- validation
-def _check_map(scoremap: ArrayLike, name: str) -> np.ndarray:
-    """One score map as float64 (H, W) in [0, 1], or a ValueError/TypeError naming it."""
-    arr = np.asarray(scoremap)
-    if not (np.issubdtype(arr.dtype, np.floating)):
-        raise TypeError(f"{name} must be a floating-point array, got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (H, W), got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
-    lo, hi = arr.min(), arr.max()  # NaN propagates, so NaN fails the test below
-    if not (lo >= 0.0 and hi <= 1.0):
-        if np.isnan(arr).any():
-            raise ValueError(f"{name} contains NaN")
-        if np.isinf(arr).any():
-            raise ValueError(f"{name} contains an infinite value")
-        raise ValueError(f"{name} must lie in [0, 1]; min={lo!r}, max={hi!r}")
-    return arr
-
-
 def _check_maps(scoremaps: ArrayLike, name: str = "scoremaps") -> list[np.ndarray]:
-    return [_check_map(m, f"{name}[{i}]") for i, m in enumerate(_map_list(scoremaps, name))]
+    return [check_scoremap(m, f"{name}[{i}]") for i, m in enumerate(_map_list(scoremaps, name))]
 
 
 def _check_boxes(boxes: ArrayLike, name: str, allow_empty: bool = False) -> np.ndarray:
@@ -139,11 +119,6 @@ def _thresholds(cam_curve_interval: float) -> np.ndarray:
     return np.arange(0, 1, step)
 
 
-def _quantise(scoremap: np.ndarray) -> np.ndarray:
-    """Truncation, as the reference: 0.999 -> 254, 1.0 -> 255."""
-    return (scoremap * 255).astype(np.uint8)
-
-
 def _levels(thresholds: np.ndarray, qmax: int) -> np.ndarray:
     """``int(t * q.max())`` for every threshold (float64 product, then truncation)."""
     return (thresholds * np.float64(qmax)).astype(np.int64)
@@ -192,31 +167,6 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- boxes
-def _contour_boxes(q: np.ndarray, level: int, multi_contour: bool) -> np.ndarray:
-    """The reference's boxes of ``q > level`` (contour order), (k, 4) int64."""
-    h, w = q.shape
-    _, binary = cv2.threshold(q, level, 255, cv2.THRESH_BINARY)  # q > level
-    contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
-    if len(contours) == 0:
-        return np.zeros((1, 4), dtype=np.int64)
-    if not multi_contour:
-        contours = [max(contours, key=cv2.contourArea)]  # ties: the first one
-    if len(contours) < 16:
-        out = np.empty((len(contours), 4), dtype=np.int64)
-        for i, c in enumerate(contours):
-            x, y, bw, bh = cv2.boundingRect(c)
-            out[i] = (x, y, min(x + bw, w - 1), min(y + bh, h - 1))
-        return out
-    # many contours (noise): cv2.boundingRect's box of every contour without a Python loop
-    lengths = np.fromiter(map(len, contours), dtype=np.intp, count=len(contours))
-    pts = np.concatenate(contours).reshape(-1, 2).astype(np.int64)
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    lo = np.minimum.reduceat(pts, starts, axis=0)
-    hi = np.maximum.reduceat(pts, starts, axis=0)
-    return np.stack([lo[:, 0], lo[:, 1], np.minimum(hi[:, 0] + 1, w - 1),
-                     np.minimum(hi[:, 1] + 1, h - 1)], axis=1)
-
-
 def boxes_from_scoremap(
     scoremap: ArrayLike, thresholds: ArrayLike, multi_contour: bool = False
 ) -> list[np.ndarray]:
@@ -238,11 +188,11 @@ def boxes_from_scoremap(
         ``x0, y0, x1, y1`` boxes in the reference's (OpenCV's contour) order; an
         all-zero map gives ``[[0, 0, 0, 0]]``.
     """
-    smap = _check_map(scoremap, "scoremap")
+    smap = check_scoremap(scoremap, "scoremap")
     thr = np.asarray(thresholds, dtype=np.float64).reshape(-1)
     if not np.isfinite(thr).all():
         raise ValueError("thresholds must be finite")
-    q = _quantise(smap)
+    q = quantise(smap)
     qmax = int(q.max())
     levels = _levels(thr, qmax)
     inside = (levels >= 0) & (levels < qmax)
@@ -274,7 +224,7 @@ def boxes_from_scoremap(
     for j, level in enumerate(levels.tolist()):
         if out[j] is None:  # levels outside 0..max-1, or noise in multi-contour mode
             if level not in cache:
-                cache[level] = _contour_boxes(q, level, multi_contour)
+                cache[level] = contour_boxes(q, level, multi_contour)
             out[j] = cache[level].copy()
     return out
 
@@ -361,8 +311,8 @@ def _box_counts(maps: list[Any], gts: list[np.ndarray], thresholds: np.ndarray,
     """Maps counted correct, (n_iou, n_thresholds), over ``chunk`` (maps checked there)."""
     correct = np.zeros((deltas.size, thresholds.size))
     for i in chunk:
-        smap = maps[i] if checked else _check_map(maps[i], f"scoremaps[{i}]")
-        best = _best_iou_per_threshold(_quantise(smap), gts[i], thresholds, multi_contour)
+        smap = maps[i] if checked else check_scoremap(maps[i], f"scoremaps[{i}]")
+        best = _best_iou_per_threshold(quantise(smap), gts[i], thresholds, multi_contour)
         correct += best[None, :] >= (deltas[:, None] / 100)
     return correct
 
@@ -576,12 +526,12 @@ def _pxap_counts(items: list[tuple[int, Any, Any]], bins: _PxapBins) -> np.ndarr
         arr = np.asarray(smap)
         if not (arr.dtype == np.float64 and arr.ndim == 2 and arr.size > 0
                 and arr.flags.c_contiguous):
-            arr = _check_map(arr, f"scoremaps[{i}]")  # other dtypes, layouts: converted
+            arr = check_scoremap(arr, f"scoremaps[{i}]")  # other dtypes, layouts: converted
         cls = _pxap_mask(mask, arr, i)
         flat = arr.reshape(-1)
         if _pxap.pxap_counts(flat, flat.view(np.uint64), cls.reshape(-1), edges, bins.fast,
                              sub) >= 0:
-            _check_map(arr, f"scoremaps[{i}]")  # raises its usual error
+            check_scoremap(arr, f"scoremaps[{i}]")  # raises its usual error
             raise AssertionError("unreachable: the map failed the range check")  # pragma: no cover
     return sub.sum(axis=0).astype(np.float64)
 
@@ -589,7 +539,7 @@ def _pxap_counts(items: list[tuple[int, Any, Any]], bins: _PxapBins) -> np.ndarr
 def _pxap_mask(mask: Any, smap: np.ndarray, i: int) -> np.ndarray:
     mask = np.asarray(mask)
     if mask.shape != smap.shape:
-        _check_map(smap, f"scoremaps[{i}]")  # a bad map is reported before its mask
+        check_scoremap(smap, f"scoremaps[{i}]")  # a bad map is reported before its mask
         raise ValueError(f"gt_masks[{i}] has shape {mask.shape} but scoremaps[{i}] has {smap.shape}")
     return _mask_classes(mask)
 

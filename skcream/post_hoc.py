@@ -3,7 +3,7 @@
 What ``skcream localize --post-hoc`` runs, as a library function. The class and its
 probability come from the unmodified timm classifier (its real ImageNet output); the map
 comes from the WSOL feature map (higher resolution, same head) through
-:class:`~skcream.estimators.reactivation.CREAMReactivation` with ``init="image"``
+:class:`~skcream.estimators.feature_reactivation.CREAMReactivation` with ``init="image"``
 (each image's own CAM-thresholded means start the EM; beyond the paper).
 
 The defaults (:data:`POST_HOC_DEFAULTS`) were chosen by measurement on real photos with
@@ -160,7 +160,7 @@ def post_hoc_maps(result: PostHocResult, **settings: Any) -> np.ndarray:
     -------
     ndarray (n, h, w) float32
     """
-    from skcream.estimators.reactivation import CREAMReactivation
+    from skcream.estimators.feature_reactivation import CREAMReactivation
 
     unknown = set(settings) - set(POST_HOC_DEFAULTS)
     if unknown:
@@ -203,7 +203,7 @@ def boxes_at_original_size(maps: np.ndarray, sizes: Sequence[tuple[int, int]],
     """
     import torch
 
-    from skcream.estimators._localizer_infer import maps_at_original_size
+    from skcream.estimators.localizer._inference import maps_at_original_size
     from skcream.localize import maps_to_localization
 
     full = maps_at_original_size(torch.as_tensor(np.asarray(maps)), list(sizes))

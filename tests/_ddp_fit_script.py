@@ -18,7 +18,7 @@ import torch
 
 import skcream.context as context_module
 from skcream import CREAMLocalizer
-from skcream.estimators import _localizer_fit
+from skcream.estimators.localizer import _training
 
 N_IMAGES = 10
 
@@ -57,7 +57,7 @@ def main(out_dir: str, batch_size: int) -> None:
                      "has_bg": kwargs["has_bg"].cpu().clone()})
         return real_update(fg, bg, fg_mean, bg_mean, labels, **kwargs)
 
-    real_call = _localizer_fit._ContextHook.__call__
+    real_call = _training._ContextHook.__call__
 
     def call(self, accelerator, batch, outputs):
         index = batch["index"]
@@ -68,7 +68,7 @@ def main(out_dir: str, batch_size: int) -> None:
 
     context_module.ContextEmbeddings.__init__ = init
     context_module.update_context = update
-    _localizer_fit._ContextHook.__call__ = call
+    _training._ContextHook.__call__ = call
 
     images, labels = _images(N_IMAGES)
     for name, seed in (("none", None), ("int", 0)):

@@ -34,7 +34,7 @@ def main(model_dir: str, data_dir: str, out_dir: str) -> None:
     torch.set_num_threads(1)
     model = CREAMLocalizer.load(model_dir)
     data = datasets.load_from_disk(data_dir)
-    import skcream.estimators.localizer as localizer_module
+    import skcream.estimators.localizer._estimator as localizer_module
 
     forwarded = [0]
     real = localizer_module.iter_forward

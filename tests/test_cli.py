@@ -329,7 +329,7 @@ def test_demo_quick_end_to_end(tmp_path):
     out = tmp_path / "demo"
     env = dict(os.environ, MPLBACKEND="Agg")
     run = subprocess.run([sys.executable, "-m", "skcream.cli", "demo", "--quick", "--quiet",
-                          "--out", str(out)], capture_output=True, text=True, env=env,
+                          "--threads", "1", "--out", str(out)], capture_output=True, text=True, env=env,
                          cwd=tmp_path, timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     for row in ("centre prior", "train-box prior", "CAM", "calibrated", "CREAM", "MaxBoxAccV2",

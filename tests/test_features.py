@@ -16,8 +16,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import estimator_checks as ec
 
 from skcream.estimators import features as features_module
+from skcream.estimators.feature_reactivation import CREAMReactivation, box_targets
 from skcream.estimators.features import TimmFeatures
-from skcream.estimators.reactivation import CREAMReactivation, box_targets
 
 SIZE = 64  # tiny inputs keep the tests fast; (1280, 4, 4) maps with the stride-1 last stage
 

@@ -11,8 +11,8 @@ from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
 
 from skcream import CREAMLocalizer, CREAMReactivation, TimmFeatures
+from skcream.estimators.feature_reactivation import box_targets_from
 from skcream.estimators.features import TrainedBackbone
-from skcream.estimators.reactivation import box_targets_from
 
 pytestmark = pytest.mark.slow  # each module run fine-tunes a tiny localizer (end to end)
 

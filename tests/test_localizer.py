@@ -407,11 +407,11 @@ def test_cross_val_score_and_pipeline(ds):
 
 # ----------------------------------------------------------------------- checkpoints
 def test_interrupted_fit_resumes_from_the_last_checkpoint(ds, tmp_path, monkeypatch):
-    from skcream.estimators import _localizer_fit
+    from skcream.estimators.localizer import _training
 
     params = {**TINY, "max_epochs": 2, "checkpoint_dir": tmp_path / "ckpt"}
     uninterrupted = CREAMLocalizer(**{**params, "checkpoint_dir": None}).fit(ds)
-    real_call = _localizer_fit._ContextHook.__call__
+    real_call = _training._ContextHook.__call__
     steps = []
 
     def interrupt(self, accelerator, batch, outputs):
@@ -420,10 +420,10 @@ def test_interrupted_fit_resumes_from_the_last_checkpoint(ds, tmp_path, monkeypa
             raise KeyboardInterrupt
         real_call(self, accelerator, batch, outputs)
 
-    monkeypatch.setattr(_localizer_fit._ContextHook, "__call__", interrupt)
+    monkeypatch.setattr(_training._ContextHook, "__call__", interrupt)
     with pytest.raises(KeyboardInterrupt):
         CREAMLocalizer(**params).fit(ds)
-    monkeypatch.setattr(_localizer_fit._ContextHook, "__call__", real_call)
+    monkeypatch.setattr(_training._ContextHook, "__call__", real_call)
     resumed = CREAMLocalizer(**params).fit(ds)
     assert [r["epoch"] for r in resumed.history_] == [1, 2]
     assert _same_weights(resumed, uninterrupted)

@@ -312,7 +312,7 @@ def test_get_method_validates():
     ],
 )
 def test_estimator_refuses_bad_method_params_before_training(params, match):
-    from skcream.estimators._localizer_params import validate_params
+    from skcream.estimators.localizer._validation import validate_params
 
     est = CREAMLocalizer(**params)
     with pytest.raises((ValueError, TypeError), match=match):

@@ -125,7 +125,7 @@ def test_demo_methods_writes_the_table_and_figure(tmp_path, monkeypatch, capsys)
 
 
 def test_from_localizer_refuses_what_is_not_a_linear_head(fitted):
-    from skcream.estimators.reactivation import CREAMReactivation
+    from skcream.estimators.feature_reactivation import CREAMReactivation
 
     if fitted.method == "acol":
         with pytest.raises(ValueError, match="method='acol'"):

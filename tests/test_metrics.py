@@ -176,11 +176,11 @@ def test_boxes_from_scoremap_equals_reference(multi):
 def test_tree_boxes_are_the_contour_boxes_at_every_level():
     maps, _ = _dataset(seed=21, n=18)
     for m in maps:
-        q = M._quantise(m)
+        q = M.quantise(m)
         lv, boxes = M._predicted_boxes_all_levels(q)
         for level in range(int(q.max())):
             got = sorted(boxes[lv == level].tolist())
-            exp = sorted(M._contour_boxes(q, level, True).tolist())
+            exp = sorted(M.contour_boxes(q, level, True).tolist())
             assert got == exp, level
 
 

@@ -79,7 +79,7 @@ def test_basin_edges_pair_table_keeps_the_heaviest_edge_of_each_pair(conn8):
     """The deduplicated basin edges (one per pair, its largest weight) against every edge."""
     rng = np.random.default_rng(3)
     for kind in KINDS:
-        q = M._quantise(_family(kind, 23, 31, rng))
+        q = M.quantise(_family(kind, 23, 31, rng))
         label, nb = LS._basin_labels(q, conn8, 10**6)
         h, w = q.shape
         lab = label.reshape(h, w)
@@ -113,7 +113,7 @@ def test_every_level_equals_opencv_both_modes(kind, path):
     for _ in range(4):
         h, w = (int(v) for v in rng.integers(1, 33, 2))
         m = _family(kind, h, w, rng)
-        q = M._quantise(m)
+        q = M.quantise(m)
         if q.max() == 0:
             continue
         gt = _gt(h, w, rng)
@@ -122,8 +122,8 @@ def test_every_level_equals_opencv_both_modes(kind, path):
         ordered = LS.ordered_multi_boxes(q, np.arange(int(q.max())))
         assert ordered is not None or path == "pixels" or kind == "noise"  # else traced
         for level in range(int(q.max())):
-            exp_multi = M._contour_boxes(q, level, True)
-            exp_single = M._contour_boxes(q, level, False)
+            exp_multi = M.contour_boxes(q, level, True)
+            exp_single = M.contour_boxes(q, level, False)
             assert multi[level] == M._iou(exp_multi, gt).max(), level
             if ordered is not None:  # every box, in OpenCV's contour order
                 assert ordered[level].tolist() == exp_multi.tolist(), level

@@ -62,16 +62,16 @@ def fitted(ds):
 @pytest.fixture
 def steps(monkeypatch):
     """Counts training steps (the context hook runs once per batch)."""
-    from skcream.estimators import _localizer_fit
+    from skcream.estimators.localizer import _training
 
     calls = []
-    real = _localizer_fit._ContextHook.__call__
+    real = _training._ContextHook.__call__
 
     def counting(self, *args):
         calls.append(1)
         return real(self, *args)
 
-    monkeypatch.setattr(_localizer_fit._ContextHook, "__call__", counting)
+    monkeypatch.setattr(_training._ContextHook, "__call__", counting)
     return calls
 
 

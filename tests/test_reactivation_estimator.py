@@ -19,7 +19,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils import estimator_checks as ec
 
-from skcream.estimators.reactivation import CREAMReactivation, box_targets
+from skcream.estimators.feature_reactivation import CREAMReactivation, box_targets
 
 
 # ----------------------------------------------------------------------------- data

@@ -22,8 +22,8 @@ from torch import nn
 import skcream.weights
 from skcream.backbones import IMAGENET_MEAN, IMAGENET_STD, WSOL_WEIGHTS, build_backbone
 from skcream.estimators._common import train_config
-from skcream.estimators._localizer_params import validate_params
 from skcream.estimators.localizer import CREAMLocalizer
+from skcream.estimators.localizer._validation import validate_params
 from skcream.model import CAMNet
 from skcream.recipes import BACKBONES, DATASETS, Recipe, benchmark_milestones, recipe
 from skcream.training import TrainConfig, parameter_groups, train

@@ -152,7 +152,7 @@ def test_scorers_by_name_are_get_scorer_compatible():
 
 
 def test_scorer_on_a_feature_pipeline_uses_the_last_steps_localize():
-    from skcream.estimators.reactivation import CREAMReactivation, box_targets
+    from skcream.estimators.feature_reactivation import CREAMReactivation, box_targets
     from skcream.metrics import max_box_acc_v2
 
     rng = np.random.default_rng(0)
@@ -225,7 +225,7 @@ def test_grid_search_on_a_dataset_from_dict_after_for_sklearn(raw_synthetic, tmp
 
 def test_grid_search_over_a_feature_pipeline_on_a_raw_dataset(raw_synthetic):
     from skcream import CREAMReactivation, TimmFeatures
-    from skcream.estimators.reactivation import box_targets_from
+    from skcream.estimators.feature_reactivation import box_targets_from
 
     ds = raw_synthetic
     y = box_targets_from(ds)

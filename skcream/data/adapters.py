@@ -24,28 +24,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .schema import to_rgb
+from .schema import array_to_pil, to_rgb
 
 __all__ = ["ImageSource", "TorchImageDataset", "array_to_pil", "collate"]
-
-
-def array_to_pil(array: np.ndarray, index: int | None = None) -> Image.Image:
-    """uint8 array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) -> RGB PIL image (alpha dropped)."""
-    where = "" if index is None else f" at index {index}"
-    if array.dtype != np.uint8:
-        raise TypeError(f"image arrays must be uint8, got dtype {array.dtype}{where}")
-    if array.ndim in (2, 3) and min(array.shape[:2]) < 1:
-        raise ValueError(f"image arrays must not be empty, got shape {array.shape}{where}")
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if array.ndim == 2:
-        return Image.fromarray(np.ascontiguousarray(array), mode="L").convert("RGB")
-    if array.ndim == 3 and array.shape[2] in (3, 4):
-        return Image.fromarray(np.ascontiguousarray(array[:, :, :3]), mode="RGB")
-    raise ValueError(
-        f"image arrays must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), "
-        f"got {array.shape}{where}"
-    )
 
 
 def _open_any(value: Any, index: int, image_id: str, *, header_only: bool = False) -> Image.Image:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .schema import to_rgb
+from .schema import array_to_pil, to_rgb
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -60,8 +60,6 @@ def _as_pil(image: object) -> Image.Image:
     if isinstance(image, Image.Image):
         return to_rgb(image)
     if isinstance(image, np.ndarray):
-        from .adapters import array_to_pil
-
         return array_to_pil(image)
     raise TypeError(f"image must be a PIL.Image.Image or uint8 ndarray, got {type(image).__name__}")
 

@@ -25,8 +25,10 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from skcream.estimators import _boxes_target as bt
 from skcream.estimators._common import (
     ImageEstimatorMixin,
+    available_device,
     estimator_meta,
     json_value,
+    load_device,
     pickle_state,
     read_estimator,
     resolve_seed,
@@ -205,6 +207,11 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
             modification=spec["modification"],
         )
         return BoxRegressionNet(backbone, int(spec["hidden"]))
+
+    @staticmethod
+    def _untrained(spec: dict[str, Any]) -> BoxRegressionNet:
+        """The network of a saved ``spec`` without pretrained weights (for the schema check)."""
+        return PseudoBoxRegressor._build(spec, False)
 
     def _targets(self, source, y: Any) -> np.ndarray:
         """(n, 4) training boxes in original pixels: ``y`` or the bbox column."""
@@ -405,11 +412,11 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
 
     def _restore(self, fitted: dict[str, Any], tensors: dict[str, torch.Tensor],
                  checked: bool = False) -> None:
-        from skcream.estimators._localizer_io import available_device
         from skcream.estimators._saved_schema import check_regressor, shapes_of
 
         if not checked:
-            check_regressor(fitted, shapes_of(tensors), f"pickled {_CLASS}")
+            check_regressor(fitted, shapes_of(tensors), f"pickled {_CLASS}",
+                            build_model=self._untrained)
         wanted = self.device
         if wanted is not None and available_device(wanted) != torch.device(wanted):
             # pickled on a GPU machine, unpickled on a CPU-only one
@@ -452,9 +459,8 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
 
         def check(meta, shapes):
             check_regressor(meta, shapes, os.path.join(os.fspath(path), "skcream.json"),
-                            os.path.join(os.fspath(path), "weights.safetensors"))
-
-        from skcream.estimators._localizer_io import load_device
+                            os.path.join(os.fspath(path), "weights.safetensors"),
+                            build_model=cls._untrained)
 
         load_device(device)
         est, fitted, tensors = read_estimator(cls, path, _CLASS, check=check)

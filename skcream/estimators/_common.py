@@ -28,9 +28,11 @@ from skcream._device import check_device
 
 __all__ = [
     "ImageEstimatorMixin",
+    "available_device",
     "estimator_meta",
     "inference_device",
     "json_value",
+    "load_device",
     "pickle_state",
     "read_estimator",
     "resolve_seed",
@@ -52,6 +54,28 @@ def inference_device(device: str | torch.device | None) -> torch.device:
     if dev is not None:
         return dev
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def available_device(device) -> torch.device:
+    """``device`` as a torch.device when this machine has it; None or an unavailable CUDA
+    device: CUDA when available, else the CPU (a model trained on a GPU loads anywhere)."""
+    if device is not None:
+        dev = torch.device(device)
+        if dev.type != "cuda" or (torch.cuda.is_available()
+                                  and (dev.index or 0) < torch.cuda.device_count()):
+            return dev
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_device(device) -> torch.device:
+    """The device to load onto: None is what is available; an explicit device must exist."""
+    if device is None:
+        return available_device(None)
+    dev = torch.device(device)
+    if available_device(dev) != dev:
+        raise ValueError(f"device: {str(device)!r} is not available on this machine; pass "
+                         "device=None to use what is available")
+    return dev
 
 
 class ImageEstimatorMixin:

@@ -169,7 +169,8 @@ def _check_data_config(fitted: _Fields) -> None:
 
 
 def check_localizer(meta: Mapping[str, Any], shapes: Shapes, source: str,
-                    weights_source: str | None = None) -> None:
+                    weights_source: str | None = None, *,
+                    build_model: Callable[[dict[str, Any]], torch.nn.Module]) -> None:
     """Check a saved ``CREAMLocalizer``'s metadata against the schema and the weights' shapes.
 
     Parameters
@@ -183,6 +184,10 @@ def check_localizer(meta: Mapping[str, Any], shapes: Shapes, source: str,
         The JSON file (named in errors).
     weights_source : str, optional
         The weights file (named in errors about tensors); default ``source``.
+    build_model : callable
+        ``build_model(net) -> nn.Module``: the estimator's untrained network for the checked
+        ``fitted.net`` record (built on the ``meta`` device to compare the state dict).
+        Passed in by the estimator, so that this module depends on no estimator.
     """
     weights_source = weights_source or source
     root = _Fields(meta, source, "")
@@ -247,15 +252,14 @@ def check_localizer(meta: Mapping[str, Any], shapes: Shapes, source: str,
         fitted.real("box_threshold_", 0.0, 1.0, high_open=True)
 
     def build():
-        from skcream.estimators._localizer_io import build_model
-
         return build_model({**net.obj, "architecture": architecture})
 
     check_network_shapes(build, shapes, "model.", weights_source)
 
 
 def check_regressor(meta: Mapping[str, Any], shapes: Shapes, source: str,
-                    weights_source: str | None = None) -> None:
+                    weights_source: str | None = None, *,
+                    build_model: Callable[[dict[str, Any]], torch.nn.Module]) -> None:
     """Like :func:`check_localizer` for a saved ``PseudoBoxRegressor``."""
     from skcream.backbones import MODIFICATIONS
 
@@ -279,8 +283,6 @@ def check_regressor(meta: Mapping[str, Any], shapes: Shapes, source: str,
         raise fitted.fail("history_", "a list", fitted.get("history_"))
 
     def build():
-        from skcream.estimators._box_regressor import PseudoBoxRegressor
-
-        return PseudoBoxRegressor._build({**net.obj, "architecture": architecture}, False)
+        return build_model({**net.obj, "architecture": architecture})
 
     check_network_shapes(build, shapes, "model.", weights_source)

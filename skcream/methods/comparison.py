@@ -33,7 +33,7 @@ _NAMES = {"cam": "CAM", "has": "HaS", "acol": "ACoL", "spg": "SPG", "adl": "ADL"
 def _ground_truth(test: Any) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     from skcream.data.adapters import ImageSource
     from skcream.data.transforms import resize_mask
-    from skcream.estimators._localizer_infer import protocol_gt_boxes
+    from skcream.estimators.localizer._inference import protocol_gt_boxes
 
     source = ImageSource.from_input(test)
     gt = [protocol_gt_boxes(source.boxes(i), source.size(i), i) for i in range(len(source))]

@@ -28,8 +28,9 @@ def readouts(est: Any, X: Any, y: Any = None) -> dict[str, Any]:
         ``source``.
     """
     from skcream.data.transforms import resize_mask
-    from skcream.estimators._localizer_infer import class_maps
-    from skcream.estimators.localizer import PROTOCOL_SIZE, _scale_boxes
+    from skcream.estimators._boxes_target import PROTOCOL_SIZE
+    from skcream.estimators.localizer._inference import class_maps
+    from skcream.estimators.localizer._inference import protocol_gt_boxes as _scale_boxes
     from skcream.localize import protocol_maps
 
     est._check_fitted()

@@ -20,10 +20,14 @@ import torch
 from skcream.estimators._cache import FitCache, cache_key, cache_location
 from skcream.estimators._common import resolve_seed, seeded, train_config, train_transform
 from skcream.estimators._inputs import training_classes
-from skcream.estimators._localizer_io import fitted_meta, fitted_tensors, restore
-from skcream.estimators._localizer_params import TRAINING_PARAMS
-from skcream.estimators._saved_schema import check_localizer
 from skcream.estimators._shape import probe_feature_shape
+from skcream.estimators.localizer._fitted_state import (
+    check_saved,
+    fitted_meta,
+    fitted_tensors,
+    restore,
+)
+from skcream.estimators.localizer._validation import TRAINING_PARAMS
 
 __all__ = ["LabelledImages", "fit_network", "resolve_seed"]
 
@@ -145,7 +149,7 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
             entry = str(cache.root / key)
 
             def check(meta, shapes):
-                check_localizer(meta, shapes, entry)
+                check_saved(meta, shapes, entry)
 
             hit = cache.get(key, check=check)
             if hit is not None:
@@ -297,8 +301,8 @@ def check_validation_data(est, classes: np.ndarray):
 def validation_score(est, model, context, data_config, classes, device) -> float:
     """MaxBoxAccV2 of the current network on ``est.validation_data`` (protocol maps)."""
     from skcream.estimators._boxes_target import PROTOCOL_SIZE
-    from skcream.estimators._localizer_infer import class_maps, iter_forward
-    from skcream.estimators._localizer_infer import protocol_gt_boxes as _scale_boxes
+    from skcream.estimators.localizer._inference import class_maps, iter_forward
+    from skcream.estimators.localizer._inference import protocol_gt_boxes as _scale_boxes
     from skcream.localize import protocol_maps
     from skcream.metrics import BoxAccumulator
 

@@ -17,8 +17,10 @@ from typing import Any
 import torch
 
 from skcream.estimators._common import (
+    available_device,
     estimator_meta,
     json_value,
+    load_device,
     pickle_state,
     read_estimator,
     strip_prefix,
@@ -28,10 +30,9 @@ from skcream.persistence import array_from_json, array_to_json, write_saved
 
 __all__ = [
     "NETWORK_ATTRIBUTES",
-    "available_device",
-    "load_device",
     "build_model",
     "build_network",
+    "check_saved",
     "fitted_meta",
     "fitted_tensors",
     "getstate",
@@ -72,6 +73,15 @@ def build_model(net: dict[str, Any]):
     # saves from before the method zoo have no "method": they are CAM networks
     method = get_method(net.get("method", "cam"), net.get("method_params"))
     return method.build_network(backbone, int(net["n_classes"]))
+
+
+def check_saved(meta: dict[str, Any], shapes, source: str,
+                weights_source: str | None = None) -> None:
+    """:func:`skcream.estimators._saved_schema.check_localizer` with this estimator's
+    network builder (:func:`build_model`): schema and shapes, before anything is allocated."""
+    from skcream.estimators._saved_schema import check_localizer
+
+    check_localizer(meta, shapes, source, weights_source, build_model=build_model)
 
 
 def build_network(net: dict[str, Any]):
@@ -144,10 +154,10 @@ def restore(est, fitted: dict[str, Any], tensors: dict[str, torch.Tensor], devic
             source: str = "fitted state", *, checked: bool = False) -> None:
     """Check ``fitted`` against ``tensors`` (schema, shapes; skipped when ``checked``),
     rebuild ``model_``/``context_`` from ``tensors`` and set the fitted attributes."""
-    from skcream.estimators._saved_schema import check_localizer, shapes_of
+    from skcream.estimators._saved_schema import shapes_of
 
     if not checked:
-        check_localizer(fitted, shapes_of(tensors), source)
+        check_saved(fitted, shapes_of(tensors), source)
     model, context = build_network(fitted["net"])
     model.load_state_dict(strip_prefix(tensors, "model."), strict=True)
     context.load_state_dict({"fg": tensors["context.fg"], "bg": tensors["context.bg"]})
@@ -170,35 +180,11 @@ def save(est, path: str | os.PathLike, *, overwrite: bool = False) -> None:
     write_saved(path, fitted_meta(est), fitted_tensors(est), overwrite=overwrite)
 
 
-def available_device(device) -> torch.device:
-    """``device`` as a torch.device when this machine has it; None or an unavailable CUDA
-    device: CUDA when available, else the CPU (a model trained on a GPU loads anywhere)."""
-    if device is not None:
-        dev = torch.device(device)
-        if dev.type != "cuda" or (torch.cuda.is_available()
-                                  and (dev.index or 0) < torch.cuda.device_count()):
-            return dev
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def load_device(device) -> torch.device:
-    """The device to load onto: None is what is available; an explicit device must exist."""
-    if device is None:
-        return available_device(None)
-    dev = torch.device(device)
-    if available_device(dev) != dev:
-        raise ValueError(f"device: {str(device)!r} is not available on this machine; pass "
-                         "device=None to use what is available")
-    return dev
-
-
 def load(cls, path: str | os.PathLike, device=None):
     """Read an estimator written by :func:`save`, onto ``device`` (None: what is available)."""
-    from skcream.estimators._saved_schema import check_localizer
-
     def check(meta, shapes):
-        check_localizer(meta, shapes, os.path.join(os.fspath(path), "skcream.json"),
-                        os.path.join(os.fspath(path), "weights.safetensors"))
+        check_saved(meta, shapes, os.path.join(os.fspath(path), "skcream.json"),
+                    os.path.join(os.fspath(path), "weights.safetensors"))
 
     target = load_device(device)
     est, fitted, tensors = read_estimator(cls, path, _CLASS, check=check)

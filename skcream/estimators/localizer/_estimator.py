@@ -1,4 +1,7 @@
-"""``CREAMLocalizer``: end-to-end CREAM (CVPR 2022) as a scikit-learn estimator.
+"""The class ``CREAMLocalizer``: end-to-end CREAM (CVPR 2022) as a scikit-learn estimator.
+
+Its helpers are the sibling modules of :mod:`skcream.estimators.localizer` (see the
+package docstring for which does what).
 
 ``fit`` fine-tunes a timm backbone with a GAP + linear head (CAM, Eq. 1-2) by the
 paper's recipe through :mod:`skcream.training` (the one Accelerate loop) while the
@@ -23,20 +26,20 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from skcream import distributed
 from skcream.data.streaming import is_stream, materialize
-from skcream.estimators import _localizer_fit as fitting
 from skcream.estimators._boxes_target import PROTOCOL_SIZE, localization_scores
 from skcream.estimators._cache import FORWARD_CACHE, cache_location, digest_tensors
 from skcream.estimators._common import ImageEstimatorMixin
 from skcream.estimators._inputs import DatasetView, as_source, encode_labels, raw_labels
-from skcream.estimators._localizer_infer import (
+from skcream.estimators.localizer import _fitted_state, _training
+from skcream.estimators.localizer._inference import (
+    ForwardBatch,
     ReadoutSettings,
     class_maps,
     iter_forward,
     maps_at_original_size,
 )
-from skcream.estimators._localizer_infer import protocol_gt_boxes as _scale_boxes
-from skcream.estimators._localizer_io import fitted_tensors
-from skcream.estimators._localizer_params import validate_params
+from skcream.estimators.localizer._inference import protocol_gt_boxes as _scale_boxes
+from skcream.estimators.localizer._validation import validate_params
 from skcream.localize import Localization, maps_to_localization, protocol_maps
 from skcream.metrics import SCORER_METRICS, BoxAccumulator, PxAPAccumulator
 
@@ -321,7 +324,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         self._clear_fitted()
         self._weights_digest = None
         source, class_label = self._source(X, y)
-        fitted = fitting.fit_network(self, source, y, class_label)
+        fitted = _training.fit_network(self, source, y, class_label)
         for name, value in fitted.items():
             setattr(self, name, value)
         self.model_.to(self._inference_device()).eval()
@@ -361,7 +364,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             yield from iter_forward(self.model_, source, **kwargs)
             return
         if getattr(self, "_weights_digest", None) is None:
-            self._weights_digest = digest_tensors(fitted_tensors(self))
+            self._weights_digest = digest_tensors(_fitted_state.fitted_tensors(self))
         key = (self._weights_digest, source.fingerprint(), resolution)
         cached = FORWARD_CACHE.get(key)
         if cached is None:
@@ -372,8 +375,6 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
                 "features": torch.cat([b.features.cpu() for b in batches]),
             }
             FORWARD_CACHE.put(key, cached)
-        from skcream.estimators._localizer_infer import ForwardBatch
-
         device = kwargs["device"]
         n = len(cached["index"])
         for start in range(0, n, self.batch_size):
@@ -834,10 +835,8 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             ``overwrite=True``, or any other files). Saving the same estimator again is a
             no-op.
         """
-        from skcream.estimators import _localizer_io
-
         self._check_fitted()
-        _localizer_io.save(self, path, overwrite=overwrite)
+        _fitted_state.save(self, path, overwrite=overwrite)
 
     @classmethod
     def load(
@@ -861,19 +860,13 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             with the weights' shapes (checked before any network is built), a truncated
             or foreign weights file, a missing tensor, a NaN/inf weight.
         """
-        from skcream.estimators import _localizer_io
-
-        return _localizer_io.load(cls, path, device=device)
+        return _fitted_state.load(cls, path, device=device)
 
     def __getstate__(self) -> dict[str, Any]:
-        from skcream.estimators import _localizer_io
-
-        return _localizer_io.getstate(self)
+        return _fitted_state.getstate(self)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        from skcream.estimators import _localizer_io
-
-        _localizer_io.setstate(self, state)
+        _fitted_state.setstate(self, state)
 
 
 class _LocalizerScorer:
