@@ -675,6 +675,38 @@ def _basin_edges(flat: np.ndarray, label: np.ndarray, nb: int, h: int, w: int, f
 
 
 @njit(cache=True, nogil=True)
+def _by_value(ew: np.ndarray, top: np.ndarray, nb: int):
+    """Counting sorts of the basin edges by weight and of the basins by their top value.
+
+    Returns ``counts`` (257,) and ``eorder``: the edges of weight ``v`` are
+    ``eorder[counts[v]:counts[v + 1]]``; ``bcount`` (257,) and ``by_top``: the basins whose
+    maximum is ``v`` are ``by_top[bcount[v]:bcount[v + 1]]`` (both stable).
+    """
+    n_edges = ew.size
+    counts = np.zeros(257, np.int64)
+    for i in range(n_edges):
+        counts[ew[i] + 1] += 1
+    for v in range(256):
+        counts[v + 1] += counts[v]
+    fill = counts[:256].copy()
+    eorder = np.empty(n_edges, np.int32)
+    for i in range(n_edges):
+        eorder[fill[ew[i]]] = i
+        fill[ew[i]] += 1
+    bcount = np.zeros(257, np.int64)
+    for b in range(nb):
+        bcount[top[b] + 1] += 1
+    for v in range(256):
+        bcount[v + 1] += bcount[v]
+    bfill = bcount[:256].copy()
+    by_top = np.empty(nb, np.int32)
+    for b in range(nb):
+        by_top[bfill[top[b]]] = b
+        bfill[top[b]] += 1
+    return counts, eorder, bcount, by_top
+
+
+@njit(cache=True, nogil=True)
 def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min: int,
                  rule: int, drop_border: bool, single: bool, gt: np.ndarray, area_b: np.ndarray):
     """The components of ``{img > v - 1}``, ``v = 255 .. v_min``, as groups of basins.
@@ -765,27 +797,7 @@ def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min
     ea, ec, ew = _basin_edges(flat, label, nb, h, w, fdy, fdx, n_dir, edge_px, n_px, n_edges,
                               _PAIR_TABLE_MAX)
     n_edges = ea.size
-    # edges and basins by value (counting sorts)
-    counts = np.zeros(257, np.int64)
-    for i in range(n_edges):
-        counts[ew[i] + 1] += 1
-    for v in range(256):
-        counts[v + 1] += counts[v]
-    fill = counts[:256].copy()
-    eorder = np.empty(n_edges, np.int32)
-    for i in range(n_edges):
-        eorder[fill[ew[i]]] = i
-        fill[ew[i]] += 1
-    bcount = np.zeros(257, np.int64)
-    for b in range(nb):
-        bcount[top[b] + 1] += 1
-    for v in range(256):
-        bcount[v + 1] += bcount[v]
-    bfill = bcount[:256].copy()
-    by_top = np.empty(nb, np.int32)
-    for b in range(nb):
-        by_top[bfill[top[b]]] = b
-        bfill[top[b]] += 1
+    counts, eorder, bcount, by_top = _by_value(ew, top, nb)
     # groups: union-find over basins with the group's box, first index and area at its root
     parent = np.arange(nb).astype(np.int32)
     size = np.ones(nb, np.int32)
@@ -944,26 +956,7 @@ def _basin_emit(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min:
     ea, ec, ew = _basin_edges(flat, label, nb, h, w, fdy, fdx, n_dir, edge_px, n_px, n_edges,
                               _PAIR_TABLE_MAX)
     n_edges = ea.size
-    counts = np.zeros(257, np.int64)
-    for i in range(n_edges):
-        counts[ew[i] + 1] += 1
-    for v in range(256):
-        counts[v + 1] += counts[v]
-    fill = counts[:256].copy()
-    eorder = np.empty(n_edges, np.int32)
-    for i in range(n_edges):
-        eorder[fill[ew[i]]] = i
-        fill[ew[i]] += 1
-    bcount = np.zeros(257, np.int64)
-    for b in range(nb):
-        bcount[top[b] + 1] += 1
-    for v in range(256):
-        bcount[v + 1] += bcount[v]
-    bfill = bcount[:256].copy()
-    by_top = np.empty(nb, np.int32)
-    for b in range(nb):
-        by_top[bfill[top[b]]] = b
-        bfill[top[b]] += 1
+    counts, eorder, bcount, by_top = _by_value(ew, top, nb)
     parent = np.arange(nb).astype(np.int32)
     size = np.ones(nb, np.int32)
     node = np.arange(nb).astype(np.int32)  # the merge-tree node of each root
