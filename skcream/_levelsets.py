@@ -707,22 +707,17 @@ def _by_value(ew: np.ndarray, top: np.ndarray, nb: int):
 
 
 @njit(cache=True, nogil=True)
-def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min: int,
-                 rule: int, drop_border: bool, single: bool, gt: np.ndarray, area_b: np.ndarray):
-    """The components of ``{img > v - 1}``, ``v = 255 .. v_min``, as groups of basins.
+def _basin_tables(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, single: bool):
+    """The raster pass shared by :func:`_basin_sweep` and :func:`_basin_emit`.
 
-    Same results as :func:`_sweep` (multi-contour, ``rule`` 1 or 2; border-touching
-    components dropped when ``drop_border``) or :func:`_single_sweep` (``single``):
-    ``best`` (256,) float64 and the single-mode winner's ``boxes`` (256, 4) int32.
-    One raster pass fills per-(value, basin) tables (box ``T[v, b]`` of the basin's
-    pixels of value ``v``, their first raster index, the doubled block area ``A``) and
-    lists the basin edges, weighted by the best ``min(value)`` over adjacent pixel pairs
-    of the two basins. The sweep then merges groups along the edges (Kruskal) and adds
-    each level's table entries to the groups, so that nothing is recomputed per level.
+    Returns the per-(value, basin) tables ``T`` (256, nb, 5) (box of the basin's pixels of
+    value ``v`` and their first raster index; ``T[v, b, 2] < 0``: none), with ``single`` the
+    doubled 2x2-block areas ``A`` (256, nb) (else (1, 1) zeros), the basin edges ``ea``,
+    ``ec`` (by :func:`_by_value`'s ``counts``/``eorder``) and the basins by their maximum
+    (``bcount``/``by_top``).
     """
     h, w = img.shape
     flat = img.ravel()
-    big = np.int32(2**30)
     T = np.empty((256, nb, 5), np.int32)  # x0, y0, x1, y1, first index; x1 < 0: empty
     T[:, :, 2] = -1
     A = np.zeros((256, nb) if single else (1, 1), np.int64)
@@ -796,8 +791,27 @@ def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min
                 break
     ea, ec, ew = _basin_edges(flat, label, nb, h, w, fdy, fdx, n_dir, edge_px, n_px, n_edges,
                               _PAIR_TABLE_MAX)
-    n_edges = ea.size
     counts, eorder, bcount, by_top = _by_value(ew, top, nb)
+    return T, A, ea, ec, counts, eorder, bcount, by_top
+
+
+@njit(cache=True, nogil=True)
+def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min: int,
+                 rule: int, drop_border: bool, single: bool, gt: np.ndarray, area_b: np.ndarray):
+    """The components of ``{img > v - 1}``, ``v = 255 .. v_min``, as groups of basins.
+
+    Same results as :func:`_sweep` (multi-contour, ``rule`` 1 or 2; border-touching
+    components dropped when ``drop_border``) or :func:`_single_sweep` (``single``):
+    ``best`` (256,) float64 and the single-mode winner's ``boxes`` (256, 4) int32.
+    One raster pass fills per-(value, basin) tables (box ``T[v, b]`` of the basin's
+    pixels of value ``v``, their first raster index, the doubled block area ``A``) and
+    lists the basin edges, weighted by the best ``min(value)`` over adjacent pixel pairs
+    of the two basins. The sweep then merges groups along the edges (Kruskal) and adds
+    each level's table entries to the groups, so that nothing is recomputed per level.
+    """
+    h, w = img.shape
+    big = np.int32(2**30)
+    T, A, ea, ec, counts, eorder, bcount, by_top = _basin_tables(img, label, nb, conn8, single)
     # groups: union-find over basins with the group's box, first index and area at its root
     parent = np.arange(nb).astype(np.int32)
     size = np.ones(nb, np.int32)
@@ -904,59 +918,8 @@ def _basin_emit(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min:
     the border are not listed when ``drop_border``.
     """
     h, w = img.shape
-    flat = img.ravel()
     big = np.int32(2**30)
-    T = np.empty((256, nb, 5), np.int32)  # x0, y0, x1, y1, first index; x1 < 0: empty
-    T[:, :, 2] = -1
-    top = np.zeros(nb, np.int32)
-    edge_px = np.empty(h * w, np.int32)
-    n_px = 0
-    n_edges = 0
-    for y in range(h):
-        for x in range(w):
-            p = y * w + x
-            b = label[p]
-            v = flat[p]
-            if T[v, b, 2] < 0:  # raster order: the first visit has the least y and index
-                T[v, b, 0] = x
-                T[v, b, 1] = y
-                T[v, b, 2] = x
-                T[v, b, 4] = p
-            else:
-                T[v, b, 0] = min(T[v, b, 0], x)
-                T[v, b, 2] = max(T[v, b, 2], x)
-            T[v, b, 3] = y
-            k = 0
-            right = x + 1 < w
-            if right:
-                k += label[p + 1] != b
-            if y + 1 < h:
-                k += label[p + w] != b
-                if conn8:
-                    if right:
-                        k += label[p + w + 1] != b
-                    if x > 0:
-                        k += label[p + w - 1] != b
-            if k:
-                edge_px[n_px] = p
-                n_px += 1
-                n_edges += k
-    for b in range(nb):
-        for v in range(255, -1, -1):
-            if T[v, b, 2] >= 0:
-                top[b] = v
-                break
-    if conn8:
-        fdy = (0, 1, 1, 1)
-        fdx = (1, 0, 1, -1)
-    else:
-        fdy = (0, 1, 0, 0)
-        fdx = (1, 0, 0, 0)
-    n_dir = 4 if conn8 else 2
-    ea, ec, ew = _basin_edges(flat, label, nb, h, w, fdy, fdx, n_dir, edge_px, n_px, n_edges,
-                              _PAIR_TABLE_MAX)
-    n_edges = ea.size
-    counts, eorder, bcount, by_top = _by_value(ew, top, nb)
+    T, _, ea, ec, counts, eorder, bcount, by_top = _basin_tables(img, label, nb, conn8, False)
     parent = np.arange(nb).astype(np.int32)
     size = np.ones(nb, np.int32)
     node = np.arange(nb).astype(np.int32)  # the merge-tree node of each root
