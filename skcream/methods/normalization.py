@@ -31,6 +31,23 @@ def _quantile(flat: torch.Tensor, q: float) -> torch.Tensor:
     return torch.quantile(flat, q, dim=1, keepdim=True, interpolation="nearest")
 
 
+def _rescale(maps: torch.Tensor, low_fn, high_fn) -> torch.Tensor:
+    """``clamp((M - low) / (high - low), 0, 1)`` per map, ``low``/``high`` (B, 1) from
+    ``low_fn``/``high_fn`` of the flattened maps (B, h*w); zeros where ``high <= low`` or a
+    map is not finite."""
+    _check_float_tensor("maps", maps, 3, "(B, h, w)")
+    flat = maps.reshape(maps.shape[0], -1)
+    if flat.shape[1] == 0:
+        return torch.zeros_like(maps)
+    finite = torch.isfinite(flat).all(dim=1, keepdim=True)
+    flat = torch.where(finite, flat, torch.zeros_like(flat))
+    low = low_fn(flat)
+    span = high_fn(flat) - low
+    ok = finite & (span > 0)
+    out = (flat - low) / torch.where(ok, span, torch.ones_like(span))
+    return torch.where(ok, out, torch.zeros_like(out)).clamp_(0, 1).reshape(maps.shape)
+
+
 def normalize_ivr(maps: torch.Tensor, percentile: float = 0.4) -> torch.Tensor:
     """CAM_IVR: ``max(M - q_p(M), 0) / (max(M) - q_p(M))`` per map.
 
@@ -44,17 +61,8 @@ def normalize_ivr(maps: torch.Tensor, percentile: float = 0.4) -> torch.Tensor:
     -------
     Tensor (B, h, w) in [0, 1]; all zeros where ``max == q_p`` or the map is not finite.
     """
-    _check_float_tensor("maps", maps, 3, "(B, h, w)")
-    flat = maps.reshape(maps.shape[0], -1)
-    if flat.shape[1] == 0:
-        return torch.zeros_like(maps)
-    finite = torch.isfinite(flat).all(dim=1, keepdim=True)
-    flat = torch.where(finite, flat, torch.zeros_like(flat))
-    low = _quantile(flat, percentile)
-    span = flat.amax(dim=1, keepdim=True) - low
-    ok = finite & (span > 0)
-    out = (flat - low).clamp_min(0) / torch.where(ok, span, torch.ones_like(span))
-    return torch.where(ok, out, torch.zeros_like(out)).clamp_(0, 1).reshape(maps.shape)
+    return _rescale(maps, lambda flat: _quantile(flat, percentile),
+                    lambda flat: flat.amax(dim=1, keepdim=True))
 
 
 def normalize_pas(maps: torch.Tensor, percentile: float = 0.9) -> torch.Tensor:
@@ -70,17 +78,8 @@ def normalize_pas(maps: torch.Tensor, percentile: float = 0.9) -> torch.Tensor:
     -------
     Tensor (B, h, w) in [0, 1]; all zeros where ``q_p == min`` or the map is not finite.
     """
-    _check_float_tensor("maps", maps, 3, "(B, h, w)")
-    flat = maps.reshape(maps.shape[0], -1)
-    if flat.shape[1] == 0:
-        return torch.zeros_like(maps)
-    finite = torch.isfinite(flat).all(dim=1, keepdim=True)
-    flat = torch.where(finite, flat, torch.zeros_like(flat))
-    low = flat.amin(dim=1, keepdim=True)
-    span = _quantile(flat, percentile) - low
-    ok = finite & (span > 0)
-    out = (flat - low) / torch.where(ok, span, torch.ones_like(span))
-    return torch.where(ok, out, torch.zeros_like(out)).clamp_(0, 1).reshape(maps.shape)
+    return _rescale(maps, lambda flat: flat.amin(dim=1, keepdim=True),
+                    lambda flat: _quantile(flat, percentile))
 
 
 def normalize(maps: torch.Tensor, method: str = "minmax", percentile: float | None = None) -> torch.Tensor:
