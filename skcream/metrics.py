@@ -45,6 +45,8 @@ __all__ = [
     "make_wsol_scorer",
     "BoxAccumulator",
     "PxAPAccumulator",
+    "ProtocolAccumulators",
+    "THRESHOLD_FREE_METRICS",
     "MIN_CAM_CURVE_INTERVAL",
     "NamedScorer",
     "SCORERS",
@@ -622,6 +624,55 @@ class PxAPAccumulator:
             recall = tp / (tp + fn)
         nonzero = (tp + fp) != 0
         return float((precision[1:] * np.diff(recall))[nonzero[1:]].sum() * 100)
+
+
+#: the threshold-free protocol metrics, the accumulators of :class:`ProtocolAccumulators`
+THRESHOLD_FREE_METRICS = ("max_box_acc_v2", "max_box_acc", "pxap")
+
+
+class ProtocolAccumulators:
+    """The streamed threshold-free metrics of one set of maps, batch by batch.
+
+    ``max_box_acc_v2`` (multi-contour, IoU 30/50/70), ``max_box_acc`` (IoU 50, single
+    contour) and ``pxap``, for those named in ``metrics``; the accumulators are the
+    attributes ``v2``, ``single``, ``px`` (None when not asked for), so that callers can
+    combine their counts (e.g. across processes).
+
+    Parameters
+    ----------
+    metrics : sequence of str
+        Names from :data:`THRESHOLD_FREE_METRICS` (others are ignored).
+    n_jobs : int, optional
+    """
+
+    def __init__(self, metrics: Sequence[str], *, n_jobs: int | None = None) -> None:
+        metrics = set(metrics)
+        self.v2 = BoxAccumulator(n_jobs=n_jobs) if "max_box_acc_v2" in metrics else None
+        self.single = (BoxAccumulator(iou_thresholds=(50,), multi_contour=False, n_jobs=n_jobs)
+                       if "max_box_acc" in metrics else None)
+        self.px = PxAPAccumulator(n_jobs=n_jobs) if "pxap" in metrics else None
+
+    def update(self, maps: ArrayLike, gt_boxes: ArrayLike, masks: Any = None
+               ) -> ProtocolAccumulators:
+        """Add a batch: maps (B, H, W), GT boxes per map, and (for PxAP) masks, a sequence
+        of B masks or a callable returning them (only called when PxAP is accumulated)."""
+        for acc in (self.v2, self.single):
+            if acc is not None:
+                acc.update(maps, gt_boxes)
+        if self.px is not None:
+            self.px.update(maps, masks() if callable(masks) else masks)
+        return self
+
+    def results(self) -> dict[str, float]:
+        """The metrics accumulated so far (percent)."""
+        out: dict[str, float] = {}
+        if self.v2 is not None:
+            out["max_box_acc_v2"] = self.v2.max_box_acc_v2()
+        if self.single is not None:
+            out["max_box_acc"] = float(self.single.max_box_acc()[0])
+        if self.px is not None:
+            out["pxap"] = self.px.pxap()
+        return out
 
 
 def pxap(scoremaps: ArrayLike, gt_masks: ArrayLike, *, cam_curve_interval: float = 0.01,

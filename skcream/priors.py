@@ -179,7 +179,7 @@ def box_prior_of(data: Any, shape: Sequence[int] = (224, 224), *,
 
 
 #: metrics an image-blind map has (the threshold-dependent Loc metrics need a classifier
-#: and a chosen threshold, so they are left out)
+#: and a chosen threshold, so they are left out): the threshold-free ones
 PRIOR_METRICS = ("max_box_acc_v2", "max_box_acc", "pxap")
 
 
@@ -217,7 +217,7 @@ def prior_scores(
     from skcream.data.adapters import ImageSource
     from skcream.data.transforms import resize_mask
     from skcream.estimators._boxes_target import to_protocol_frame
-    from skcream.metrics import BoxAccumulator, PxAPAccumulator
+    from skcream.metrics import ProtocolAccumulators
 
     prior = np.asarray(prior, dtype=np.float64)
     if prior.ndim != 2 or prior.shape[0] != prior.shape[1]:
@@ -234,10 +234,7 @@ def prior_scores(
                          f"{list(PRIOR_METRICS)}")
     if "pxap" in metrics and not source.has_masks:
         raise ValueError(f"pxap needs ground-truth masks (a {mask_column!r} column)")
-    v2 = BoxAccumulator(n_jobs=n_jobs) if "max_box_acc_v2" in metrics else None
-    single = (BoxAccumulator(iou_thresholds=(50,), multi_contour=False, n_jobs=n_jobs)
-              if "max_box_acc" in metrics else None)
-    px = PxAPAccumulator(n_jobs=n_jobs) if "pxap" in metrics else None
+    accs = ProtocolAccumulators(metrics, n_jobs=n_jobs)
     for start in range(0, len(source), int(batch_size)):
         index = range(start, min(start + int(batch_size), len(source)))
         maps = prior_maps(prior, len(index))
@@ -248,16 +245,7 @@ def prior_scores(
                 raise ValueError(f"image at index {i} has no ground-truth box; evaluation "
                                  "needs one")
             gt.append(to_protocol_frame(b, source.size(i), size=side, truncate=True))
-        for acc in (v2, single):
-            if acc is not None:
-                acc.update(maps, gt)
-        if px is not None:
-            px.update(maps, [resize_mask(source.mask(i), side) for i in index])
-    out: dict[str, float] = {}
-    if v2 is not None:
-        out["max_box_acc_v2"] = v2.max_box_acc_v2()
-    if single is not None:
-        out["max_box_acc"] = float(single.max_box_acc()[0])
-    if px is not None:
-        out["pxap"] = px.pxap()
+        accs.update(maps, gt, lambda index=index: [resize_mask(source.mask(i), side)
+                                                    for i in index])
+    out = accs.results()
     return {m: out[m] for m in metrics}

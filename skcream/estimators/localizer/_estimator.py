@@ -26,6 +26,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from skcream import distributed
 from skcream.data.streaming import is_stream, materialize
+from skcream.data.transforms import resize_mask
 from skcream.estimators._boxes_target import PROTOCOL_SIZE, localization_scores
 from skcream.estimators._cache import FORWARD_CACHE, cache_location, digest_tensors
 from skcream.estimators._common import ImageEstimatorMixin
@@ -41,7 +42,7 @@ from skcream.estimators.localizer._inference import (
 from skcream.estimators.localizer._inference import protocol_gt_boxes as _scale_boxes
 from skcream.estimators.localizer._validation import validate_params
 from skcream.localize import Localization, maps_to_localization, protocol_maps
-from skcream.metrics import SCORER_METRICS, BoxAccumulator, PxAPAccumulator
+from skcream.metrics import SCORER_METRICS, BoxAccumulator, ProtocolAccumulators
 
 __all__ = [
     "CREAMLocalizer",
@@ -678,10 +679,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"metrics: unknown {bad}; choose from {list(known)}")
         if "pxap" in metrics and not source.has_masks:
             raise ValueError("pxap needs ground-truth masks: X must have a 'mask' column")
-        v2 = BoxAccumulator(n_jobs=n_jobs) if "max_box_acc_v2" in metrics else None
-        single = (BoxAccumulator(iou_thresholds=(50,), multi_contour=False, n_jobs=n_jobs)
-                  if "max_box_acc" in metrics else None)
-        px = PxAPAccumulator(n_jobs=n_jobs) if "pxap" in metrics else None
+        accs = ProtocolAccumulators(metrics, n_jobs=n_jobs)
         loc = {"top1_loc", "top5_loc", "gt_known_loc", "top1_acc"} & set(metrics)
         n = len(source)
         logits_all: np.ndarray | None = None
@@ -690,15 +688,8 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         done: list[int] = []  # this process's share under distributed_inference
         for index, logits, maps, gt in batches:
             done.extend(np.asarray(index).tolist())
-            if v2 is not None:
-                v2.update(maps, gt)
-            if single is not None:
-                single.update(maps, gt)
-            if px is not None:
-                from skcream.data.transforms import resize_mask
-
-                masks = [resize_mask(source.mask(int(i)), PROTOCOL_SIZE) for i in index]
-                px.update(maps, masks)
+            accs.update(maps, gt, lambda index=index: [
+                resize_mask(source.mask(int(i)), PROTOCOL_SIZE) for i in index])
             if loc:
                 lg = logits.detach().cpu().numpy()
                 if logits_all is None:
@@ -710,20 +701,14 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
                 for i, g in zip(np.asarray(index).tolist(), gt):
                     gt_all[i] = g
         # under distributed_inference: counts summed, per-image rows gathered (exact)
-        distributed.sum_across(v2, "correct", "n_maps")
-        distributed.sum_across(single, "correct", "n_maps")
-        distributed.sum_across(px, "counts", "n_maps")
+        distributed.sum_across(accs.v2, "correct", "n_maps")
+        distributed.sum_across(accs.single, "correct", "n_maps")
+        distributed.sum_across(accs.px, "counts", "n_maps")
         if loc and distributed.active() is not None:
             if logits_all is None:  # this process's share was empty
                 logits_all = np.zeros((n, self.n_classes_), dtype=np.float32)
             distributed.gather_rows(done, logits_all, pred_boxes, gt_all)
-        out: dict[str, float] = {}
-        if v2 is not None:
-            out["max_box_acc_v2"] = v2.max_box_acc_v2()
-        if single is not None:
-            out["max_box_acc"] = float(single.max_box_acc()[0])
-        if px is not None:
-            out["pxap"] = px.pxap()
+        out = accs.results()
         if loc:
             truth = self._labels_for(source, y, self._source(X, y)[1], None, required=True)
             out.update(localization_scores(logits_all, pred_boxes, gt_all, truth))
