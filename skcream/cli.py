@@ -370,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Evaluate a saved CREAMLocalizer on a dataset with the WSOL protocol (224x224, "
             "GT-known maps for MaxBoxAccV2 / MaxBoxAcc / PxAP; the model's box threshold for "
-            "Top-1 / Top-5 / GT-known Loc)."
+            "Top-1 / Top-5 / GT-known Loc), beside the same network's plain CAM (n_iter=0) "
+            "and an image-blind centre prior."
         ),
         formatter_class=_Formatter,
     )

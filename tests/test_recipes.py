@@ -196,13 +196,12 @@ def test_imagenet_normalisation(nets, backbone):
     assert tuple(config["std"]) == IMAGENET_STD == (0.229, 0.224, 0.225)
 
 
-@pytest.mark.parametrize("backbone,url_part", [
-    ("vgg16", "huggingface.co/timm/vgg16.tv_in1k/resolve/main/model.safetensors"),
-    ("resnet50", "download.pytorch.org/models/resnet50-0676ba61.pth"),
-    ("inception_v3", "download.pytorch.org/models/inception_v3_google-1a9a5a14.pth"),
-])
-def test_pretrained_asks_for_the_benchmark_weights(monkeypatch, backbone, url_part):
+@pytest.fixture
+def offline_hub(monkeypatch):
+    """timm's hub download fails (no network) while the hub looks reachable (conftest sets
+    HF_HUB_OFFLINE, which would stop before asking timm); the list of names timm was asked for."""
     asked = []
+    real = timm.create_model
 
     def offline(name, *args, **kwargs):
         if kwargs.get("pretrained"):
@@ -210,10 +209,18 @@ def test_pretrained_asks_for_the_benchmark_weights(monkeypatch, backbone, url_pa
             raise OSError("no network")
         return real(name, *args, **kwargs)
 
-    real = timm.create_model
     monkeypatch.setattr(timm, "create_model", offline)
-    # the hub looks reachable (conftest sets HF_HUB_OFFLINE): timm is asked and fails
     monkeypatch.setattr(skcream.weights, "_hub_unreachable_reason", lambda: None)
+    return asked
+
+
+@pytest.mark.parametrize("backbone,url_part", [
+    ("vgg16", "huggingface.co/timm/vgg16.tv_in1k/resolve/main/model.safetensors"),
+    ("resnet50", "download.pytorch.org/models/resnet50-0676ba61.pth"),
+    ("inception_v3", "download.pytorch.org/models/inception_v3_google-1a9a5a14.pth"),
+])
+def test_pretrained_asks_for_the_benchmark_weights(offline_hub, backbone, url_part):
+    asked = offline_hub
     with pytest.raises(ConnectionError) as info:
         build_backbone(backbone, pretrained=True)
     assert asked == [WSOL_WEIGHTS[backbone]] == [f"{backbone}.tv_in1k"]
@@ -222,18 +229,8 @@ def test_pretrained_asks_for_the_benchmark_weights(monkeypatch, backbone, url_pa
     assert f"pretrained='/path/to/{backbone}.tv_in1k.safetensors'" in message
 
 
-def test_explicit_tag_and_weights_record(monkeypatch):
-    asked = []
-
-    def offline(name, *args, **kwargs):
-        if kwargs.get("pretrained"):
-            asked.append(name)
-            raise OSError("no network")
-        return real(name, *args, **kwargs)
-
-    real = timm.create_model
-    monkeypatch.setattr(timm, "create_model", offline)
-    monkeypatch.setattr(skcream.weights, "_hub_unreachable_reason", lambda: None)
+def test_explicit_tag_and_weights_record(offline_hub):
+    asked = offline_hub
     with pytest.raises(ConnectionError, match="resnet50_a1_0-14fe96d1"):
         build_backbone("resnet50.a1_in1k", pretrained=True)
     assert asked == ["resnet50.a1_in1k"]

@@ -168,6 +168,15 @@ def _check_data_config(fitted: _Fields) -> None:
             raise cfg.fail(key, "3 finite numbers" + (" > 0" if key == "std" else ""), v)
 
 
+def _sections(meta: dict[str, Any], source: str) -> tuple[Any, Any, Any]:
+    """The ``params`` (None when absent), ``fitted`` and ``fitted.net`` fields of a saved
+    estimator's JSON (a JSON without ``fitted`` is read as the fitted record itself)."""
+    root = _Fields(meta, source, "")
+    params = root.sub("params") if "params" in meta else None
+    fitted = root.sub("fitted") if "fitted" in meta else _Fields(meta, source, "fitted.")
+    return params, fitted, fitted.sub("net")
+
+
 def check_localizer(meta: Mapping[str, Any], shapes: Shapes, source: str,
                     weights_source: str | None = None, *,
                     build_model: Callable[[dict[str, Any]], torch.nn.Module]) -> None:
@@ -190,10 +199,7 @@ def check_localizer(meta: Mapping[str, Any], shapes: Shapes, source: str,
         Passed in by the estimator, so that this module depends on no estimator.
     """
     weights_source = weights_source or source
-    root = _Fields(meta, source, "")
-    params = root.sub("params") if "params" in meta else None
-    fitted = root.sub("fitted") if "fitted" in meta else _Fields(meta, source, "fitted.")
-    net = fitted.sub("net")
+    params, fitted, net = _sections(meta, source)
     architecture = _check_backbone_fields(net, params)
     net.bool("large_feature_map")
     n_classes = net.int("n_classes", 2, 10**7)
@@ -264,10 +270,7 @@ def check_regressor(meta: Mapping[str, Any], shapes: Shapes, source: str,
     from skcream.backbones import MODIFICATIONS
 
     weights_source = weights_source or source
-    root = _Fields(meta, source, "")
-    params = root.sub("params") if "params" in meta else None
-    fitted = root.sub("fitted") if "fitted" in meta else _Fields(meta, source, "fitted.")
-    net = fitted.sub("net")
+    params, fitted, net = _sections(meta, source)
     architecture = _check_backbone_fields(net, params)
     if net.get("modification") not in MODIFICATIONS:
         raise net.fail("modification", f"one of {MODIFICATIONS}", net.get("modification"))
