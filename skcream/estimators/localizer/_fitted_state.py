@@ -59,20 +59,19 @@ _CLASS = "CREAMLocalizer"
 def build_model(net: dict[str, Any]):
     """An untrained network of the recorded architecture and method (``net`` as in
     :func:`build_network`): CAMNet, or the method's network (ACoL, SPG; ADL's hooks)."""
-    from skcream.backbones import build_backbone
     from skcream.methods import get_method
 
-    backbone = build_backbone(
+    # saves from before the method zoo have no "method": they are CAM networks
+    method = get_method(net.get("method", "cam"), net.get("method_params"))
+    return method.build(
         # the timm model actually built at fit time (offline efficientnet_lite0 weights live
         # in tf_efficientnet_lite0); older saves without it rebuild the name
         net.get("architecture", net["backbone"]),
         pretrained=False,
+        n_classes=int(net["n_classes"]),
         feature_stage=net["feature_stage"],
         large_feature_map=bool(net["large_feature_map"]),
     )
-    # saves from before the method zoo have no "method": they are CAM networks
-    method = get_method(net.get("method", "cam"), net.get("method_params"))
-    return method.build_network(backbone, int(net["n_classes"]))
 
 
 def check_saved(meta: dict[str, Any], shapes, source: str,

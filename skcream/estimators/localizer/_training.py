@@ -61,7 +61,7 @@ def _data_fingerprint(source, codes: np.ndarray) -> str:
 
 
 def _key_params(est) -> dict[str, Any]:
-    from skcream.methods import get_method
+    from skcream.methods import NETWORKS_REVISION, get_method
 
     params = est.get_params(deep=False)
     out = {k: params[k] for k in TRAINING_PARAMS}
@@ -69,6 +69,9 @@ def _key_params(est) -> dict[str, Any]:
         out["random_state"] = None
     # the resolved values of the chosen method only: {} and explicit defaults are one run
     out["method_params"] = get_method(est.method, est.method_params).params
+    # how the method networks are built (trunks, initialisation, lr groups): a cached fit of
+    # an older construction is another run
+    out["networks"] = NETWORKS_REVISION
     return out
 
 
@@ -122,7 +125,6 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
         ``n_classes_``, ``feature_dim_``, ``feature_shape_``, ``data_config_``,
         ``history_``, ``_net_spec``.
     """
-    from skcream.backbones import build_backbone
     from skcream.context import ContextEmbeddings
     from skcream.data.adapters import TorchImageDataset, collate
     from skcream.methods import get_method
@@ -161,13 +163,14 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
     method = get_method(est.method, est.method_params)
     seed = resolve_seed(est.random_state)
     with seeded(seed):
-        backbone = build_backbone(
+        model = method.build(
             est.backbone,
             est.pretrained,
+            n_classes=len(classes),
             feature_stage=est.feature_stage,
             large_feature_map=bool(est.large_feature_map),
         )
-        model = method.build_network(backbone, len(classes))
+    backbone = model.backbone
     # before any training: an input the network cannot take fails here, in words
     probe_feature_shape(backbone.eval(), est.image_size, "cpu", est.backbone)
     backbone.train()
