@@ -92,6 +92,7 @@ __all__ = [
     "available_backbones",
     "build_backbone",
     "build_classifier",
+    "trunk_layers",
 ]
 
 #: values of ``build_backbone(modification=...)``.
@@ -108,6 +109,18 @@ TRUNKS = {
            "ResNet50 (layer3 named SPG_A1 / SPG_A2); InceptionV3 as 'cam'",
     "adl": "as 'cam', but InceptionV3 without dropout",
 }
+
+# trunks that build the same layers on a family (ResNets and other models: one for all; the
+# ResNet "spg" trunk differs only in the reference names of layer3, not in the rule's groups)
+_SAME_LAYERS = {"vgg": {"adl": "cam"}, "inception": {"spg": "cam"}}
+
+
+def trunk_layers(family: str, trunk: str) -> str:
+    """The trunk whose layers ``trunk`` builds on a backbone ``family`` (equal names: equal
+    networks), e.g. ``("vgg", "adl") -> "cam"``, ``("resnet", "acol") -> "cam"``."""
+    if family not in _SAME_LAYERS:
+        return "cam"
+    return _SAME_LAYERS[family].get(trunk, trunk)
 
 # Default for EfficientNets, chosen by measurement with the offline ImageNet efficientnet_lite0
 # (ImageNet head on chelsea pasted at 40 random places/sizes on a grey 224x224 canvas, CAM of

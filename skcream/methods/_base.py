@@ -142,9 +142,13 @@ class WSOLMethod:
         return self.build_network(trunk, n_classes)
 
     def check_trunk(self, backbone: nn.Module) -> None:
-        """Raise ValueError when ``backbone`` was built for another method's network."""
-        built_for = getattr(backbone, "trunk", self.trunk)  # hand-made backbones: any
-        if built_for != self.trunk:
+        """Raise ValueError when ``backbone``'s trunk is not this method's (different layers,
+        :func:`skcream.backbones.trunk_layers`; hand-made backbones pass)."""
+        from skcream.backbones import trunk_layers
+
+        built_for = getattr(backbone, "trunk", self.trunk)
+        family = getattr(backbone, "family", "generic")
+        if trunk_layers(family, built_for) != trunk_layers(family, self.trunk):
             raise ValueError(
                 f"backbone: built with trunk={built_for!r}, but method {self.name!r} "
                 f"({self!r}) needs trunk={self.trunk!r}; use build_backbone(..., "
