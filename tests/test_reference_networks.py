@@ -471,3 +471,23 @@ def test_a_backbone_built_for_another_method_is_refused():
     get_method("cam").build_network(spg_trunk, 3)
     with pytest.raises(ValueError, match="trunk"):
         build_backbone("resnet50", trunk="psol")
+
+
+def test_saves_from_before_the_reference_trunks_rebuild_their_network():
+    # a saved net record without "networks" (skcream.methods.NETWORKS_REVISION) was fitted when
+    # ACoL / SPG sat on the CAM trunk: it is rebuilt that way (acol_trunk / spg_trunk="cam")
+    from skcream.estimators.localizer._fitted_state import build_model
+
+    net = {"backbone": "vgg16", "feature_stage": None, "large_feature_map": False,
+           "n_classes": 3, "method": "acol",
+           "method_params": {"acol_threshold": 0.7, "acol_width": 1024,
+                             "acol_cream_features": "branch"}}
+    with torch.device("meta"):
+        old = build_model(net)
+        new = build_model({**net, "networks": 2})
+        old_spg = build_model({**net, "method": "spg", "method_params": {}})
+    assert old.backbone.trunk == "cam" and old.hidden_a[0].in_channels == 1024
+    assert new.backbone.trunk == "acol" and new.hidden_a[0].in_channels == 512
+    assert old_spg.backbone.trunk == "cam" and old_spg.head.in_features == 1024
+    with pytest.raises(ValueError, match="acol_trunk.*one of"):
+        get_method("acol", {"acol_trunk": "conv6"})

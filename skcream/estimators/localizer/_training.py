@@ -127,7 +127,7 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
     """
     from skcream.context import ContextEmbeddings
     from skcream.data.adapters import TorchImageDataset, collate
-    from skcream.methods import get_method
+    from skcream.methods import NETWORKS_REVISION, get_method
     from skcream.training import train
 
     classes, codes, names = training_classes(source, y, class_label)
@@ -197,6 +197,7 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
         "feature_dim": int(model.readout_dim),
         "method": method.name,
         "method_params": dict(method.params),
+        "networks": NETWORKS_REVISION,
         "momentum": float(est.momentum),
         "context_threshold": float(est.context_threshold),
     }
