@@ -430,19 +430,32 @@ def test_spg_classifier_and_branch_c_read_the_same_dropped_map():
 
 
 # ------------------------------------------------------------------ initialisation
-def test_acol_branch_initialisation_per_family():
-    # ResNetAcol: He (fan_out, relu) on every conv, 1x1 classifiers included; VggAcol and
-    # InceptionAcol, and skcream's other backbones: Xavier-uniform; biases 0
+def _init_std(conv: nn.Conv2d, init: str) -> float:
+    k = conv.kernel_size[0] * conv.kernel_size[1]
+    fan_in, fan_out = conv.in_channels * k, conv.out_channels * k
+    if init == "he":  # kaiming_normal_(mode='fan_out', nonlinearity='relu')
+        return math.sqrt(2.0 / fan_out)
+    if init == "xavier":  # xavier_uniform_: bound sqrt(6 / (fan_in + fan_out))
+        return math.sqrt(6.0 / (fan_in + fan_out)) / math.sqrt(3.0)
+    return 0.01  # normal_(0, 0.01)
+
+
+@pytest.mark.parametrize("family,hidden,classifier", [
+    ("resnet", "he", "he"),  # ResNetAcol: He (fan_out, relu) on every conv
+    ("vgg", "xavier", "xavier"),  # VggAcol, InceptionAcol: Xavier-uniform on every conv
+    ("inception", "xavier", "xavier"),
+    ("efficientnet", "he", "normal"),  # other backbones: skcream's (acol.py, measured)
+])
+def test_acol_branch_initialisation_per_family(family, hidden, classifier):
     torch.manual_seed(0)
-    for name, init in (("test_resnet", "he"), ("test_efficientnet", "xavier")):
-        net = get_method("acol", {"acol_width": 256}).build(name, n_classes=100)
-        for conv in (net.hidden_a[0], net.hidden_b[2], net.classifier_a, net.classifier_b):
-            k = conv.kernel_size[0] * conv.kernel_size[1]
-            fan_in, fan_out = conv.in_channels * k, conv.out_channels * k
-            std = (math.sqrt(2.0 / fan_out) if init == "he"
-                   else math.sqrt(6.0 / (fan_in + fan_out)) / math.sqrt(3.0))
-            assert float(conv.weight.detach().std()) == pytest.approx(std, rel=0.1), (name, conv)
-            assert not conv.bias.any()
+    backbone = build_backbone("test_resnet", trunk="acol")
+    backbone.family = family  # the init follows the family; a small trunk keeps this cheap
+    net = get_method("acol", {"acol_width": 256}).build_network(backbone, 100)
+    for conv, init in ((net.hidden_a[0], hidden), (net.hidden_b[2], hidden),
+                       (net.classifier_a, classifier), (net.classifier_b, classifier)):
+        w = conv.weight.detach()
+        assert float(w.std()) == pytest.approx(_init_std(conv, init), rel=0.1), (family, conv)
+        assert not conv.bias.any()
 
 
 def test_spg_classifier_is_xavier_on_every_backbone():
