@@ -3,8 +3,9 @@
 
 :func:`check_scoremap` validates a map, :func:`quantise` is the reference's uint8
 quantisation ``q = (map * 255).astype(uint8)`` (truncation) and :func:`contour_boxes`
-the boxes OpenCV's contours give for the foreground ``q > level``. Numpy and OpenCV
-only, no torch.
+the boxes OpenCV's contours give for the foreground ``q > level``;
+:func:`resize_scoremap` brings a map of another size to the protocol's 224x224 the way the
+reference's ``inference.py`` does. Numpy and OpenCV only, no torch.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = ["check_scoremap", "contour_boxes", "quantise"]
+__all__ = ["PROTOCOL_SHAPE", "check_scoremap", "contour_boxes", "quantise", "resize_scoremap"]
+
+#: (H, W) of the maps the reference evaluates (its boxes and masks are scaled to 224x224)
+PROTOCOL_SHAPE = (224, 224)
 
 
 def check_scoremap(scoremap: Any, name: str) -> np.ndarray:
@@ -35,6 +39,35 @@ def check_scoremap(scoremap: Any, name: str) -> np.ndarray:
             raise ValueError(f"{name} contains an infinite value")
         raise ValueError(f"{name} must lie in [0, 1]; min={lo!r}, max={hi!r}")
     return arr
+
+
+def resize_scoremap(scoremap: np.ndarray, shape: tuple[int, int] = PROTOCOL_SHAPE) -> np.ndarray:
+    """A map of another size at ``shape``, as the reference's ``inference.py`` makes its maps.
+
+    ``cv2.resize(map, (W, H), interpolation=cv2.INTER_CUBIC)`` in float64, then its
+    ``normalize_scoremap``: a map with a NaN or a constant map becomes zeros, any other
+    ``(m - m.min()) / (m - m.min()).max()`` (subtraction, then division, in place, in that
+    order). OpenCV's bicubic (a = -0.75, pixel centres aligned, border replicated) is not
+    torch's: :func:`skcream.localize.protocol_maps` (skcream's own pipeline) differs from it
+    in the last bits.
+
+    Parameters
+    ----------
+    scoremap : ndarray (h, w) float
+    shape : (H, W), default=(224, 224)
+
+    Returns
+    -------
+    ndarray (H, W) float64 in [0, 1]
+    """
+    h, w = int(shape[0]), int(shape[1])
+    cam = cv2.resize(np.ascontiguousarray(scoremap, dtype=np.float64), (w, h),
+                     interpolation=cv2.INTER_CUBIC)
+    if np.isnan(cam).any() or cam.min() == cam.max():
+        return np.zeros_like(cam)
+    cam -= cam.min()
+    cam /= cam.max()
+    return cam
 
 
 def quantise(scoremap: np.ndarray) -> np.ndarray:

@@ -120,14 +120,15 @@ def write_wsol_folder(root: str | os.PathLike, dataset: str = "CUB", split: str 
                 rel = f"{stem}_m0{k % 2}226z_{j:08x}.png"
                 masks.append(rel)
                 _imwrite(mask_root / "OpenImages" / rel, m)
-            ignore = ""
-            if k % 3 != 1:  # an ignore box on two thirds of the images
-                g = np.zeros((h, w), np.uint8)
+            # every image has an ignore mask (as in the real metadata; the reference needs
+            # one): an ignore box on two thirds of them, an empty one on the rest
+            g = np.zeros((h, w), np.uint8)
+            if k % 3 != 1:
                 x0, x1 = np.sort(rng.integers(0, w, 2))
                 y0, y1 = np.sort(rng.integers(0, h, 2))
                 g[y0 : y1 + 1, x0 : x1 + 1] = 255
-                ignore = f"{stem}_ignore.png"
-                _imwrite(mask_root / "OpenImages" / ignore, g)
+            ignore = f"{stem}_ignore.png"
+            _imwrite(mask_root / "OpenImages" / ignore, g)
             for j, rel in enumerate(masks):
                 lines["localization"].append(f"{image_id},{rel},{ignore if j == 0 else ''}")
         else:
