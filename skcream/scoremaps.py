@@ -15,10 +15,69 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = ["PROTOCOL_SHAPE", "check_scoremap", "contour_boxes", "quantise", "resize_scoremap"]
+__all__ = ["PROTOCOL_SHAPE", "check_box_array", "check_scoremap", "contour_boxes", "quantise",
+           "resize_scoremap", "to_protocol_frame"]
 
 #: (H, W) of the maps the reference evaluates (its boxes and masks are scaled to 224x224)
 PROTOCOL_SHAPE = (224, 224)
+
+
+def check_box_array(boxes: Any, name: str, allow_empty: bool = False) -> np.ndarray:
+    """(k, 4) x0, y0, x1, y1 boxes: finite, non-negative, x1 >= x0, y1 >= y0 (the reference's
+    box convention), or a TypeError / ValueError naming ``name``; (4,) becomes (1, 4)."""
+    try:
+        arr = np.asarray(boxes)
+        if arr.dtype == object or not (
+            np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
+        ):
+            raise TypeError
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be numeric boxes x0, y0, x1, y1") from None
+    if arr.ndim == 1 and arr.size == 4:
+        arr = arr.reshape(1, 4)
+    if arr.ndim == 1 and arr.size == 0:
+        arr = arr.reshape(0, 4)
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"{name} must have shape (4,) or (k, 4), got {arr.shape}")
+    if arr.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name} is empty: every image needs at least one box")
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    if (arr < 0).any():
+        raise ValueError(f"{name} has a negative coordinate")
+    if (arr[:, 2] < arr[:, 0]).any() or (arr[:, 3] < arr[:, 1]).any():
+        bad = int(np.flatnonzero((arr[:, 2] < arr[:, 0]) | (arr[:, 3] < arr[:, 1]))[0])
+        raise ValueError(f"{name}[{bad}] = {arr[bad].tolist()} has x1 < x0 or y1 < y0")
+    if arr.dtype == bool:
+        arr = arr.astype(np.int64)
+    return arr
+
+
+def to_protocol_frame(boxes: np.ndarray, sizes: Any, size: int = PROTOCOL_SHAPE[0],
+                      truncate: bool = False) -> np.ndarray:
+    """Scale boxes from original pixels to the ``size x size`` evaluation frame.
+
+    Parameters
+    ----------
+    boxes : ndarray of shape (k, 4)
+        Boxes of ONE image (or of images that share ``sizes``).
+    sizes : array-like of shape (2,) or (k, 2)
+        ``(W, H)``.
+    truncate : bool
+        ``True`` applies the protocol's ground-truth rule ``int(x * size / W)`` (the
+        reference's ``resize_bbox``: a float64 product, then the division, then truncation);
+        ``False`` keeps the float (used for predicted boxes, which are continuous regressor
+        outputs).
+
+    Returns
+    -------
+    ndarray of shape (k, 4), float64
+    """
+    sizes = np.broadcast_to(np.asarray(sizes, dtype=np.float64).reshape(-1, 2), (len(boxes), 2))
+    scaled = np.asarray(boxes, dtype=np.float64) * size / np.concatenate([sizes, sizes], axis=1)
+    if truncate:
+        scaled = np.trunc(scaled)
+    return scaled
 
 
 def check_scoremap(scoremap: Any, name: str) -> np.ndarray:
