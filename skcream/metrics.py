@@ -953,8 +953,11 @@ def evaluate_scoremaps(
     from skcream import _scoremap_io
 
     thresholds = _thresholds(cam_curve_interval)
-    deltas = np.asarray(iou_thresholds, dtype=np.float64).reshape(-1) \
-        if not isinstance(iou_thresholds, (str, bytes)) else np.zeros(0)
+    try:
+        deltas = np.asarray(iou_thresholds, dtype=np.float64).reshape(-1) \
+            if not isinstance(iou_thresholds, (str, bytes)) else np.zeros(0)
+    except (TypeError, ValueError):
+        deltas = np.zeros(0)
     if deltas.size == 0 or not np.isfinite(deltas).all() or (deltas <= 0).any() \
             or (deltas > 100).any():
         raise ValueError(f"iou_thresholds must be numbers in (0, 100] (percent), got "

@@ -96,7 +96,7 @@ def check_scoremap(scoremap: Any, name: str) -> np.ndarray:
             raise ValueError(f"{name} contains NaN")
         if np.isinf(arr).any():
             raise ValueError(f"{name} contains an infinite value")
-        raise ValueError(f"{name} must lie in [0, 1]; min={lo!r}, max={hi!r}")
+        raise ValueError(f"{name} must lie in [0, 1]; min={float(lo)!r}, max={float(hi)!r}")
     return arr
 
 
@@ -104,11 +104,14 @@ def resize_scoremap(scoremap: np.ndarray, shape: tuple[int, int] = PROTOCOL_SHAP
     """A map of another size at ``shape``, as the reference's ``inference.py`` makes its maps.
 
     ``cv2.resize(map, (W, H), interpolation=cv2.INTER_CUBIC)`` in float64, then its
-    ``normalize_scoremap``: a map with a NaN or a constant map becomes zeros, any other
-    ``(m - m.min()) / (m - m.min()).max()`` (subtraction, then division, in place, in that
-    order). OpenCV's bicubic (a = -0.75, pixel centres aligned, border replicated) is not
-    torch's: :func:`skcream.localize.protocol_maps` (skcream's own pipeline) differs from it
-    in the last bits.
+    ``normalize_scoremap``: ``(m - m.min()) / (m - m.min()).max()`` (subtraction, then
+    division, in place, in that order), a map with a NaN or a constant map becomes zeros.
+    Deviation: constancy (and NaN) is decided on the map given, not on the resized one: a
+    constant map resized by OpenCV is constant only up to rounding, which the reference's
+    min-max would blow up to a pattern in [0, 1] (skcream's
+    :func:`skcream.localize.protocol_maps` decides the same way). OpenCV's bicubic (a = -0.75,
+    pixel centres aligned, border replicated) is not torch's: ``protocol_maps`` (skcream's
+    own pipeline) differs from it in the last bits.
 
     Parameters
     ----------
@@ -120,9 +123,11 @@ def resize_scoremap(scoremap: np.ndarray, shape: tuple[int, int] = PROTOCOL_SHAP
     ndarray (H, W) float64 in [0, 1]
     """
     h, w = int(shape[0]), int(shape[1])
-    cam = cv2.resize(np.ascontiguousarray(scoremap, dtype=np.float64), (w, h),
-                     interpolation=cv2.INTER_CUBIC)
-    if np.isnan(cam).any() or cam.min() == cam.max():
+    arr = np.ascontiguousarray(scoremap, dtype=np.float64)
+    if np.isnan(arr).any() or arr.min() == arr.max():
+        return np.zeros((h, w))
+    cam = cv2.resize(arr, (w, h), interpolation=cv2.INTER_CUBIC)
+    if cam.min() == cam.max():  # pragma: no cover - a non-constant map stays non-constant
         return np.zeros_like(cam)
     cam -= cam.min()
     cam /= cam.max()
