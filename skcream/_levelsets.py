@@ -497,111 +497,6 @@ def _euler_sweep(q: np.ndarray, table: np.ndarray) -> np.ndarray:
     return out
 
 
-@njit(cache=True, nogil=True)
-def _hole_sweep(q: np.ndarray, m: np.ndarray, qmax: int, gt: np.ndarray,
-                area_b: np.ndarray) -> np.ndarray:
-    """Best IoU of the hole boxes of ``{q > L}`` for ``L = 0 .. qmax - 1``, (256,) float64.
-
-    The holes of ``{q > L}`` (4-connected components of ``{q <= L}`` that do not reach the
-    border) are the 4-connected components of ``{q <= L < m}``, ``m = fill_holes(q)``: a
-    pixel is in a hole from level ``q`` up to ``m - 1``, and all pixels of a hole share
-    ``m`` (the level at which their background component reaches the border), so a hole
-    leaves as a whole. One union-find over the hole pixels only (``m > q``, few on CAM-like
-    maps), by increasing ``q``, replaces a sweep of the whole background.
-    """
-    h, w = q.shape
-    n = h * w
-    qf = q.ravel()
-    mf = m.ravel()
-    starts = np.zeros(257, np.int64)
-    for p in range(n):
-        if mf[p] > qf[p]:
-            starts[qf[p] + 1] += 1
-    for v in range(256):
-        starts[v + 1] += starts[v]
-    fill = starts[:256].copy()
-    order = np.empty(starts[256], np.int32)
-    for p in range(n):
-        if mf[p] > qf[p]:
-            order[fill[qf[p]]] = p
-            fill[qf[p]] += 1
-    parent = np.full(n, -1, np.int32)
-    size = np.zeros(n, np.int32)
-    bx0 = np.empty(n, np.int32)
-    by0 = np.empty(n, np.int32)
-    bx1 = np.empty(n, np.int32)
-    by1 = np.empty(n, np.int32)
-    cache = np.empty(n, np.float64)
-    dirty = np.zeros(n, np.bool_)
-    active = np.empty(max(starts[256], 1), np.int32)
-    pos = np.full(n, -1, np.int32)
-    n_active = 0
-    best = np.full(256, -np.inf)
-    for L in range(qmax):
-        for k in range(starts[L], starts[L + 1]):
-            p = order[k]
-            y = p // w
-            x = p - y * w
-            parent[p] = p
-            size[p] = 1
-            bx0[p] = x
-            by0[p] = y
-            bx1[p] = x
-            by1[p] = y
-            dirty[p] = True
-            pos[p] = n_active
-            active[n_active] = p
-            n_active += 1
-            rp = p
-            for d in range(4):
-                yy = y + (-1, 0, 0, 1)[d]
-                xx = x + (0, -1, 1, 0)[d]
-                if yy < 0 or yy >= h or xx < 0 or xx >= w:
-                    continue
-                r = yy * w + xx
-                if parent[r] < 0:  # not in a hole yet (a neighbour in {q <= L} is)
-                    continue
-                ra = rp
-                rb = _find(parent, r)
-                if ra == rb:
-                    continue
-                if size[ra] < size[rb]:
-                    ra, rb = rb, ra
-                parent[rb] = ra
-                size[ra] += size[rb]
-                bx0[ra] = min(bx0[ra], bx0[rb])
-                by0[ra] = min(by0[ra], by0[rb])
-                bx1[ra] = max(bx1[ra], bx1[rb])
-                by1[ra] = max(by1[ra], by1[rb])
-                dirty[ra] = True
-                last = active[n_active - 1]
-                active[pos[rb]] = last
-                pos[last] = pos[rb]
-                pos[rb] = -1
-                n_active -= 1
-                rp = ra
-        level_best = -np.inf
-        t = 0
-        while t < n_active:
-            r = active[t]
-            if mf[r] <= L:  # the hole reached the border: background from now on
-                last = active[n_active - 1]
-                active[t] = last
-                pos[last] = t
-                pos[r] = -1
-                n_active -= 1
-                continue
-            if dirty[r]:
-                cache[r] = _iou_max(bx0[r] - 1, by0[r] - 1, min(bx1[r] + 2, w - 1),
-                                    min(by1[r] + 2, h - 1), gt, area_b)
-                dirty[r] = False
-            if cache[r] > level_best:
-                level_best = cache[r]
-            t += 1
-        best[L] = level_best
-    return best
-
-
 def euler_numbers(q: np.ndarray) -> np.ndarray:
     """The Euler number of ``{q > L}`` (8-connected components minus holes) for every level.
 
@@ -675,15 +570,18 @@ def best_iou_multi(q: np.ndarray, gt: np.ndarray) -> np.ndarray:
     q = np.ascontiguousarray(q)
     qmax = int(q.max())
     g, area_b = _gt_terms(gt)
+    order = _bucket_order(q)  # sorts both sweeps' pixels
     comps = np.zeros(256, np.int64)
-    fg, _ = _level_sweep(q, True, 1, 1, False, False, g, area_b, counts=comps)
+    fg, _ = _level_sweep(q, True, 1, 1, False, False, g, area_b, order, counts=comps)
     # Holes exist at a level L iff the 8-connected components of {q > L} outnumber its
     # Euler number (components - holes, one pass: :func:`euler_numbers`); maps with no
-    # hole at any level (smooth blobs, CAMs whose minima reach the border) skip the holes,
-    # whose best IoUs would all be -inf; the others sweep their hole pixels only
+    # hole at any level (smooth blobs, CAMs whose minima reach the border) skip the
+    # background sweep, whose best IoUs would all be -inf
     if (comps[:qmax] == euler_numbers(q)[:qmax]).all():
         return fg
-    return np.maximum(fg, _hole_sweep(q, fill_holes(q), qmax, g, area_b))
+    # background {q <= L} = {255 - q > 254 - L}: 255 - q at values >= 256 - qmax
+    hole, _ = _level_sweep(255 - q, False, 256 - qmax, 2, True, False, g, area_b, order, True)
+    return np.maximum(fg, hole[(254 - np.arange(256)) % 256])
 
 
 def best_single(q: np.ndarray, gt: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
