@@ -416,3 +416,36 @@ def test_readme_commands_run_as_written(tmp_path):
         run = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stderr[-2000:]
+
+
+_KERNEL_STATS = """
+import json
+import numpy as np
+from numba.core.registry import CPUDispatcher
+from skcream import _levelsets, _pxap, metrics
+rng = np.random.default_rng(0)
+maps = [rng.random((24, 24)), np.kron(rng.random((3, 3)), np.ones((8, 8)))]
+for multi in (True, False):
+    metrics.max_box_acc(maps, [[[0, 0, 9, 9]]] * 2, multi_contour=multi)
+metrics.pxap(maps, [np.ones((24, 24), np.uint8)] * 2)
+stats = {}
+for mod in (_levelsets, _pxap):
+    for name, f in vars(mod).items():
+        if isinstance(f, CPUDispatcher) and f.signatures:
+            stats[name] = [sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values())]
+print(json.dumps(stats))
+"""
+
+
+def test_compiled_kernels_are_loaded_from_numbas_cache_in_a_new_process():
+    """The first-call compile cost is paid once per install: every kernel has
+    ``cache=True``, so a second process loads them all (no cache miss)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(README.parent), os.environ.get("PYTHONPATH", "")])}
+    runs = [subprocess.run([sys.executable, "-c", _KERNEL_STATS], env=env, capture_output=True,
+                           text=True, timeout=600) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+    stats = json.loads(runs[1].stdout)
+    assert {"_basin_sweep", "_euler_sweep", "pxap_counts", "fill_holes"} <= set(stats)
+    assert all(miss == 0 and hit > 0 for hit, miss in stats.values()), stats
