@@ -54,8 +54,8 @@ def write_folder(root: Path, n: int, dtype: type, seed: int = 0) -> None:
         (meta / f"{name}.txt").write_text("\n".join(rows) + "\n")
 
 
-def run(root: Path, n_jobs: int) -> tuple[float, float, str]:
-    """Wall seconds, peak resident MB, the printed MaxBoxAccV2 line."""
+def run(root: Path, n_jobs: int) -> tuple[float, float, float, str]:
+    """Wall seconds, CPU seconds (user + system), peak resident MB, the MaxBoxAccV2 line."""
     cmd = ["skcream", "evaluate-maps", "--scoremap-root", "scoremaps", "--metadata-root",
            "metadata", "--dataset", "CUB", "--split", "test", "--n-jobs", str(n_jobs), "--quiet"]
     if shutil.which("skcream") is None:
@@ -68,10 +68,13 @@ def run(root: Path, n_jobs: int) -> tuple[float, float, str]:
     wall = time.perf_counter() - t
     if timer:
         peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr)[1]) / 1024
+        cpu = sum(float(re.search(rf"{k} time \(seconds\): ([0-9.]+)", out.stderr)[1])
+                  for k in ("User", "System"))
     else:
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        use = resource.getrusage(resource.RUSAGE_CHILDREN)
+        peak, cpu = use.ru_maxrss / 1024, use.ru_utime + use.ru_stime
     line = next(x for x in out.stdout.splitlines() if x.startswith("MaxBoxAccV2"))
-    return wall, peak, line
+    return wall, cpu, peak, line
 
 
 def main(n: int = 50_000, dtype: str = "float32") -> None:
@@ -82,10 +85,11 @@ def main(n: int = 50_000, dtype: str = "float32") -> None:
         du = sum(p.stat().st_size for p in (root / "scoremaps").rglob("*.npy")) / 2**30
         print(f"wrote {n} {dtype} maps ({du:.1f} GiB) in {time.perf_counter() - t:.0f} s; "
               f"load average {os.getloadavg()[0]:.2f}")
-        print(f"{'n_jobs':>6}  {'wall s':>7}  {'ms/map':>7}  {'peak MB':>8}  load  result")
+        print(f"{'n_jobs':>6}  {'wall s':>7}  {'CPU s':>7}  {'wall ms/map':>11}  {'peak MB':>8}  "
+              "load  result", flush=True)
         for jobs in (1, 2):
-            wall, peak, line = run(root, jobs)
-            print(f"{jobs:>6}  {wall:7.1f}  {wall / n * 1e3:7.2f}  {peak:8.0f}  "
+            wall, cpu, peak, line = run(root, jobs)
+            print(f"{jobs:>6}  {wall:7.1f}  {cpu:7.1f}  {wall / n * 1e3:11.2f}  {peak:8.0f}  "
                   f"{os.getloadavg()[0]:.2f}  {' '.join(line.split())}", flush=True)
 
 

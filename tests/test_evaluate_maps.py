@@ -34,12 +34,29 @@ from skcream.scoremaps import resize_scoremap  # noqa: E402
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 # --------------------------------------------------------------------------- reference facts
-#: (dataset, split, n, seed, dtype) -> {(interval, iou list): (MaxBoxAccV2 = the reference's
-#: multi-contour multi-IoU performance, per-IoU maxima, first best threshold index per IoU,
-#: MaxBoxAcc = its single-contour performance at IoU 50)}
-REFERENCE_BOXES: dict = {}
-#: (dataset, split, n, seed) -> {interval: PxAP}
-REFERENCE_PXAP: dict = {}
+#: (dataset, split, n, seed, dtype, families) -> {(interval, iou list): (MaxBoxAccV2 = the
+#: reference's multi-contour multi-IoU performance, per-IoU maxima, first best threshold index
+#: per IoU, MaxBoxAcc = its single-contour performance at IoU 50)}; families "no_noise":
+#: all of _scoremap_data.FAMILIES but noise (the reference takes ~10 s per noise map at 0.001)
+REFERENCE_BOXES: dict = {
+    ('CUB', 'test', 24, 11, 'float64', 'no_noise'): {
+        (0.01, (30, 50, 70)): (63.888888888888886, [70.83333333333333, 66.66666666666667, 54.166666666666664], [0, 34, 12], 66.66666666666667),
+        (0.01, (10, 40, 60, 90)): (60.41666666666666, [75.0, 70.83333333333333, 54.166666666666664, 41.666666666666664], [0, 32, 0, 34], 66.66666666666667),
+        (0.001, (30, 50, 70)): (63.888888888888886, [70.83333333333333, 66.66666666666667, 54.166666666666664], [0, 338, 118], 66.66666666666667),
+        (0.001, (10, 40, 60, 90)): (60.41666666666666, [75.0, 70.83333333333333, 54.166666666666664, 41.666666666666664], [0, 314, 0, 338], 66.66666666666667),
+    },
+    ('ILSVRC', 'val', 24, 12, 'float64', 'no_noise'): {
+        (0.01, (30, 50, 70)): (70.83333333333333, [75.0, 75.0, 62.5], [0, 14, 48], 75.0),
+        (0.01, (25, 75)): (66.66666666666667, [75.0, 58.333333333333336], [0, 34], 75.0),
+    },
+}
+#: (dataset, split, n, seed, dtype, families) -> {interval: PxAP}
+REFERENCE_PXAP: dict = {
+    ('OpenImages', 'test', 16, 13, 'float64', 'no_noise'): {
+        0.01: 15.028217976159347,
+        0.001: 15.079299197326785,
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +64,12 @@ def folders(tmp_path_factory):
     """The reference cases' folders, written once."""
     out = {}
     for key in [*REFERENCE_BOXES, *REFERENCE_PXAP]:
-        dataset, split, n, seed, dtype = (*key, "float64")[:5]
+        dataset, split, n, seed, dtype, families = key
+        families = D.FAMILIES if families == "all" else \
+            tuple(f for f in D.FAMILIES if f != "noise")
         out[key] = D.write_wsol_folder(tmp_path_factory.mktemp(f"{dataset}{seed}"), dataset,
-                                       split, n, seed, dtype=getattr(np, dtype))
+                                       split, n, seed, families=families,
+                                       dtype=getattr(np, dtype))
     return out
 
 
