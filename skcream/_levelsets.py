@@ -61,7 +61,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["best_iou_multi", "best_single", "fill_holes", "all_component_boxes"]
+__all__ = ["best_both", "best_iou_multi", "best_single", "fill_holes", "all_component_boxes",
+           "euler_numbers"]
 
 
 @njit(cache=True, nogil=True)
@@ -582,6 +583,28 @@ def best_iou_multi(q: np.ndarray, gt: np.ndarray) -> np.ndarray:
     # background {q <= L} = {255 - q > 254 - L}: 255 - q at values >= 256 - qmax
     hole, _ = _level_sweep(255 - q, False, 256 - qmax, 2, True, False, g, area_b, order, True)
     return np.maximum(fg, hole[(254 - np.arange(256)) % 256])
+
+
+def best_both(q: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`best_iou_multi` and the ``best`` of :func:`best_single` of one map at once.
+
+    The two share the bucket order of ``q`` and, when ``{q > L}`` has no hole at any level
+    (the Euler test of :func:`best_iou_multi`), the hole filling: the filled map is ``q``
+    itself, so the single-contour sweep runs on ``q`` without :func:`fill_holes`.
+    """
+    q = np.ascontiguousarray(q)
+    qmax = int(q.max())
+    g, area_b = _gt_terms(gt)
+    order = _bucket_order(q)
+    comps = np.zeros(256, np.int64)
+    multi, _ = _level_sweep(q, True, 1, 1, False, False, g, area_b, order, counts=comps)
+    if (comps[:qmax] == euler_numbers(q)[:qmax]).all():
+        single, _ = _level_sweep(q, True, 1, 1, False, True, g, area_b, order)
+        return multi, single
+    hole, _ = _level_sweep(255 - q, False, 256 - qmax, 2, True, False, g, area_b, order, True)
+    multi = np.maximum(multi, hole[(254 - np.arange(256)) % 256])
+    single, _ = _level_sweep(fill_holes(q), True, 1, 1, False, True, g, area_b)
+    return multi, single
 
 
 def best_single(q: np.ndarray, gt: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

@@ -238,13 +238,17 @@ def _predicted_boxes_all_levels(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _best_iou_per_threshold(
-    q: np.ndarray, gt: np.ndarray, thresholds: np.ndarray, multi_contour: bool
+    q: np.ndarray, gt: np.ndarray, thresholds: np.ndarray, multi_contour: bool | None
 ) -> np.ndarray:
-    """Best IoU over predicted x GT boxes at each threshold, (n_thresholds,) float64."""
+    """Best IoU over predicted x GT boxes at each threshold, (n_thresholds,) float64; with
+    ``multi_contour=None`` both modes, (2, n_thresholds): multi-contour, single-contour."""
     qmax = int(q.max())
     levels = _levels(thresholds, qmax)
     if qmax == 0:  # no contour at any threshold: the box [0, 0, 0, 0]
-        return np.full(levels.size, _iou(np.zeros((1, 4), np.int64), gt).max())
+        best = np.full(levels.size, _iou(np.zeros((1, 4), np.int64), gt).max())
+        return best if multi_contour is not None else np.stack([best, best])
+    if multi_contour is None:  # one map's two modes share their work (_levelsets.best_both)
+        return np.stack(_levelsets.best_both(q, gt))[:, levels]
     if multi_contour:
         best = _levelsets.best_iou_multi(q, gt)
     else:
@@ -791,11 +795,10 @@ class _MapsRun:
             out["resized"] += resized
             if self.truth.has_boxes:
                 gt = self.truth.boxes(i)
-                q = quantise(smap)
-                out["v2"] += _hits(_best_iou_per_threshold(q, gt, self.thresholds, True),
-                                   self.deltas)
-                out["single"] += _hits(_best_iou_per_threshold(q, gt, self.thresholds, False),
-                                       fifty)
+                multi, single = _best_iou_per_threshold(quantise(smap), gt, self.thresholds,
+                                                        None)
+                out["v2"] += _hits(multi, self.deltas)
+                out["single"] += _hits(single, fifty)
                 if fixed is not None:
                     out["prior_v2"] += _hits(fixed.best(gt, True), self.deltas)
                     out["prior_single"] += _hits(fixed.best(gt, False), fifty)
