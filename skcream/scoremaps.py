@@ -5,7 +5,9 @@
 quantisation ``q = (map * 255).astype(uint8)`` (truncation) and :func:`contour_boxes`
 the boxes OpenCV's contours give for the foreground ``q > level``;
 :func:`resize_scoremap` brings a map of another size to the protocol's 224x224 the way the
-reference's ``inference.py`` does. Numpy and OpenCV only, no torch.
+reference's ``inference.py`` does; :func:`check_box_array` is the reference's box convention
+and :func:`to_protocol_frame` its ground-truth box scaling to 224x224. Numpy and OpenCV only,
+no torch.
 """
 
 from __future__ import annotations

@@ -360,6 +360,16 @@ def _run(argv, capsys):
     return code, out, err
 
 
+def test_cli_help(capsys):
+    code, out, err = _run(["--help"], capsys)
+    assert code == 0 and "evaluate-maps" in out
+    code, out, err = _run(["evaluate-maps", "--help"], capsys)
+    assert code == 0 and err == "" and out.startswith("usage: skcream evaluate-maps")
+    for text in ("(default: test)", "(default: 0.01)", "--iou-thresholds", "--resize-maps",
+                 "--mask-root", "--json", "evaluation.py"):
+        assert text in out
+
+
 def test_cli_json_has_the_documented_keys(cub, cub_result, capsys):
     code, out, err = _run(["evaluate-maps", "--scoremap-root", str(cub["scoremap_root"]),
                            "--metadata-root", str(cub["metadata_root"]), "--dataset", "cub",
