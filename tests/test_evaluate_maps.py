@@ -9,7 +9,6 @@ threshold. Its code is not here, only what it printed.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import re
@@ -173,9 +172,8 @@ def test_an_iterable_is_streamed_in_flat_memory(cub, cub_result):
             c = m.copy()
             alive[0] += 1
             peak[0] = max(peak[0], alive[0])
-            weakref.finalize(c, gone)
+            weakref.finalize(c, gone)  # called when the last reference goes (refcounting)
             yield c
-            gc.collect()
 
     out = evaluate_scoremaps(stream(), cub["metadata_root"], dataset="CUB", split="test",
                              n_jobs=2, chunk_size=2)
