@@ -303,6 +303,12 @@ def _cpu_copy(obj: Any) -> Any:
     return copy.deepcopy(obj)
 
 
+def _snapshot(model: nn.Module, state_objects: Mapping[str, Any]) -> dict[str, Any]:
+    """CPU copies of the states of ``model`` and of every state object."""
+    return {"model": _cpu_copy(model.state_dict()),
+            "objects": {k: _cpu_copy(v.state_dict()) for k, v in state_objects.items()}}
+
+
 class _BestEpoch:
     """``keep="best"``: the epoch to keep so far and its model / state-object states (CPU).
 
@@ -329,8 +335,7 @@ class _BestEpoch:
             )
         if best_epoch(history, self.key) == record["epoch"]:
             self.epoch = int(record["epoch"])
-            self.state = {"model": _cpu_copy(model.state_dict()),
-                          "objects": {k: _cpu_copy(v.state_dict()) for k, v in state_objects.items()}}
+            self.state = _snapshot(model, state_objects)
 
     def for_checkpoint(self, epoch: int) -> dict[str, Any] | None:
         """What a checkpoint of ``epoch`` stores: the best epoch's number, and its states when
@@ -357,8 +362,7 @@ class _BestEpoch:
         if "model" in saved:
             self.state = {"model": saved["model"], "objects": dict(saved["objects"])}
         else:  # the checkpoint's own epoch is the best
-            self.state = {"model": _cpu_copy(model.state_dict()),
-                          "objects": {k: _cpu_copy(v.state_dict()) for k, v in state_objects.items()}}
+            self.state = _snapshot(model, state_objects)
 
     def restore(self, model: nn.Module, state_objects: Mapping[str, Any]) -> None:
         """Load the best epoch's states into ``model`` and ``state_objects``."""
