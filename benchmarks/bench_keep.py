@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the QUICK preset")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save", default=None, help="save both models under this folder")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import datasets
@@ -75,6 +76,25 @@ def main() -> None:
               f"{cream['pxap']:.2f} | {cam['pxap']:.2f} | {cream['top1_acc']:.1f} |")
     for name, r in priors.items():
         print(f"| {name} (blind) | - | - | {r['max_box_acc_v2']:.2f} | | {r['pxap']:.2f} | | |")
+    # the same numbers through the demo's metric code (skcream.demo.method_report on
+    # readout_maps), as benchmarks/bench_localizer.py and `skcream demo` print them
+    from skcream.demo import _class_index, _gt_protocol, method_report, readout_maps
+
+    test_gt, masks, labels = _gt_protocol(test)
+    val_gt, _, _ = _gt_protocol(val)
+    print("\nThe demo's metric code (tau of GT-known Loc chosen on val):")
+    for keep, model in models.items():
+        vm, _, _ = readout_maps(model, val, outputs=("cam", "final"))
+        tm, logits, _ = readout_maps(model, test, outputs=("cam", "final"))
+        for out in ("cam", "final"):
+            r = method_report(tm[out], test_gt, logits=logits, labels=_class_index(model, labels),
+                              val_maps=vm[out], val_gt=val_gt, masks=masks)
+            print(f"  keep={keep!r} {out:5s}: MaxBoxAccV2 {r['max_box_acc_v2']:.2f} PxAP "
+                  f"{r['pxap']:.2f} GT-known Loc {r['gt_known_loc']:.2f} top-1 acc "
+                  f"{r['top1_acc']:.1f}")
+    if args.save:
+        for keep, model in models.items():
+            model.save(os.path.join(args.save, keep), overwrite=True)
     print(f"\nload average at the end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
