@@ -132,6 +132,23 @@ class DataSpec:
         return isinstance(other, DataSpec) and (self.kind, self.args, self.options) == (
             other.kind, other.args, other.options)
 
+    def check_splits(self, splits: Sequence[str | None], flag: str) -> None:
+        """Refuse an option no loaded split uses: ``samples_per_class`` cuts only ``val``,
+        ``proxy`` reads only ``train`` (so an option is never silently without effect).
+
+        Parameters
+        ----------
+        splits : sequence of str or None
+            The splits this command loads from the spec (None: not loaded).
+        flag : str
+            The option carrying the spec (``--data``), named in the error.
+        """
+        for option, split in (("samples_per_class", "val"), ("proxy", "train")):
+            if self.options.get(option) and split not in splits:
+                used = ", ".join(repr(s) for s in splits if s is not None)
+                raise CLIError(f"{flag}: {option} applies to the {split!r} split only, and "
+                               f"this command loads {used} from it")
+
     def load(self, split: str, *, random_state: int = 0, n_default: int = 400,
              n_classes: int | None = None, allow_outside_root: bool = False):
         """Load this dataset's ``split`` as a ``datasets.Dataset`` (skcream schema).
@@ -658,6 +675,9 @@ def _train(args: argparse.Namespace) -> int:
     ckpt = out / "checkpoints"
     if args.keep == "best" and args.val_data is None:
         raise CLIError("--keep best chooses the epoch on --val-data; give --val-data")
+    args.data.check_splits([args.split], "--data")
+    if args.val_data is not None:
+        args.val_data.check_splits([args.val_split], "--val-data")
     if args.resume and not ckpt.is_dir():
         raise CLIError(f"--resume: no checkpoints in {ckpt}; train without --resume first")
     if not args.resume and ckpt.is_dir() and any(ckpt.iterdir()):
@@ -772,6 +792,7 @@ def save_or_save_beside(model: Any, target: Path, *, overwrite: bool = False) ->
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    args.data.check_splits([args.split], "--data")
     model = _load_model(_model_dir(args.model), _device(args))
     from skcream.demo import evaluate_localizer
     from skcream.distributed import distributed_inference
@@ -803,6 +824,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from skcream.report import _check_out
 
     _check_out(args.out)  # before loading anything
+    args.data.check_splits([args.split, args.val_split, args.prior_split], "--data")
     model = _load_model(_model_dir(args.model)).set_params(
         batch_size=args.batch_size, num_workers=args.num_workers, verbose=_verbose(args),
         device=_device(args))

@@ -84,3 +84,19 @@ def test_train_keep_best(tmp_path, capsys):
     assert model.best_epoch_ == scores.index(max(scores)) + 1
     assert f"kept epoch {model.best_epoch_} of 2 (best on --val-data)" in out
     assert os.path.isdir(tmp_path / "o" / "checkpoints")
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["train", "--data", "wsol:/d,/m,CUB,samples_per_class=2", "--out", "{tmp}/o"],
+     "--data: samples_per_class applies to the 'val' split only, and this command loads 'train'"),
+    (["train", "--data", "synthetic:8", "--val-data", "wsol:/d,/m,ILSVRC,proxy=true",
+      "--out", "{tmp}/o"], "--val-data: proxy applies to the 'train' split only"),
+    (["evaluate", "--model", "{tmp}/none", "--data", "wsol:/d,/m,CUB,samples_per_class=2"],
+     "loads 'test' from it"),
+    (["report", "--model", "{tmp}/none", "--data", "wsol:/d,/m,ILSVRC,proxy=true",
+      "--val-split", "val", "--out", "{tmp}/r"], "loads 'test', 'val' from it"),
+])
+def test_an_option_no_loaded_split_uses_is_refused(tmp_path, capsys, argv, fragment):
+    code, _, err = _run([a.replace("{tmp}", str(tmp_path)) for a in argv], capsys)
+    assert code == 2
+    assert fragment in _one_line_error(err, "skcream")

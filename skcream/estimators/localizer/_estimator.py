@@ -160,6 +160,8 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         it; a directory written with another configuration or other data, or holding more
         epochs than ``max_epochs``, is refused. A fit holds an OS lock on the folder: a
         second fit on it fails at once (``SKCREAM_LOCK_TIMEOUT=SECONDS`` waits instead).
+        With ``keep="best"`` a checkpoint also holds the best epoch's weights when that is
+        an earlier epoch, so a resumed fit returns them.
     memory : None, path or joblib.Memory, default=None
         Cache of fitted networks keyed on the training parameters and a fingerprint of the
         training data (JSON + safetensors, no pickle), plus an in-memory cache of network
