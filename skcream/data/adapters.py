@@ -88,6 +88,7 @@ class ImageSource:
         self._id_column = id_column
         self._base_fingerprint = base_fingerprint
         self._raw: datasets.Dataset | None = None
+        self._sizes: dict[int, tuple[int, int]] = {}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -256,7 +257,10 @@ class ImageSource:
         """``(W, H)`` of image ``i`` as shown (file headers only, where possible): the size
         of :meth:`image`, the frame of :meth:`boxes`, :meth:`mask` and every prediction."""
         i = self._check_index(i)
-        return image_size(self._raw_image(i), self._name(i))
+        size = self._sizes.get(i)
+        if size is None:  # read once per source (boxes, masks and scaling all ask for it)
+            size = self._sizes[i] = image_size(self._raw_image(i), self._name(i))
+        return size
 
     def label(self, i: int) -> int:
         """Integer label of image ``i``; -1 when the source has no labels."""

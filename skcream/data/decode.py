@@ -8,9 +8,9 @@ masks, maps and sizes share one frame: the one a viewer shows.
 - **Orientation.** A photo stored 64x32 with EXIF ``Orientation=6`` is shown (and drawn
   on, and annotated) as 32x64; :func:`decode_image` returns it that way and
   :func:`image_size` says ``(32, 64)`` from the file header alone. The tag is read before
-  any pixel is decoded (JPEG APP1, TIFF tags, WebP, a PNG ``eXIf`` chunk ahead of the pixel
-  data; an unreadable EXIF block counts as no tag, as viewers ignore it), so the size and
-  the pixels always agree. The decoded image no longer carries the tag, so decoding it
+  any pixel is decoded (JPEG APP1, WebP, a PNG ``eXIf`` chunk ahead of the pixel data; TIFF
+  files PIL turns by itself; an unreadable EXIF block counts as no tag, as viewers ignore
+  it), so the size and the pixels always agree. The decoded image no longer carries the tag, so decoding it
   again is a no-op. ``datasets.Image`` applies the same tag when it decodes a row
   (``ds[0]["image"]``), so both agree.
 - **Values.** PIL images (any mode), ``(H, W[, 1|3|4])`` uint8 arrays (no orientation),
@@ -68,8 +68,10 @@ def orientation(image: Image.Image) -> int:
         1 (as stored) when there is no tag, an unknown value, or unreadable EXIF.
     """
     try:
-        if hasattr(image, "tag_v2"):  # TIFF: the tag is in the header's first IFD
-            value = image.tag_v2.get(ORIENTATION_TAG, 1)
+        if hasattr(image, "tag_v2"):
+            # TIFF: PIL turns these itself (the opened size is already the shown one, and
+            # loading transposes the pixels and drops the tag): nothing left to do
+            value = 1
         elif image.format == "PNG" and "exif" not in image.info:
             # PNG: only an eXIf chunk ahead of the pixels counts (PIL would decode the whole
             # image to look for a later one, and a size must come from the header alone)

@@ -133,8 +133,8 @@ def _numbers(values: np.ndarray) -> str:
     return "[" + ", ".join(f"{v:g}" for v in values.tolist()) + "]"
 
 
-def check_boxes(boxes: object, size: tuple[int, int] | None, image_id: str, *,
-                index: int | None = None) -> np.ndarray:
+def check_boxes(boxes: object, size: tuple[int, int] | None, image_id: str | None, *,
+                index: int | None = None, where: str | None = None) -> np.ndarray:
     """Validate the ground-truth boxes of one image: the one box checker of skcream.
 
     Every path that reads ground-truth boxes goes through it: the loaders (against the
@@ -154,6 +154,8 @@ def check_boxes(boxes: object, size: tuple[int, int] | None, image_id: str, *,
         Named in the error message.
     index : int, optional
         The image's index in its dataset, named in the error message.
+    where : str, optional
+        Names the image instead (``"row 3"``); default ``"image <id> (index <index>)"``.
 
     Returns
     -------
@@ -166,7 +168,8 @@ def check_boxes(boxes: object, size: tuple[int, int] | None, image_id: str, *,
         ``x1 < x0`` or ``y1 < y0``, negative coordinates or coordinates beyond the image
         size; the message names ``image_id``, ``index`` and the box.
     """
-    where = f"image {image_id!r}" + ("" if index is None else f" (index {index})")
+    if where is None:
+        where = f"image {image_id!r}" + ("" if index is None else f" (index {index})")
     try:
         arr = np.asarray(boxes, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
