@@ -587,7 +587,8 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
             scores = result.scores
             label_names = [names[position[_jsonable(c)]] for c in labels]
         for j, path in enumerate(chunk):
-            name = overlay_name(Path(path).stem, used, name_max)
+            # printable (UTF-8) and within the file-name limit, whatever the input's name
+            name = overlay_name(display_path(Path(path).stem), used, name_max)
             box = [float(v) for v in boxes[j]]
             score = None if scores is None else float(scores[j])
             text = label_names[j] if score is None else f"{label_names[j]} {score:.2f}"

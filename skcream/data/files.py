@@ -138,7 +138,7 @@ class RootResolver:
         self.allow_outside = bool(allow_outside)
         if _not_utf8(self.root):
             raise ValueError(
-                f"{what} {display_path(self.root)!r}: the folder name is not valid UTF-8; "
+                f"{what} '{display_path(self.root)}': the folder name is not valid UTF-8; "
                 "rename it (datasets stores file paths as UTF-8 text)"
             )
         self.real_root = os.path.realpath(self.root)
@@ -189,7 +189,7 @@ class RootResolver:
         """
         if _not_utf8(rel):
             raise ValueError(
-                f"{where}: file name {display_path(rel)!r} is not valid UTF-8; rename it "
+                f"{where}: file name '{display_path(rel)}' is not valid UTF-8; rename it "
                 "(datasets stores file paths as UTF-8 text)"
             )
         path = os.path.join(self.root, rel)
