@@ -639,5 +639,5 @@ def test_cli_traversal_is_one_line_and_the_flag_opts_in(tmp_path, capsys):
                          "--device", "cpu"], capsys)
     line = _one_error_line(err)
     assert code == 1 and "metadata.jsonl:2" in line and "--allow-outside-root" in line
-    ds = parse_data_spec(f"imagefolder:{root}").load("train", allow_outside_root=True)
+    ds = parse_data_spec(f"imagefolder:{root}").load(None, allow_outside_root=True)
     assert ds["image_id"] == ["a/1.png", "../outside.png"]

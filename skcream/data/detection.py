@@ -50,8 +50,8 @@ def _objects(value: Any, bbox_key: str, category_key: str, index: str) -> tuple[
     return list(boxes), list(cats)
 
 
-_FORMATS = {"xywh": "x, y, width, height (COCO and most hub detection sets)",
-            "xyxy": "x0, y0, x1, y1 (Pascal VOC style corners)"}
+_FORMATS = {"xywh": "x, y, width, height: COCO and most hub detection sets",
+            "xyxy": "x0, y0, x1, y1: the corners"}
 
 
 def _xyxy(boxes: list, box_format: str, bbox_key: str, index: int,

@@ -197,7 +197,7 @@ class RootResolver:
         key = self.real_path(path)
         if self.allow_outside:
             return Resolved(path, key, spelling)
-        hint = ("metadata paths must stay inside their root. Pass allow_outside_root=True "
+        hint = ("data paths must stay inside their root. Pass allow_outside_root=True "
                 "(CLI: --allow-outside-root) if you trust this data")
         if (os.path.isabs(rel) or os.path.splitdrive(rel)[0] or spelling == os.pardir
                 or spelling.startswith(os.pardir + "/")):
