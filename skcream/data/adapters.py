@@ -53,6 +53,10 @@ def _hash_value(h: Any, value: Any) -> None:
         raise TypeError(f"cannot fingerprint a {type(value).__name__}")
 
 
+#: sizes an ImageSource keeps (the recent ones: a box check and its scaling ask in turn)
+_SIZE_MEMO = 4096
+
+
 class ImageSource:
     """Random access to images, labels, boxes and masks, whatever the input.
 
@@ -258,7 +262,9 @@ class ImageSource:
         of :meth:`image`, the frame of :meth:`boxes`, :meth:`mask` and every prediction."""
         i = self._check_index(i)
         size = self._sizes.get(i)
-        if size is None:  # read once per source (boxes, masks and scaling all ask for it)
+        if size is None:  # boxes, masks and scaling ask in turn: read the header once
+            if len(self._sizes) >= _SIZE_MEMO:  # bounded: a million images, a few kB
+                self._sizes.clear()
             size = self._sizes[i] = image_size(self._raw_image(i), self._name(i))
         return size
 

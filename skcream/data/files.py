@@ -142,13 +142,20 @@ class RootResolver:
                 "rename it (datasets stores file paths as UTF-8 text)"
             )
         self.real_root = os.path.realpath(self.root)
-        self._dirs: dict[str, str] = {}
+        # folder as written -> (its real path, the names of the links it holds): one realpath
+        # and one listing per folder instead of a system call per file
+        self._dirs: dict[str, tuple[str, frozenset[str]]] = {}
 
-    def _real_dir(self, folder: str) -> str:
-        real = self._dirs.get(folder)
-        if real is None:
-            real = self._dirs[folder] = os.path.realpath(folder)
-        return real
+    def _folder(self, folder: str) -> tuple[str, frozenset[str]]:
+        known = self._dirs.get(folder)
+        if known is None:
+            try:
+                with os.scandir(folder) as entries:
+                    links = frozenset(e.name for e in entries if e.is_symlink())
+            except OSError:  # missing or unreadable: the file is reported missing later
+                links = frozenset()
+            known = self._dirs[folder] = (os.path.realpath(folder), links)
+        return known
 
     def real_path(self, path: str) -> str:
         """The real path of ``path`` (every link resolved; the file need not exist).
@@ -159,8 +166,9 @@ class RootResolver:
         folder, name = os.path.split(path)
         if name in ("", os.curdir, os.pardir):
             return os.path.realpath(path)
-        joined = os.path.join(self._real_dir(folder or os.curdir), name)
-        return os.path.realpath(joined) if os.path.islink(joined) else joined
+        real, links = self._folder(folder or os.curdir)
+        joined = os.path.join(real, name)
+        return os.path.realpath(joined) if name in links else joined
 
     def inside(self, real: str) -> bool:
         """True when the real path ``real`` is the root or lies under it."""

@@ -137,12 +137,13 @@ def check_boxes(boxes: object, size: tuple[int, int] | None, image_id: str | Non
                 index: int | None = None, where: str | None = None) -> np.ndarray:
     """Validate the ground-truth boxes of one image: the one box checker of skcream.
 
-    Every path that reads ground-truth boxes goes through it: the loaders (against the
-    size in the file header), :meth:`skcream.data.adapters.ImageSource.boxes` and so every
-    estimator, the report and the metrics of the estimators (against the decoded size, as
-    viewers show the image: :func:`skcream.data.decode.image_size`), and
-    :func:`skcream.data.detection.from_detection`. Errors name the image, its dataset index
-    and the box as given, in the image's own pixels (never scaled to the protocol's 224).
+    Every path that reads ground-truth boxes goes through it: the loaders,
+    :meth:`skcream.data.adapters.ImageSource.boxes` (and so every estimator's ``evaluate``,
+    ``score``, ``report`` and validation data) and
+    :func:`skcream.data.detection.from_detection`, always against the image's size as
+    viewers show it (:func:`skcream.data.decode.image_size`, EXIF orientation applied).
+    Errors name the image, its dataset index and the box as given, in the image's own pixels
+    (never scaled to the protocol's 224, never a position in a batch).
 
     Parameters
     ----------
