@@ -3,7 +3,9 @@
 A mask holds 0 (background), 1 (foreground) or 255 (ignore: OpenImages' ignore regions,
 left out of PxAP), or is boolean (True foreground). Any other value is refused, naming the
 mask and the values: an anti-aliased 0..255 mask, or a label image, silently read as
-"ignore" would score a different task. Used by the metrics (:func:`skcream.metrics.pxap`,
+"ignore" would score a different task. (Deviation from ``wsolevaluation``, whose PxAP
+ignores any value but 0 and 1: on masks of 0 / 1 / 255 the numbers are identical, which
+the tests check against a re-implementation of the reference.) Used by the metrics (:func:`skcream.metrics.pxap`,
 the streaming accumulators, the scorers) and by every reader of masks in
 :mod:`skcream.data`.
 """
