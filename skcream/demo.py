@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from skcream._checks import as_int
+
 __all__ = [
     "DEMO_FILES",
     "METHODS",
@@ -376,9 +378,7 @@ def _torch_threads(threads: int | None):
     """Set torch's intra-op thread count for the block (see :func:`run_demo`)."""
     import torch
 
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or threads < 1):
-        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    threads = as_int(threads, "threads", low=1, none_ok=True)
     before = torch.get_num_threads()
     n = threads if threads is not None else (1 if _usable_cores() <= 2 else before)
     torch.set_num_threads(n)

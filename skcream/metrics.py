@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -278,7 +279,7 @@ def _n_jobs(n_jobs: Any) -> int:
     """joblib's convention: None -> 1, -1 -> all cores; anything else a clear error."""
     if n_jobs is None:
         return 1
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, Integral) or n_jobs == 0:
         raise ValueError(f"n_jobs must be None, a positive int or a negative int, got {n_jobs!r}")
     from joblib import effective_n_jobs
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .schema import array_to_pil, to_rgb
+from .schema import array_to_pil, check_labels, to_rgb
 
 __all__ = ["ImageSource", "TorchImageDataset", "array_to_pil", "collate"]
 
@@ -401,25 +401,19 @@ class ImageSource:
 
 
 def _encode_y(y: Any, n: int, argument: str = "y") -> tuple[np.ndarray, list[str] | None]:
-    arr = np.asarray(list(y) if not isinstance(y, np.ndarray) else y)
-    if arr.ndim != 1:
-        raise ValueError(f"{argument} must be 1-D with one label per image, got shape {arr.shape}")
+    """Labels (checked by :func:`~skcream.data.schema.check_labels`) as codes (n,) int64 and,
+    for names, the sorted distinct names the codes index."""
+    arr = check_labels(y, argument)
     if len(arr) != n:
-        raise ValueError(f"{argument} has {len(arr)} labels but there are {n} images")
-    if arr.dtype.kind in "iu":
+        raise ValueError(f"{argument} has {len(arr)} labels but there are {n} images; give "
+                         "one label per image")
+    if arr.dtype.kind == "i":
         if arr.size and arr.min() < 0:
             bad = int(np.argmin(arr))
-            raise ValueError(f"{argument} must hold non-negative class indices; index {bad} is {arr[bad]}")
-        return arr.astype(np.int64), None
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            bad = int(np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))[0])
-            raise ValueError(f"{argument} must hold integer class indices; index {bad} is {arr[bad]}")
-        return _encode_y(arr.astype(np.int64), n, argument)
-    if arr.dtype == object and any(v is None for v in arr):
-        bad = next(i for i, v in enumerate(arr) if v is None)
-        raise ValueError(f"{argument} has a missing label (None) at index {bad}")
-    names, codes = np.unique(arr.astype(str), return_inverse=True)
+            raise ValueError(f"{argument} must hold non-negative integer labels; index {bad} "
+                             f"is {arr[bad]}")
+        return arr, None
+    names, codes = np.unique(arr, return_inverse=True)
     return codes.astype(np.int64), [str(s) for s in names]
 
 

@@ -35,7 +35,6 @@ import contextlib
 import os
 import warnings
 from collections import OrderedDict
-from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from skcream._checks import as_int
 from skcream._device import check_device
 from skcream.estimators._shape import probe_feature_shape
 
@@ -63,12 +63,8 @@ def _resolve_device(device: Any) -> torch.device:
     return dev if dev is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _check_positive_int(value: Any, name: str, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        expected = "a positive int or None" if allow_none else "a positive int"
-        raise ValueError(f"{name} must be {expected}; got {value!r}")
+def _check_positive_int(value: Any, name: str, *, allow_none: bool = False) -> int | None:
+    return as_int(value, name, low=1, none_ok=allow_none)
 
 
 class TrainedBackbone:
@@ -358,10 +354,7 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
                 f"pretrained must be True, False or a path to a .pth/.safetensors file; "
                 f"got {self.pretrained!r}"
             )
-        if self.feature_stage is not None and (
-            isinstance(self.feature_stage, bool) or not isinstance(self.feature_stage, Integral)
-        ):
-            raise TypeError(f"feature_stage must be an int or None; got {self.feature_stage!r}")
+        as_int(self.feature_stage, "feature_stage", none_ok=True)
         _check_positive_int(self.image_size, "image_size", allow_none=True)
         _check_positive_int(self.batch_size, "batch_size")
         if self.output_type not in _OUTPUT_TYPES:

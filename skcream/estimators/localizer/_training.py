@@ -18,7 +18,13 @@ import numpy as np
 import torch
 
 from skcream.estimators._cache import FitCache, cache_key, cache_location
-from skcream.estimators._common import resolve_seed, seeded, train_config, train_transform
+from skcream.estimators._common import (
+    inference_device,
+    resolve_seed,
+    seeded,
+    train_config,
+    train_transform,
+)
 from skcream.estimators._inputs import training_classes
 from skcream.estimators._shape import probe_feature_shape
 from skcream.estimators.localizer._fitted_state import (
@@ -60,15 +66,14 @@ def _data_fingerprint(source, codes: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _key_params(est) -> dict[str, Any]:
+def _key_params(p) -> dict[str, Any]:
     from skcream.methods import get_method
 
-    params = est.get_params(deep=False)
-    out = {k: params[k] for k in TRAINING_PARAMS}
+    out = {k: getattr(p, k) for k in TRAINING_PARAMS}
     if isinstance(out["random_state"], np.random.RandomState):
         out["random_state"] = None
     # the resolved values of the chosen method only: {} and explicit defaults are one run
-    out["method_params"] = get_method(est.method, est.method_params).params
+    out["method_params"] = get_method(p.method, p.method_params).params
     return out
 
 
@@ -104,15 +109,17 @@ class _ContextHook:
         self.seconds += time.perf_counter() - tic
 
 
-def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
+def fit_network(est, p, source, class_label: bool) -> dict[str, Any]:
     """Train (or fetch from ``memory``) the network and context of ``est`` on ``source``.
 
     Parameters
     ----------
     est : CREAMLocalizer
-        Its parameters (already validated) drive everything.
+    p : SimpleNamespace
+        Its parameters, validated, numbers as Python values (``est._params(fitting=True)``):
+        they drive everything.
     source : ImageSource
-    y : array-like or None
+        With the labels (``y`` already in it).
     class_label : bool
 
     Returns
@@ -128,15 +135,15 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
     from skcream.methods import get_method
     from skcream.training import train
 
-    classes, codes, names = training_classes(source, y, class_label)
+    classes, codes, names = training_classes(source, class_label)
     if est.validation_data is not None:  # refused now, not after the first epoch
-        check_validation_data(est, classes)
+        check_validation_data(est, classes, names)
     data_fp = _data_fingerprint(source, codes)
-    key_params = _key_params(est)
-    location = cache_location(est.memory)
+    key_params = _key_params(p)
+    location = cache_location(p.memory)
     cache = None
     if location is not None:
-        if isinstance(est.random_state, np.random.RandomState):
+        if isinstance(p.random_state, np.random.RandomState):
             warnings.warn(
                 "memory is ignored when random_state is a RandomState instance (its state "
                 "cannot key a cache); pass an int",
@@ -158,46 +165,46 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
                 restore(holder, meta["fitted"], tensors, torch.device("cpu"), checked=True)
                 return holder.fitted()
 
-    method = get_method(est.method, est.method_params)
-    seed = resolve_seed(est.random_state)
+    method = get_method(p.method, p.method_params)
+    seed = resolve_seed(p.random_state)
     with seeded(seed):
         backbone = build_backbone(
-            est.backbone,
-            est.pretrained,
-            feature_stage=est.feature_stage,
-            large_feature_map=bool(est.large_feature_map),
+            p.backbone,
+            p.pretrained,
+            feature_stage=p.feature_stage,
+            large_feature_map=p.large_feature_map,
         )
         model = method.build_network(backbone, len(classes))
     # before any training: an input the network cannot take fails here, in words
-    probe_feature_shape(backbone.eval(), est.image_size, "cpu", est.backbone)
+    probe_feature_shape(backbone.eval(), p.image_size, "cpu", p.backbone)
     backbone.train()
     context = ContextEmbeddings(
         len(classes),
         model.readout_dim,
-        momentum=float(est.momentum),
-        fg_threshold=float(est.context_threshold),
+        momentum=p.momentum,
+        fg_threshold=p.context_threshold,
         random_state=seed,
     )
     data_config = dict(backbone.data_config)
-    transform = train_transform(est, data_config, flip=True)
+    transform = train_transform(p, data_config, flip=True)
     dataset = LabelledImages(TorchImageDataset(source, transform, with_boxes=False), codes)
-    device = est._inference_device()
-    config = train_config(est, seed)
+    device = inference_device(p.device)
+    config = train_config(p, seed)
     hook = _ContextHook(model, context)
     net_spec = {
-        "backbone": est.backbone,
+        "backbone": p.backbone,
         # the timm model actually built (offline efficientnet_lite0 -> tf_efficientnet_lite0)
         "architecture": backbone.architecture,
-        "feature_stage": est.feature_stage,
-        "large_feature_map": bool(est.large_feature_map),
+        "feature_stage": p.feature_stage,
+        "large_feature_map": p.large_feature_map,
         "n_classes": len(classes),
         "feature_dim": int(model.readout_dim),
         "method": method.name,
         "method_params": dict(method.params),
-        "momentum": float(est.momentum),
-        "context_threshold": float(est.context_threshold),
+        "momentum": p.momentum,
+        "context_threshold": p.context_threshold,
     }
-    epoch_hook = _validation_hook(est, model, context, data_config, classes, hook)
+    epoch_hook = _validation_hook(est, p, model, context, data_config, classes, names, hook)
     history = train(
         model,
         dataset,
@@ -224,7 +231,7 @@ def fit_network(est, source, y, class_label: bool) -> dict[str, Any]:
         "class_names_": names,
         "n_classes_": len(classes),
         "feature_dim_": int(model.readout_dim),
-        "feature_shape_": _feature_shape(model, est.image_size, device),
+        "feature_shape_": _feature_shape(model, p.image_size, device),
         "data_config_": data_config,
         "history_": history,
     }
@@ -248,7 +255,7 @@ class _Holder:
         return {k: v for k, v in self.__dict__.items() if k != "_est"}
 
 
-def _validation_hook(est, model, context, data_config, classes, hook):
+def _validation_hook(est, p, model, context, data_config, classes, names, hook):
     """Epoch hook: context-update seconds, and MaxBoxAccV2 on ``validation_data``."""
 
     def epoch_hook(accelerator, epoch: int, record: dict) -> dict[str, Any]:
@@ -256,16 +263,18 @@ def _validation_hook(est, model, context, data_config, classes, hook):
         hook.seconds = 0.0
         if est.validation_data is not None:
             out["val_max_box_acc_v2"] = validation_score(
-                est, model, context, data_config, classes, accelerator.device
+                est, p, model, context, data_config, classes, names, accelerator.device
             )
         return out
 
     return epoch_hook
 
 
-def check_validation_data(est, classes: np.ndarray):
+def check_validation_data(est, classes: np.ndarray, names: list[str]):
     """``est.validation_data`` as (ImageSource, internal labels (n,)), checked: a label and a
-    bbox column, labels among the training ``classes``, a box for every image.
+    bbox column, labels among the training ``classes`` (``names``: their names; matched as
+    every other label, :func:`~skcream.estimators._inputs.encode_labels`), a box for every
+    image.
 
     Raises
     ------
@@ -275,13 +284,13 @@ def check_validation_data(est, classes: np.ndarray):
     """
     from skcream.estimators._inputs import as_source, encode_labels, raw_labels
 
-    source, class_label = as_source(
+    source, _ = as_source(
         est.validation_data,
         image_column=est.image_column,
         label_column=est.label_column,
         bbox_column=est.bbox_column,
     )
-    values = raw_labels(source, None, class_label)
+    values = raw_labels(source)
     if values is None or not source.has_boxes:
         raise ValueError(
             "validation_data must have a label column and a bbox column "
@@ -289,7 +298,8 @@ def check_validation_data(est, classes: np.ndarray):
         )
     if len(source) == 0:
         raise ValueError("validation_data: is empty")
-    labels = encode_labels(values, classes, "validation_data labels")
+    labels = encode_labels(values, classes, names, "validation_data labels",
+                           n_images=len(source))
     for i in range(len(source)):
         boxes = source.boxes(i)
         if boxes is None or len(boxes) == 0:
@@ -298,7 +308,7 @@ def check_validation_data(est, classes: np.ndarray):
     return source, labels
 
 
-def validation_score(est, model, context, data_config, classes, device) -> float:
+def validation_score(est, p, model, context, data_config, classes, names, device) -> float:
     """MaxBoxAccV2 of the current network on ``est.validation_data`` (protocol maps)."""
     from skcream.estimators._boxes_target import PROTOCOL_SIZE
     from skcream.estimators.localizer._inference import class_maps, iter_forward
@@ -306,11 +316,11 @@ def validation_score(est, model, context, data_config, classes, device) -> float
     from skcream.localize import protocol_maps
     from skcream.metrics import BoxAccumulator
 
-    source, labels = check_validation_data(est, classes)
+    source, labels = check_validation_data(est, classes, names)
     acc = BoxAccumulator()  # streaming: one batch of maps in memory at a time
     for batch in iter_forward(
-        model, source, image_size=est.image_size, data_config=data_config,
-        batch_size=est.batch_size, device=device, num_workers=est.num_workers,
+        model, source, image_size=p.image_size, data_config=data_config,
+        batch_size=p.batch_size, device=device, num_workers=p.num_workers,
     ):
         lab = torch.as_tensor(labels[batch.index], device=device)
         m = class_maps(model, context, batch.features, lab, est._settings())
