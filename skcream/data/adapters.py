@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from skcream._digest import file_digest
+
 from .schema import array_to_pil, check_labels, to_rgb
 
 __all__ = ["ImageSource", "TorchImageDataset", "array_to_pil", "collate"]
@@ -76,6 +78,7 @@ def _open_any(value: Any, index: int, image_id: str, *, header_only: bool = Fals
 
 
 def _hash_value(h: Any, value: Any) -> None:
+    """Feed what an image value holds (never where it lives) to the hash ``h``."""
     if isinstance(value, Image.Image):
         h.update(f"pil:{value.mode}:{value.size}".encode())
         h.update(value.tobytes())
@@ -83,11 +86,19 @@ def _hash_value(h: Any, value: Any) -> None:
         h.update(f"arr:{value.dtype.str}:{value.shape}".encode())
         h.update(np.ascontiguousarray(value).tobytes())
     elif isinstance(value, (str, os.PathLike)):
-        path = os.fspath(value)
-        h.update(f"path:{os.path.abspath(path)}".encode())
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        h.update(f"file:{file_digest(value)}".encode())
+    elif isinstance(value, dict) and ("bytes" in value or "path" in value):
+        if value.get("bytes") is not None:
+            h.update(b"bytes:")
+            h.update(hashlib.blake2b(value["bytes"], digest_size=16).digest())
+        elif value.get("path") is not None:
+            h.update(f"file:{file_digest(value['path'])}".encode())
+        else:
+            h.update(b"none")
+    elif value is None:
+        h.update(b"none")
+    elif isinstance(value, list | tuple):  # arrays stored as nested lists
+        _hash_value(h, np.asarray(value))
     else:
         raise TypeError(f"cannot fingerprint a {type(value).__name__}")
 
@@ -115,7 +126,6 @@ class ImageSource:
         bbox_column: str | None = None,
         mask_column: str | None = None,
         id_column: str | None = None,
-        base_fingerprint: str | None = None,
     ):
         self._images = images
         self._labels = labels
@@ -125,7 +135,6 @@ class ImageSource:
         self._bbox_column = bbox_column
         self._mask_column = mask_column
         self._id_column = id_column
-        self._base_fingerprint = base_fingerprint
         self._raw: datasets.Dataset | None = None
 
     # ------------------------------------------------------------------ construction
@@ -164,8 +173,7 @@ class ImageSource:
             labels, names = _encode_y(y, len(X))
             return cls(X._images, labels, class_names=names, dataset=X._dataset,
                        image_column=X._image_column, bbox_column=X._bbox_column,
-                       mask_column=X._mask_column, id_column=X._id_column,
-                       base_fingerprint=X._base_fingerprint)
+                       mask_column=X._mask_column, id_column=X._id_column)
         if isinstance(X, datasets.DatasetDict):
             raise TypeError(
                 f"X is a DatasetDict with splits {list(X)}; pass one split, e.g. X['train']"
@@ -233,7 +241,6 @@ class ImageSource:
             bbox_column=bbox_column if bbox_column in ds.column_names else None,
             mask_column=mask_column if mask_column in ds.column_names else None,
             id_column=id_column if id_column in ds.column_names else None,
-            base_fingerprint=getattr(ds, "_fingerprint", None),
         )
 
     # ------------------------------------------------------------------ access
@@ -248,15 +255,19 @@ class ImageSource:
             raise IndexError(f"index {i} is out of range for {n} images")
         return int(i) % n
 
-    def _row(self, i: int) -> dict:
-        """Row ``i`` of the Dataset with images and masks left undecoded."""
+    def _raw_dataset(self) -> datasets.Dataset:
+        """The Dataset with images and masks left undecoded (``{"bytes", "path"}``)."""
         if self._raw is None:
             ds = self._dataset.with_format(None)
             for col in (self._image_column, self._mask_column):
                 if col is not None and isinstance(ds.features[col], datasets.Image):
                     ds = ds.cast_column(col, datasets.Image(decode=False))
             self._raw = ds
-        return self._raw[i]
+        return self._raw
+
+    def _row(self, i: int) -> dict:
+        """Row ``i`` of the Dataset with images and masks left undecoded."""
+        return self._raw_dataset()[i]
 
     def image_id(self, i: int) -> str:
         """Stable id of image ``i``: the id column, the file path, or ``str(i)``."""
@@ -370,21 +381,25 @@ class ImageSource:
                 sub, labels, class_names=self.class_names, dataset=sub,
                 image_column=self._image_column, bbox_column=self._bbox_column,
                 mask_column=self._mask_column, id_column=self._id_column,
-                base_fingerprint=getattr(sub, "_fingerprint", None),
             )
         return ImageSource([self._images[i] for i in idx], labels, class_names=self.class_names)
 
     def fingerprint(self) -> str:
-        """Stable hex hash of the data (images, labels, class names).
+        """Stable hex hash of what determines a network trained or run on the data.
 
-        A Dataset contributes its ``_fingerprint`` (which datasets derives from its content and
-        history) and the column names used; a sequence contributes the pixels of PIL images and
-        arrays and the bytes of files. Equal data gives equal fingerprints across processes.
+        The content of every image (its file's bytes, stored bytes, or the pixels of a PIL
+        image / array; never its path or name, so an image overwritten in place gets a new
+        fingerprint and a copy elsewhere the same one), the labels and the class names.
+        Equal data gives equal fingerprints across processes and machines. Image files are
+        read through :func:`skcream._digest.file_digest` (memoised while unchanged).
         """
         h = hashlib.blake2b(digest_size=16)
+        h.update(f"n:{len(self)}".encode())
         if self._dataset is not None:
-            h.update(f"ds:{self._base_fingerprint}:{self._image_column}:{self._bbox_column}:"
-                     f"{self._mask_column}".encode())
+            raw = self._raw_dataset().select_columns([self._image_column])
+            for batch in raw.iter(batch_size=256):
+                for value in batch[self._image_column]:
+                    _hash_value(h, value)
         else:
             for item in self._images:
                 _hash_value(h, item)

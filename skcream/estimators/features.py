@@ -45,8 +45,9 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from skcream._checks import as_int
+from skcream._checks import as_int, plain
 from skcream._device import check_device
+from skcream.estimators._cache import weights_key
 from skcream.estimators._shape import probe_feature_shape
 
 __all__ = ["TimmFeatures", "TrainedBackbone"]
@@ -419,8 +420,9 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         if isinstance(self.backbone, TrainedBackbone):
             return self.backbone.network_on(self._device())
         base = (
-            self.backbone, str(self.pretrained), _file_stamp(self.pretrained),
-            self.feature_stage, self.large_feature_map, self.modification, str(self._device()),
+            self.backbone, repr(weights_key(self.pretrained)),
+            plain(self.feature_stage), bool(self.large_feature_map), self.modification,
+            str(self._device()),
         )
         for key in (base, base + (self.seed_,)):
             if key in _NETWORKS:
@@ -502,10 +504,9 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
             (
                 "TimmFeatures-v2",  # v2: entries <key>-<sha256 prefix>.npy, atomic
                 backbone,
-                str(self.pretrained),
-                _file_stamp(self.pretrained),
-                self.feature_stage,
-                self.large_feature_map,
+                weights_key(self.pretrained),  # a weight file by its bytes, not its path
+                plain(self.feature_stage),
+                bool(self.large_feature_map),
                 self.modification,
                 self.image_size_,
                 self.seed_ if self.random_init_ else None,
@@ -593,14 +594,6 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         tags.requires_fit = True
         tags.non_deterministic = False
         return tags
-
-
-def _file_stamp(pretrained: Any) -> tuple | None:
-    """Size and mtime of a weights file, so a changed file invalidates the cache."""
-    if isinstance(pretrained, (str, os.PathLike)) and os.path.isfile(pretrained):
-        st = os.stat(pretrained)
-        return (st.st_size, st.st_mtime_ns)
-    return None
 
 
 def _localizer_network(localizer: Any) -> tuple[torch.nn.Module, dict]:

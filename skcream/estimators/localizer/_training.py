@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from skcream.estimators._cache import FitCache, cache_key, cache_location
+from skcream.estimators._cache import FitCache, cache_key, cache_location, weights_key
 from skcream.estimators._common import (
     inference_device,
     resolve_seed,
@@ -72,6 +72,7 @@ def _key_params(p) -> dict[str, Any]:
     out = {k: getattr(p, k) for k in TRAINING_PARAMS}
     if isinstance(out["random_state"], np.random.RandomState):
         out["random_state"] = None
+    out["pretrained"] = weights_key(out["pretrained"])
     # the resolved values of the chosen method only: {} and explicit defaults are one run
     out["method_params"] = get_method(p.method, p.method_params).params
     return out
