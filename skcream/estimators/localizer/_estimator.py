@@ -44,7 +44,12 @@ from skcream.estimators.localizer._inference import (
 from skcream.estimators.localizer._inference import protocol_gt_boxes as _scale_boxes
 from skcream.estimators.localizer._validation import validate_params
 from skcream.localize import Localization, maps_to_localization, protocol_maps
-from skcream.metrics import SCORER_METRICS, BoxAccumulator, ProtocolAccumulators
+from skcream.metrics import (
+    SCORER_METRICS,
+    BoxAccumulator,
+    ProtocolAccumulators,
+    iou_percents,
+)
 
 __all__ = [
     "CREAMLocalizer",
@@ -793,6 +798,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         n_iter : int, optional
             Override T (0 gives the CAM curve of the same network).
         iou_threshold : float, default=50
+            In percent, in (1, 100] (``0.5`` is refused: the unit is percent).
         multi_contour : bool, default=True
 
         Returns
@@ -800,7 +806,8 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         thresholds : ndarray (100,)
         accuracy : ndarray (100,) percent
         """
-        acc = BoxAccumulator(iou_thresholds=(iou_threshold,), multi_contour=multi_contour)
+        iou = iou_percents(iou_threshold, "iou_threshold")
+        acc = BoxAccumulator(iou_thresholds=iou, multi_contour=multi_contour)
         for _, _, maps, gt in self._protocol_batches(X, y, self._settings(n_iter=n_iter))[1]:
             acc.update(maps, gt)
         distributed.sum_across(acc, "correct", "n_maps")
