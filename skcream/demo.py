@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from skcream._checks import as_int
+from skcream._fs import make_dirs
 
 __all__ = [
     "DEMO_FILES",
@@ -87,7 +88,7 @@ def prepare_output_dir(out: str | Path) -> Path:
             f"--out {out} is not empty and was not made by 'skcream demo'; "
             "choose a new or empty folder"
         )
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out, "--out")
     (out / MARKER).write_text("written by 'skcream demo'; the demo may overwrite its own files "
                               "here: " + ", ".join(DEMO_FILES[1:]) + ", model/\n")
     return out

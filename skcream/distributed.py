@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from skcream._checks import as_int
+from skcream._fs import make_dirs
 
 __all__ = ["distributed_inference", "gather_rows", "process_info", "shard_range", "sharded_apply",
            "sum_across"]
@@ -202,7 +203,7 @@ def sharded_apply(estimator: Any, method: str, X: Any, out_dir: str | os.PathLik
             raise ValueError(f"out_dir: {directory} holds shards of another run ({old}); "
                              f"expected {meta}. Use another out_dir.")
     elif rank == 0:
-        directory.mkdir(parents=True, exist_ok=True)
+        make_dirs(directory, "out_dir")
         _atomic_write(meta_path, json.dumps(meta).encode())
     _barrier(world)
     n_chunks = math.ceil(n / chunk_size)

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from skcream import _levelsets, _pxap
-from skcream._checks import as_real
 from skcream._boxes import level_component_boxes
+from skcream._checks import as_real
 from skcream.scoremaps import check_scoremap, contour_boxes, quantise
 
 __all__ = [

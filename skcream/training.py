@@ -70,6 +70,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from skcream._checks import as_bool, as_int, as_real
+from skcream._fs import make_dirs
 from skcream.data.loading import pin_memory, resolve_num_workers
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "TrainConfig",
     "config_fingerprint",
     "cross_entropy_loss",
+    "has_checkpoint",
     "make_accelerator",
     "parameter_groups",
     "top1_correct",
@@ -377,6 +379,15 @@ def _checkpoint_error(meta_path: Path, field: str, value: Any, expected: str) ->
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     return ValueError(f"checkpoint_dir: {meta_path}: {field} = {shown}: expected {expected}; "
                       "delete the skcream-train* files there to start over")
+
+
+def has_checkpoint(directory: str | os.PathLike) -> bool:
+    """Whether ``directory`` holds a committed checkpoint (its JSON, written last).
+
+    Other entries (the run's lock file, files of an epoch that was never committed, the
+    user's own files) are not a checkpoint: a run killed before its first epoch leaves none.
+    """
+    return (Path(directory) / CHECKPOINT_FILES[0]).is_file()
 
 
 def _is_int(v: Any, low: int) -> bool:
@@ -698,7 +709,7 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
             if config.resume:
                 _check_epochs(meta, config.epochs, directory)
         if accelerator.is_main_process:
-            directory.mkdir(parents=True, exist_ok=True)
+            make_dirs(directory, "checkpoint_dir")
         accelerator.wait_for_everyone()
 
     model.to(accelerator.device)

@@ -47,6 +47,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from skcream._checks import as_int, plain
 from skcream._device import check_device
+from skcream._fs import make_dirs
 from skcream.estimators._cache import weights_key
 from skcream.estimators._shape import probe_feature_shape
 
@@ -513,7 +514,7 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
             )
         )
         path = Path(location) / "skcream_timm_features" / key
-        path.mkdir(parents=True, exist_ok=True)
+        make_dirs(path, "memory")
         return path
 
     def transform(self, X: Any) -> np.ndarray | torch.Tensor:
