@@ -142,10 +142,11 @@ def test_functions_and_other_estimators_take_numpy_numbers(fitted, ds):
     from skcream.reactivation import reactivate
     from skcream.training import TrainConfig
 
-    a = TimmFeatures("test_resnet", pretrained=False, image_size=32, batch_size=4,
-                     feature_stage=-1, verbose=0).fit()
-    b = TimmFeatures("test_resnet", pretrained=False, image_size=np.int64(32),
-                     batch_size=np.int64(4), feature_stage=np.int64(-1), verbose=0).fit()
+    a = TimmFeatures("test_resnet", pretrained=False, image_size=64, batch_size=4,
+                     feature_stage=-2, random_state=0, verbose=0).fit()
+    b = TimmFeatures("test_resnet", pretrained=False, image_size=np.int64(64),
+                     batch_size=np.int64(4), feature_stage=np.int64(-2), random_state=np.int64(0),
+                     verbose=0).fit()
     np.testing.assert_array_equal(a.transform(ds), b.transform(ds))
     config = TrainConfig(epochs=np.int64(2), batch_size=np.int32(4), lr=np.float32(0.5)).validate()
     assert (type(config.epochs), type(config.batch_size), type(config.lr)) == (int, int, float)
@@ -228,5 +229,5 @@ def test_cli_localize_threshold_takes_effect(fitted, tmp_path, capsys):
                      "--out", str(out), "--threshold", t, "--quiet"]) == 0
         boxes[t] = json.loads((out / "boxes.json").read_text())[0]["box"]
     capsys.readouterr()
-    assert boxes["0.0"] == [0.0, 0.0, 48.0, 40.0]  # threshold 0: the whole image
+    assert boxes["0.0"] == [0.0, 0.0, 47.0, 39.0]  # threshold 0: every pixel of the 48x40
     assert boxes["0.0"] != boxes["0.95"]
