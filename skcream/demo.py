@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from skcream._checks import as_int
-from skcream._fs import make_dirs
+from skcream._fs import describe, make_dirs
 
 __all__ = [
     "DEMO_FILES",
@@ -82,7 +82,8 @@ def prepare_output_dir(out: str | Path) -> Path:
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} is a file; give a folder for the demo's output")
+        raise FileExistsError(f"--out {out} is {describe(out)}; give a folder for the demo's "
+                              "output")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
         raise FileExistsError(
             f"--out {out} is not empty and was not made by 'skcream demo'; "

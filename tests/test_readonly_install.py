@@ -73,6 +73,7 @@ def readonly(tmp_path):
         p.chmod(p.stat().st_mode | stat.S_IWUSR)
 
 
+@pytest.mark.slow  # two fresh interpreters importing torch and compiling kernels
 def test_import_and_run_fall_back_to_a_private_temporary_cache(readonly, tmp_path):
     site, home = readonly
     tmpdir = tmp_path / "tmp"
