@@ -17,8 +17,7 @@ from PIL import Image
 from sklearn.base import clone
 from test_localizer import TINY, count_training  # noqa: F401 (a fixture)
 
-from skcream import CREAMLocalizer, TimmFeatures
-from skcream import _digest
+from skcream import CREAMLocalizer, TimmFeatures, _digest
 from skcream.data import ImageSource, load_imagefolder
 
 
