@@ -231,3 +231,20 @@ def test_cli_localize_threshold_takes_effect(fitted, tmp_path, capsys):
     capsys.readouterr()
     assert boxes["0.0"] == [0.0, 0.0, 47.0, 39.0]  # threshold 0: every pixel of the 48x40
     assert boxes["0.0"] != boxes["0.95"]
+
+
+def test_timm_features_refuses_network_parameters_set_after_fit(ds):
+    """TimmFeatures builds its network and feature_shape_ in fit: changing what they are
+    built from afterwards is an error, not silently the old network."""
+    from skcream import TimmFeatures
+
+    est = TimmFeatures("test_resnet", pretrained=False, image_size=32, random_state=0,
+                       verbose=0).fit()
+    before = est.transform(ds)
+    est.set_params(image_size=np.int64(32))  # the same size, as a numpy integer
+    np.testing.assert_array_equal(est.transform(ds), before)
+    for name, value in (("image_size", 64), ("feature_stage", -2)):
+        changed = pickle.loads(pickle.dumps(est)).set_params(**{name: value})
+        with pytest.raises(ValueError, match=f"^{name}={value!r} \\(fitted with .*call fit again"):
+            changed.transform(ds)
+        assert changed.fit().transform(ds).shape[0] == len(ds)  # a refit takes it

@@ -157,9 +157,12 @@ class ImageSource:
         X : datasets.Dataset, ImageSource, or sequence of PIL images / uint8 arrays / paths
             A single 4-D uint8 array (N, H, W, C) is taken as N images.
         y : array-like of shape (N,), optional
-            Labels. Integers are kept as they are (they must be >= 0); any other values are
-            encoded to the index of their sorted unique value (``class_names``). Overrides
-            the Dataset's label column.
+            Labels, one per image, all class names (str, ``np.str_``) or all integers (any
+            integer type; floats with integral values too), checked by
+            :func:`~skcream.data.schema.check_labels` (a missing label, a mix of names and
+            integers or another count is an error naming the index). Integers are kept as
+            they are (they must be >= 0); names are encoded to the index of their sorted
+            unique value (``class_names``). Overrides the Dataset's label column.
         image_column, label_column, bbox_column, mask_column, id_column : str
             Column names in a Dataset; missing label/bbox/mask/id columns are simply absent.
 

@@ -407,11 +407,34 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         )
         self.feature_shape_ = probe_feature_shape(net, self.image_size_, self._device(),
                                                   self.backbone)
+        self._network_params_ = self._network_params()
         self.n_features_out_ = int(self.feature_shape_[0])
         return self
 
     def _device(self) -> torch.device:
         return _resolve_device(self.device)
+
+    #: parameters the fitted network and ``feature_shape_`` are built from
+    _NETWORK_PARAMS = ("backbone", "pretrained", "feature_stage", "large_feature_map",
+                       "modification", "image_size")
+
+    def _network_params(self) -> dict[str, Any]:
+        return {k: plain(getattr(self, k)) for k in self._NETWORK_PARAMS}
+
+    def _check_network_params(self) -> None:
+        """``set_params`` of a parameter the network was built from, after ``fit``: an error
+        (the fitted network and ``feature_shape_`` would silently stay the old ones)."""
+        fitted = getattr(self, "_network_params_", None)
+        if fitted is None:  # fitted by an earlier version
+            return
+        now = self._network_params()
+        changed = [f"{k}={now[k]!r} (fitted with {fitted[k]!r})" for k in fitted
+                   if now[k] is not fitted[k] and now[k] != fitted[k]]
+        if changed:
+            raise ValueError(
+                f"{', '.join(changed)} was set after fit; the network and feature_shape_ are "
+                "built by fit from it: call fit again"
+            )
 
     def _build_network(self) -> torch.nn.Module:
         # Frozen networks are shared between estimators with the same construction
@@ -532,6 +555,7 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         self._validate_params()
+        self._check_network_params()
         source = self._source(X)
         n = len(source)
         d, h, w = self.feature_shape_

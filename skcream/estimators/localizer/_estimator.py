@@ -192,6 +192,10 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
     classes_ : ndarray (C,)
         Class labels (the ClassLabel indices for a Dataset with a ClassLabel column).
     class_names_ : list of str
+        Names of the classes (the ClassLabel names; ``str`` of integer labels). Labels of
+        later calls are matched through one encoder: names to these names (so a Dataset
+        whose ClassLabel lists other classes, e.g. another folder, is read by its names),
+        integers to ``classes_``; unknown ones are an error naming them.
     n_classes_ : int
     model_ : nn.Module
         The trained network of ``method`` (:class:`skcream.model.CAMNet` for CAM, HaS, ADL,
@@ -497,7 +501,8 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         ----------
         X : images or Dataset
         labels : array-like (n,), optional
-            Class of each map (values of ``classes_``); default the predicted class.
+            Class of each map: names (``class_names_``) or values of ``classes_``, one per
+            image; default the predicted class.
 
         Returns
         -------
@@ -543,13 +548,14 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         ----------
         X : images or Dataset
         labels : array-like (n,), optional
-            Values of ``classes_``; default: the labels of ``X`` (its label column), else
-            the predicted classes.
+            Names (``class_names_``) or values of ``classes_``, one per image; default: the
+            labels of ``X`` (its label column, matched by name), else the predicted classes.
 
         Raises
         ------
         ValueError
-            When ``labels`` holds values outside ``classes_`` (named).
+            When ``labels`` holds classes the model does not know (named), or their count is
+            not the number of images.
         """
         self._check_fitted()
         source, _ = self._source(X)
