@@ -94,6 +94,16 @@ def test_a_folder_with_another_class_list_is_matched_by_name(fitted, folders):
                                   fitted.pseudo_boxes(clean, resolution=32))
 
 
+def test_validation_data_with_another_class_list_is_matched_by_name(folders):
+    a = load_imagefolder(folders[0])
+    other = CREAMLocalizer(**TINY, validation_data=load_imagefolder(folders[1])).fit(a)
+    clean = CREAMLocalizer(**TINY, validation_data=load_imagefolder(
+        folders[1], class_names=NAMES)).fit(a)
+    assert other.auto_box_threshold_ == clean.auto_box_threshold_
+    assert [r["val_max_box_acc_v2"] for r in other.history_] == \
+        [r["val_max_box_acc_v2"] for r in clean.history_]
+
+
 def test_report_and_cli_match_by_name(fitted, folders, tmp_path, capsys):
     b = load_imagefolder(folders[1])
     # prior_data given: the report without it is issue 22's item 13 (another helper's)
