@@ -105,7 +105,7 @@ def _typed(value, kind):
     return t(value) if t is not np.int64 or float(value).is_integer() else np.float64(value)
 
 
-@settings(max_examples=30, deadline=None,
+@settings(max_examples=15, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(choice=st.fixed_dictionaries({k: st.sampled_from(v) for k, v in _INFERENCE_VALUES.items()}),
        kinds=st.fixed_dictionaries({k: st.integers(0, 5) for k in _INFERENCE_VALUES}),

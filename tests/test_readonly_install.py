@@ -89,6 +89,7 @@ def test_import_and_run_fall_back_to_a_private_temporary_cache(readonly, tmp_pat
     assert again.returncode == 0 and again.stdout == result.stdout
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and compiling without a cache
 def test_import_and_run_without_any_cache(readonly, tmp_path):
     site, home = readonly
     tmpdir = tmp_path / "tmp"
