@@ -36,9 +36,11 @@ EXIT_USAGE = 2  # the command line itself is wrong (argparse's convention)
 
 DATA_HELP = (
     "cub:PATH (the official CUB_200_2011 folder) | "
-    "wsol:DATA_ROOT,METADATA_ROOT,DATASET (wsolevaluation layout, DATASET in CUB, ILSVRC, "
-    "OpenImages) | imagefolder:PATH (images + metadata.jsonl) | synthetic[:N] (the built-in "
-    "benchmark, N images)"
+    "wsol:DATA_ROOT,METADATA_ROOT,DATASET[,samples_per_class=N][,proxy=true] (wsolevaluation "
+    "layout, DATASET in CUB, ILSVRC, OpenImages; as the benchmark's loaders, "
+    "samples_per_class=N draws N images per class (--seed) of the val split, and proxy=true "
+    "reads the train split's image_ids_proxy.txt) | imagefolder:PATH (images + "
+    "metadata.jsonl) | synthetic[:N] (the built-in benchmark, N images)"
 )
 _WSOL_DATASETS = ("CUB", "ILSVRC", "OpenImages")
 
@@ -115,17 +117,39 @@ class DataSpec:
     args : tuple
         ``(path,)`` for cub/imagefolder, ``(data_root, metadata_root, dataset)``
         for wsol, ``(n_samples,)`` for synthetic.
+    options : dict
+        wsol only: ``samples_per_class`` (int) and ``proxy`` (bool) when given.
     """
 
-    def __init__(self, kind: str, args: tuple) -> None:
+    def __init__(self, kind: str, args: tuple, options: dict | None = None) -> None:
         self.kind = kind
         self.args = args
+        self.options = dict(options or {})
 
     def __repr__(self) -> str:
-        return f"DataSpec({self.kind!r}, {self.args!r})"
+        extra = f", {self.options!r}" if self.options else ""
+        return f"DataSpec({self.kind!r}, {self.args!r}{extra})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, DataSpec) and (self.kind, self.args) == (other.kind, other.args)
+        return isinstance(other, DataSpec) and (self.kind, self.args, self.options) == (
+            other.kind, other.args, other.options)
+
+    def check_splits(self, splits: Sequence[str | None], flag: str) -> None:
+        """Refuse an option no loaded split uses: ``samples_per_class`` cuts only ``val``,
+        ``proxy`` reads only ``train`` (so an option is never silently without effect).
+
+        Parameters
+        ----------
+        splits : sequence of str or None
+            The splits this command loads from the spec (None: not loaded).
+        flag : str
+            The option carrying the spec (``--data``), named in the error.
+        """
+        for option, split in (("samples_per_class", "val"), ("proxy", "train")):
+            if self.options.get(option) and split not in splits:
+                used = ", ".join(repr(s) for s in splits if s is not None)
+                raise CLIError(f"{flag}: {option} applies to the {split!r} split only, and "
+                               f"this command loads {used} from it")
 
     def load(self, split: str, *, random_state: int = 0, n_default: int = 400,
              n_classes: int | None = None, allow_outside_root: bool = False):
@@ -146,7 +170,12 @@ class DataSpec:
             return data.load_cub(path, split=_cub_split(split), **trust)
         if self.kind == "wsol":
             root, meta, name = self.args
-            return data.load_wsol(root, meta, dataset=name, split=split, **trust)
+            # each option applies to the split it is about, as in wsolevaluation's
+            # get_data_loader (num_val_sample_per_class: val; proxy_training_set: train)
+            n = self.options.get("samples_per_class", 0) if split == "val" else 0
+            proxy = bool(self.options.get("proxy", False)) and split == "train"
+            return data.load_wsol(root, meta, dataset=name, split=split, samples_per_class=n,
+                                  random_state=int(random_state), proxy=proxy, **trust)
         if self.kind == "imagefolder":
             (path,) = self.args
             return data.load_imagefolder(path, **trust)
@@ -192,21 +221,44 @@ def parse_data_spec(text: str) -> DataSpec:
         return DataSpec(kind, (rest,))
     if kind == "wsol":
         parts = [p.strip() for p in rest.split(",")]
-        if len(parts) != 3 or not all(parts):
+        n_plain = next((i for i, p in enumerate(parts) if "=" in p), len(parts))
+        if n_plain != 3 or not all(parts):
             raise argparse.ArgumentTypeError(
-                "wsol: needs DATA_ROOT,METADATA_ROOT,DATASET, e.g. "
-                f"wsol:/data,/wsolevaluation/metadata,CUB; got {text!r}"
+                "wsol: needs DATA_ROOT,METADATA_ROOT,DATASET[,samples_per_class=N]"
+                f"[,proxy=true], e.g. wsol:/data,/wsolevaluation/metadata,CUB; got {text!r}"
             )
         name = {d.lower(): d for d in _WSOL_DATASETS}.get(parts[2].lower())
         if name is None:
             raise argparse.ArgumentTypeError(
                 f"wsol: DATASET must be one of {', '.join(_WSOL_DATASETS)}, got {parts[2]!r}"
             )
-        return DataSpec("wsol", (parts[0], parts[1], name))
+        return DataSpec("wsol", (parts[0], parts[1], name), _wsol_options(parts[3:]))
     raise argparse.ArgumentTypeError(
         f"unknown data kind {kind!r}; expected one of cub:PATH, "
         "wsol:DATA_ROOT,METADATA_ROOT,DATASET, imagefolder:PATH, synthetic[:N]"
     )
+
+
+def _wsol_options(parts: Sequence[str]) -> dict[str, Any]:
+    """``samples_per_class=N`` / ``proxy=true|false`` of a wsol spec, checked."""
+    options: dict[str, Any] = {}
+    for part in parts:
+        key, _, value = (t.strip() for t in part.partition("="))
+        if key in options:
+            raise argparse.ArgumentTypeError(f"wsol: {key} is given twice")
+        if key == "samples_per_class":
+            try:
+                options[key] = _non_negative_int(value)
+            except argparse.ArgumentTypeError as exc:
+                raise argparse.ArgumentTypeError(f"wsol: samples_per_class {exc}") from None
+        elif key == "proxy":
+            if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
+                raise argparse.ArgumentTypeError(f"wsol: proxy expects true or false, got {value!r}")
+            options[key] = value.lower() in ("true", "yes", "1")
+        else:
+            raise argparse.ArgumentTypeError(
+                f"wsol: unknown option {key!r}; expected samples_per_class=N or proxy=true")
+    return options
 
 
 def _add_trust(p: argparse.ArgumentParser) -> None:
@@ -330,6 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data with boxes to pick the box threshold on (and record "
                         "MaxBoxAccV2 per epoch); same forms as --data")
     p.add_argument("--val-split", default="val", help="split of --val-data")
+    p.add_argument("--keep", choices=("last", "best"), default="last",
+                   help="the weights to save: the last epoch's, or those of the epoch with "
+                        "the best --val-data localization (MaxBoxAccV2; PxAP for masks), "
+                        "as wsolevaluation's --eval_checkpoint_type")
     p.add_argument("--backbone", default="vgg16", help="timm model name")
     p.add_argument("--recipe", choices=_RECIPE_DATASETS, default=None, type=_recipe_dataset,
                    help="train with the paper's / WSOL benchmark's setting of --backbone "
@@ -623,6 +679,11 @@ def _train(args: argparse.Namespace) -> int:
     from skcream.training import has_checkpoint
 
     ckpt = out / "checkpoints"
+    if args.keep == "best" and args.val_data is None:
+        raise CLIError("--keep best chooses the epoch on --val-data; give --val-data")
+    args.data.check_splits([args.split], "--data")
+    if args.val_data is not None:
+        args.val_data.check_splits([args.val_split], "--val-data")
     # a committed checkpoint, not any file: a run killed before its first epoch leaves its
     # lock file (and perhaps an uncommitted epoch) behind, which is no checkpoint to resume
     if args.resume and not ckpt.is_dir():
@@ -663,6 +724,7 @@ def _train(args: argparse.Namespace) -> int:
     model = CREAMLocalizer(
         **settings,
         validation_data=val,
+        keep=args.keep,
         device=_device(args),
         random_state=args.seed,
         verbose=_verbose(args),
@@ -677,6 +739,9 @@ def _train(args: argparse.Namespace) -> int:
         print(f"trained on {n_proc} process(es): global batch "
               f"{last.get('global_batch_size', batch_size * n_proc)} ({batch_size} per "
               f"process), lr {model.lr:g}")
+        if args.keep == "best":
+            print(f"kept epoch {model.best_epoch_} of {len(model.history_)} (best on "
+                  "--val-data)")
         saved = save_or_save_beside(model, target, overwrite=args.resume)
         if saved != target:
             print(f"skcream train: error: could not save the model to {target}; saved it to "
@@ -735,6 +800,7 @@ def save_or_save_beside(model: Any, target: Path, *, overwrite: bool = False) ->
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    args.data.check_splits([args.split], "--data")
     model = _load_model(_model_dir(args.model), _device(args))
     from skcream.demo import evaluate_localizer
     from skcream.distributed import distributed_inference
@@ -766,6 +832,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from skcream.report import _check_out
 
     _check_out(args.out)  # before loading anything
+    args.data.check_splits([args.split, args.val_split, args.prior_split], "--data")
     model = _load_model(_model_dir(args.model)).set_params(
         batch_size=args.batch_size, num_workers=args.num_workers, verbose=_verbose(args),
         device=_device(args))
@@ -776,7 +843,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
              else args.data.load(args.prior_split, n_classes=n_classes))
     from skcream.report._localizer import localizer_report
 
-    spec = {"data": f"{args.data.kind}:{','.join(str(a) for a in args.data.args)}",
+    spec = {"data": f"{args.data.kind}:{','.join(str(a) for a in args.data.args)}"
+                    + "".join(f",{k}={v}" for k, v in args.data.options.items()),
             "split": args.split, "val split": args.val_split, "prior split": args.prior_split,
             "model folder": str(args.model)}
     index = localizer_report(model, data, args.out, validation_data=val, prior_data=prior,

@@ -171,6 +171,8 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         it; a directory written with another configuration or other data, or holding more
         epochs than ``max_epochs``, is refused. A fit holds an OS lock on the folder: a
         second fit on it fails at once (``SKCREAM_LOCK_TIMEOUT=SECONDS`` waits instead).
+        With ``keep="best"`` a checkpoint also holds the best epoch's weights when that is
+        an earlier epoch, so a resumed fit returns them.
     memory : None, path or joblib.Memory, default=None
         Cache of fitted networks keyed on the training parameters and a fingerprint of the
         training data (JSON + safetensors, no pickle), plus an in-memory cache of network
@@ -180,7 +182,17 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
     image_column, label_column, bbox_column : str
         Column names in a ``datasets.Dataset``.
     validation_data : datasets.Dataset or None, default=None
-        Images with boxes: per-epoch MaxBoxAccV2 in ``history_`` and the box threshold.
+        Images with boxes (the benchmark's train-fullsup split, e.g. ``load_wsol(...,
+        split="val", samples_per_class=N)``): per-epoch MaxBoxAccV2 in ``history_``
+        (``val_max_box_acc_v2``) and the box threshold. Images with masks and no boxes
+        (OpenImages): per-epoch PxAP (``val_pxap``); the box threshold is then 0.2.
+    keep : {"last", "best"}, default="last"
+        The weights ``fit`` returns: those of the last epoch (wsolevaluation's default,
+        ``--eval_checkpoint_type last``), or of the epoch with the best validation score
+        (``"best"``, needs ``validation_data``; ties: the earliest epoch; ``history_`` still
+        has every epoch). The score is the one recorded in ``history_``, computed with the
+        inference parameters (``n_iter``, ``sigma``, ...) of this fit, so with ``"best"``
+        they and the validation data are part of the ``memory=`` key and of the checkpoint.
     random_state : int, RandomState or None, default=None
         Seeds initialisation, shuffling and augmentation; an int makes a CPU fit
         reproducible bit for bit.
@@ -211,8 +223,12 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         Normalisation (mean, std) of the backbone.
     history_ : list of dict
         Per epoch: ``epoch``, ``loss``, ``accuracy`` and, with ``validation_data``,
-        ``val_max_box_acc_v2`` (computed with the inference parameters of the fit that
-        trained the network).
+        ``val_max_box_acc_v2`` or ``val_pxap`` (computed with the inference parameters of
+        the fit that trained the network).
+    best_epoch_ : int or None
+        The epoch (1-based) with the best validation score in ``history_`` (ties: the
+        earliest); the weights are that epoch's with ``keep="best"``, the last epoch's with
+        ``keep="last"``. None without ``validation_data``.
     auto_box_threshold_ : float
         The threshold ``box_threshold=None`` stands for: chosen on ``validation_data`` by
         ``fit`` (ties: the smallest), else 0.2. Every fit computes it, also when
@@ -257,6 +273,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         label_column: str = "label",
         bbox_column: str = "bboxes",
         validation_data: Any = None,
+        keep: str = "last",
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 1,
     ) -> None:
@@ -293,6 +310,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         self.label_column = label_column
         self.bbox_column = bbox_column
         self.validation_data = validation_data
+        self.keep = keep
         self.random_state = random_state
         self.verbose = verbose
 
@@ -378,6 +396,9 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         box, IoU 0.5; ties: the smallest), else :data:`DEFAULT_BOX_THRESHOLD`."""
         if self.validation_data is None:
             return DEFAULT_BOX_THRESHOLD
+        if _training.check_validation_data(self, self.classes_, self.class_names_).metric \
+                != "max_box_acc_v2":
+            return DEFAULT_BOX_THRESHOLD  # masks only (OpenImages): no box to choose it on
         acc = BoxAccumulator(iou_thresholds=(50,), multi_contour=False)
         for _, _, maps, gt in self._protocol_batches(self.validation_data, None)[1]:
             acc.update(maps, gt)

@@ -51,6 +51,7 @@ NETWORK_ATTRIBUTES = (
     "feature_shape_",
     "data_config_",
     "history_",
+    "best_epoch_",
 )
 
 _CLASS = "CREAMLocalizer"
@@ -135,6 +136,7 @@ def fitted_meta(est, *, with_threshold: bool = True) -> dict[str, Any]:
         "feature_shape_": list(est.feature_shape_),
         "data_config_": json_value(est.data_config_),
         "history_": json_value(est.history_),
+        "best_epoch_": est.best_epoch_,
         "net": dict(est._net_spec),
     }
     if with_threshold:  # the threshold of box_threshold=None (box_threshold is a parameter)
@@ -171,6 +173,12 @@ def restore(est, fitted: dict[str, Any], tensors: dict[str, torch.Tensor], devic
     est.feature_shape_ = tuple(fitted["feature_shape_"])
     est.data_config_ = dict(fitted["data_config_"])
     est.history_ = list(fitted["history_"])
+    if "best_epoch_" in fitted:
+        est.best_epoch_ = fitted["best_epoch_"]
+    else:  # saved before keep existed: a function of the history (box validation only then)
+        from skcream.training import best_epoch
+
+        est.best_epoch_ = best_epoch(est.history_, "val_max_box_acc_v2")
     if "auto_box_threshold_" in fitted:
         est.auto_box_threshold_ = float(fitted["auto_box_threshold_"])
     elif "box_threshold_" in fitted:  # earlier saves: the threshold then in use

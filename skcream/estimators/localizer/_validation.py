@@ -31,9 +31,11 @@ from skcream.estimators._params import (
     check_real,
     check_training_params,
 )
+from skcream.training import KEEP  # "last" | "best": which epoch fit keeps
 
 __all__ = [
     "INFERENCE_PARAMS",
+    "KEEP",
     "KERNELS",
     "MIXED_PRECISION",
     "TRAINING_PARAMS",
@@ -62,6 +64,7 @@ TRAINING_PARAMS = (
     "image_column",
     "label_column",
     "random_state",
+    "keep",
 )
 
 #: parameters read at inference only (changing them never retrains)
@@ -111,6 +114,10 @@ def validate_params(params: dict[str, Any], *, fitting: bool = True) -> dict[str
     params["fg_threshold"] = check_real(params, "fg_threshold", 0.0, 1.0)
     params["context_threshold"] = check_real(params, "context_threshold", 0.0, 1.0)
     check_choice(params, "kernel", KERNELS)
+    check_choice(params, "keep", KEEP)
+    if fitting and params["keep"] == "best" and params["validation_data"] is None:
+        raise ValueError("keep='best' keeps the epoch with the best localization on "
+                         "validation_data; pass validation_data (images with boxes, or masks)")
     params["box_threshold"] = check_real(params, "box_threshold", 0.0, 1.0, high_open=True,
                                          none_ok=True)
     params["lr"] = check_real(params, "lr", 0.0, low_open=True)
