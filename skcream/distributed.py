@@ -258,12 +258,9 @@ def _concat_localization(parts: list) -> Any:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    from skcream.persistence import write_bytes_atomic
+
+    write_bytes_atomic(path, data)  # unique hidden sibling (valid for long names), fsync, rename
 
 
 def _barrier(world: int) -> None:

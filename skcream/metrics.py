@@ -33,6 +33,7 @@ import numpy as np
 from skcream import _levelsets, _pxap
 from skcream._boxes import level_component_boxes
 from skcream._checks import as_real
+from skcream._masks import mask_codes
 from skcream.scoremaps import check_scoremap, contour_boxes, quantise
 
 __all__ = [
@@ -541,18 +542,6 @@ def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return _pxap.bin_index(np.ascontiguousarray(values, dtype=np.float64).reshape(-1), edges)
 
 
-def _mask_classes(mask: np.ndarray) -> np.ndarray:
-    """uint8 codes of a mask of any dtype: 0 background, 1 foreground, >= 2 ignored."""
-    if mask.dtype == np.uint8:
-        return np.ascontiguousarray(mask)
-    if mask.dtype == np.bool_:
-        return np.ascontiguousarray(mask).view(np.uint8)
-    cls = np.full(mask.shape, 2, dtype=np.uint8)
-    cls[mask == 0] = 0
-    cls[mask == 1] = 1
-    return cls
-
-
 def _pxap_counts(items: list[tuple[int, Any, Any]], bins: _PxapBins) -> np.ndarray:
     """Negative and positive counts per bin over ``(index, map, mask)`` items.
 
@@ -583,7 +572,7 @@ def _pxap_mask(mask: Any, smap: np.ndarray, i: int) -> np.ndarray:
     if mask.shape != smap.shape:
         check_scoremap(smap, f"scoremaps[{i}]")  # a bad map is reported before its mask
         raise ValueError(f"gt_masks[{i}] has shape {mask.shape} but scoremaps[{i}] has {smap.shape}")
-    return _mask_classes(mask)
+    return mask_codes(mask, f"gt_masks[{i}]")
 
 
 def _map_list(scoremaps: ArrayLike, name: str = "scoremaps") -> list[Any]:
@@ -629,7 +618,7 @@ class PxAPAccumulator:
         self.n_maps = 0
 
     def update(self, scoremaps: ArrayLike, gt_masks: ArrayLike) -> PxAPAccumulator:
-        """Add a batch of maps (n, H, W) and their masks (1 fg, 0 bg, other values ignored)."""
+        """Add a batch of maps (n, H, W) and their masks (1 fg, 0 bg, 255 ignored; booleans)."""
         maps = _map_list(scoremaps)
         try:
             masks = list(gt_masks)
@@ -724,7 +713,8 @@ def pxap(scoremaps: ArrayLike, gt_masks: ArrayLike, *, cam_curve_interval: float
     scoremaps : ndarray (n, H, W) or sequence of n 2-D arrays
         Float maps in [0, 1].
     gt_masks : ndarray (n, H, W) or sequence of n 2-D arrays, same shapes
-        1 = foreground, 0 = background, any other value (255) is ignored.
+        1 = foreground, 0 = background, 255 = ignored (or booleans, True foreground);
+        any other value raises ValueError naming the mask (:func:`skcream._masks.mask_codes`).
     cam_curve_interval : float, default=0.01
         In [1e-5, 1).
     n_jobs : int or None, default=None

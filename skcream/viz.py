@@ -50,8 +50,10 @@ def _as_rgb_array(image: Any, name: str = "image") -> np.ndarray:
     Accepted arrays: (H, W) grey, (H, W, 1), (H, W, 3) or (H, W, 4); uint8 or
     floats in [0, 1].
     """
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
+    if isinstance(image, Image.Image):  # as viewers show it (EXIF orientation): the one decoder
+        from skcream.data.decode import decode_image
+
+        return np.asarray(decode_image(image, name))
     if not isinstance(image, np.ndarray):
         raise TypeError(f"{name} must be a PIL image or a numpy array, got {type(image).__name__}")
     arr = image

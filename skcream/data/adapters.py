@@ -8,13 +8,16 @@
 - a sequence of PIL images (any mode), ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or
   ``(H, W, 4)`` uint8 arrays, or file paths, with labels in ``y``; sizes and modes may differ.
 
-Images are decoded one at a time, on request, and returned as RGB.
+Images are decoded one at a time, on request, through :mod:`skcream.data.decode` (the one
+decoder): RGB, turned as viewers show them (EXIF orientation), and :meth:`ImageSource.size`
+is that shown size; boxes are checked against it by
+:func:`skcream.data.schema.check_boxes` (the one box checker) and masks by
+:func:`skcream._masks.mask_codes`, so boxes, masks, maps and sizes share one frame.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,62 +28,19 @@ import torch
 from PIL import Image
 
 from skcream._digest import file_digest
+from skcream._masks import mask_codes
 
-from .schema import array_to_pil, check_labels, to_rgb
+from .decode import decode_image, decode_mask, image_size, orientation
+from .schema import array_to_pil, check_boxes, check_labels
 
 __all__ = ["ImageSource", "TorchImageDataset", "array_to_pil", "collate"]
-
-
-def _open_any(value: Any, index: int, image_id: str, *, header_only: bool = False) -> Image.Image:
-    """Decode one stored image value; failures name the image id and index."""
-    try:
-        if isinstance(value, Image.Image):
-            img = value
-        elif isinstance(value, np.ndarray):
-            return array_to_pil(value, index)
-        elif isinstance(value, (str, os.PathLike)):
-            if not os.path.isfile(value):
-                raise FileNotFoundError(f"no such image file: {os.fspath(value)!r}")
-            img = Image.open(value)
-        elif isinstance(value, dict) and ("bytes" in value or "path" in value):
-            if value.get("bytes") is not None:
-                img = Image.open(io.BytesIO(value["bytes"]))
-            elif value.get("path") is not None:
-                if not os.path.isfile(value["path"]):
-                    raise FileNotFoundError(f"no such image file: {value['path']!r}")
-                img = Image.open(value["path"])
-            else:
-                raise ValueError("image value has neither 'bytes' nor 'path'")
-        else:
-            raise TypeError(
-                "images must be PIL images, uint8 arrays, file paths or {'path', 'bytes'} "
-                f"dicts, got {type(value).__name__}"
-            )
-        if min(img.size) < 1:
-            raise ValueError(f"the image is empty ({img.size[0]}x{img.size[1]} pixels)")
-        if header_only:
-            return img
-        img.load()
-        return to_rgb(img)
-    except Image.DecompressionBombError as err:
-        raise ValueError(
-            f"image {image_id!r} (index {index}) is too large to decode safely ({err}); if you "
-            "trust it, raise PIL.Image.MAX_IMAGE_PIXELS first"
-        ) from None
-    except (TypeError, ValueError) as err:
-        if isinstance(err, TypeError):
-            raise TypeError(f"image {image_id!r} (index {index}): {err}") from err
-        raise ValueError(f"image {image_id!r} (index {index}) could not be read: {err}") from err
-    except (OSError, SyntaxError, EOFError) as err:
-        raise ValueError(
-            f"image {image_id!r} (index {index}) is missing, corrupt or truncated: {err}"
-        ) from err
 
 
 def _hash_value(h: Any, value: Any) -> None:
     """Feed what an image value holds (never where it lives) to the hash ``h``."""
     if isinstance(value, Image.Image):
-        h.update(f"pil:{value.mode}:{value.size}".encode())
+        # the orientation tag changes the image shown, so it is part of the content
+        h.update(f"pil:{value.mode}:{value.size}:{orientation(value)}".encode())
         h.update(value.tobytes())
     elif isinstance(value, np.ndarray):
         h.update(f"arr:{value.dtype.str}:{value.shape}".encode())
@@ -101,6 +61,10 @@ def _hash_value(h: Any, value: Any) -> None:
         _hash_value(h, np.asarray(value))
     else:
         raise TypeError(f"cannot fingerprint a {type(value).__name__}")
+
+
+#: sizes an ImageSource keeps (the recent ones: a box check and its scaling ask in turn)
+_SIZE_MEMO = 4096
 
 
 class ImageSource:
@@ -136,6 +100,7 @@ class ImageSource:
         self._mask_column = mask_column
         self._id_column = id_column
         self._raw: datasets.Dataset | None = None
+        self._sizes: dict[int, tuple[int, int]] = {}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -291,21 +256,32 @@ class ImageSource:
         if value is None:
             raise ValueError(f"image {self.image_id(i)!r} (index {i}) is missing (None)")
         if isinstance(value, (dict, str, Image.Image, np.ndarray)):
-            return value  # {"bytes", "path"} dicts are decoded by _open_any: errors name the id
+            return value  # {"bytes", "path"} dicts are decoded by decode_image: errors name the id
         return np.asarray(value, dtype=np.uint8)  # arrays stored as nested lists
 
+    def _name(self, i: int) -> str:
+        """How messages name image ``i``: its id and index."""
+        return f"image {self.image_id(i)!r} (index {i})"
+
     def image(self, i: int) -> Image.Image:
-        """Decode image ``i`` as RGB. Corrupt/missing files raise ValueError naming the id."""
+        """Decode image ``i`` as RGB, as viewers show it (EXIF orientation applied).
+
+        Corrupt or missing files, folders or FIFOs where a file should be, raise ValueError
+        naming the id and index.
+        """
         i = self._check_index(i)
-        return _open_any(self._raw_image(i), i, self.image_id(i))
+        return decode_image(self._raw_image(i), self._name(i))
 
     def size(self, i: int) -> tuple[int, int]:
-        """``(W, H)`` of image ``i`` (file headers only, where possible)."""
+        """``(W, H)`` of image ``i`` as shown (file headers only, where possible): the size
+        of :meth:`image`, the frame of :meth:`boxes`, :meth:`mask` and every prediction."""
         i = self._check_index(i)
-        raw = self._raw_image(i)
-        if isinstance(raw, np.ndarray):
-            return int(raw.shape[1]), int(raw.shape[0])
-        return tuple(_open_any(raw, i, self.image_id(i), header_only=True).size)
+        size = self._sizes.get(i)
+        if size is None:  # boxes, masks and scaling ask in turn: read the header once
+            if len(self._sizes) >= _SIZE_MEMO:  # bounded: a million images, a few kB
+                self._sizes.clear()
+            size = self._sizes[i] = image_size(self._raw_image(i), self._name(i))
+        return size
 
     def label(self, i: int) -> int:
         """Integer label of image ``i``; -1 when the source has no labels."""
@@ -326,21 +302,28 @@ class ImageSource:
         return self._mask_column is not None
 
     def boxes(self, i: int) -> np.ndarray | None:
-        """Ground-truth boxes of image ``i``, shape (k, 4) float64 x0,y0,x1,y1, or None."""
+        """Ground-truth boxes of image ``i``, shape (k, 4) float64 x0,y0,x1,y1, or None.
+
+        Checked by :func:`skcream.data.schema.check_boxes` against :meth:`size`: a box of
+        the wrong shape, not finite, with ``x1 < x0``, or outside the image raises
+        ValueError naming the image id, its index and the box as given.
+        """
         i = self._check_index(i)
         if self._bbox_column is None:
             return None
         value = self._row(i)[self._bbox_column]
         if value is None:
             return np.zeros((0, 4), dtype=np.float64)
-        arr = np.asarray(value, dtype=np.float64)
-        return arr.reshape(-1, 4)
+        checked = check_boxes(value, None, self.image_id(i), index=i)
+        if len(checked) == 0:
+            return checked
+        return check_boxes(checked, self.size(i), self.image_id(i), index=i)
 
     def mask(self, i: int) -> np.ndarray | None:
         """Mask of image ``i``, shape (H, W) uint8 (0 bg, 1 fg, 255 ignore), or None.
 
-        Other values, or a shape whose aspect ratio differs from the image's, raise
-        ValueError naming the image.
+        Decoded in the frame of the image (orientation applied). Other values, or a shape
+        whose aspect ratio differs from the image's, raise ValueError naming the image.
         """
         i = self._check_index(i)
         if self._mask_column is None:
@@ -348,22 +331,8 @@ class ImageSource:
         value = self._row(i)[self._mask_column]
         if value is None:
             return None
-        if isinstance(value, dict):
-            img = _open_any(value, i, self.image_id(i), header_only=True)
-            img.load()
-            arr = np.asarray(img)
-        else:
-            arr = np.asarray(value)
-        if arr.ndim == 3:
-            arr = arr[:, :, 0]
-        arr = np.asarray(arr)
-        bad = ~np.isin(arr, (0, 1, 255))
-        if bad.any():
-            raise ValueError(
-                f"mask of image {self.image_id(i)!r} (index {i}) holds values "
-                f"{np.unique(arr[bad])[:5].tolist()}; masks may only hold 0 (background), "
-                "1 (foreground) and 255 (ignore)"
-            )
+        name = f"mask of {self._name(i)}"
+        arr = mask_codes(decode_mask(value, name), name)
         # The protocol resizes mask and image to 224 x 224 independently (wsolevaluation), so a
         # mask at another resolution of the same picture is fine; a different aspect ratio
         # (a 10x10 mask for an 80x60 image) cannot be the same picture and is refused.
@@ -371,10 +340,10 @@ class ImageSource:
         mh, mw = arr.shape[:2]
         if min(mh, mw) < 1 or abs(mw * h / w - mh) > 1.0:
             raise ValueError(
-                f"mask of image {self.image_id(i)!r} (index {i}) is {mw}x{mh} (W x H) but the "
-                f"image is {w}x{h}; a mask must have the image's size (or its aspect ratio)"
+                f"{name} is {mw}x{mh} (W x H) but the image is {w}x{h}; a mask must have the "
+                "image's size (or its aspect ratio)"
             )
-        return arr.astype(np.uint8)
+        return arr
 
     def select(self, indices: Sequence[int]) -> ImageSource:
         """A new source over ``indices`` (in that order)."""

@@ -25,6 +25,8 @@ import datasets
 import numpy as np
 from PIL import Image
 
+from skcream._masks import IGNORE
+
 __all__ = [
     "IGNORE",
     "SkippedImagesWarning",
@@ -38,8 +40,6 @@ __all__ = [
     "wsol_features",
 ]
 
-#: Mask value of pixels left out of PxAP (OpenImages ignore regions).
-IGNORE = 255
 
 
 def wsol_features(class_names: Sequence[str], *, with_mask: bool = False) -> datasets.Features:
@@ -133,61 +133,83 @@ def array_to_pil(array: np.ndarray, index: int | None = None) -> Image.Image:
     )
 
 
-def check_boxes(boxes: object, size: tuple[int, int] | None, image_id: str) -> np.ndarray:
-    """Validate the ground-truth boxes of one image.
+def _numbers(values: np.ndarray) -> str:
+    """``[100, 100, 500.5, 500]``: a box as the user wrote it (no float noise)."""
+    return "[" + ", ".join(f"{v:g}" for v in values.tolist()) + "]"
+
+
+def check_boxes(boxes: object, size: tuple[int, int] | None, image_id: str | None, *,
+                index: int | None = None, where: str | None = None) -> np.ndarray:
+    """Validate the ground-truth boxes of one image: the one box checker of skcream.
+
+    Every path that reads ground-truth boxes goes through it: the loaders,
+    :meth:`skcream.data.adapters.ImageSource.boxes` (and so every estimator's ``evaluate``,
+    ``score``, ``report`` and validation data) and
+    :func:`skcream.data.detection.from_detection`, always against the image's size as
+    viewers show it (:func:`skcream.data.decode.image_size`, EXIF orientation applied).
+    Errors name the image, its dataset index and the box as given, in the image's own pixels
+    (never scaled to the protocol's 224, never a position in a batch).
 
     Parameters
     ----------
-    boxes : array-like of shape (k, 4)
+    boxes : array-like of shape (k, 4) or (4,)
         x0, y0, x1, y1 in original pixel coordinates; k may be 0.
     size : (W, H) or None
-        Image size; when given, boxes must lie inside ``[0, W] x [0, H]``.
+        Image size as shown; when given, boxes must lie inside ``[0, W] x [0, H]``.
     image_id : str
         Named in the error message.
+    index : int, optional
+        The image's index in its dataset, named in the error message.
+    where : str, optional
+        Names the image instead (``"row 3"``); default ``"image <id> (index <index>)"``.
 
     Returns
     -------
-    ndarray of shape (k, 4), float32
+    ndarray of shape (k, 4), float64
 
     Raises
     ------
     ValueError
-        Non-finite values, wrong shape, ``x1 < x0`` or ``y1 < y0``, negative coordinates or
-        coordinates beyond the image size; the message names ``image_id`` and the box index.
+        Not numbers (also integers too large for a float), wrong shape, non-finite values,
+        ``x1 < x0`` or ``y1 < y0``, negative coordinates or coordinates beyond the image
+        size; the message names ``image_id``, ``index`` and the box.
     """
+    if where is None:
+        where = f"image {image_id!r}" + ("" if index is None else f" (index {index})")
     try:
         arr = np.asarray(boxes, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(
-            f"bboxes of image {image_id!r} must be numbers of shape (k, 4) as x0,y0,x1,y1, "
+            f"bboxes of {where} must be numbers of shape (k, 4) as x0,y0,x1,y1, "
             f"got {str(boxes)[:80]}"
         ) from None
     if arr.size == 0:
-        return np.zeros((0, 4), dtype=np.float32)
+        return np.zeros((0, 4), dtype=np.float64)
     if arr.ndim == 1:
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] != 4:
+        got = f"{arr.shape[1]} numbers per box" if arr.ndim == 2 else f"shape {arr.shape}"
         raise ValueError(
-            f"bboxes of image {image_id!r} must have shape (k, 4) as x0,y0,x1,y1, got {arr.shape}"
+            f"bboxes of {where} must have shape (k, 4), four numbers x0,y0,x1,y1 per box; "
+            f"got {got}: {str(boxes)[:80]}"
         )
-    for j, (x0, y0, x1, y1) in enumerate(arr):
-        if not np.all(np.isfinite((x0, y0, x1, y1))):
-            raise ValueError(f"box {j} of image {image_id!r} is not finite: {arr[j].tolist()}")
+    for j, row in enumerate(arr):
+        x0, y0, x1, y1 = row
+        if not np.all(np.isfinite(row)):
+            raise ValueError(f"box {j} of {where} is not finite: {_numbers(row)}")
         if x1 < x0 or y1 < y0:
             raise ValueError(
-                f"box {j} of image {image_id!r} has x1 < x0 or y1 < y0: {arr[j].tolist()} "
+                f"box {j} of {where} has x1 < x0 or y1 < y0: {_numbers(row)} "
                 "(expected x0,y0,x1,y1)"
             )
         if min(x0, y0) < 0:
-            raise ValueError(
-                f"box {j} of image {image_id!r} has a negative coordinate: {arr[j].tolist()}"
-            )
+            raise ValueError(f"box {j} of {where} has a negative coordinate: {_numbers(row)}")
         if size is not None and (x1 > size[0] or y1 > size[1]):
             raise ValueError(
-                f"box {j} of image {image_id!r} lies outside the image of size "
-                f"(W={size[0]}, H={size[1]}): {arr[j].tolist()}"
+                f"box {j} of {where} lies outside the image of size "
+                f"(W={size[0]}, H={size[1]}): {_numbers(row)}"
             )
-    return arr.astype(np.float32)
+    return arr
 
 
 def encode_label(label: object, n_classes: int, image_id: str) -> int:

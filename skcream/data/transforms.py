@@ -26,7 +26,7 @@ from PIL import Image
 
 from skcream._checks import as_int
 
-from .schema import array_to_pil, to_rgb
+from .decode import decode_image
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -57,11 +57,11 @@ def _check_size(value: object, name: str) -> int:
 
 
 def _as_pil(image: object) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return to_rgb(image)
-    if isinstance(image, np.ndarray):
-        return array_to_pil(image)
-    raise TypeError(f"image must be a PIL.Image.Image or uint8 ndarray, got {type(image).__name__}")
+    """RGB as shown (the one decoder: EXIF orientation applied, any mode)."""
+    if not isinstance(image, (Image.Image, np.ndarray)):
+        raise TypeError(
+            f"image must be a PIL.Image.Image or uint8 ndarray, got {type(image).__name__}")
+    return decode_image(image)
 
 
 def _as_boxes(boxes: object) -> np.ndarray | None:

@@ -659,13 +659,13 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             )
         lab = self._labels_for(source, y, None, required=True)
         settings = self._settings() if settings is None else settings
+        # every box checked against its image (index and box as given) before any forward pass
+        gt_all = [_scale_boxes(source.boxes(i), source.size(i), i) for i in range(len(source))]
 
         def batches():
             for index, logits, m, _ in self._maps(source, lab, settings):
                 maps = protocol_maps(m, (PROTOCOL_SIZE, PROTOCOL_SIZE))
-                gt = [_scale_boxes(source.boxes(int(i)), source.size(int(i)), int(i))
-                      for i in index]
-                yield index, logits, maps, gt
+                yield index, logits, maps, [gt_all[int(i)] for i in index]
 
         return source, batches()
 
