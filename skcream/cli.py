@@ -17,8 +17,10 @@ only the main process writes files and prints tables.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -619,7 +621,9 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
         box_threshold = POST_HOC_DEFAULTS["threshold"] if threshold is None else threshold
     elif threshold is not None:
         model = model.set_params(box_threshold=threshold)
-    out.mkdir(parents=True, exist_ok=True)
+    from skcream._fs import make_dirs
+
+    make_dirs(out, "--out")
     records: list[dict[str, Any]] = []
     used: set[str] = set()
     name_max = _name_max(out)
@@ -755,15 +759,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     out: Path = args.out
+    from skcream.training import has_checkpoint
+
     ckpt = out / "checkpoints"
     if args.keep == "best" and args.val_data is None:
         raise CLIError("--keep best chooses the epoch on --val-data; give --val-data")
     args.data.check_splits([args.split or "train"], "--data")
     if args.val_data is not None:
         args.val_data.check_splits([args.val_split or "val"], "--val-data")
+    # a committed checkpoint, not any file: a run killed before its first epoch leaves its
+    # lock file (and perhaps an uncommitted epoch) behind, which is no checkpoint to resume
     if args.resume and not ckpt.is_dir():
         raise CLIError(f"--resume: no checkpoints in {ckpt}; train without --resume first")
-    if not args.resume and ckpt.is_dir() and any(ckpt.iterdir()):
+    if not args.resume and has_checkpoint(ckpt):
         raise CLIError(f"--out {out} already holds checkpoints; pass --resume to continue "
                        "them, or choose another --out")
     batch_size = _per_process_batch(args.batch_size, args.global_batch_size)
@@ -1084,6 +1092,30 @@ def _maps_table(report: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- entry point
+class _Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so locks are released and temporary files
+    removed (Python's default SIGTERM ends the process without running any cleanup)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """Turn SIGTERM into :class:`_Terminated` for the block (main thread only), then restore
+    the previous handler."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``skcream`` command; returns the exit code.
 
@@ -1097,7 +1129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"skcream {args.command}"
     debug = os.environ.get("SKCREAM_DEBUG", "") not in ("", "0")
     try:
-        return int(args.func(args) or EXIT_OK)
+        with _sigterm_unwinds():
+            return int(args.func(args) or EXIT_OK)
+    except _Terminated:
+        print(f"{prog}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except CLIError as exc:
         if debug:
             raise

@@ -47,6 +47,8 @@ import numpy as np
 import torch
 from safetensors.torch import load, save
 
+from skcream._fs import describe, make_dirs, non_folder_part
+
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
@@ -287,7 +289,7 @@ def new_staging_dir(path: str | os.PathLike) -> Path:
     Staging folders of ``path`` left by processes that died mid-save are removed first.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent, "folder")
     _remove_orphans(path)
     staging = _unique(path, "tmp")
     staging.mkdir()
@@ -434,6 +436,13 @@ def write_saved(
         allowed (idempotent).
     """
     path = Path(path)
+    if path.is_symlink():
+        # saving through a link replaces what it points to; the link stays a link
+        path = Path(os.path.realpath(path))
+    blocker = non_folder_part(path.parent)
+    if blocker is not None:
+        raise NotADirectoryError(f"path {os.fspath(path)!r}: {os.fspath(blocker)!r}, part of "
+                                 f"the path, is {describe(blocker)}; give a folder path")
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
     files = {
         META_FILE: json.dumps(meta, indent=2, sort_keys=True).encode(),
@@ -601,10 +610,15 @@ def read_saved(
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{os.fspath(meta_path)!r} is not a saved skcream estimator")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise ValueError(
             f"{os.fspath(meta_path)!r} has format_version {version!r}; this skcream reads "
             f"versions <= {FORMAT_VERSION} (upgrade skcream)"
+        )
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(
+            f"{os.fspath(meta_path)}: format_version = {json.dumps(version)}: expected an "
+            f"integer in [1, {FORMAT_VERSION}]; the file is corrupt or not written by skcream"
         )
     shapes = safetensors_header(files[WEIGHTS_FILE], os.fspath(weights_path))
     if check is not None:

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from skcream._checks import as_int
+
 __all__ = [
     "GT_COLOR",
     "PRED_COLOR",
@@ -231,8 +233,7 @@ def overlay(
     pred = _as_boxes(boxes, "boxes")
     gt = _as_boxes(gt_boxes, "gt_boxes")
     if min_side is not None:
-        if isinstance(min_side, bool) or not isinstance(min_side, int) or min_side < 1:
-            raise ValueError(f"min_side must be a positive int or None, got {min_side!r}")
+        min_side = as_int(min_side, "min_side", low=1)
         if min(width, height) < min_side:
             scale = min_side / min(width, height)
             size = (int(round(width * scale)), int(round(height * scale)))

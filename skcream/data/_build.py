@@ -417,10 +417,10 @@ def build_dataset(
         if rec.image_id in seen:
             raise ValueError(f"{source}: image id {rec.image_id!r} appears twice in the metadata")
         seen.add(rec.image_id)
-        key = rec.key if rec.key is not None else os.path.realpath(rec.path)
-        if key in files:
-            raise ValueError(_same_file(records_fn, rec, key, source))
-        files.add(key)
+        file_key = rec.key if rec.key is not None else os.path.realpath(rec.path)
+        if file_key in files:
+            raise ValueError(_same_file(records_fn, rec, file_key, source))
+        files.add(file_key)
         if not rec.mask_raw:
             mask_files += [*(rec.mask_paths or []), *([rec.ignore_path] if rec.ignore_path else [])]
         _, problem, _ = _validate(rec, n_classes, verify)

@@ -30,6 +30,7 @@ from ._build import (
     require_dir,
 )
 from .files import RootResolver, display_path
+from .schema import label_value
 
 __all__ = ["load_imagefolder"]
 
@@ -149,15 +150,12 @@ def _records(root: str, mask_key: str, names: list[str],
     rows, _ = _plan(root, mask_key, allow_outside)
     index = {n: i for i, n in enumerate(names)}
     for r in rows:
-        label = r["label"]
+        label = label_value(r["label"], f"label of image {r['file_name']!r}")
         if isinstance(label, str):
             if label not in index:
                 raise ValueError(f"label {label!r} of image {r['file_name']!r} is not one of the "
                                  f"class names {names}")
             label = index[label]
-        elif isinstance(label, bool) or not isinstance(label, int):
-            raise ValueError(f"label of image {r['file_name']!r} must be a class name or an int, "
-                             f"got {label!r}")
         bboxes = r.get("bboxes") or []
         if not isinstance(bboxes, list):
             raise ValueError(f"bboxes of image {r['file_name']!r} must be a list of [x0,y0,x1,y1]")
@@ -215,19 +213,28 @@ def load_imagefolder(
     if not isinstance(allow_outside_root, bool):
         raise TypeError(f"allow_outside_root must be a bool, got {allow_outside_root!r}")
     rows, with_mask = _plan(root, "mask", allow_outside_root)
+    for r in rows:  # null, 1.5, true, ... are named here, image by image
+        r["label"] = label_value(r["label"], f"label of image {r['file_name']!r}")
     labels = [r["label"] for r in rows]
     if class_names is not None:
         names = [str(n) for n in class_names]
     elif all(isinstance(v, str) for v in labels):
         names = sorted(set(labels))
-    elif all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
+    elif all(isinstance(v, int) for v in labels):
         top = max(labels)
         if min(labels) < 0:
             bad = next(r["file_name"] for r in rows if r["label"] < 0)
             raise ValueError(f"label of image {bad!r} is negative")
         names = [str(i) for i in range(top + 1)]
     else:
-        raise ValueError("labels mix names and integers; give class_names to map them")
+        first_name = next(r for r in rows if isinstance(r["label"], str))
+        first_int = next(r for r in rows if isinstance(r["label"], int))
+        raise ValueError(
+            f"labels mix class names and integers (image {first_name['file_name']!r} has "
+            f"{first_name['label']!r}, image {first_int['file_name']!r} has "
+            f"{first_int['label']!r}); give class_names to map the integers, or write every "
+            "label as a name"
+        )
     meta = os.path.join(root, "metadata.jsonl")
     key = f"{os.path.abspath(root)}|{verify}|{allow_outside_root}|{file_signature([meta])}|{len(rows)}|{rows[-1]['file_name']}"
     if not os.path.isfile(meta):

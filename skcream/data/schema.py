@@ -15,8 +15,11 @@ image_id   ``string``                                   stable id (relative path
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
+from numbers import Integral, Real
+from typing import Any
 
 import datasets
 import numpy as np
@@ -29,7 +32,9 @@ __all__ = [
     "SkippedImagesWarning",
     "array_to_pil",
     "check_boxes",
+    "check_labels",
     "encode_label",
+    "label_value",
     "report_skipped",
     "to_rgb",
     "wsol_features",
@@ -227,6 +232,109 @@ def encode_label(label: object, n_classes: int, image_id: str) -> int:
             f"[0, {n_classes})"
         )
     return value
+
+
+_LABEL_KINDS = "a class name (str) or an integer class label"
+
+
+def label_value(value: Any, where: str) -> int | str:
+    """One label as a Python ``str`` (a class name) or ``int`` (an integer label).
+
+    Strings (``str``, ``np.str_``) are names; integers (any ``numbers.Integral``, and floats
+    with an integral value such as ``1.0``, which is how pandas and JSON may carry them) are
+    integer labels. Nothing else is a label.
+
+    Parameters
+    ----------
+    value : object
+    where : str
+        How to name the label in an error, e.g. ``"y at index 3"`` or ``"label of image
+        'a/0.png'"``.
+
+    Raises
+    ------
+    ValueError
+        A missing label (None, NaN) or a non-integral number, named by ``where``.
+    TypeError
+        Anything else (a bool, bytes, a list, ...).
+    """
+    if isinstance(value, str):
+        return str(value)
+    if value is None or (isinstance(value, Real) and not isinstance(value, Integral)
+                         and math.isnan(float(value))):
+        raise ValueError(f"{where} is missing ({value!r}); every image needs a label")
+    if isinstance(value, bool | np.bool_):
+        raise TypeError(f"{where} must be {_LABEL_KINDS}, got the bool {value!r}")
+    if isinstance(value, Integral):
+        return int(value)
+    if isinstance(value, Real):
+        if float(value).is_integer():
+            return int(value)
+        raise ValueError(f"{where} must be {_LABEL_KINDS}, got the non-integral number "
+                         f"{value!r}")
+    raise TypeError(f"{where} must be {_LABEL_KINDS}, got {type(value).__name__} {value!r}")
+
+
+def check_labels(values: Any, argument: str, ids: Sequence[str] | None = None) -> np.ndarray:
+    """Labels of one kind: all class names or all integer labels.
+
+    The one check of user labels (``y``, ``labels=``, a label column, metadata labels):
+    every value goes through :func:`label_value`, and names and integers are never mixed
+    (``["a", 1]`` is refused rather than read as the names ``"a"`` and ``"1"``).
+
+    Parameters
+    ----------
+    values : array-like (n,)
+        A list, tuple, numpy array, pandas Series, ...
+    argument : str
+        How to name the labels in an error (``"y"``, ``"labels"``, ``"column 'label'"``).
+    ids : sequence of str, optional
+        Image ids: errors then name the image instead of the index.
+
+    Returns
+    -------
+    ndarray (n,)
+        int64 (integer labels) or str (names).
+
+    Raises
+    ------
+    ValueError, TypeError
+        Not 1-D; a missing, non-integral or non-label value; names mixed with integers.
+    """
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iuU":
+        arr = values
+    elif isinstance(values, np.ndarray) and values.dtype.kind == "f" and values.ndim == 1 \
+            and np.isfinite(values).all() and (values == np.round(values)).all():
+        arr = values.astype(np.int64)
+    else:
+        if isinstance(values, str | bytes) or not hasattr(values, "__len__"):
+            raise TypeError(f"{argument} must be a 1-D sequence of labels (one per image), "
+                            f"got {type(values).__name__}")
+        items = values.tolist() if isinstance(values, np.ndarray) else list(values)
+        if any(isinstance(v, list | tuple | np.ndarray) for v in items[:1]):
+            raise ValueError(f"{argument} must be 1-D with one label per image, got shape "
+                             f"{np.shape(values)}")
+
+        def where(i: int) -> str:
+            return (f"{argument} at index {i}" if ids is None
+                    else f"{argument} of image {ids[i]!r}")
+
+        parsed = [label_value(v, where(i)) for i, v in enumerate(items)]
+        names = [i for i, v in enumerate(parsed) if isinstance(v, str)]
+        if names and len(names) != len(parsed):
+            j = next(i for i, v in enumerate(parsed) if not isinstance(v, str))
+            raise ValueError(
+                f"{argument} mix class names (str) and integer labels: {where(names[0])} is "
+                f"{parsed[names[0]]!r}, {where(j)} is {parsed[j]!r}; give every label as a "
+                "name, or every label as an integer"
+            )
+        arr = np.asarray(parsed, dtype=str if names else np.int64)
+        if not parsed:
+            arr = np.zeros(0, dtype=np.int64)
+    if arr.ndim != 1:
+        raise ValueError(f"{argument} must be 1-D with one label per image, got shape "
+                         f"{arr.shape}")
+    return arr.astype(np.int64) if arr.dtype.kind in "iu" else arr
 
 
 class SkippedImagesWarning(UserWarning):

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from skcream._checks import as_int
+
 from .decode import decode_image
 
 __all__ = [
@@ -51,9 +53,7 @@ def _check_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Ten
 
 
 def _check_size(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
+    return as_int(value, name, low=1)
 
 
 def _as_pil(image: object) -> Image.Image:

@@ -34,11 +34,11 @@ def readouts(est: Any, X: Any, y: Any = None) -> dict[str, Any]:
     from skcream.localize import protocol_maps
 
     est._check_fitted()
-    source, class_label = est._source(X, y)
+    source, _ = est._source(X, y)
     if not source.has_boxes:
         raise ValueError(f"the report needs ground-truth boxes: X must be a Dataset with a "
                          f"{est.bbox_column!r} column (bbox_column)")
-    labels = est._labels_for(source, y, class_label, None, required=True)
+    labels = est._labels_for(source, y, None, required=True)
     n = len(source)
     # boxes checked against their images (index, box as given) before the forward pass
     gt = [_scale_boxes(source.boxes(i), source.size(i), i) for i in range(n)]
