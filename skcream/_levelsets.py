@@ -470,7 +470,7 @@ def _euler_table() -> np.ndarray:
 _EULER = _euler_table()
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _euler_sweep(q: np.ndarray, table: np.ndarray) -> np.ndarray:
     h, w = q.shape
     d = np.zeros(257, np.int64)  # 4 x the change when the pixels of value v join

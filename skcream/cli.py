@@ -1039,7 +1039,8 @@ def _wsol_dataset(value: str) -> str:
 
 _interval = _number_parser(float, lambda v: 1e-5 <= v < 1.0,
                            "a number in [1e-05, 1), e.g. 0.01 or 0.001")
-_iou_percent = _number_parser(float, lambda v: 0.0 < v <= 100.0, "a percentage in (0, 100]")
+_iou_percent = _number_parser(float, lambda v: 1.0 < v <= 100.0,
+                              "a percentage in (1, 100], e.g. 50 for IoU >= 0.5")
 
 
 def _cmd_evaluate_maps(args: argparse.Namespace) -> int:

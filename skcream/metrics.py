@@ -945,7 +945,8 @@ def evaluate_scoremaps(
     cam_curve_interval : float, default=0.01
         The CAM thresholds are ``np.arange(0, 1, cam_curve_interval)``.
     iou_thresholds : sequence of float, default=(30, 50, 70)
-        MaxBoxAccV2 is the mean of the multi-contour MaxBoxAcc over these.
+        In percent, each in (1, 100] (:func:`iou_percents`); MaxBoxAccV2 is the mean of the
+        multi-contour MaxBoxAcc over these.
     resize : bool, default=False
         Maps of another size than 224x224 raise ValueError naming the image; True resizes
         them as the reference's ``inference.py`` makes its maps (OpenCV bicubic, then
@@ -986,15 +987,7 @@ def evaluate_scoremaps(
     from skcream import _scoremap_io
 
     thresholds = _thresholds(cam_curve_interval)
-    try:
-        deltas = np.asarray(iou_thresholds, dtype=np.float64).reshape(-1) \
-            if not isinstance(iou_thresholds, (str, bytes)) else np.zeros(0)
-    except (TypeError, ValueError):
-        deltas = np.zeros(0)
-    if deltas.size == 0 or not np.isfinite(deltas).all() or (deltas <= 0).any() \
-            or (deltas > 100).any():
-        raise ValueError(f"iou_thresholds must be numbers in (0, 100] (percent), got "
-                         f"{iou_thresholds!r}")
+    deltas = iou_percents(iou_thresholds)
     jobs = _n_jobs(n_jobs)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) \
             or chunk_size < 1:

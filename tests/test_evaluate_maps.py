@@ -338,7 +338,7 @@ def test_missing_masks_are_listed_at_once(tmp_path):
 
 def test_argument_errors(cub):
     kw = {"dataset": "CUB", "split": "test"}
-    for bad in ([], [0], [120], ["x"]):
+    for bad in ([], [0], [0.5], [120], ["x"]):
         with pytest.raises((ValueError, TypeError), match="iou_thresholds"):
             evaluate_scoremaps(cub["scoremap_root"], cub["metadata_root"], iou_thresholds=bad,
                                **kw)
@@ -405,7 +405,7 @@ def test_cli_every_flag(tmp_path, capsys):
 @pytest.mark.parametrize("argv, fragment", [
     (["--dataset", "COCO"], "invalid choice: 'COCO'"),
     (["--dataset", "CUB", "--cam-curve-interval", "2"], "a number in [1e-05, 1)"),
-    (["--dataset", "CUB", "--iou-thresholds", "0"], "a percentage in (0, 100]"),
+    (["--dataset", "CUB", "--iou-thresholds", "0.5"], "a percentage in (1, 100]"),
     (["--dataset", "CUB", "--split", "nope"], "split must be"),
     (["--dataset", "CUB"], "3 of 16 images have no score map"),
 ])
