@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from skcream.scoremaps import to_protocol_frame  # noqa: F401 (the rule lives there)
+
 #: evaluation resolution of the protocol (images resized, maps upsampled to it)
 PROTOCOL_SIZE = 224
 
@@ -272,32 +274,6 @@ def gt_box_lists(gt_boxes: Any, n: int, name: str = "gt_boxes",
             f"(indices {missing[:20]}; images: {shown})"
         )
     return out
-
-
-def to_protocol_frame(boxes: np.ndarray, sizes: np.ndarray, size: int = PROTOCOL_SIZE,
-                      truncate: bool = False) -> np.ndarray:
-    """Scale boxes from original pixels to the ``size x size`` evaluation frame.
-
-    Parameters
-    ----------
-    boxes : ndarray of shape (k, 4)
-        Boxes of ONE image (or of images that share ``sizes``).
-    sizes : array-like of shape (2,) or (k, 2)
-        ``(W, H)``.
-    truncate : bool
-        ``True`` applies the protocol's ground-truth rule ``int(x * size / W)``;
-        ``False`` keeps the float (used for predicted boxes, which are
-        continuous regressor outputs).
-
-    Returns
-    -------
-    ndarray of shape (k, 4), float64
-    """
-    sizes = np.broadcast_to(np.asarray(sizes, dtype=np.float64).reshape(-1, 2), (len(boxes), 2))
-    scaled = np.asarray(boxes, dtype=np.float64) * size / np.concatenate([sizes, sizes], axis=1)
-    if truncate:
-        scaled = np.trunc(scaled)
-    return scaled
 
 
 class BoxTargetDataset:
