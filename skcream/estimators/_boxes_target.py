@@ -10,8 +10,9 @@ appear in the regressor (the localizer uses the protocol frame):
 * **protocol frame**: the 224x224 evaluation frame of WSOL_PROTOCOL.md, where
   ground-truth boxes are scaled with ``int(x * 224 / W)`` truncation.
 
-:func:`localization_scores` combines per-image box hits with the classifier's scores
-(Top-1 / Top-5 / GT-known Loc and top-1 accuracy).
+:func:`localization_scores` scores boxes in that frame together with the classifier's
+logits (Top-1 / Top-5 / GT-known Loc and top-1 accuracy); :func:`hit_scores` does the same
+from per-image box hits of any frame (:func:`protocol_hits`: the protocol's rule).
 """
 
 from __future__ import annotations
@@ -345,7 +346,49 @@ class BoxTargetDataset:
         return {"image": x, "target": torch.from_numpy(target), "index": int(index)}
 
 
+def protocol_hits(boxes: np.ndarray, gt: Sequence[np.ndarray]) -> np.ndarray:
+    """(n,) bool: the protocol's rule, inclusive +1 IoU >= 0.5 with the best ground-truth box.
+
+    Parameters
+    ----------
+    boxes : ndarray (n, 4)
+        Predicted boxes in the protocol frame.
+    gt : list of n ndarrays (k_i, 4)
+        Ground-truth boxes in the protocol frame.
+    """
+    from skcream.metrics import box_iou
+
+    return np.array([box_iou(b, g).max() >= 0.5 for b, g in zip(np.asarray(boxes), gt)],
+                    dtype=bool)
+
+
 def localization_scores(
+    logits: np.ndarray, boxes: np.ndarray, gt: list[np.ndarray], truth: np.ndarray
+) -> dict[str, float]:
+    """Top-1 Loc, Top-5 Loc, GT-known Loc and top-1 accuracy (percent) at IoU >= 0.5.
+
+    Parameters
+    ----------
+    logits : ndarray (n, C)
+        Class scores; the top 5 (or C) classes by score, ties to the lower index.
+    boxes : ndarray (n, 4)
+        Predicted boxes in the protocol frame.
+    gt : list of n ndarrays (k_i, 4)
+        Ground-truth boxes in the protocol frame.
+    truth : ndarray (n,) int
+        Ground-truth class indices (columns of ``logits``).
+
+    Returns
+    -------
+    dict
+        ``top1_loc``, ``top5_loc``, ``gt_known_loc`` (the protocol's
+        :func:`skcream.metrics.localization_accuracy`, :func:`protocol_hits`) and
+        ``top1_acc``, over images.
+    """
+    return hit_scores(logits, protocol_hits(boxes, gt), truth)
+
+
+def hit_scores(
     scores: np.ndarray, hits: np.ndarray, truth: np.ndarray, *, per_class: bool = False
 ) -> dict[str, float]:
     """Top-1 Loc, Top-5 Loc, GT-known Loc and top-1 accuracy (percent) of given box hits.

@@ -305,7 +305,7 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
         truth = encode_labels(values, loc.classes_, "y" if y is not None else "labels")
         hits = self.regressor_._box_hits(X)
         scores = ten_crop_proba(loc, X) if self.ten_crop else loc.decision_function(X)
-        return bt.localization_scores(scores, hits, truth,
+        return bt.hit_scores(scores, hits, truth,
                                       per_class=self.regressor_._arch().per_class_mean)
 
     # ------------------------------------------------------------------ persistence
