@@ -376,3 +376,37 @@ def test_saves_from_before_psol_load_as_gap(tmp_path):
     rewrite(lambda meta: meta["params"].update(architecture="psol"))  # a contradiction
     with pytest.raises(ValueError, match="network.*architecture 'psol'"):
         PseudoBoxRegressor.load(tmp_path / "r")
+
+
+def test_readme_parameter_count_snippet_runs_as_written(capsys):
+    """The README's CREAM_Reg snippet, executed as written, prints the number it states."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S)
+                 if "build_network" in b)
+    stated = re.search(r"# (\d+)\s*$", block.strip()).group(1)
+    exec(compile(block, "README.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == stated == str(REFERENCE_PARAMS["vgg16"])
+
+
+def test_psol_loss_weight_is_a_learning_rate_and_weight_decay():
+    """The docstring's claim: PSOL's SGD on 50 x MSE (lr, weight decay 1e-4) takes the same
+    steps as SGD on the plain MSE at 50 x lr with weight decay 2e-6 (momentum 0.9)."""
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 5), torch.rand(16, 4)
+    a = torch.nn.Linear(5, 4)
+    b = torch.nn.Linear(5, 4)
+    b.load_state_dict(a.state_dict())
+    start = a.weight.detach().clone()
+    opt_a = torch.optim.SGD(a.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+    opt_b = torch.optim.SGD(b.parameters(), lr=5e-2, momentum=0.9, weight_decay=2e-6)
+    for _ in range(5):
+        for net, opt, scale in ((a, opt_a, 50.0), (b, opt_b, 1.0)):
+            opt.zero_grad()
+            (scale * torch.nn.functional.mse_loss(net(x), y)).backward()
+            opt.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+    assert float((a.weight - start).abs().max()) > 1e-3  # the steps moved the weights
