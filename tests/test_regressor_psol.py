@@ -94,6 +94,22 @@ def test_inception_v3_parts_aux_head_and_input_sizes():
     assert tuple(net(torch.empty(2, 3, 299, 299, device="meta")).shape) == (2, 4)
 
 
+def test_inception_aux_head_is_frozen_where_it_cannot_run():
+    """At 224 px the auxiliary head gets no gradient: frozen, it stays out of the optimizer
+    (and of DDP); at 299 px it trains."""
+    from skcream.training import parameter_groups
+
+    net = _meta_network("inception_v3").to_empty(device="cpu")
+    aux = {id(p) for p in list(net.body.AuxLogits.parameters()) + list(net.aux_head.parameters())}
+    assert net.aux_trains_at(224) is False
+    grouped = {id(p) for g in parameter_groups(net, 1.0, 10.0) for p in g["params"]}
+    assert grouped == {id(p) for p in net.parameters()} - aux
+    assert net.aux_trains_at(299) is True
+    grouped = {id(p) for g in parameter_groups(net, 1.0, 10.0) for p in g["params"]}
+    assert grouped == {id(p) for p in net.parameters()}
+    assert _meta_network("vgg16").aux_trains_at(224) is False  # no auxiliary head
+
+
 def test_other_backbones_follow_the_same_rule():
     """Any timm classifier: its last layer replaced by the head on its pre-logit features."""
     import timm

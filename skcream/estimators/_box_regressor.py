@@ -328,6 +328,8 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         # rebuild (load, unpickle) from the timm model actually built: the offline
         # efficientnet_lite0 weights live in tf_efficientnet_lite0
         spec["architecture"] = model.architecture
+        if hasattr(model, "aux_trains_at"):  # InceptionV3's auxiliary head: from 299 px
+            model.aux_trains_at(self.image_size)
         data_config = dict(model.data_config)
         dataset = bt.BoxTargetDataset(source, boxes, arch.train_transform(self, data_config),
                                       encode=arch.encode)

@@ -117,6 +117,28 @@ class PSOLBoxNet(nn.Module):
         out = self.head(body.forward_head(body.forward_postaux(feats)))
         return out if aux is None else (out, aux)
 
+    def aux_trains_at(self, image_size: int) -> bool:
+        """Whether the auxiliary head learns from ``image_size`` inputs; when it cannot (its
+        map would be under :data:`AUX_MIN_MAP`), freeze it and its convolutions.
+
+        They would get no gradient anyway; frozen, they stay out of the optimizer and of
+        DistributedDataParallel, which fails on trainable parameters without a gradient.
+        """
+        if self.aux_head is None:
+            return False
+        was_training = self.body.training
+        try:
+            with torch.no_grad():
+                probe = torch.zeros(1, 3, int(image_size), int(image_size),
+                                    device=self.head[0].weight.device)
+                side = min(self.body.eval().forward_preaux(probe).shape[-2:])
+        finally:
+            self.body.train(was_training)
+        runs = side >= AUX_MIN_MAP
+        for p in list(self.body.AuxLogits.parameters()) + list(self.aux_head.parameters()):
+            p.requires_grad_(runs)
+        return runs
+
     def new_parameters(self) -> list[nn.Parameter]:
         """The box heads (trained at ``head_lr_mult`` x lr)."""
         heads = [self.head] + ([self.aux_head] if self.aux_head is not None else [])
