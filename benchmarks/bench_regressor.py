@@ -26,8 +26,8 @@ One run, same data, same backbone (EfficientNet-Lite0 with its offline ImageNet 
 
 Run::
 
-    python benchmarks/bench_regressor.py            # 13 min CPU (one torch thread)
-    python benchmarks/bench_regressor.py --oracle   # + regressors on GT boxes
+    python benchmarks/bench_regressor.py            # CREAM_Base + the two regressors
+    python benchmarks/bench_regressor.py --oracle   # + regressors on GT boxes (10.6 min CPU)
     python benchmarks/bench_regressor.py --quick    # smaller, for a smoke run
 
 With 4 classes Top-5 Loc equals GT-known Loc (every class is in the top 5).
