@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from numbers import Real
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -41,7 +41,13 @@ from skcream.estimators._common import (
     unpickle_state,
 )
 from skcream.estimators._inputs import as_source
-from skcream.estimators._params import check_choice, check_int, check_training_params
+from skcream.estimators._params import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_real,
+    check_training_params,
+)
 from skcream.estimators._regressor_arch import ARCHITECTURES, get_architecture
 
 __all__ = ["PseudoBoxRegressor"]
@@ -51,17 +57,11 @@ _MODIFICATIONS = ("auto", "stride1", "dilated", "none")
 
 
 # --------------------------------------------------------------------------- validation
-def _check_positive(params: dict[str, Any], name: str) -> None:
-    value = params[name]
-    if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
-        raise TypeError(f"{name} must be a positive finite number, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
-
-
-def _validate_params(params: dict[str, Any], *, fitting: bool) -> None:
-    """Check every constructor parameter of ``PseudoBoxRegressor`` (TypeError / ValueError)."""
-    check_training_params(params, fitting=fitting, columns=("image_column", "bbox_column"))
+def _validate_params(params: dict[str, Any], *, fitting: bool) -> dict[str, Any]:
+    """Check every constructor parameter of ``PseudoBoxRegressor`` (TypeError / ValueError);
+    return them with numbers as Python ints / floats / bools (what the estimator uses)."""
+    params = check_training_params(params, fitting=fitting,
+                                   columns=("image_column", "bbox_column"))
     check_choice(params, "architecture", tuple(ARCHITECTURES))
     check_choice(params, "modification", _MODIFICATIONS)
     if params["architecture"] == "psol" and (params["feature_stage"] is not None
@@ -72,11 +72,11 @@ def _validate_params(params: dict[str, Any], *, fitting: bool) -> None:
             f"and modification='auto'), got feature_stage={params['feature_stage']!r}, "
             f"modification={params['modification']!r}"
         )
-    check_int(params, "hidden", 1)
-    _check_positive(params, "lr")
-    _check_positive(params, "head_lr_mult")
-    if not isinstance(params["flip"], bool | np.bool_):
-        raise TypeError(f"flip must be a bool, got {params['flip']!r}")
+    params["hidden"] = check_int(params, "hidden", 1)
+    for name in ("lr", "head_lr_mult"):
+        params[name] = check_real(params, name, 0.0, low_open=True)
+    params["flip"] = check_bool(params, "flip")
+    return params
 
 # --------------------------------------------------------------------------- estimator
 class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
@@ -231,13 +231,18 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
                               bbox_column=self.bbox_column)
         return source
 
-    def _net_spec(self) -> dict[str, Any]:
+    def _params(self, *, fitting: bool = False) -> SimpleNamespace:
+        """The validated parameters, numbers as Python values, read at call time."""
+        return SimpleNamespace(**_validate_params(self.get_params(deep=False), fitting=fitting))
+
+    @staticmethod
+    def _net_spec(p: SimpleNamespace) -> dict[str, Any]:
         return {
-            "network": self.architecture,
-            "backbone": self.backbone,
-            "feature_stage": self.feature_stage,
-            "modification": self.modification,
-            "hidden": int(self.hidden),
+            "network": p.architecture,
+            "backbone": p.backbone,
+            "feature_stage": p.feature_stage,
+            "modification": p.modification,
+            "hidden": p.hidden,
         }
 
     @staticmethod
@@ -257,7 +262,7 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         Returns
         -------
         PSOLBoxNet (``architecture="psol"``) or BoxRegressionNet (``"gap"``)
-            (B, 3, H, W) -> (B, 4) in eval mode; count its parameters with
+            (B, 3, H, W) -> (B, 4); count its parameters with
             ``sum(p.numel() for p in net.parameters())`` (VGG16 ``"psol"``: 136,360,260).
             Built under ``torch.device("meta")`` with ``pretrained=False`` it allocates
             nothing.
@@ -267,8 +272,8 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         TypeError, ValueError
             Invalid parameters (as :meth:`fit`).
         """
-        _validate_params(self.get_params(deep=False), fitting=True)
-        return self._build(self._net_spec(), self.pretrained)
+        p = self._params(fitting=True)
+        return self._build(self._net_spec(p), p.pretrained)
 
     def _arch(self):
         return get_architecture(self.architecture)
@@ -313,30 +318,30 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         """
         from skcream.training import train
 
-        _validate_params(self.get_params(deep=False), fitting=True)
+        p = self._params(fitting=True)
         self._clear_fitted()
         source = self._source(X)
         boxes = self._targets(source, y)
         sizes = bt.as_sizes([source.size(i) for i in range(len(source))], len(source))
         bt.check_boxes_in_images(boxes, sizes, "boxes")
 
-        seed = resolve_seed(self.random_state)
-        spec = self._net_spec()
-        arch = self._arch()
+        seed = resolve_seed(p.random_state)
+        spec = self._net_spec(p)
+        arch = get_architecture(p.architecture)
         with seeded(seed):
-            model = self._build(spec, self.pretrained)
+            model = self._build(spec, p.pretrained)
         # rebuild (load, unpickle) from the timm model actually built: the offline
         # efficientnet_lite0 weights live in tf_efficientnet_lite0
         spec["architecture"] = model.architecture
         if hasattr(model, "aux_trains_at"):  # InceptionV3's auxiliary head: from 299 px
-            model.aux_trains_at(self.image_size)
+            model.aux_trains_at(p.image_size)
         data_config = dict(model.data_config)
-        dataset = bt.BoxTargetDataset(source, boxes, arch.train_transform(self, data_config),
+        dataset = bt.BoxTargetDataset(source, boxes, arch.train_transform(p, data_config),
                                       encode=arch.encode)
-        config = train_config(self, seed, head_lr_mult=float(self.head_lr_mult))
+        config = train_config(p, seed, head_lr_mult=p.head_lr_mult)
         fingerprint = {
             "estimator": _CLASS,
-            "params": {k: repr(v) for k, v in self.get_params(deep=False).items()
+            "params": {k: repr(v) for k, v in vars(p).items()
                        if k not in ("device", "num_workers", "checkpoint_dir", "verbose")},
             "data": source.fingerprint(),
             "boxes": hashlib.sha256(np.ascontiguousarray(boxes).tobytes()).hexdigest(),
@@ -362,12 +367,13 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         from skcream.data.adapters import TorchImageDataset, collate
         from skcream.data.loading import pin_memory, resolve_num_workers
 
-        transform = self._arch().eval_transform(self, self.data_config_)
+        p = self._params()
+        transform = get_architecture(p.architecture).eval_transform(p, self.data_config_)
 
         device = self._inference_device()
         loader = DataLoader(TorchImageDataset(source, transform, with_boxes=False),
-                            batch_size=self.batch_size, shuffle=False,
-                            num_workers=resolve_num_workers(self.num_workers, len(source)),
+                            batch_size=p.batch_size, shuffle=False,
+                            num_workers=resolve_num_workers(p.num_workers, len(source)),
                             collate_fn=collate, pin_memory=pin_memory(device))
         n = len(source)
         unit = np.zeros((n, 4), dtype=np.float64)
@@ -379,7 +385,7 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
                 idx = batch["index"].numpy()
                 unit[idx] = out
                 sizes[idx] = batch["size"].numpy()
-        return self._arch().decode(unit), sizes
+        return get_architecture(p.architecture).decode(unit), sizes
 
     def predict(self, X: Any) -> np.ndarray:
         """One box per image.
@@ -399,7 +405,8 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         """
         self._check_fitted()
         unit, sizes = self._predict_unit(self._source(X))
-        return self._arch().to_original(unit, sizes, self)
+        p = self._params()
+        return get_architecture(p.architecture).to_original(unit, sizes, p)
 
     def _gt_frame(self, source, gt_boxes: Any) -> list[np.ndarray]:
         """Ground-truth boxes of every image in the architecture's scoring frame."""
@@ -413,22 +420,25 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
                 )
             gt_boxes = [source.boxes(i) for i in range(n)]
         gt = bt.gt_box_lists(gt_boxes, n, "gt_boxes", image_ids=ids)
-        arch = self._arch()
-        return [arch.gt_frame(g, source.size(i), self) for i, g in enumerate(gt)]
+        p = self._params()
+        arch = get_architecture(p.architecture)
+        return [arch.gt_frame(g, source.size(i), p) for i, g in enumerate(gt)]
 
     def predict_protocol(self, X: Any) -> np.ndarray:
         """Predicted boxes (n, 4) in the scoring frame, continuous: the ``image_size`` centre
         crop (``"psol"``) or the protocol's 224x224 frame (``"gap"``)."""
         self._check_fitted()
         unit, _ = self._predict_unit(self._source(X))
-        return unit * self._arch().frame_size(self)
+        p = self._params()
+        return unit * get_architecture(p.architecture).frame_size(p)
 
     def _box_hits(self, X: Any, gt_boxes: Any = None) -> np.ndarray:
         """(n,) bool: whether each image's predicted box is correct (the architecture's rule)."""
         source = self._source(X)
         gt = self._gt_frame(source, gt_boxes)
         unit, _ = self._predict_unit(source)
-        return self._arch().hits(unit, gt, self)
+        p = self._params()
+        return get_architecture(p.architecture).hits(unit, gt, p)
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """GT-known localization accuracy (percent) of the predicted boxes, over images.

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from skcream._checks import as_bool, as_int
 from skcream.estimators import _boxes_target as bt
 from skcream.estimators._box_regressor import PseudoBoxRegressor
 from skcream.estimators._common import ImageEstimatorMixin
@@ -51,16 +51,15 @@ def ten_crop_proba(localizer: Any, X: Any) -> np.ndarray:
     """
     from skcream.data.transforms import TenCrop
 
-    source, _ = as_source(X, None, image_column=localizer.image_column,
-                          label_column=localizer.label_column)
+    p = localizer._params()  # the validated parameters
+    source, _ = as_source(X, None, image_column=p.image_column, label_column=p.label_column)
     cfg = localizer.data_config_
-    crops = TenCrop(resize=localizer.resize_size, crop=localizer.image_size, mean=cfg["mean"],
-                    std=cfg["std"])
+    crops = TenCrop(resize=p.resize_size, crop=p.image_size, mean=cfg["mean"], std=cfg["std"])
     device = localizer._inference_device()
     model = localizer.model_
     n = len(source)
     out = np.zeros((n, len(localizer.classes_)), dtype=np.float32)
-    per_batch = max(1, int(localizer.batch_size) // 10)  # images per forward pass
+    per_batch = max(1, p.batch_size // 10)  # images per forward pass
     was_training = model.training
     model.eval()
     try:
@@ -157,9 +156,7 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
         """Check the parameters; return (localizer, regressor), defaults for None."""
         from skcream.estimators.localizer import CREAMLocalizer
 
-        r = self.pseudo_resolution
-        if isinstance(r, bool) or not isinstance(r, Integral) or r < 8:
-            raise ValueError(f"pseudo_resolution must be an int >= 8, got {r!r}")
+        as_int(self.pseudo_resolution, "pseudo_resolution", low=8)
         localizer = CREAMLocalizer() if self.localizer is None else self.localizer
         regressor = PseudoBoxRegressor() if self.regressor is None else self.regressor
         if not hasattr(localizer, "pseudo_boxes") or not hasattr(localizer, "fit"):
@@ -168,10 +165,8 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
         if not all(hasattr(regressor, m) for m in ("fit", "predict", "score")):
             raise TypeError("regressor must be a PseudoBoxRegressor (fit, predict, score), "
                             f"got {type(regressor).__name__}")
-        if not isinstance(self.prefit, bool | np.bool_):
-            raise TypeError(f"prefit must be a bool, got {self.prefit!r}")
-        if not isinstance(self.ten_crop, bool | np.bool_):
-            raise TypeError(f"ten_crop must be a bool, got {self.ten_crop!r}")
+        as_bool(self.prefit, "prefit")
+        as_bool(self.ten_crop, "ten_crop")
         return localizer, regressor
 
     def fit(self, X: Any, y: Any = None) -> CREAMReg:
@@ -295,18 +290,19 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
         """
         self._check_fitted()
         loc = self.localizer_
-        source, class_label = as_source(X, y, image_column=loc.image_column,
+        source, _ = as_source(X, y, image_column=loc.image_column,
                                         label_column=loc.label_column,
                                         bbox_column=loc.bbox_column)
-        values = raw_labels(source, y, class_label)
+        values = raw_labels(source)
         if values is None:
             raise ValueError("evaluate needs ground-truth labels: pass y, or a Dataset with a "
                              "label column")
-        truth = encode_labels(values, loc.classes_, "y" if y is not None else "labels")
+        truth = encode_labels(values, loc.classes_, loc.class_names_,
+                              "y" if y is not None else "labels", n_images=len(source))
         hits = self.regressor_._box_hits(X)
         scores = ten_crop_proba(loc, X) if self.ten_crop else loc.decision_function(X)
         return bt.hit_scores(scores, hits, truth,
-                                      per_class=self.regressor_._arch().per_class_mean)
+                             per_class=self.regressor_._arch().per_class_mean)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
