@@ -1054,8 +1054,8 @@ def _cmd_evaluate_maps(args: argparse.Namespace) -> int:
             iou_thresholds=args.iou_thresholds, resize=args.resize_maps,
             baseline=centre_prior(), n_jobs=args.n_jobs, verbose=_verbose(args),
             allow_outside_root=args.allow_outside_root)
-    except (ValueError, TypeError, FileNotFoundError) as exc:  # the input, not a bug
-        raise CLIError(" ".join(str(exc).split())) from exc
+    except TypeError as exc:  # a wrong kind of input file, not a bug: as the other data errors
+        raise ValueError(str(exc)) from exc
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
