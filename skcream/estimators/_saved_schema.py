@@ -255,8 +255,11 @@ def check_localizer(meta: Mapping[str, Any], shapes: Shapes, source: str,
     history = fitted.list("history_")
     if not all(isinstance(r, dict) for r in history):
         raise fitted.fail("history_", "a list of per-epoch objects", history)
-    if "box_threshold_" in fitted.obj:
-        fitted.real("box_threshold_", 0.0, 1.0, high_open=True)
+    if "best_epoch_" in fitted.obj:  # absent in saves from before keep="best"
+        fitted.int("best_epoch_", 1, max(len(history), 1), none_ok=True)
+    for name in ("auto_box_threshold_", "box_threshold_"):  # box_threshold_: earlier saves
+        if name in fitted.obj:
+            fitted.real(name, 0.0, 1.0, high_open=True)
 
     def build():
         return build_model({**net.obj, "architecture": architecture})
@@ -269,10 +272,18 @@ def check_regressor(meta: Mapping[str, Any], shapes: Shapes, source: str,
                     build_model: Callable[[dict[str, Any]], torch.nn.Module]) -> None:
     """Like :func:`check_localizer` for a saved ``PseudoBoxRegressor``."""
     from skcream.backbones import MODIFICATIONS
+    from skcream.estimators._regressor_arch import ARCHITECTURES
 
     weights_source = weights_source or source
     params, fitted, net = _sections(meta, source)
     architecture = _check_backbone_fields(net, params)
+    # saves from before the "psol" architecture record none: "gap"
+    network = net.obj.get("network", "gap")
+    if network not in ARCHITECTURES:
+        raise net.fail("network", f"one of {list(ARCHITECTURES)}", network)
+    if params is not None and params.get("architecture", optional=True) not in (None, network):
+        raise net.fail("network", f"the saved parameter architecture "
+                       f"{params.get('architecture')!r}", network)
     if net.get("modification") not in MODIFICATIONS:
         raise net.fail("modification", f"one of {MODIFICATIONS}", net.get("modification"))
     hidden = net.int("hidden", 1, 10**6)
