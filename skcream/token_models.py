@@ -126,12 +126,21 @@ def input_size_rule(model: nn.Module) -> tuple[tuple[int, int] | None, tuple[int
     embed = getattr(model, "patch_embed", None)
     if embed is None:
         return None, None
-    img, patch = getattr(embed, "img_size", None), getattr(embed, "patch_size", None)
+    img, patch = _pair(getattr(embed, "img_size", None)), _pair(getattr(embed, "patch_size", None))
     if getattr(embed, "strict_img_size", False) and img is not None:
-        return (int(img[0]), int(img[1])), None
+        return img, None
     if not getattr(embed, "dynamic_img_pad", False) and patch is not None:
-        return None, (int(patch[0]), int(patch[1]))
+        return None, patch
     return None, None
+
+
+def _pair(value: Any) -> tuple[int, int] | None:
+    """(a, b) of an int or a pair (timm stores sizes either way); None otherwise."""
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return int(value[0]), int(value[1])
+    return None
 
 
 def check_input_size(
@@ -199,10 +208,16 @@ class TokenGrid(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_size(self.input_rule, x.shape, self.name)
-        # timm drops the prefix tokens and reshapes to the patch grid (NCHW is its default)
-        return self.model.forward_intermediates(
-            x, indices=[self.index], norm=self.norm, intermediates_only=True
-        )[0]
+        try:
+            # timm drops the prefix tokens and reshapes to the patch grid (NCHW by default)
+            return self.model.forward_intermediates(
+                x, indices=[self.index], norm=self.norm, intermediates_only=True
+            )[0]
+        except AssertionError as exc:  # timm asserts on input sizes its metadata does not show
+            raise ValueError(
+                f"backbone {self.name!r} cannot take {x.shape[-2]}x{x.shape[-1]} images: {exc} "
+                "(choose image_size accordingly; CLI: --image-size)"
+            ) from None
 
 
 def assemble_tokens(
@@ -228,8 +243,9 @@ def assemble_tokens(
         )
     info = list(model.feature_info)
     n = len(info)
-    if feature_stage is None:
-        index, norm = n - 1, True
+    if feature_stage is None:  # the final norm, when the model has one (forward_features)
+        final = getattr(model, "norm", None)
+        index, norm = n - 1, isinstance(final, nn.Module) and not isinstance(final, nn.Identity)
     else:
         if not -n <= feature_stage < n:
             raise ValueError(f"feature_stage: {name!r} has stages 0..{n - 1}, got {feature_stage}")
