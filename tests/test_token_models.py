@@ -245,3 +245,27 @@ def test_post_hoc_on_a_vit_reads_the_classifiers_own_tokens(tmp_path):
     np.testing.assert_allclose(result.features, _grid_by_hand(model, x, 16).numpy(), atol=1e-5)
     maps = post_hoc_maps(result)
     assert maps.shape == (3, 10, 10) and maps.min() >= 0 and maps.max() <= 1
+
+
+def test_readme_token_model_snippet_runs_as_written():
+    """README's "Transformers and other token models" snippet, with the three values it says
+    the test changes; the 14x14 it states at 224 is the trained network's grid at 224."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("**Transformers and other token models**"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "runs this snippet with `pretrained=False`, `image_size=64` and\n`resize_size=72`" \
+        in section
+    for old, new in {"pretrained=True": "pretrained=False", "image_size=224": "image_size=64",
+                     "resize_size=256": "resize_size=72"}.items():
+        assert code.count(old) == 1, old
+        code = code.replace(old, new)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    vit = scope["vit"]
+    assert "# (14, 14)" in code and "# (16, 14, 14)" in code
+    assert vit.feature_shape_ == (4, 4) and vit.transform(scope["train"]).shape == (16, 4, 4)
+    with torch.no_grad():
+        assert vit.model_.backbone(torch.zeros(1, 3, 224, 224)).shape[-2:] == (14, 14)
