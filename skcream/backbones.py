@@ -220,9 +220,12 @@ class FeatureBackbone(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"x: expected a (B,3,H,W) image batch, got shape {tuple(x.shape)}")
         features = self.extra(self.body(x))
-        if features.ndim != 4 or features.shape[1] != self.num_features:
+        if not isinstance(features, torch.Tensor) or features.ndim != 4 \
+                or features.shape[1] != self.num_features:
+            got = tuple(features.shape) if isinstance(features, torch.Tensor) \
+                else type(features).__name__
             raise ValueError(
-                f"backbone {self.name!r} returned shape {tuple(features.shape)}, not "
+                f"backbone {self.name!r} returned {got}, not "
                 f"(B,{self.num_features},h,w): it is not a CNN with NCHW feature maps, and "
                 "timm declares no token layout for it (num_prefix_tokens or an NHWC "
                 "output_fmt, see skcream.token_models); choose a CNN or a ViT / DeiT / EVA "
