@@ -67,7 +67,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
+from skcream._checks import as_bool, as_int, as_real
+from skcream._fs import make_dirs
 from skcream.data.loading import pin_memory, resolve_num_workers
 
 __all__ = [
@@ -86,6 +88,7 @@ __all__ = [
     "best_epoch",
     "config_fingerprint",
     "cross_entropy_loss",
+    "has_checkpoint",
     "make_accelerator",
     "parameter_groups",
     "top1_correct",
@@ -182,41 +185,38 @@ class TrainConfig:
     best_metric: str | None = None
 
     def validate(self) -> TrainConfig:
-        """Raise ValueError/TypeError naming the first invalid field; return self."""
+        """Raise ValueError/TypeError naming the first invalid field; return self, its numbers
+        as Python ints / floats / bools (numpy scalars accepted, see :mod:`skcream._checks`)."""
         for name in ("epochs", "batch_size", "gradient_accumulation_steps"):
-            _check_int(name, getattr(self, name), low=1)
-        if self.num_workers is not None:
-            _check_int("num_workers", self.num_workers, low=0)
-        _check_int("verbose", self.verbose, low=0)
-        if self.lr_step_size is not None:
-            _check_int("lr_step_size", self.lr_step_size, low=1)
+            setattr(self, name, as_int(getattr(self, name), name, low=1))
+        self.num_workers = as_int(self.num_workers, "num_workers", low=0, none_ok=True)
+        self.verbose = as_int(self.verbose, "verbose", low=0)
+        self.lr_step_size = as_int(self.lr_step_size, "lr_step_size", low=1, none_ok=True)
         if self.lr_milestones is not None:
             if self.lr_step_size is not None:
                 raise ValueError("lr_milestones and lr_step_size: give one of them, not both")
-            milestones = list(self.lr_milestones)
-            for m in milestones:
-                _check_int("lr_milestones", m, low=1)
+            milestones = [as_int(m, "lr_milestones", low=1) for m in self.lr_milestones]
             if not milestones or any(a >= b for a, b in zip(milestones, milestones[1:])):
                 raise ValueError(
                     f"lr_milestones: expected a non-empty strictly increasing sequence, "
                     f"got {self.lr_milestones!r}"
                 )
-        if self.random_state is not None:
-            _check_int("random_state", self.random_state, low=0)
+            self.lr_milestones = tuple(milestones)
+        self.random_state = as_int(self.random_state, "random_state", low=0, none_ok=True)
         for name in ("lr", "head_lr_mult", "lr_gamma"):
-            _check_real(name, getattr(self, name), positive=True)
+            setattr(self, name, as_real(getattr(self, name), name, low=0.0, low_open=True))
         for name in ("momentum", "weight_decay"):
-            _check_real(name, getattr(self, name), positive=False)
-        if not isinstance(self.nesterov, bool):
-            raise TypeError(f"nesterov: expected a bool, got {self.nesterov!r}")
+            setattr(self, name, as_real(getattr(self, name), name, low=0.0))
+        self.nesterov = as_bool(self.nesterov, "nesterov")
+        for name in ("shuffle", "drop_last", "resume"):
+            setattr(self, name, as_bool(getattr(self, name), name))
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov: Nesterov momentum needs momentum > 0")
         if self.mixed_precision not in _MIXED:
             raise ValueError(f"mixed_precision: expected one of {_MIXED}, got {self.mixed_precision!r}")
         if self.device not in ("auto", "cpu"):
             raise ValueError(f"device: expected 'auto' or 'cpu', got {self.device!r}")
-        if self.lock_timeout is not None:
-            _check_real("lock_timeout", self.lock_timeout, positive=False)
+        self.lock_timeout = as_real(self.lock_timeout, "lock_timeout", low=0.0, none_ok=True)
         if self.resume and self.checkpoint_dir is None:
             raise ValueError("resume=True needs a checkpoint_dir")
         if self.keep not in KEEP:
@@ -225,20 +225,6 @@ class TrainConfig:
             raise ValueError(f"best_metric: keep='best' needs the name of a history key to "
                              f"rank the epochs by, got {self.best_metric!r}")
         return self
-
-
-def _check_int(name: str, value: object, *, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name}: expected an int, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name}: expected an int >= {low}, got {value}")
-
-
-def _check_real(name: str, value: object, *, positive: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise TypeError(f"{name}: expected a finite number, got {value!r}")
-    if value < 0 or (positive and value == 0):
-        raise ValueError(f"{name}: expected a {'positive' if positive else 'non-negative'} number, got {value}")
 
 
 # ------------------------------------------------------------------ losses and metrics
@@ -531,6 +517,15 @@ def _checkpoint_error(meta_path: Path, field: str, value: Any, expected: str) ->
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     return ValueError(f"checkpoint_dir: {meta_path}: {field} = {shown}: expected {expected}; "
                       "delete the skcream-train* files there to start over")
+
+
+def has_checkpoint(directory: str | os.PathLike) -> bool:
+    """Whether ``directory`` holds a committed checkpoint (its JSON, written last).
+
+    Other entries (the run's lock file, files of an epoch that was never committed, the
+    user's own files) are not a checkpoint: a run killed before its first epoch leaves none.
+    """
+    return (Path(directory) / CHECKPOINT_FILES[0]).is_file()
 
 
 def _is_int(v: Any, low: int) -> bool:
@@ -857,7 +852,7 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
             if config.resume:
                 _check_epochs(meta, config.epochs, directory)
         if accelerator.is_main_process:
-            directory.mkdir(parents=True, exist_ok=True)
+            make_dirs(directory, "checkpoint_dir")
         accelerator.wait_for_everyone()
 
     model.to(accelerator.device)

@@ -37,11 +37,11 @@ from ._build import (
     Record,
     build_dataset,
     file_signature,
-    inside_root,
     metadata_lines,
     require_dir,
     require_file,
 )
+from .files import RootResolver
 
 __all__ = ["MAX_SAMPLES_PER_CLASS", "WSOL_N_CLASSES", "load_wsol"]
 
@@ -116,6 +116,7 @@ def _read_masks(meta: str, mask_root: str, allow_outside: bool,
     out: dict[str, tuple[list[str], str | None]] = {}
     if not os.path.isfile(path):
         return out
+    resolver = RootResolver(mask_root, "mask_root", allow_outside)
     for ln, line in metadata_lines(path):
         p, mask, ignore = _split(line, 3, path, ln, "path,mask_path,ignore_path")
         if lines is not None:
@@ -124,12 +125,10 @@ def _read_masks(meta: str, mask_root: str, allow_outside: bool,
         ignore = ignore.strip() or None
         where = f"{path}:{ln}"
         if ignore is not None:
-            ignore = inside_root(mask_root, ignore, where=where, what="mask_root",
-                                 allow_outside=allow_outside)
+            ignore = resolver.resolve(ignore, where=where).path
         if prev_ignore is not None and ignore is not None and ignore != prev_ignore:
             raise ValueError(f"{where}: image {p!r} has two different ignore masks")
-        masks.append(inside_root(mask_root, mask.strip(), where=where, what="mask_root",
-                                 allow_outside=allow_outside))
+        masks.append(resolver.resolve(mask.strip(), where=where).path)
         out[p] = (masks, prev_ignore or ignore)
     return out
 
@@ -229,15 +228,16 @@ def _records(meta: str, data_root: str, mask_root: str, dataset: str,
             f"{stray[0]!r} is not listed in image_ids.txt ({len(stray)} such image(s))"
         )
     del ids
+    resolver = RootResolver(data_root, "data_root", allow_outside)
     for ln, image_id in metadata_lines(ids_path):
         if image_id not in labels:
             raise ValueError(f"{ids_path}:{ln}: image {image_id!r} has no line in class_labels.txt")
-        path = inside_root(data_root, image_id, where=f"{ids_path}:{ln}", what="data_root",
-                           allow_outside=allow_outside)
+        file = resolver.resolve(image_id, where=f"{ids_path}:{ln}")
         mask_paths, ignore = masks.get(image_id, (None, None))
         yield Record(
             image_id=image_id,
-            path=path,
+            path=file.path,
+            key=file.key,
             label=labels[image_id],
             bboxes=boxes.get(image_id, []),
             size=sizes.get(image_id),
@@ -251,12 +251,14 @@ def _streamed_records(meta: str, data_root: str, allow_outside: bool) -> Iterato
     labels, sizes, boxes = (_Lockstep(_label_lines(meta)), _Lockstep(_size_lines(meta)),
                             _Lockstep(_box_lines(meta)))
     ids_path = os.path.join(meta, "image_ids.txt")
+    resolver = RootResolver(data_root, "data_root", allow_outside)
     for ln, image_id in metadata_lines(ids_path):
         size = sizes.take(image_id)
+        file = resolver.resolve(image_id, where=f"{ids_path}:{ln}")
         yield Record(
             image_id=image_id,
-            path=inside_root(data_root, image_id, where=f"{ids_path}:{ln}", what="data_root",
-                             allow_outside=allow_outside),
+            path=file.path,
+            key=file.key,
             label=labels.take(image_id)[0],
             bboxes=boxes.take(image_id),
             size=size[0] if size else None,

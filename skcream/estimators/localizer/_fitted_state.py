@@ -139,8 +139,8 @@ def fitted_meta(est, *, with_threshold: bool = True) -> dict[str, Any]:
         "best_epoch_": est.best_epoch_,
         "net": dict(est._net_spec),
     }
-    if with_threshold:
-        fitted["box_threshold_"] = float(est.box_threshold_)
+    if with_threshold:  # the threshold of box_threshold=None (box_threshold is a parameter)
+        fitted["auto_box_threshold_"] = float(est.auto_box_threshold_)
     return estimator_meta(_CLASS, _jsonable_params(est), fitted)
 
 
@@ -179,8 +179,10 @@ def restore(est, fitted: dict[str, Any], tensors: dict[str, torch.Tensor], devic
         from skcream.training import best_epoch
 
         est.best_epoch_ = best_epoch(est.history_, "val_max_box_acc_v2")
-    if "box_threshold_" in fitted:
-        est.box_threshold_ = float(fitted["box_threshold_"])
+    if "auto_box_threshold_" in fitted:
+        est.auto_box_threshold_ = float(fitted["auto_box_threshold_"])
+    elif "box_threshold_" in fitted:  # earlier saves: the threshold then in use
+        est.auto_box_threshold_ = float(fitted["box_threshold_"])
 
 
 def save(est, path: str | os.PathLike, *, overwrite: bool = False) -> None:
@@ -205,7 +207,7 @@ def getstate(est) -> dict[str, Any]:
     """``__getstate__``: the fitted tensors as safetensors bytes, modules left out."""
 
     def fitted_state():
-        meta = fitted_meta(est, with_threshold=hasattr(est, "box_threshold_"))["fitted"]
+        meta = fitted_meta(est, with_threshold=hasattr(est, "auto_box_threshold_"))["fitted"]
         return meta, fitted_tensors(est)
 
     return pickle_state(est, ("model_", "context_", "_weights_digest"), fitted_state)
