@@ -74,7 +74,8 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
     Parameters
     ----------
     backbone : str, default="vgg16"
-        Any timm CNN name (WSOL modifications as :func:`skcream.backbones.build_backbone`).
+        Any timm CNN or token model name (WSOL modifications and token grids as
+        :func:`skcream.backbones.build_backbone`).
     pretrained : bool or path, default=True
         ImageNet weights (offline for ``efficientnet_lite0``), False, or a state-dict file.
     hidden : int, default=512
