@@ -23,6 +23,12 @@ context embeddings and the EM then work on tokens without any change.
 * Map resolution: ``image_size / reduction`` of that block: 14x14 for patch-16 ViTs and
   DeiTs at 224, 16x16 for patch-14 models (EVA02) at 224, 7x7 for Swin at 224 (14x14
   with ``feature_stage=-2``, its third stage).
+* Map sources (:mod:`skcream.map_sources`): a hooked layer's tokens become a map with
+  :class:`TokenReshape` (pytorch-grad-cam's ``reshape_transform`` convention), and the
+  gradient CAMs of a sequence model read the last block's ``norm1`` by default
+  (:func:`default_cam_layer`, pytorch-grad-cam's choice for ViT / DeiT): a class-token
+  head sees the patch tokens only through attention, so after the last block their
+  gradient is zero.
 * Input size: a model timm builds for a fixed input size (``pretrained_cfg``'s
   ``fixed_input_size``) is built with ``dynamic_img_size=True`` when its class has that
   option (ViT, DeiT, EVA, Swin, SwinV2): position embeddings are interpolated (timm's
@@ -43,9 +49,11 @@ from torch import nn
 
 __all__ = [
     "TokenGrid",
+    "TokenReshape",
     "assemble_tokens",
     "check_input_size",
     "create_sized",
+    "default_cam_layer",
     "input_size_rule",
     "token_layout",
 ]
@@ -256,3 +264,52 @@ def assemble_tokens(
         TokenGrid(model, index, norm=norm, name=name), None, int(info[index]["num_chs"]),
         int(info[index]["reduction"]), applied,
     )
+
+
+class TokenReshape:
+    """A token layer's output as a feature map: pytorch-grad-cam's ``reshape_transform``.
+
+    ``(B, N, D)`` sequences lose their ``num_prefix_tokens`` first tokens and the rest is
+    reshaped to a square (h, w) grid (skcream feeds square images); channels-last grids
+    ``(B, h, w, D)`` of an NHWC model are permuted; anything else is returned unchanged.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The timm token model the tensors come from.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.layout = token_layout(model)
+        self.prefix = int(getattr(model, "num_prefix_tokens", 0) or 0)
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) or (B, h, w, D) -> (B, D, h, w)."""
+        if tokens.ndim == 3:
+            b, n, d = tokens.shape
+            side = int(round((n - self.prefix) ** 0.5))
+            if side * side != n - self.prefix:
+                raise ValueError(
+                    f"{n - self.prefix} patch tokens (of {n}, {self.prefix} prefix tokens) do "
+                    "not form a square grid: feed square images"
+                )
+            return tokens[:, self.prefix:].reshape(b, side, side, d).permute(0, 3, 1, 2)
+        if tokens.ndim == 4 and self.layout == "NHWC":
+            return tokens.permute(0, 3, 1, 2)
+        return tokens
+
+
+def default_cam_layer(model: nn.Module) -> str | None:
+    """The layer a gradient CAM reads by default in a timm token model, or None.
+
+    For sequence models (``"NLC"``) with timm's ``blocks[-1].norm1``: that module's name
+    (``"blocks.11.norm1"`` for ViT-B), pytorch-grad-cam's choice for ViT and DeiT. None
+    otherwise: the last feature layer, as for CNNs (Swin pools every token into its head).
+    """
+    blocks = getattr(model, "blocks", None)
+    if token_layout(model) != "NLC" or not isinstance(blocks, (nn.Sequential, nn.ModuleList)) \
+            or not len(blocks):
+        return None
+    if not isinstance(getattr(blocks[-1], "norm1", None), nn.Module):
+        return None
+    return f"blocks.{len(blocks) - 1}.norm1"
