@@ -119,12 +119,11 @@ class PostHocClassifier:
         """
         if self._net is None:
             from skcream.map_sources import ClassifierNet
-            from skcream.map_sources.network import _TimmHead
 
             backbone = self.features._network()
-            head = self.classifier.get_classifier()
-            self._net = ClassifierNet(backbone, _TimmHead(self.classifier), linear=head,
-                                      layers=getattr(backbone.body, "model", backbone))
+            self._net = ClassifierNet.from_timm(
+                self.classifier, features=backbone,
+                layers=getattr(backbone.body, "model", backbone))
         return self._net
 
     def predict(self, images: Sequence[Any], *, cam: str = "cam",

@@ -44,9 +44,9 @@ import torch
 import torch.nn.functional as F
 
 from skcream.cam import _check_float_tensor
+from skcream.map_sources import GRADIENT_CAMS
 
 __all__ = [
-    "GRADIENT_CAMS",
     "eigen_cam",
     "eigen_projection",
     "gradient_cam",
@@ -54,8 +54,6 @@ __all__ = [
     "score_cam_masks",
 ]
 
-#: gradient CAMs whose map is a function of the activations and their gradients
-GRADIENT_CAMS = ("gradcam", "gradcam++", "xgradcam", "layercam")
 
 # pytorch-grad-cam's constants (part of the definitions the oracle tests compare with)
 _GRADCAM_PP_EPS = 1e-6

@@ -32,28 +32,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from skcream.cam import _check_float_tensor, _check_labels, class_activation_maps
-from skcream.map_sources.formulas import GRADIENT_CAMS, eigen_cam, gradient_cam, score_cam
+from skcream.map_sources import FEATURE_SOURCES, GRADIENT_CAMS, check_map_source
+from skcream.map_sources.formulas import eigen_cam, gradient_cam, score_cam
 
-__all__ = ["FEATURE_SOURCES", "MAP_SOURCES", "ClassMaps", "ClassifierNet", "check_map_source",
-           "class_maps",
-           "maps_from_features"]
-
-#: names of the map sources (pytorch-grad-cam's names for the gradient CAMs)
-MAP_SOURCES = ("cam",) + GRADIENT_CAMS + ("scorecam", "eigencam")
-#: sources that a linear head on pooled features determines from the features alone
-FEATURE_SOURCES = ("cam",) + GRADIENT_CAMS + ("eigencam",)
+__all__ = ["ClassMaps", "ClassifierNet", "class_maps", "maps_from_features"]
 
 # max |head(F) - (GAP(F) W^T + b)| / (1 + max |logit|) above which the head is not linear
 _LINEAR_HEAD_TOL = 1e-4
-
-
-def check_map_source(cam: object, allowed: tuple[str, ...] = MAP_SOURCES,
-                     why: str = "") -> str:
-    """Return ``cam`` if it names a map source in ``allowed``, else raise ValueError."""
-    if cam not in allowed:
-        extra = f" ({why})" if why and cam in MAP_SOURCES else ""
-        raise ValueError(f"cam must be one of {allowed}{extra}, got {cam!r}")
-    return str(cam)
 
 
 @dataclass(frozen=True)
@@ -135,17 +120,29 @@ class ClassifierNet(nn.Module):
         self.__dict__["to_grid"] = to_grid if to_grid is not None else _identity_grid
 
     @classmethod
-    def from_timm(cls, model: nn.Module, **kwargs: Any) -> ClassifierNet:
+    def from_timm(cls, model: nn.Module, *, features: nn.Module | None = None,
+                  **kwargs: Any) -> ClassifierNet:
         """A timm classifier split at ``forward_features`` / ``forward_head``.
 
-        Layer names are those of ``model.named_modules()`` (e.g. ``"blocks.5"``,
-        ``"layer3"``); the linear head is ``model.get_classifier()`` when it is an
-        ``nn.Linear``.
+        Parameters
+        ----------
+        model : timm model
+            Layer names are those of ``model.named_modules()`` (e.g. ``"blocks.5"``,
+            ``"layer3"``); the linear head is ``model.get_classifier()`` when it is an
+            ``nn.Linear``.
+        features : nn.Module or None, default=None
+            Another feature extractor in front of ``model``'s head, e.g. the WSOL-modified
+            backbone with the same weights (``skcream.backbones.build_backbone``); then
+            pass ``layers=`` to name its layers.
+        **kwargs
+            ``linear``, ``layers``, ``to_grid`` as in :class:`ClassifierNet`.
         """
         head = model.get_classifier() if hasattr(model, "get_classifier") else None
         kwargs.setdefault("linear", head if isinstance(head, nn.Linear) else None)
-        kwargs.setdefault("layers", model)
-        return cls(_TimmFeatures(model), _TimmHead(model), **kwargs)
+        if features is None:
+            kwargs.setdefault("layers", model)
+            features = _TimmFeatures(model)
+        return cls(features, _TimmHead(model), **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, C) of images (B, 3, H, W)."""
@@ -249,16 +246,20 @@ def class_maps(net: ClassifierNet, x: torch.Tensor, labels: torch.Tensor | None 
     try:
         torch.set_grad_enabled(False)
         features = net.features(x)
-        logits = net.head(features)
-        handle.remove()  # Score-CAM's masked forward passes are not captured
+        handle.remove()  # only the features' pass is captured (not the head, not Score-CAM)
         if len(capture.outputs) != 1:
             raise ValueError(f"layer {layer!r} ran {len(capture.outputs)} times in one forward "
                              "pass of the features; choose a layer that runs once on the way "
                              "to the last feature layer")
+        logits = net.head(features)
         if labels is None:
             labels = logits.detach().argmax(dim=1)
         labels = _check_labels(labels, x.shape[0], logits.shape[1]).to(logits.device)
         activation = capture.outputs[0]
+        if net.to_grid(activation).ndim != 4:
+            raise ValueError(f"layer {layer!r} outputs shape {tuple(activation.shape)}, not a "
+                             "feature map (B, d, h, w); choose a convolutional layer (or give "
+                             "ClassifierNet a to_grid for token layers)")
         if cam in GRADIENT_CAMS:
             score = logits.gather(1, labels[:, None]).sum()
             (grad,) = torch.autograd.grad(score, activation)
