@@ -189,13 +189,14 @@ def score_cam(
         ``relu(sum_k softmax_k(scores) A_k)``, not normalised.
     """
     _check_float_tensor("inputs", inputs, 4, "(B, 3, H, W)")
-    masks = score_cam_masks(activations, tuple(inputs.shape[2:]))
     b, d = activations.shape[:2]
     scores = torch.empty(b, d, dtype=torch.float32, device=activations.device)
     with torch.no_grad():
         for i in range(b):
+            # one image's masks at a time: (d, H, W), 0.25 GB for 1280 channels at 224
+            masks = score_cam_masks(activations[i:i + 1], tuple(inputs.shape[2:]))
             for start in range(0, d, batch_size):
-                m = masks[i, start:start + batch_size, None]  # (m, 1, H, W)
+                m = masks[0, start:start + batch_size, None]  # (m, 1, H, W)
                 out = target_scores(inputs[i][None] * m, i)
                 scores[i, start:start + m.shape[0]] = out.float().to(scores.device)
     weights = torch.softmax(scores, dim=1).to(activations.dtype)

@@ -208,7 +208,7 @@ def _linear_head(net: ClassifierNet, features: torch.Tensor,
 
 def class_maps(net: ClassifierNet, x: torch.Tensor, labels: torch.Tensor | None = None, *,
                cam: str = "cam", layer: str | None = None,
-               score_batch_size: int = 64) -> ClassMaps:
+               score_batch_size: int = 16) -> ClassMaps:
     """Features and the class map of one source for a batch of images.
 
     Parameters
@@ -224,7 +224,7 @@ def class_maps(net: ClassifierNet, x: torch.Tensor, labels: torch.Tensor | None 
     layer : str or None, default=None
         The layer the gradient CAMs read (a name of ``net.layers``); None is the last
         feature layer. ``cam="cam"`` reads only the last feature layer.
-    score_batch_size : int, default=64
+    score_batch_size : int, default=16
         Masked images per forward pass of Score-CAM.
 
     Returns
