@@ -14,8 +14,8 @@ the two maps after pytorch-grad-cam's own post-processing (EigenCAM up to its si
 Where the time goes: pytorch-grad-cam calls ``loss.backward()`` through the whole network
 (the gradients of every parameter too) and runs on numpy; skcream records autograd only
 from the chosen layer on and asks for the gradient of that layer alone. Score-CAM is
-``d = 1280`` forward passes per image on both sides (batches of 16 on both sides,
-so it runs on a smaller batch).
+``d = 1280`` forward passes per image on both sides (16 masked images per pass on both), so
+it runs on a smaller batch.
 
 Run:  OMP_NUM_THREADS=1 python benchmarks/bench_cams_cost.py      (about 10 min on 2 cores)
 """

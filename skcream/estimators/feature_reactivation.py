@@ -12,6 +12,8 @@ With ``init="image"`` (post-hoc re-activation, beyond the paper) no embedding is
 learned: each image's own CAM-thresholded foreground / background means start
 the EM (:func:`skcream.reactivation.reactivate_map`). Combined with
 ``classifier_weights`` (any pretrained linear head), ``fit(F)`` needs no label.
+``cam=`` chooses the class map the EM starts from (:mod:`skcream.map_sources`: CAM by
+default, or Grad-CAM, Grad-CAM++, XGrad-CAM, LayerCAM, EigenCAM of the last feature layer).
 
 A fitted ``CREAMLocalizer``'s read-out. :meth:`CREAMReactivation.from_localizer`
 carries the fine-tuned head, the learned context tables and the inference
