@@ -194,10 +194,18 @@ def score_cam(
     with torch.no_grad():
         for i in range(b):
             # one image's masks at a time: (d, H, W), 0.25 GB for 1280 channels at 224
-            masks = score_cam_masks(activations[i:i + 1], tuple(inputs.shape[2:]))
-            for start in range(0, d, batch_size):
-                m = masks[0, start:start + batch_size, None]  # (m, 1, H, W)
-                out = target_scores(inputs[i][None] * m, i)
-                scores[i, start:start + m.shape[0]] = out.float().to(scores.device)
+            masks = score_cam_masks(activations[i:i + 1], tuple(inputs.shape[2:]))[0]
+            # A channel that is 0 everywhere (common after a ReLU: 15-50 % of EfficientNet's
+            # last layer) masks the input to the all-zero image: one forward pass serves
+            # them all (pytorch-grad-cam runs each; same scores).
+            zero = masks.flatten(1).amax(dim=1) == 0  # masks are >= 0
+            if bool(zero.any()):
+                blank = target_scores(torch.zeros_like(inputs[i][None]), i)
+                scores[i, zero] = blank.float().to(scores.device)
+            rest = (~zero).nonzero()[:, 0]
+            for start in range(0, rest.shape[0], batch_size):
+                sel = rest[start:start + batch_size]
+                out = target_scores(inputs[i][None] * masks[sel, None], i)  # (m, 3, H, W)
+                scores[i, sel] = out.float().to(scores.device)
     weights = torch.softmax(scores, dim=1).to(activations.dtype)
     return torch.relu(torch.einsum("bk,bkhw->bhw", weights, activations))
