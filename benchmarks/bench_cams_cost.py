@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--score-batch", type=int, default=2,
                         help="photos per batch for Score-CAM (1280 forward passes each)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     args = parser.parse_args()
     torch.set_num_threads(1)
     import pytorch_grad_cam as gc
@@ -98,7 +99,7 @@ def main() -> None:
     print(f"model: {type(model).__name__} ({model.pretrained_cfg.get('architecture')}), "
           "layer: the last feature layer (1280 x 7 x 7), input 224 x 224, top-1 classes")
     rows = []
-    for method in METHODS:
+    for method in args.methods:
         n = args.score_batch if method == "scorecam" else args.batch
         x = _batch(photos[:n], cfg)
         with torch.no_grad():
