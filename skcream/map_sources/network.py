@@ -237,6 +237,9 @@ def class_maps(net: ClassifierNet, x: torch.Tensor, labels: torch.Tensor | None 
         raise ValueError("cam='cam' reads the last feature layer (its linear head's input); "
                          "layer= applies to the gradient CAMs")
     _check_float_tensor_images(x)
+    if isinstance(score_batch_size, bool) or not isinstance(score_batch_size, int) \
+            or score_batch_size < 1:
+        raise ValueError(f"score_batch_size must be a positive int, got {score_batch_size!r}")
     module = net.layer(layer)
     capture = _Capture(grad=cam in GRADIENT_CAMS)
     handle = module.register_forward_hook(capture)
