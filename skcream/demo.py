@@ -26,6 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from skcream._checks import as_int
+from skcream._fs import describe, make_dirs
+
 __all__ = [
     "DEMO_FILES",
     "METHODS",
@@ -79,13 +82,14 @@ def prepare_output_dir(out: str | Path) -> Path:
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} is a file; give a folder for the demo's output")
+        raise FileExistsError(f"--out {out} is {describe(out)}; give a folder for the demo's "
+                              "output")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
         raise FileExistsError(
             f"--out {out} is not empty and was not made by 'skcream demo'; "
             "choose a new or empty folder"
         )
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out, "--out")
     (out / MARKER).write_text("written by 'skcream demo'; the demo may overwrite its own files "
                               "here: " + ", ".join(DEMO_FILES[1:]) + ", model/\n")
     return out
@@ -376,9 +380,7 @@ def _torch_threads(threads: int | None):
     """Set torch's intra-op thread count for the block (see :func:`run_demo`)."""
     import torch
 
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or threads < 1):
-        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    threads = as_int(threads, "threads", low=1, none_ok=True)
     before = torch.get_num_threads()
     n = threads if threads is not None else (1 if _usable_cores() <= 2 else before)
     torch.set_num_threads(n)

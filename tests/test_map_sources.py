@@ -282,7 +282,7 @@ def test_errors_name_the_argument():
         class_maps(net, x, cam="gradcam", layer="fc")
     with pytest.raises(ValueError, match=r"x must be a float image batch"):
         class_maps(net, x[0], cam="gradcam")
-    with pytest.raises(ValueError, match="score_batch_size must be a positive int"):
+    with pytest.raises(ValueError, match="score_batch_size must be an int >= 1"):
         class_maps(net, x, cam="scorecam", score_batch_size=0)
     with pytest.raises(ValueError, match="Score-CAM masks the input image"):
         maps_from_features(torch.rand(1, 3, 2, 2), torch.rand(4, 3), torch.tensor([0]),

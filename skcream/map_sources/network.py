@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from skcream._checks import as_int
 from skcream.cam import _check_float_tensor, _check_labels, class_activation_maps
 from skcream.map_sources import FEATURE_SOURCES, GRADIENT_CAMS, check_map_source
 from skcream.map_sources.formulas import eigen_cam, gradient_cam, score_cam
@@ -237,9 +238,7 @@ def class_maps(net: ClassifierNet, x: torch.Tensor, labels: torch.Tensor | None 
         raise ValueError("cam='cam' reads the last feature layer (its linear head's input); "
                          "layer= applies to the gradient CAMs")
     _check_float_tensor_images(x)
-    if isinstance(score_batch_size, bool) or not isinstance(score_batch_size, int) \
-            or score_batch_size < 1:
-        raise ValueError(f"score_batch_size must be a positive int, got {score_batch_size!r}")
+    score_batch_size = as_int(score_batch_size, "score_batch_size", low=1)
     module = net.layer(layer)
     capture = _Capture(grad=cam in GRADIENT_CAMS)
     handle = module.register_forward_hook(capture)
