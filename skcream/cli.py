@@ -1,4 +1,5 @@
-"""The ``skcream`` command: ``demo``, ``train``, ``evaluate``, ``report``, ``localize``.
+"""The ``skcream`` command: ``demo``, ``train``, ``evaluate``, ``report``, ``localize``,
+``evaluate-maps``.
 
 Every command composes the public estimators; nothing here re-implements them.
 User mistakes (a bad ``--data`` spec, a missing folder, a model folder that is
@@ -546,6 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(float32 in [0, 1]) beside the overlays")
     _add_common(p)
     p.set_defaults(func=_cmd_localize)
+
+    _add_evaluate_maps(sub)
     return parser
 
 
@@ -1028,6 +1031,114 @@ def _cmd_localize(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"wrote {len(records)} overlays and boxes.json to {args.out}")
     return EXIT_OK
+
+
+# --------------------------------------------------------------------------- evaluate-maps
+def _add_evaluate_maps(sub: Any) -> None:
+    """``skcream evaluate-maps``: the reference evaluator's command line, on maps you have."""
+    p = sub.add_parser(
+        "evaluate-maps",
+        help="score maps you already have (.npy per image), as wsolevaluation's evaluation.py",
+        description=(
+            "Score your own score maps with the WSOL protocol: a drop-in for wsolevaluation's "
+            "evaluation.py (same folders in, the same numbers out).\n"
+            "Reads <scoremap-root>/<image_id>.npy (or .png 8/16-bit heat maps, or an .npz "
+            "bundle keyed by image id), 224x224 float maps in [0, 1], for every id of "
+            "<metadata-root>/<dataset>/<split>/image_ids.txt; boxes from localization.txt "
+            "scaled to 224 with image_sizes.txt (CUB, ILSVRC), masks under --mask-root "
+            "(OpenImages).\nPrints MaxBoxAccV2 (multi-contour, mean over the IoU thresholds), "
+            "MaxBoxAcc (largest contour, IoU 50), each IoU's accuracy and best CAM threshold, "
+            "and PxAP where there are masks, beside an image-blind centre prior."
+        ),
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--scoremap-root", type=Path, required=True,
+                   help="folder of <image_id>.npy (or .png) maps, or an .npz bundle")
+    p.add_argument("--metadata-root", type=Path, required=True,
+                   help="folder holding <dataset>/<split>/image_ids.txt, image_sizes.txt, "
+                        "localization.txt, class_labels.txt (wsolevaluation/metadata)")
+    p.add_argument("--mask-root", type=Path, default=None,
+                   help="OpenImages masks: the folder holding OpenImages/<mask path> (as the "
+                        "reference's --mask_root), or the mask paths directly")
+    p.add_argument("--dataset", required=True, choices=_WSOL_DATASETS, type=_wsol_dataset,
+                   help="which benchmark's metadata (CUB and ILSVRC: boxes; OpenImages: masks)")
+    p.add_argument("--split", default="test", help="metadata split (val = train-fullsup)")
+    p.add_argument("--cam-curve-interval", type=_interval, default=0.01,
+                   help="CAM thresholds np.arange(0, 1, interval): 0.01 (100) or 0.001 (1000)")
+    p.add_argument("--iou-thresholds", type=_iou_percent, nargs="+", default=[30, 50, 70],
+                   metavar="IOU", help="IoU thresholds in percent; MaxBoxAccV2 is the mean "
+                                       "of the multi-contour MaxBoxAcc over them")
+    p.add_argument("--resize-maps", action="store_true",
+                   help="resize maps that are not 224x224 as the reference's inference.py "
+                        "does (OpenCV bicubic, then min-max) instead of refusing them")
+    p.add_argument("--n-jobs", type=_n_jobs, default=None, metavar="N",
+                   help="threads reading and scoring maps (-1: all cores; identical numbers)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: max_box_acc_v2, max_box_acc, pxap (null where "
+                        "it does not apply), per_iou, thresholds, n_images, ...")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_trust(p)
+    p.set_defaults(func=_cmd_evaluate_maps)
+
+
+def _wsol_dataset(value: str) -> str:
+    """A dataset name in any case -> its canonical spelling (argparse's choices names the rest)."""
+    return {d.lower(): d for d in _WSOL_DATASETS}.get(value.lower(), value)
+
+
+_interval = _number_parser(float, lambda v: 1e-5 <= v < 1.0,
+                           "a number in [1e-05, 1), e.g. 0.01 or 0.001")
+_iou_percent = _number_parser(float, lambda v: 1.0 < v <= 100.0,
+                              "a percentage in (1, 100], e.g. 50 for IoU >= 0.5")
+
+
+def _cmd_evaluate_maps(args: argparse.Namespace) -> int:
+    from skcream.metrics import evaluate_scoremaps
+    from skcream.priors import centre_prior
+
+    try:
+        report = evaluate_scoremaps(
+            args.scoremap_root, args.metadata_root, dataset=args.dataset, split=args.split,
+            mask_root=args.mask_root, cam_curve_interval=args.cam_curve_interval,
+            iou_thresholds=args.iou_thresholds, resize=args.resize_maps,
+            baseline=centre_prior(), n_jobs=args.n_jobs, verbose=_verbose(args),
+            allow_outside_root=args.allow_outside_root)
+    except TypeError as exc:  # a wrong kind of input file, not a bug: as the other data errors
+        raise ValueError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    print(_maps_table(report))
+    return EXIT_OK
+
+
+def _maps_table(report: dict[str, Any]) -> str:
+    """The text output of ``skcream evaluate-maps``."""
+    import numpy as np
+
+    base = report["baseline"] or {}
+    n_thr = len(np.arange(0, 1, report["cam_curve_interval"]))
+    rows = []
+    if report["max_box_acc_v2"] is not None:
+        ious = "/".join(report["per_iou"])
+        rows.append({"metric": f"MaxBoxAccV2 (multi-contour, IoU {ious})",
+                     "maps": report["max_box_acc_v2"], "prior": base.get("max_box_acc_v2")})
+        for key, value in report["per_iou"].items():
+            rows.append({"metric": f"  IoU {key}", "maps": value,
+                         "threshold": f"{report['thresholds'][key]:.4g}"})
+        rows.append({"metric": "MaxBoxAcc (largest contour, IoU 50)",
+                     "maps": report["max_box_acc"], "prior": base.get("max_box_acc"),
+                     "threshold": f"{report['max_box_acc_threshold']:.4g}"})
+    if report["pxap"] is not None:
+        rows.append({"metric": "PxAP", "maps": report["pxap"], "prior": base.get("pxap")})
+    head = (f"{report['dataset']} {report['split']}: {report['n_images']} maps, "
+            f"{n_thr} CAM thresholds (interval {report['cam_curve_interval']:g})")
+    if report["n_resized"]:
+        head += f"; {report['n_resized']} maps resized to 224x224 (bicubic, min-max)"
+    table = format_table(rows, ["metric", "maps", "prior", "threshold"],
+                         headers=["metric", "your maps", "centre prior", "best threshold"])
+    return (f"{head}\n{table}\n(the centre prior never looks at the image; percent, the "
+            "reference's numbers)")
 
 
 # --------------------------------------------------------------------------- entry point

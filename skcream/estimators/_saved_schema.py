@@ -271,10 +271,18 @@ def check_regressor(meta: Mapping[str, Any], shapes: Shapes, source: str,
                     build_model: Callable[[dict[str, Any]], torch.nn.Module]) -> None:
     """Like :func:`check_localizer` for a saved ``PseudoBoxRegressor``."""
     from skcream.backbones import MODIFICATIONS
+    from skcream.estimators._regressor_arch import ARCHITECTURES
 
     weights_source = weights_source or source
     params, fitted, net = _sections(meta, source)
     architecture = _check_backbone_fields(net, params)
+    # saves from before the "psol" architecture record none: "gap"
+    network = net.obj.get("network", "gap")
+    if network not in ARCHITECTURES:
+        raise net.fail("network", f"one of {list(ARCHITECTURES)}", network)
+    if params is not None and params.get("architecture", optional=True) not in (None, network):
+        raise net.fail("network", f"the saved parameter architecture "
+                       f"{params.get('architecture')!r}", network)
     if net.get("modification") not in MODIFICATIONS:
         raise net.fail("modification", f"one of {MODIFICATIONS}", net.get("modification"))
     hidden = net.int("hidden", 1, 10**6)
