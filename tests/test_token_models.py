@@ -226,27 +226,6 @@ def test_vit_pseudo_boxes_at_another_resolution_and_feature_pipeline(ds):
     assert pickle.loads(pickle.dumps(pipe))[0].transform(ds).shape == (len(ds), 64, 4, 4)
 
 
-def test_post_hoc_on_a_vit_reads_the_classifiers_own_tokens(tmp_path):
-    """Post-hoc: the features are the classifier's patch tokens (same weights file), the
-    re-activated map lives on the 10x10 grid of the ViT's native 160 px input."""
-    from skcream.post_hoc import PostHocClassifier, post_hoc_maps
-
-    torch.manual_seed(0)
-    model = timm.create_model(VIT, pretrained=False).eval()
-    path = tmp_path / "vit.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    images = [im.convert("RGB") for im in _dataset(3)["image"]]
-    post = PostHocClassifier(VIT, pretrained=path, batch_size=2)
-    result = post.predict(images)
-    assert result.features.shape == (3, 64, 10, 10)
-    x = torch.stack([post.transform(im, np.zeros((0, 4)))[0] for im in images])
-    with torch.no_grad():
-        np.testing.assert_array_equal(result.labels, model(x).argmax(1).numpy())
-    np.testing.assert_allclose(result.features, _grid_by_hand(model, x, 16).numpy(), atol=1e-5)
-    maps = post_hoc_maps(result)
-    assert maps.shape == (3, 10, 10) and maps.min() >= 0 and maps.max() <= 1
-
-
 def test_readme_token_model_snippet_runs_as_written():
     """README's "Transformers and other token models" snippet, with the three values it says
     the test changes; the 14x14 it states at 224 is the trained network's grid at 224."""
@@ -269,3 +248,133 @@ def test_readme_token_model_snippet_runs_as_written():
     assert vit.feature_shape_ == (4, 4) and vit.transform(scope["train"]).shape == (16, 4, 4)
     with torch.no_grad():
         assert vit.model_.backbone(torch.zeros(1, 3, 224, 224)).shape[-2:] == (14, 14)
+
+
+# ----------------------------------------------------------------------- map sources
+def _token_oracle(cam: str, net, layer_module, x: torch.Tensor, labels: torch.Tensor,
+                  prefix: int | None) -> np.ndarray:
+    """pytorch-grad-cam with the reshape_transform of its ViT / Swin examples."""
+    import contextlib
+    import io
+
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    from test_map_sources import _oracle_classes
+
+    def reshape_transform(t: torch.Tensor) -> torch.Tensor:
+        if prefix is None:  # channels-last grid (Swin)
+            result = t
+        else:  # usage_examples/vit_example.py, generalised to `prefix` leading tokens
+            side = int(round((t.size(1) - prefix) ** 0.5))
+            result = t[:, prefix:, :].reshape(t.size(0), side, side, t.size(2))
+        return result.transpose(2, 3).transpose(1, 2)
+
+    targets = [ClassifierOutputTarget(int(c)) for c in labels]
+    with contextlib.redirect_stderr(io.StringIO()):
+        with _oracle_classes()[cam](model=net, target_layers=[layer_module],
+                                    reshape_transform=reshape_transform) as method:
+            return method(x, targets)
+
+
+_TOKEN_CASES = [(VIT, "blocks.5.norm1", 1, 6),
+                ("deit_tiny_distilled_patch16_224", "blocks.11.norm1", 2, 6),
+                (TINY_SWIN, None, None, 3)]
+
+
+# Score-CAM (one forward pass per channel) on the ViT only: its tokens are the case to cover
+@pytest.mark.parametrize("name,default_layer,prefix,grid,cam", [
+    (*case, cam) for case in _TOKEN_CASES for cam in ("gradcam", "gradcam++", "xgradcam",
+                                                      "layercam")
+] + [(*_TOKEN_CASES[0], "scorecam")])
+def test_gradient_cams_of_token_models_equal_pytorch_grad_cam(name, default_layer, prefix,
+                                                              grid, cam):
+    """Same network, layer (default: a ViT's last norm1, pytorch-grad-cam's ViT example) and
+    classes as pytorch-grad-cam with its reshape_transform -> the same maps."""
+    from test_map_sources import LABELS, _as_oracle, _images
+
+    from skcream.map_sources import ClassifierNet, class_maps
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, num_classes=7, dynamic_img_size=True).eval()
+    net = ClassifierNet.from_timm(model)
+    assert net.default_layer == default_layer
+    x = _images()  # 96 px
+    out = class_maps(net, x, LABELS, cam=cam)
+    assert out.maps.shape == (3, grid, grid) and out.features.shape[2:] == (grid, grid)
+    expected = _token_oracle(cam, net, net.layer(None), x, LABELS, prefix)
+    assert expected.max() > 0.99
+    np.testing.assert_allclose(_as_oracle(out.maps), expected, atol=2e-5)
+    # the features are the final tokens on the patch grid: the backbone's map
+    backbone = build_backbone(name).eval()
+    backbone.body.model.load_state_dict(model.state_dict(), strict=False)
+    with torch.no_grad():
+        torch.testing.assert_close(out.features, backbone(x), rtol=1e-5, atol=1e-5)
+
+
+def test_cam_needs_a_pooled_linear_head():
+    """Swin's head is global average pooling + a linear layer: CAM is exact on its grid;
+    a ViT's head reads the class token, which the grid does not hold: refused."""
+    from test_map_sources import LABELS, _images
+
+    from skcream.cam import class_activation_maps
+    from skcream.map_sources import ClassifierNet, class_maps
+
+    torch.manual_seed(0)
+    swin = timm.create_model(TINY_SWIN, num_classes=7, dynamic_img_size=True).eval()
+    x = _images()
+    out = class_maps(ClassifierNet.from_timm(swin), x, LABELS, cam="cam")
+    with torch.no_grad():
+        grid = swin.forward_features(x).permute(0, 3, 1, 2)
+    torch.testing.assert_close(out.maps, class_activation_maps(grid, swin.head.fc.weight, LABELS))
+    vit = timm.create_model(VIT, num_classes=7).eval()
+    with pytest.raises(ValueError, match="choose a gradient CAM"):
+        class_maps(ClassifierNet.from_timm(vit), x, LABELS, cam="cam")
+
+
+def test_post_hoc_gradient_cam_on_a_vit(tmp_path):
+    """`skcream localize --post-hoc --cam gradcam` on a ViT: the features are the
+    classifier's own patch tokens (same weights file) on the 10x10 grid of its native 160 px
+    input; CAM is refused (the class-token head is not a pooled linear head)."""
+    from skcream.post_hoc import PostHocClassifier, post_hoc_maps
+
+    torch.manual_seed(0)
+    model = timm.create_model(VIT, pretrained=False).eval()
+    path = tmp_path / "vit.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    images = [im.convert("RGB") for im in _dataset(3)["image"]]
+    post = PostHocClassifier(VIT, pretrained=path, batch_size=2)
+    result = post.predict(images, cam="gradcam")
+    assert result.maps.shape == (3, 10, 10) and result.features.shape == (3, 64, 10, 10)
+    assert post.net.default_layer == "blocks.5.norm1"
+    x = torch.stack([post.transform(im, np.zeros((0, 4)))[0] for im in images])
+    with torch.no_grad():
+        np.testing.assert_array_equal(result.labels, model(x).argmax(1).numpy())
+    np.testing.assert_allclose(result.features, _grid_by_hand(model, x, 16).numpy(), atol=1e-5)
+    maps = post_hoc_maps(result)
+    assert maps.shape == (3, 10, 10) and maps.min() >= 0 and maps.max() <= 1
+    with pytest.raises(ValueError, match="choose a gradient CAM"):
+        post.predict(images[:1], cam="cam")
+
+
+def test_localize_post_hoc_command_on_a_vit(tmp_path, capsys):
+    """`skcream localize --post-hoc --backbone test_vit --cam gradcam`: boxes and maps at each
+    photo's size; `--cam cam` is one error line (the class-token head has no CAM)."""
+    import json
+
+    from skcream.cli import main
+
+    torch.manual_seed(0)
+    weights = tmp_path / "vit.safetensors"
+    save_file({k: v.contiguous() for k, v in timm.create_model(VIT).state_dict().items()},
+              str(weights))
+    photo = tmp_path / "p.png"
+    _dataset(1)[0]["image"].convert("RGB").save(photo)
+    args = ["localize", "--post-hoc", "--backbone", VIT, "--pretrained", str(weights),
+            str(photo), "--quiet"]
+    assert main([*args, "--cam", "gradcam", "--save-maps", "--out", str(tmp_path / "o")]) == 0
+    record = json.loads((tmp_path / "o" / "boxes.json").read_text())[0]
+    w, h = Image.open(photo).size
+    assert np.load(tmp_path / "o" / record["map"]).shape == (h, w)
+    capsys.readouterr()
+    assert main([*args, "--cam", "cam", "--out", str(tmp_path / "o2")]) == 1  # EXIT_FAILURE
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "gradient CAM" in err and "Traceback" not in err
