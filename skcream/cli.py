@@ -540,6 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cam", choices=_map_sources(), default="cam", metavar="NAME",
                    help="map the post-hoc re-activation starts from: "
                         + ", ".join(_map_sources()))
+    p.add_argument("--layer", default=None, metavar="NAME",
+                   help="with --post-hoc: the layer --cam reads, a module name of the timm "
+                        "model, e.g. blocks.5 (default: the last feature layer)")
     p.add_argument("--no-reactivate", action="store_true",
                    help="with --post-hoc: the --cam map itself, not re-activated")
     p.add_argument("--save-maps", action="store_true",
@@ -595,7 +598,7 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
                    threshold: float | None = None, device: str | None = None,
                    batch_size: int = 32, verbose: int = 1,
                    progress: Any = None, cam: str = "cam", reactivate: bool = True,
-                   save_maps: bool = False) -> list[dict[str, Any]]:
+                   save_maps: bool = False, layer: str | None = None) -> list[dict[str, Any]]:
     """Localize image files; write ``<stem>_overlay.png`` per image and ``boxes.json``.
 
     Images are read and processed ``batch_size`` at a time (never all held in memory).
@@ -626,6 +629,9 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
     save_maps : bool, default=False
         Also write each map, at the image's size, as ``<stem>_map.npy`` (float32 in
         [0, 1], written atomically).
+    layer : str or None, default=None
+        Post-hoc: the layer the ``cam`` map is computed on (a module name of the timm
+        model); None is the last feature layer.
 
     Returns
     -------
@@ -666,7 +672,7 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
         images = [decode_image(path, f"IMAGE {display_path(path)}") for path in chunk]
         if model is None:
             boxes, maps, labels, scores, label_names = _post_hoc_chunk(
-                post_hoc, images, box_threshold, cam, reactivate)
+                post_hoc, images, box_threshold, cam, reactivate, layer)
         else:
             result = model.predict(images)
             position = {_jsonable(c): i for i, c in enumerate(model.classes_)}
@@ -760,11 +766,11 @@ def overlay_name(stem: str, used: set[str], name_max: int = 255) -> str:
 
 
 def _post_hoc_chunk(post_hoc: Any, images: list, threshold: float, cam: str = "cam",
-                    reactivate: bool = True):
+                    reactivate: bool = True, layer: str | None = None):
     """Boxes, maps at the original size, labels, scores and class names of images."""
     from skcream.post_hoc import boxes_at_original_size, post_hoc_maps
 
-    result = post_hoc.predict(images, cam=cam)
+    result = post_hoc.predict(images, cam=cam, layer=layer)
     maps = post_hoc_maps(result) if reactivate else post_hoc_maps(result, output="cam")
     boxes, full = boxes_at_original_size(maps, [im.size for im in images], threshold)
     names = [result.class_names[int(c)] for c in result.labels]
@@ -994,9 +1000,10 @@ def _cmd_localize(args: argparse.Namespace) -> int:
         raise CLIError("--post-hoc uses the backbone's ImageNet classifier; drop --model")
     if not args.post_hoc and args.model is None:
         raise CLIError("give --model DIR (a trained model) or --post-hoc")
-    if not args.post_hoc and (args.cam != "cam" or args.no_reactivate):
-        raise CLIError("--cam and --no-reactivate choose the map of --post-hoc; a --model "
-                       "reads its own CAM")
+    if not args.post_hoc and (args.cam != "cam" or args.no_reactivate
+                              or args.layer is not None):
+        raise CLIError("--cam, --layer and --no-reactivate choose the map of --post-hoc; a "
+                       "--model reads its own CAM")
     from skcream.data.files import display_path, file_problem
 
     for path in args.images:  # a FIFO is named, never opened (it would block)
@@ -1026,7 +1033,7 @@ def _cmd_localize(args: argparse.Namespace) -> int:
                                  device=_device(args), batch_size=args.batch_size,
                                  verbose=_verbose(args), progress=report, cam=args.cam,
                                  reactivate=not args.no_reactivate,
-                                 save_maps=args.save_maps)
+                                 save_maps=args.save_maps, layer=args.layer)
     if not _is_main_process():
         return EXIT_OK
     print(f"wrote {len(records)} overlays and boxes.json to {args.out}")

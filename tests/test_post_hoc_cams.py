@@ -153,19 +153,45 @@ def test_no_reactivate_draws_the_source_map_itself(classifier, weights, photos, 
                                atol=1e-6)
 
 
+def test_layer_flag_reads_the_named_layer(classifier, weights, photos, tmp_path, capsys):
+    """--layer is the library's layer=: the saved map equals predict(cam=, layer=)'s; an
+    unknown layer, or a layer with plain CAM, is one error line."""
+    out = tmp_path / "o"
+    code, _, err = _run(["localize", "--post-hoc", "--backbone", BACKBONE, "--pretrained",
+                         str(weights), "--cam", "gradcam", "--layer", "blocks.3",
+                         "--no-reactivate", "--save-maps", str(photos[0]), "--out", str(out),
+                         "--quiet"], capsys)
+    assert code == 0, err
+    images = _images(photos[:1])
+    result = classifier.predict(images, cam="gradcam", layer="blocks.3")
+    _, full = boxes_at_original_size(post_hoc_maps(result, output="cam"), [images[0].size],
+                                     0.2)
+    np.testing.assert_allclose(np.load(out / f"{photos[0].stem}_map.npy"), full[0], atol=1e-6)
+    last = classifier.predict(images, cam="gradcam")
+    assert result.maps.shape != last.maps.shape or not np.allclose(result.maps, last.maps)
+    for argv in (["--cam", "gradcam", "--layer", "blocks.9"], ["--layer", "blocks.3"]):
+        code, _, err = _run(["localize", "--post-hoc", "--backbone", BACKBONE, "--pretrained",
+                             str(weights), *argv, str(photos[0]), "--out", str(tmp_path / "e"),
+                             "--quiet"], capsys)
+        assert code != 0 and err.count("\n") == 1 and "error:" in err and "layer" in err, err
+    code, _, err = _run(["localize", "--model", str(tmp_path), "--layer", "blocks.3",
+                         str(photos[0]), "--out", str(tmp_path / "o2")], capsys)
+    assert code == 2 and "--layer" in err
+
+
 def test_cam_flags_need_post_hoc_and_a_known_name(photos, tmp_path, capsys):
     code, _, err = _run(["localize", "--model", str(tmp_path), "--cam", "gradcam",
                          str(photos[0]), "--out", str(tmp_path / "o")], capsys)
-    assert code == 2 and err.count("\n") == 1 and "--cam and --no-reactivate" in err
+    assert code == 2 and err.count("\n") == 1 and "--cam, --layer and --no-reactivate" in err
     code, _, err = _run(["localize", "--model", str(tmp_path), "--no-reactivate",
                          str(photos[0]), "--out", str(tmp_path / "o")], capsys)
-    assert code == 2 and "--cam and --no-reactivate" in err
+    assert code == 2 and "--cam, --layer and --no-reactivate" in err
     code, _, err = _run(["localize", "--post-hoc", "--cam", "gradcam+", str(photos[0]),
                          "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and "invalid choice: 'gradcam+'" in err
     code, out, _ = _run(["localize", "--help"], capsys)
     assert code == 0
-    for text in ("--cam NAME", "--no-reactivate", "--save-maps", "gradcam++", "scorecam",
+    for text in ("--cam NAME", "--layer NAME", "--no-reactivate", "--save-maps", "gradcam++", "scorecam",
                  "eigencam", "(default: cam)"):
         assert text in out, text
 
