@@ -143,7 +143,8 @@ class PostHocClassifier:
             The map source (:data:`skcream.map_sources.MAP_SOURCES`).
         layer : str or None, default=None
             The layer a gradient CAM reads (a module name of the timm model); None is the
-            last feature layer.
+            last feature layer (a ViT's last ``blocks.N.norm1``, see
+            :func:`skcream.token_models.default_cam_layer`).
 
         Returns
         -------

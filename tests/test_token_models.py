@@ -356,8 +356,9 @@ def test_post_hoc_gradient_cam_on_a_vit(tmp_path):
 
 
 def test_localize_post_hoc_command_on_a_vit(tmp_path, capsys):
-    """`skcream localize --post-hoc --backbone test_vit --cam gradcam`: boxes and maps at each
-    photo's size; `--cam cam` is one error line (the class-token head has no CAM)."""
+    """`skcream localize --post-hoc --backbone test_vit --cam gradcam [--layer blocks.3]`:
+    maps at the photo's size; `--cam cam` is one error line (the class-token head has no
+    CAM)."""
     import json
 
     from skcream.cli import main
@@ -373,7 +374,13 @@ def test_localize_post_hoc_command_on_a_vit(tmp_path, capsys):
     assert main([*args, "--cam", "gradcam", "--save-maps", "--out", str(tmp_path / "o")]) == 0
     record = json.loads((tmp_path / "o" / "boxes.json").read_text())[0]
     w, h = Image.open(photo).size
-    assert np.load(tmp_path / "o" / record["map"]).shape == (h, w)
+    default = np.load(tmp_path / "o" / record["map"])
+    assert default.shape == (h, w)
+    # --layer: another block's tokens, reshaped the same way
+    assert main([*args, "--cam", "gradcam", "--layer", "blocks.3", "--save-maps",
+                 "--out", str(tmp_path / "o3")]) == 0
+    earlier = np.load(tmp_path / "o3" / record["map"])
+    assert earlier.shape == (h, w) and not np.allclose(earlier, default)
     capsys.readouterr()
     assert main([*args, "--cam", "cam", "--out", str(tmp_path / "o2")]) == 1  # EXIT_FAILURE
     err = capsys.readouterr().err
