@@ -542,7 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
                         + ", ".join(_map_sources()))
     p.add_argument("--layer", default=None, metavar="NAME",
                    help="with --post-hoc: the layer --cam reads, a module name of the timm "
-                        "model, e.g. blocks.5 (default: the last feature layer)")
+                        "model, e.g. blocks.5 (default: the last feature layer; a ViT's last "
+                        "blocks.N.norm1)")
     p.add_argument("--no-reactivate", action="store_true",
                    help="with --post-hoc: the --cam map itself, not re-activated")
     p.add_argument("--save-maps", action="store_true",
@@ -631,7 +632,7 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
         [0, 1], written atomically).
     layer : str or None, default=None
         Post-hoc: the layer the ``cam`` map is computed on (a module name of the timm
-        model); None is the last feature layer.
+        model); None is the last feature layer (a ViT's last ``blocks.N.norm1``).
 
     Returns
     -------

@@ -115,15 +115,21 @@ class PostHocClassifier:
         """The map sources' network: the WSOL feature extractor + the classifier's head.
 
         A :class:`skcream.map_sources.ClassifierNet`; layer names are those of the timm
-        model inside the feature extractor (e.g. ``"blocks.5"``).
+        model inside the feature extractor (e.g. ``"blocks.5"``). A token model (ViT,
+        Swin, ...) has no WSOL modification and its head may read tokens the patch grid
+        lacks (the class token): the network is then the classifier itself, its tokens
+        reshaped to the grid the feature extractor gives (:mod:`skcream.token_models`).
         """
         if self._net is None:
             from skcream.map_sources import ClassifierNet
 
             backbone = self.features._network()
-            self._net = ClassifierNet.from_timm(
-                self.classifier, features=backbone,
-                layers=getattr(backbone.body, "model", backbone))
+            if getattr(backbone.body, "layout", None) is not None:  # a TokenGrid
+                self._net = ClassifierNet.from_timm(self.classifier)
+            else:
+                self._net = ClassifierNet.from_timm(
+                    self.classifier, features=backbone,
+                    layers=getattr(backbone.body, "model", backbone))
         return self._net
 
     def predict(self, images: Sequence[Any], *, cam: str = "cam",
@@ -137,7 +143,8 @@ class PostHocClassifier:
             The map source (:data:`skcream.map_sources.MAP_SOURCES`).
         layer : str or None, default=None
             The layer a gradient CAM reads (a module name of the timm model); None is the
-            last feature layer.
+            last feature layer (a ViT's last ``blocks.N.norm1``, see
+            :func:`skcream.token_models.default_cam_layer`).
 
         Returns
         -------

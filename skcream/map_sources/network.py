@@ -14,9 +14,12 @@ respect to that leaf is computed (``torch.autograd.grad``), never the parameters
 gradients through the whole network. The model's parameters, their ``requires_grad``
 and ``.grad``, and its train/eval mode are left as they were.
 
-Token models (ViT-style) plug in through ``ClassifierNet(features, head, to_grid=...)``:
-``features`` returns the patch grid (B, d, h, w) and ``to_grid`` maps a hooked layer's
-output (e.g. tokens (B, N, d)) and its gradient to the same layout.
+Token models plug in through ``ClassifierNet(features, head, to_grid=..., default_layer=...)``:
+``features`` returns the model's last feature layer in its own layout (tokens (B, N, d) of
+a ViT, (B, h, w, d) of a Swin), ``head`` takes it, and ``to_grid`` maps it, a hooked
+layer's output and its gradient to (B, d, h, w); ``ClassifierNet.from_timm`` sets both from
+the model's metadata (:mod:`skcream.token_models`: prefix tokens dropped, the last block's
+``norm1`` read by default in a ViT, as pytorch-grad-cam's examples do).
 """
 
 from __future__ import annotations
@@ -105,13 +108,17 @@ class ClassifierNet(nn.Module):
         The module whose ``named_modules()`` names the layers ``class_maps(layer=...)``
         accepts (default: ``features``).
     to_grid : callable or None, default=None
-        Maps a hooked layer's output, and its gradient, to (B, d, h, w) (token models);
-        the identity by default.
+        Maps the features, a hooked layer's output and its gradient to (B, d, h, w) (token
+        models); the identity by default.
+    default_layer : str or None, default=None
+        The layer (a name of ``layers``) the gradient CAMs read when given ``layer=None``;
+        None is the last feature layer.
     """
 
     def __init__(self, features: nn.Module, head: nn.Module, *, linear: nn.Linear | None = None,
                  layers: nn.Module | None = None,
-                 to_grid: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 to_grid: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 default_layer: str | None = None) -> None:
         super().__init__()
         self.features = features
         self.head = head
@@ -119,6 +126,7 @@ class ClassifierNet(nn.Module):
         self.__dict__["linear"] = linear
         self.__dict__["layers"] = layers if layers is not None else features
         self.__dict__["to_grid"] = to_grid if to_grid is not None else _identity_grid
+        self.default_layer = default_layer
 
     @classmethod
     def from_timm(cls, model: nn.Module, *, features: nn.Module | None = None,
@@ -136,8 +144,17 @@ class ClassifierNet(nn.Module):
             backbone with the same weights (``skcream.backbones.build_backbone``); then
             pass ``layers=`` to name its layers.
         **kwargs
-            ``linear``, ``layers``, ``to_grid`` as in :class:`ClassifierNet`.
+            ``linear``, ``layers``, ``to_grid``, ``default_layer`` as in
+            :class:`ClassifierNet`. For a token model (:func:`skcream.token_models.token_layout`)
+            ``to_grid`` and ``default_layer`` default to its
+            :class:`~skcream.token_models.TokenReshape` and
+            :func:`~skcream.token_models.default_cam_layer`.
         """
+        from skcream.token_models import TokenReshape, default_cam_layer, token_layout
+
+        if token_layout(model) is not None:
+            kwargs.setdefault("to_grid", TokenReshape(model))
+            kwargs.setdefault("default_layer", default_cam_layer(model))
         head = model.get_classifier() if hasattr(model, "get_classifier") else None
         kwargs.setdefault("linear", head if isinstance(head, nn.Linear) else None)
         if features is None:
@@ -150,7 +167,10 @@ class ClassifierNet(nn.Module):
         return self.head(self.features(x))
 
     def layer(self, name: str | None) -> nn.Module:
-        """The module named ``name`` in ``layers`` (None: the last feature layer)."""
+        """The module named ``name`` in ``layers`` (None: ``default_layer``, else the last
+        feature layer)."""
+        if name is None and self.default_layer is not None:
+            name = self.default_layer
         if name is None:
             return self.features
         if not isinstance(name, str):
@@ -223,8 +243,9 @@ def class_maps(net: ClassifierNet, x: torch.Tensor, labels: torch.Tensor | None 
     cam : str, default="cam"
         One of :data:`MAP_SOURCES`.
     layer : str or None, default=None
-        The layer the gradient CAMs read (a name of ``net.layers``); None is the last
-        feature layer. ``cam="cam"`` reads only the last feature layer.
+        The layer the gradient CAMs read (a name of ``net.layers``); None is
+        ``net.default_layer`` (a ViT's last ``norm1``), else the last feature layer.
+        ``cam="cam"`` reads only the last feature layer.
     score_batch_size : int, default=16
         Masked images per forward pass of Score-CAM.
 
@@ -254,6 +275,10 @@ def class_maps(net: ClassifierNet, x: torch.Tensor, labels: torch.Tensor | None 
                              "pass of the features; choose a layer that runs once on the way "
                              "to the last feature layer")
         logits = net.head(features)
+        features = net.to_grid(features)  # a token model's tokens as (B, d, h, w)
+        if features.ndim != 4:
+            raise ValueError(f"the network's features have shape {tuple(features.shape)}, not "
+                             "(B, d, h, w): give ClassifierNet a to_grid for token models")
         if labels is None:
             labels = logits.detach().argmax(dim=1)
         labels = _check_labels(labels, x.shape[0], logits.shape[1]).to(logits.device)
