@@ -64,6 +64,12 @@ ResNet-style modification (the last downsampling stage at stride 1, ``"stride1"`
 works through ``forward_features`` (or timm's dilation when it supports ``output_stride``);
 ``feature_stage`` picks an earlier, higher-resolution stage of ``model.feature_info``.
 
+Token models (ViT, DeiT, EVA, BEiT, Swin, MambaOut, ... whose timm metadata declares
+``num_prefix_tokens`` or a channels-last ``output_fmt``) are read through
+:mod:`skcream.token_models`: the last block's patch tokens, prefix tokens dropped, reshaped
+to the patch grid (14x14 for patch-16 ViTs at 224, 7x7 for Swin), built with
+``dynamic_img_size=True`` where timm offers it so that other image sizes work.
+
 Modifications change strides and paddings only: every pretrained tensor keeps its shape, so
 ImageNet weights load unchanged.
 """
@@ -81,6 +87,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from skcream._checks import as_int
+from skcream.token_models import assemble_tokens, create_sized, token_layout
 from skcream.weights import create_pretrained_timm, load_weights_into
 
 __all__ = [
@@ -260,11 +267,16 @@ class FeatureBackbone(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"x: expected a (B,3,H,W) image batch, got shape {tuple(x.shape)}")
         features = self.extra(self.body(x))
-        if features.ndim != 4 or features.shape[1] != self.num_features:
+        if not isinstance(features, torch.Tensor) or features.ndim != 4 \
+                or features.shape[1] != self.num_features:
+            got = tuple(features.shape) if isinstance(features, torch.Tensor) \
+                else type(features).__name__
             raise ValueError(
-                f"backbone {self.name!r} returned shape {tuple(features.shape)}, not "
-                f"(B,{self.num_features},h,w): it is not a CNN with NCHW feature maps; "
-                "choose a convolutional timm model"
+                f"backbone {self.name!r} returned {got}, not "
+                f"(B,{self.num_features},h,w): it is not a CNN with NCHW feature maps, and "
+                "timm declares no token layout for it (num_prefix_tokens or an NHWC "
+                "output_fmt, see skcream.token_models); choose a CNN or a ViT / DeiT / EVA "
+                "/ Swin-style model"
             )
         return features
 
@@ -445,14 +457,17 @@ def _family(model: nn.Module) -> str:
                      (EfficientNet, "efficientnet")):
         if isinstance(model, cls):
             return fam
-    return "generic"
+    return "tokens" if token_layout(model) is not None else "generic"
 
 
 # ----------------------------------------------------------------------------- public
 def available_backbones(pattern: str = "*") -> list[str]:
     """timm model names usable as backbones (``timm.list_models(pattern)``).
 
-    The CNNs work; transformer models without NCHW feature maps are rejected when built.
+    CNNs work, and so do token models whose timm metadata declares their tokens
+    (``num_prefix_tokens``: ViT, DeiT, EVA, BEiT, ...; an NHWC ``output_fmt``: Swin,
+    MambaOut, ...), see :mod:`skcream.token_models`; other models whose features are not
+    NCHW maps (e.g. MLP-Mixer, LeViT) are rejected at their first forward pass.
 
     Parameters
     ----------
@@ -564,7 +579,8 @@ def build_backbone(
     if modification == "dilated":
         kwargs["output_stride"] = 8 if large_feature_map else 16
     try:
-        model, state = create_pretrained_timm(source_name, pretrained, **kwargs)
+        # fixed-size transformers get dynamic_img_size=True where timm offers it
+        model, state = create_sized(create_pretrained_timm, source_name, pretrained, **kwargs)
     except TypeError as exc:
         if "output_stride" in kwargs and "output_stride" in str(exc):
             raise ValueError(f"modification='dilated': timm's {name!r} has no output_stride") from exc
@@ -659,6 +675,8 @@ def _assemble(
     trunk: str = "cam",
 ) -> _Assembly:
     """Apply the modification and the method's trunk (VGG, InceptionV3) to a timm model."""
+    if family == "tokens":  # nothing added: every parameter a pretrained feature layer
+        return _Assembly(*assemble_tokens(model, name, feature_stage, large, modification))
     if family in ("vgg", "inception"):
         if feature_stage is not None or modification not in ("auto",):
             raise ValueError(

@@ -537,6 +537,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=_unit_float, default=None,
                    help="box threshold on the map (default: the model's own; post-hoc: "
                         "the measured default, see docs/post_hoc.md)")
+    p.add_argument("--cam", choices=_map_sources(), default="cam", metavar="NAME",
+                   help="map the post-hoc re-activation starts from: "
+                        + ", ".join(_map_sources()))
+    p.add_argument("--layer", default=None, metavar="NAME",
+                   help="with --post-hoc: the layer --cam reads, a module name of the timm "
+                        "model, e.g. blocks.5 (default: the last feature layer; a ViT's last "
+                        "blocks.N.norm1)")
+    p.add_argument("--no-reactivate", action="store_true",
+                   help="with --post-hoc: the --cam map itself, not re-activated")
+    p.add_argument("--save-maps", action="store_true",
+                   help="also write each map at the image's size as <stem>_map.npy "
+                        "(float32 in [0, 1]) beside the overlays")
     _add_common(p)
     p.set_defaults(func=_cmd_localize)
 
@@ -545,6 +557,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------- helpers
+def _map_sources() -> tuple[str, ...]:
+    from skcream.map_sources import MAP_SOURCES
+
+    return MAP_SOURCES
+
+
 def _is_main_process() -> bool:
     """True unless this is a non-zero rank of ``accelerate launch`` / torchrun."""
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0
@@ -580,7 +598,8 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
                    backbone: str = "efficientnet_lite0", pretrained: Any = True,
                    threshold: float | None = None, device: str | None = None,
                    batch_size: int = 32, verbose: int = 1,
-                   progress: Any = None) -> list[dict[str, Any]]:
+                   progress: Any = None, cam: str = "cam", reactivate: bool = True,
+                   save_maps: bool = False, layer: str | None = None) -> list[dict[str, Any]]:
     """Localize image files; write ``<stem>_overlay.png`` per image and ``boxes.json``.
 
     Images are read and processed ``batch_size`` at a time (never all held in memory).
@@ -603,20 +622,34 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
         measured default of :data:`skcream.post_hoc.POST_HOC_DEFAULTS`).
     progress : callable (index, total, record) or None
         Called after each image's overlay is written (the CLI prints one line).
+    cam : str, default="cam"
+        Post-hoc: the map source the re-activation starts from
+        (:data:`skcream.map_sources.MAP_SOURCES`).
+    reactivate : bool, default=True
+        Post-hoc: False draws the ``cam`` map itself.
+    save_maps : bool, default=False
+        Also write each map, at the image's size, as ``<stem>_map.npy`` (float32 in
+        [0, 1], written atomically).
+    layer : str or None, default=None
+        Post-hoc: the layer the ``cam`` map is computed on (a module name of the timm
+        model); None is the last feature layer (a ViT's last ``blocks.N.norm1``).
 
     Returns
     -------
     list of dict
         One record per image: ``image``, ``label``, ``class_name``, ``score``,
-        ``box`` (x0, y0, x1, y1 in the image's pixels), ``overlay``.
+        ``box`` (x0, y0, x1, y1 in the image's pixels), ``overlay`` (and ``map`` with
+        ``save_maps``).
     """
     from skcream.data.decode import decode_image
     from skcream.data.files import display_path
     from skcream.viz import overlay
 
     if model is None:
+        from skcream.map_sources import check_map_source
         from skcream.post_hoc import POST_HOC_DEFAULTS, PostHocClassifier
 
+        check_map_source(cam)
         post_hoc = PostHocClassifier(backbone, pretrained, device=device, batch_size=batch_size)
         box_threshold = POST_HOC_DEFAULTS["threshold"] if threshold is None else threshold
     elif threshold is not None:
@@ -640,7 +673,7 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
         images = [decode_image(path, f"IMAGE {display_path(path)}") for path in chunk]
         if model is None:
             boxes, maps, labels, scores, label_names = _post_hoc_chunk(
-                post_hoc, images, box_threshold)
+                post_hoc, images, box_threshold, cam, reactivate, layer)
         else:
             result = model.predict(images)
             position = {_jsonable(c): i for i, c in enumerate(model.classes_)}
@@ -661,12 +694,29 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
             record = {"image": display_path(path), "label": _jsonable(labels[j]),
                       "class_name": label_names[j], "score": score, "box": box,
                       "overlay": name}
+            if save_maps:
+                record["map"] = name[:-len("_overlay.png")] + "_map.npy"
+                if main_process:
+                    _save_map(out / record["map"], maps[j])
             records.append(record)
             if progress is not None and main_process:
                 progress(len(records), total, record)
     if main_process:
         (out / "boxes.json").write_text(json.dumps(records, indent=2) + "\n")
     return records
+
+
+def _save_map(path: Path, full: Any) -> None:
+    """One map (H, W) as float32 ``.npy``, all-or-nothing (temporary file, fsync, rename)."""
+    import io
+
+    import numpy as np
+
+    from skcream.persistence import write_bytes_atomic
+
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(full, dtype=np.float32), allow_pickle=False)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def _name_max(folder: Path) -> int:
@@ -716,12 +766,13 @@ def overlay_name(stem: str, used: set[str], name_max: int = 255) -> str:
         k += 1
 
 
-def _post_hoc_chunk(post_hoc: Any, images: list, threshold: float):
+def _post_hoc_chunk(post_hoc: Any, images: list, threshold: float, cam: str = "cam",
+                    reactivate: bool = True, layer: str | None = None):
     """Boxes, maps at the original size, labels, scores and class names of images."""
     from skcream.post_hoc import boxes_at_original_size, post_hoc_maps
 
-    result = post_hoc.predict(images)
-    maps = post_hoc_maps(result)
+    result = post_hoc.predict(images, cam=cam, layer=layer)
+    maps = post_hoc_maps(result) if reactivate else post_hoc_maps(result, output="cam")
     boxes, full = boxes_at_original_size(maps, [im.size for im in images], threshold)
     names = [result.class_names[int(c)] for c in result.labels]
     return boxes, full, result.labels, result.scores, names
@@ -950,6 +1001,10 @@ def _cmd_localize(args: argparse.Namespace) -> int:
         raise CLIError("--post-hoc uses the backbone's ImageNet classifier; drop --model")
     if not args.post_hoc and args.model is None:
         raise CLIError("give --model DIR (a trained model) or --post-hoc")
+    if not args.post_hoc and (args.cam != "cam" or args.no_reactivate
+                              or args.layer is not None):
+        raise CLIError("--cam, --layer and --no-reactivate choose the map of --post-hoc; a "
+                       "--model reads its own CAM")
     from skcream.data.files import display_path, file_problem
 
     for path in args.images:  # a FIFO is named, never opened (it would block)
@@ -977,7 +1032,9 @@ def _cmd_localize(args: argparse.Namespace) -> int:
         records = localize_files(args.images, args.out, model=model, backbone=args.backbone,
                                  pretrained=args.pretrained, threshold=args.threshold,
                                  device=_device(args), batch_size=args.batch_size,
-                                 verbose=_verbose(args), progress=report)
+                                 verbose=_verbose(args), progress=report, cam=args.cam,
+                                 reactivate=not args.no_reactivate,
+                                 save_maps=args.save_maps, layer=args.layer)
     if not _is_main_process():
         return EXIT_OK
     print(f"wrote {len(records)} overlays and boxes.json to {args.out}")

@@ -106,9 +106,10 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         can run, from 299 px inputs; at 224 px it cannot (torchvision raises there) and only
         the main head learns. ``"gap"``: skcream's earlier regressor, a WSOL feature
         backbone (:func:`skcream.backbones.build_backbone`, ``feature_stage`` and
-        ``modification`` apply), global average pooling and the head, trained on
-        ``(x0, y0, x1, y1)`` of resize + random crops, evaluated on the whole image
-        resized to ``image_size`` in the protocol's 224 frame (inclusive +1 IoU >= 0.5).
+        ``modification`` apply; a token model gives its patch grid), global average pooling
+        and the head, trained on ``(x0, y0, x1, y1)`` of resize + random crops, evaluated
+        on the whole image resized to ``image_size`` in the protocol's 224 frame (inclusive
+        +1 IoU >= 0.5).
     pretrained : bool or path, default=True
         ImageNet weights (offline for ``efficientnet_lite0``), False, or a state-dict file
         (torchvision's ``vgg16-397923af.pth`` / ``inception_v3_google-1a9a5a14.pth`` load as

@@ -67,6 +67,14 @@ def _vgg_relus(backbone) -> tuple[list[nn.Module], list[int]]:
 def _stages(backbone, method: str) -> tuple[nn.Module, nn.Module]:
     """(penultimate, last) feature stages of a timm body."""
     body = backbone.body
+    layout = getattr(body, "layout", None)  # a token model (skcream.token_models.TokenGrid)
+    if layout is not None:
+        raise ValueError(
+            f"method={method!r}: its layers act on (B,C,H,W) feature maps inside the backbone, "
+            f"but {backbone.name!r} is a token model ({layout} tokens between its blocks); "
+            "use method 'cam', 'has', 'cutmix' or 'acol', which act on the input or the "
+            "final feature map"
+        )
     model = getattr(body, "model", None)
     info = getattr(model, "feature_info", None)
     if model is None or info is None:
