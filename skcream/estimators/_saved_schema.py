@@ -206,6 +206,7 @@ def check_localizer(meta: Mapping[str, Any], shapes: Shapes, source: str,
     dim = net.int("feature_dim", 1, 10**6)
     net.real("momentum", 0.0, 1.0)
     net.real("context_threshold", 0.0, 1.0)
+    net.int("networks", 1, 10**6, none_ok=True)  # skcream.methods.NETWORKS_REVISION; older: none
     # the WSOL method (saves from before the method zoo have none: CAM); ACoL's class maps
     # come from a 1x1 conv on its branch features (feature_dim = the branch width)
     from skcream.methods import METHODS, get_method
