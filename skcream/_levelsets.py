@@ -574,49 +574,6 @@ def _pointers4(K: np.ndarray, h: int, w: int):
 
 
 @njit(nogil=True)
-def _labels(ptr: np.ndarray):
-    """Basin of every pixel: the root its pointers lead to. Returns ``label`` (n,) int32,
-    the number of basins ``nb`` and their ``roots`` (nb,) (basins numbered in raster order
-    of the first pixel reaching them).
-
-    In raster order a pixel is labelled already (by an earlier path), or takes its
-    target's label, chosen without a branch (the two are equally likely); only when
-    neither is known are the pointers followed to a labelled pixel or a root, labelling
-    the path back (a few per cent of the pixels on smooth maps).
-    """
-    n = ptr.size
-    label = np.full(n, -1, np.int32)
-    stack = np.empty(n, np.int32)
-    roots = np.empty(n, np.int32)
-    nb = 0
-    for p in range(n):
-        lp = label[p]
-        lt = label[uintp(ptr[p])]
-        lab = lp if lp >= 0 else lt
-        if lab < 0:  # follow the pointers
-            sp = 0
-            c = uintp(p)
-            while True:
-                t = uintp(ptr[c])
-                if t == c:
-                    label[c] = nb
-                    roots[nb] = c
-                    nb += 1
-                    break
-                stack[sp] = c
-                sp += 1
-                c = t
-                if label[c] >= 0:
-                    break
-            lab = label[c]
-            while sp > 0:
-                sp -= 1
-                label[uintp(stack[sp])] = lab
-        label[p] = lab
-    return label, nb, roots[:nb].copy()
-
-
-@njit(nogil=True)
 def _block_gains(K: np.ndarray, h: int, w: int) -> np.ndarray:
     """Per pixel, the number of its 2x2 blocks in which it arrives 3rd or 4th (by key).
 
@@ -660,31 +617,118 @@ def _xbits(w: int) -> int:
 
 
 @njit(nogil=True)
-def _tables(val: np.ndarray, label: np.ndarray, nb: int, h: int, w: int, gains: np.ndarray):
-    """Per (basin, value) the box of the basin's pixels of that value, in one raster pass.
+def _has_hole(q: np.ndarray, ptr4: np.ndarray) -> bool:
+    """Whether ``{q > L}`` has a hole at some level ``L``.
 
-    ``T`` (nb, 256, 4) int32 holds ``x0, -x1, -y1, first`` (all minima; ``_BIG``: no
-    pixel), the first pixel packed as ``y << xs | x`` (:func:`_xbits`: raster order, and
-    ``y0 = first >> xs``); with ``gains`` (n,) ``A`` (nb, 256) their block gains
-    (:func:`_block_gains`), else ``A`` is (1, 1).
+    A hole at ``L`` is a 4-connected component of ``{q <= L}`` off the border; its
+    lowest pixels hold a 4-connected regional minimum of ``q`` off the border, and such a
+    minimum (value ``m``) is a hole at ``L = m``. Its smallest key is a descent root
+    (:func:`_pointers4`), so only the plateaus of the roots off the border are flooded
+    (4-connected, equal ``q``), each pixel at most once: a plateau reaching the border or
+    a lower pixel, or one flooded before, is no hole.
     """
-    T = np.full((nb, 256, 4), _BIG, np.int32)
+    h, w = q.shape
+    qf = q.ravel()
+    seen = np.zeros(h * w, np.int32)  # the flood that reached a pixel (0: none)
+    stack = np.empty(h * w, np.int32)
+    flood = 0
+    for y in range(1, h - 1):
+        for x in range(1, w - 1):
+            p = y * w + x
+            if ptr4[p] != p or seen[p]:
+                continue
+            flood += 1
+            v = qf[p]
+            seen[p] = flood
+            stack[0] = p
+            sp = 1
+            i = 0
+            minimum = True
+            while i < sp and minimum:
+                c = stack[i]
+                i += 1
+                cy = c // w
+                cx = c - cy * w
+                if cy == 0 or cx == 0 or cy == h - 1 or cx == w - 1:
+                    minimum = False
+                    break
+                for r in (c - w, c - 1, c + 1, c + w):
+                    if qf[r] < v or (qf[r] == v and seen[r] and seen[r] != flood):
+                        minimum = False
+                        break
+                    if qf[r] == v and not seen[r]:
+                        seen[r] = flood
+                        stack[sp] = r
+                        sp += 1
+            if minimum:
+                return True
+    return False
+
+
+@njit(nogil=True)
+def _basins(ptr: np.ndarray, val: np.ndarray, n_roots: int, h: int, w: int, tables: bool,
+            gains: np.ndarray):
+    """Basin of every pixel (the root its pointers lead to) and, when ``tables``, per
+    (basin, value) the box of the basin's pixels of that value, in one raster pass.
+
+    Returns ``label`` (n,) int32, ``nb`` (= ``n_roots``), ``roots`` (nb,) (basins numbered
+    in raster order of the first pixel reaching them), ``T`` (nb, 256, 4) int32
+    ``x0, -x1, -y1, first`` (all minima; ``_BIG``: no pixel; the first pixel packed as
+    ``y << xs | x`` (:func:`_xbits`): raster order, and ``y0 = first >> xs``; (0, 256, 4)
+    without ``tables``) and, with ``gains`` (n,), ``A`` (nb, 256) their block gains
+    (:func:`_block_gains`), else (1, 1).
+
+    In raster order a pixel is labelled already (by an earlier path), or takes its
+    target's label, chosen without a branch (the two are about equally likely); only
+    when neither is known are the pointers followed to a labelled pixel or a root,
+    labelling the path back. The pixel's table entry is then updated in place: no
+    dependence between successive pixels, so the table updates overlap the labelling.
+    """
+    n = h * w
     xs = _xbits(w)
+    label = np.full(n, -1, np.int32)
+    stack = np.empty(n, np.int32)
+    roots = np.empty(n_roots, np.int32)
+    T = np.full((n_roots if tables else 0, 256, 4), _BIG, np.int32)
     single = gains.size > 0
-    A = np.zeros((nb, 256) if single else (1, 1), np.int32)
+    A = np.zeros((n_roots, 256) if single else (1, 1), np.int32)
+    nb = 0
     for y in range(h):
-        oo = uintp(y * w)
         for x in range(w):
-            p = oo + uintp(x)
-            v = uintp(val[p])
-            b = uintp(label[p])
-            T[b, v, 0] = min(T[b, v, 0], x)
-            T[b, v, 1] = min(T[b, v, 1], -x)
-            T[b, v, 2] = min(T[b, v, 2], -y)
-            T[b, v, 3] = min(T[b, v, 3], (y << xs) | x)
-            if single:
-                A[b, v] += gains[p]
-    return T, A
+            p = y * w + x
+            lp = label[p]
+            lt = label[uintp(ptr[p])]
+            lab = lp if lp >= 0 else lt
+            if lab < 0:  # follow the pointers
+                sp = 0
+                c = uintp(p)
+                while True:
+                    t = uintp(ptr[c])
+                    if t == c:
+                        label[c] = nb
+                        roots[nb] = c
+                        nb += 1
+                        break
+                    stack[sp] = c
+                    sp += 1
+                    c = t
+                    if label[c] >= 0:
+                        break
+                lab = label[c]
+                while sp > 0:
+                    sp -= 1
+                    label[uintp(stack[sp])] = lab
+            label[p] = lab
+            if tables:
+                b = uintp(lab)
+                v = uintp(val[p])
+                T[b, v, 0] = min(T[b, v, 0], x)
+                T[b, v, 1] = min(T[b, v, 1], -x)
+                T[b, v, 2] = min(T[b, v, 2], -y)
+                T[b, v, 3] = min(T[b, v, 3], (y << xs) | x)
+                if single:
+                    A[b, v] += gains[p]
+    return label, nb, roots, T, A
 
 
 #: basins up to which :func:`_edges` keeps one edge per pair of basins (a (nb, nb) int16
@@ -1081,15 +1125,15 @@ _NO_GAIN = np.zeros(0, np.uint8)
 
 
 @njit(nogil=True)
-def _single_basins(K: np.ndarray, q: np.ndarray, ptr: np.ndarray, n_up: int, gt: np.ndarray,
-                   area_b: np.ndarray, want: np.ndarray):
-    """Single-contour mode of a hole-free map (keys ``K``, uint8 ``q``, pointers ``ptr``)."""
+def _single_basins(K: np.ndarray, q: np.ndarray, ptr: np.ndarray, n_roots: int, n_up: int,
+                   gt: np.ndarray, area_b: np.ndarray, want: np.ndarray):
+    """Single-contour mode of a hole-free map (keys ``K``, uint8 ``q``, pointers ``ptr``
+    with ``n_roots`` roots, ``n_up`` of them with ``q >= 1``)."""
     h, w = q.shape
     if n_up <= 1:
         return _profile_boxes(q, want, gt, area_b)
     qf = q.ravel()
-    label, nb, roots = _labels(ptr)
-    T, A = _tables(qf, label, nb, h, w, _block_gains(K, h, w))
+    label, nb, roots, T, A = _basins(ptr, qf, n_roots, h, w, True, _block_gains(K, h, w))
     ea, ec, ew = _edges(qf, label, nb, h, w, True, _PAIR_TABLE_MAX)
     _, best, boxes, _ = _kruskal(qf, roots, nb, T, A, ea, ec, ew, h, w, gt, area_b, want, 1,
                                  False, False, True, _NO_VAL)
@@ -1109,10 +1153,7 @@ def _levels_best(K: np.ndarray, q: np.ndarray, gt: np.ndarray, area_b: np.ndarra
     qmax = int(q.max())
     ptr8, n8, n8_up = _pointers8(K, h, w)
     ptr4, n4, n4_inner = _pointers4(K, h, w)
-    # {q > L} has a hole at some level iff q has a 4-connected regional minimum off the
-    # border, whose smallest key is a descent root off the border (the converse is not
-    # true: an inner root on a plateau reaching the border only costs the hole sweep)
-    holes = n4_inner > 0
+    holes = n4_inner > 0 and _has_hole(q, ptr4)  # a descent root off the border first
     best = np.full(256, -np.inf)
     best_single = np.full(256, -np.inf)
     boxes = np.zeros((256, 4), np.int32)
@@ -1134,22 +1175,19 @@ def _levels_best(K: np.ndarray, q: np.ndarray, gt: np.ndarray, area_b: np.ndarra
         return b, b, bx
     qf = q.ravel()
     if multi:
-        label, nb, roots = _labels(ptr8)
         gains = _block_gains(K, h, w) if single and not holes else _NO_GAIN
-        T, A = _tables(qf, label, nb, h, w, gains)
+        label, nb, roots, T, A = _basins(ptr8, qf, n8, h, w, True, gains)
         ea, ec, ew = _edges(qf, label, nb, h, w, True, _PAIR_TABLE_MAX)
         best, best_single, boxes, _ = _kruskal(qf, roots, nb, T, A, ea, ec, ew, h, w, gt,
                                                area_b, want, 1, False, True,
                                                single and not holes, _NO_VAL)
     elif single and not holes:
-        best_single, boxes = _single_basins(K, q, ptr8, n8_up, gt, area_b, want)
+        best_single, boxes = _single_basins(K, q, ptr8, n8, n8_up, gt, area_b, want)
     if not holes:
         return best, best_single, boxes
     # the holes: 4-connected components of {q <= L} = {255 - q >= 255 - L} off the border
     u = 255 - qf
-    label4, nb4, roots4 = _labels(ptr4)
-    T4, A4 = _tables(u, label4, nb4, h, w, _NO_GAIN) if multi else \
-        (np.zeros((0, 256, 4), np.int32), np.zeros((1, 1), np.int32))
+    label4, nb4, roots4, T4, A4 = _basins(ptr4, u, n4, h, w, multi, _NO_GAIN)
     ea, ec, ew = _edges(u, label4, nb4, h, w, False, _PAIR_TABLE_MAX)
     hole, _, _, F = _kruskal(u, roots4, nb4, T4, A4, ea, ec, ew, h, w, gt, area_b, want,
                              256 - qmax, True, multi, False,
@@ -1163,7 +1201,7 @@ def _levels_best(K: np.ndarray, q: np.ndarray, gt: np.ndarray, area_b: np.ndarra
         if nf > max_basins:
             best_single, boxes = _single_sweep(qfill, 1, gt, area_b)
         else:
-            best_single, boxes = _single_basins(Kf, qfill, ptrf, nf_up, gt, area_b, want)
+            best_single, boxes = _single_basins(Kf, qfill, ptrf, nf, nf_up, gt, area_b, want)
     return best, best_single, boxes
 
 
@@ -1547,10 +1585,8 @@ def _ordered_arrays(K: np.ndarray, q: np.ndarray, levels: np.ndarray, max_basins
     if n8 > max_basins or n4 > max_basins:
         return False, np.zeros((0, 4), np.int64), np.zeros(0, np.int64)
     u = 255 - qf
-    lab8, nb8, roots8 = _labels(ptr8)
-    lab4, nb4, roots4 = _labels(ptr4)
-    T8, _ = _tables(qf, lab8, nb8, h, w, _NO_GAIN)
-    T4, _ = _tables(u, lab4, nb4, h, w, _NO_GAIN)
+    lab8, nb8, roots8, T8, _ = _basins(ptr8, qf, n8, h, w, True, _NO_GAIN)
+    lab4, nb4, roots4, T4, _ = _basins(ptr4, u, n4, h, w, True, _NO_GAIN)
     ea8, ec8, ew8 = _edges(qf, lab8, nb8, h, w, True, _PAIR_TABLE_MAX)
     ea4, ec4, ew4 = _edges(u, lab4, nb4, h, w, False, _PAIR_TABLE_MAX)
     _, f_node, f_rec, f_starts, f_par, f_lev = _basin_emit(qf, roots8, nb8, T8, ea8, ec8, ew8,

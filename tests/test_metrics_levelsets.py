@@ -82,8 +82,8 @@ def test_basin_edges_pair_table_keeps_the_heaviest_edge_of_each_pair(conn8):
         m = _family(kind, 23, 31, rng)
         K, q = LS._keys(m)
         h, w = q.shape
-        ptr = LS._pointers8(K, h, w)[0] if conn8 else LS._pointers4(K, h, w)[0]
-        label, nb, _ = LS._labels(ptr)
+        ptr, n_roots = (LS._pointers8 if conn8 else LS._pointers4)(K, h, w)[:2]
+        label, nb, *_ = LS._basins(ptr, q.ravel(), n_roots, h, w, False, LS._NO_GAIN)
         lab = label.reshape(h, w)
         fdy, fdx = ((0, 1, 1, 1), (1, 0, 1, -1)) if conn8 else ((0, 1), (1, 0))
         heaviest: dict = {}
