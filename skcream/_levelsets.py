@@ -870,7 +870,7 @@ def _entries(T: np.ndarray, top: np.ndarray, nb: int):
 def _kruskal(val: np.ndarray, roots: np.ndarray, nb: int, T: np.ndarray, A: np.ndarray,
              ea: np.ndarray, ec: np.ndarray, ew: np.ndarray, h: int, w: int, gt: np.ndarray,
              area_b: np.ndarray, want: np.ndarray, v_min: int, holes: bool, multi: bool,
-             single: bool, border_val: np.ndarray):
+             single: bool, border_val: np.ndarray, floor: np.ndarray):
     """The components of ``{val > v - 1}``, ``v = 255 .. v_min``, as groups of basins.
 
     A union-find over the basins merges groups along the basin edges by decreasing weight
@@ -882,7 +882,9 @@ def _kruskal(val: np.ndarray, roots: np.ndarray, nb: int, T: np.ndarray, A: np.n
     ``border_val`` (nb,) is the largest ``val`` of each basin's border pixels (-1: none).
 
     Only the levels with ``want[L]`` are evaluated; a group's IoU is recomputed when its
-    box has grown since. Returns ``best`` (256,) float64 (multi-contour: the best IoU of
+    box has grown since. ``floor`` (256,): a best IoU per level known from elsewhere (the
+    foreground's, for the holes): ``best`` is at least that, and boxes that cannot beat it
+    are not evaluated. Returns ``best`` (256,) float64 (multi-contour: the best IoU of
     the level's boxes, -inf if none), ``best_single`` (256,) and ``boxes`` (256, 4) int32
     (single-contour: the largest-area group, ties to the largest first pixel) and, for
     holes, ``F`` (nb,) the level at which each basin's group first touches the border
@@ -984,7 +986,7 @@ def _kruskal(val: np.ndarray, roots: np.ndarray, nb: int, T: np.ndarray, A: np.n
             # the level's best IoU lb: cached IoUs of groups whose box has not grown, then
             # the grown boxes, largest first; a box of area < lb * (smallest GT area) has
             # IoU <= area / area(GT) < lb: it cannot raise lb and stays dirty
-            level_best = -np.inf
+            level_best = floor[L]
             n_dirty = 0
             for t in range(n_active):
                 r = active[t]
@@ -1122,6 +1124,7 @@ def _filled_keys(K: np.ndarray, q: np.ndarray, label4: np.ndarray, F: np.ndarray
 
 _NO_VAL = np.zeros(0, np.int32)
 _NO_GAIN = np.zeros(0, np.uint8)
+_NO_FLOOR = np.full(256, -np.inf)
 
 
 @njit(nogil=True)
@@ -1136,7 +1139,7 @@ def _single_basins(K: np.ndarray, q: np.ndarray, ptr: np.ndarray, n_roots: int, 
     label, nb, roots, T, A = _basins(ptr, qf, n_roots, h, w, True, _block_gains(K, h, w))
     ea, ec, ew = _edges(qf, label, nb, h, w, True, _PAIR_TABLE_MAX)
     _, best, boxes, _ = _kruskal(qf, roots, nb, T, A, ea, ec, ew, h, w, gt, area_b, want, 1,
-                                 False, False, True, _NO_VAL)
+                                 False, False, True, _NO_VAL, _NO_FLOOR)
     return best, boxes
 
 
@@ -1180,7 +1183,7 @@ def _levels_best(K: np.ndarray, q: np.ndarray, gt: np.ndarray, area_b: np.ndarra
         ea, ec, ew = _edges(qf, label, nb, h, w, True, _PAIR_TABLE_MAX)
         best, best_single, boxes, _ = _kruskal(qf, roots, nb, T, A, ea, ec, ew, h, w, gt,
                                                area_b, want, 1, False, True,
-                                               single and not holes, _NO_VAL)
+                                               single and not holes, _NO_VAL, _NO_FLOOR)
     elif single and not holes:
         best_single, boxes = _single_basins(K, q, ptr8, n8, n8_up, gt, area_b, want)
     if not holes:
@@ -1189,12 +1192,10 @@ def _levels_best(K: np.ndarray, q: np.ndarray, gt: np.ndarray, area_b: np.ndarra
     u = 255 - qf
     label4, nb4, roots4, T4, A4 = _basins(ptr4, u, n4, h, w, multi, _NO_GAIN)
     ea, ec, ew = _edges(u, label4, nb4, h, w, False, _PAIR_TABLE_MAX)
-    hole, _, _, F = _kruskal(u, roots4, nb4, T4, A4, ea, ec, ew, h, w, gt, area_b, want,
+    # (with the foreground's best IoU as the floor: most hole boxes are too small to beat it)
+    best, _, _, F = _kruskal(u, roots4, nb4, T4, A4, ea, ec, ew, h, w, gt, area_b, want,
                              256 - qmax, True, multi, False,
-                             _border_values(u, label4, nb4, h, w))
-    if multi:
-        for L in range(256):
-            best[L] = max(best[L], hole[L])
+                             _border_values(u, label4, nb4, h, w), best)
     if single:  # the largest contour encloses its holes: the filled map's components
         Kf, qfill = _filled_keys(K, q, label4, F)
         ptrf, nf, nf_up = _pointers8(Kf, h, w)
