@@ -24,8 +24,8 @@ gives the facts used here:
   component with its holes filled, ``#blocks with 4 pixels + #blocks with 3 / 2``
   (tested against ``cv2.contourArea``). The filled top-level components of ``{q > L}``
   are the 8-connected components of ``{m > L}``, ``m`` the grey-level hole filling of
-  ``q`` (4-connected from the border, :func:`fill_holes`); one sweep over ``m`` tracks
-  each component's box, first pixel and block counts.
+  ``q`` (4-connected from the border); one sweep over ``m`` tracks each component's box,
+  first pixel and block counts (:func:`_block_gains`).
 * Boxes in OpenCV's order (``boxes_from_scoremap(..., multi_contour=True)``). RETR_TREE
   lists the contour tree in pre-order, siblings by decreasing first raster pixel; the
   parent of an outer border is the hole holding the pixel above its first pixel, the
@@ -33,12 +33,27 @@ gives the facts used here:
   Both sweeps record their merge trees, which answer these questions at every level
   (:func:`ordered_multi_arrays`; equal to ``findContours`` at every level in the tests).
 
-Two implementations of a sweep. *Basins* (maps with few local maxima, e.g. CAMs): every
-pixel points to its largest neighbour, a basin is the set of pixels draining to one
-local maximum, and a basin's pixels above any level are connected; so per-(value, basin)
-tables (box, first pixel, block areas) filled in one raster pass, and a union-find over
-the few basins along their best joining level (Kruskal), give every component of every
-level. *Pixels* (maps with very many maxima, e.g. noise, where basin tables would need
+*Basins* (the usual path, :func:`_levels_best`). Pixels are ordered by a 64-bit key,
+the float map's own value scaled by ``255 * 2**24`` above the raster index
+(:func:`_map_keys`; its top bits are ``q``): the order refines every level set, so a
+uint8 plateau of a smooth map is ordered by the underlying values. Every pixel points
+to its largest-key 8-neighbour (:func:`_pointers8`, a vectorised 3x3 maximum); a basin
+is the set of pixels whose pointers lead to one root (a local maximum of the map), and
+a basin's pixels above any level are connected. One raster pass labels the pixels
+(:func:`_labels`), one fills per-(basin, value) tables of boxes, first pixels and block
+gains (:func:`_tables`), one lists the basins' heaviest joining levels
+(:func:`_edges`), and a union-find over the few basins along those levels (Kruskal,
+:func:`_kruskal`) gives every component of every level, evaluated only at the levels
+asked for. Holes come from the same sweep over the 4-connected descent basins of
+``255 - q``; they exist at some level iff ``q`` has a 4-connected regional minimum off
+the border, which holds a descent root off the border (:func:`_pointers4`: without one
+the hole sweep is skipped). The level at which each hole basin's group first reaches
+the border is the filled map's value there (:func:`_filled_keys`). A map with a single
+maximum and no hole (a smooth blob) is one component at every level: its boxes come
+from the row and column maxima (:func:`_profile_boxes`). CAM-like maps have tens of
+basins, smooth blobs one to three.
+
+*Pixels* (maps with very many maxima, e.g. noise, where basin tables would need
 ~5 KB per basin): a union-find over the pixels sorted by value (counting sort), with a
 per-root cache of the IoU. Memory is a few int32 arrays of the map's size either way
 (a 1000x1000 noise map: ~50 MB, against 5.5 GB for the numpy component tree this
@@ -60,11 +75,12 @@ is written here with numba (compiled once, then loaded from its cache; see
 from __future__ import annotations
 
 import numpy as np
+from numba import uintp
 
 from skcream._jit import njit
 
-__all__ = ["best_both", "best_iou_multi", "best_single", "fill_holes", "all_component_boxes",
-           "euler_numbers"]
+__all__ = ["best_both", "best_iou_multi", "best_levels", "best_single", "fill_holes",
+           "all_component_boxes", "ordered_multi_arrays", "ordered_multi_boxes", "threshold_best"]
 
 
 @njit(nogil=True)
@@ -434,87 +450,6 @@ def _single_sweep(m: np.ndarray, v_min: int, gt: np.ndarray, area_b: np.ndarray)
     return best, boxes
 
 
-def _euler_table() -> np.ndarray:
-    """4 x the change of the 8-connected Euler number (components - holes) when a pixel
-    joins the foreground, for each of the 256 foreground patterns of its 8 neighbours.
-
-    From Gray's bit quads (Pratt, "Digital Image Processing"): over the 2x2 blocks of the
-    image padded with background, ``4 E = n(1 pixel) - n(3 pixels) - 2 n(diagonal pair)``;
-    only the four blocks holding the pixel change.
-    """
-    # neighbour bits: 0 up-left, 1 up, 2 up-right, 3 left, 4 right, 5 down-left, 6 down,
-    # 7 down-right; the blocks holding the centre c, as (top-left, top-right, bottom-left,
-    # bottom-right) with -1 = the centre
-    blocks = ((0, 1, 3, -1), (1, 2, -1, 4), (3, -1, 5, 6), (-1, 4, 6, 7))
-
-    def quad(a: int, b: int, c: int, d: int) -> int:
-        n = a + b + c + d
-        if n == 1:
-            return 1
-        if n == 3:
-            return -1
-        if n == 2 and a == d:  # the diagonal pairs: (a, d) or (b, c)
-            return -2
-        return 0
-
-    table = np.zeros(256, np.int64)
-    for mask in range(256):
-        bits = [(mask >> k) & 1 for k in range(8)]
-        for blk in blocks:
-            before = [0 if j < 0 else bits[j] for j in blk]
-            after = [1 if j < 0 else bits[j] for j in blk]
-            table[mask] += quad(*after) - quad(*before)
-    return table
-
-
-_EULER = _euler_table()
-
-
-@njit(nogil=True)
-def _euler_sweep(q: np.ndarray, table: np.ndarray) -> np.ndarray:
-    h, w = q.shape
-    d = np.zeros(257, np.int64)  # 4 x the change when the pixels of value v join
-    for y in range(h):
-        for x in range(w):
-            v = q[y, x]
-            mask = 0
-            k = 0
-            for dy in (-1, 0, 1):
-                for dx in (-1, 0, 1):
-                    if dy == 0 and dx == 0:
-                        continue
-                    yy = y + dy
-                    xx = x + dx
-                    if 0 <= yy < h and 0 <= xx < w:
-                        u = q[yy, xx]
-                        # pixels join by decreasing value, earlier raster index first
-                        if u > v or (u == v and (dy < 0 or (dy == 0 and dx < 0))):
-                            mask |= 1 << k
-                    k += 1
-            d[v] += table[mask]
-    out = np.zeros(256, np.int64)
-    acc = 0
-    for v in range(255, 0, -1):  # {q > v - 1}: every pixel of value >= v has joined
-        acc += d[v]
-        out[v - 1] = acc // 4
-    return out
-
-
-def euler_numbers(q: np.ndarray) -> np.ndarray:
-    """The Euler number of ``{q > L}`` (8-connected components minus holes) for every level.
-
-    Parameters
-    ----------
-    q : ndarray (H, W) uint8
-
-    Returns
-    -------
-    ndarray (256,) int64
-        Entry ``L`` for ``L = 0..254`` (entry 255: the empty set, 0).
-    """
-    return _euler_sweep(np.ascontiguousarray(q), _EULER)
-
-
 _NO_GT = (np.zeros((0, 4)), np.zeros(0))
 _NO_OUT = (np.zeros(0, np.int32), np.zeros((0, 4), np.int32))
 
@@ -533,99 +468,839 @@ def _max_basins(n_pixels: int) -> int:
     return max(256, n_pixels // 64)
 
 
-def _level_sweep(img: np.ndarray, conn8: bool, v_min: int, rule: int, drop_border: bool,
-                 single: bool, g: np.ndarray, area_b: np.ndarray,
-                 order: tuple[np.ndarray, np.ndarray] | None = None, flip: bool = False,
-                 counts: np.ndarray | None = None):
-    """``best`` (256,) and, when ``single``, ``boxes`` (256, 4): basins when few, else pixels.
 
-    ``order``: the bucket order of ``img`` (of ``255 - img`` when ``flip``), if known.
-    ``counts`` (256,) int64, if given, receives the number of components at each level
-    (multi-contour mode).
+# ----------------------------------------------------------------------------- keys, basins
+#: ``(map * 255)`` scaled by 2**24: a key's value part keeps 24 bits below the uint8 level
+_KEY_SCALE = 255.0 * 2.0**24
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+
+@njit(nogil=True)
+def _map_keys(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keys of a float map in [0, 1] and its quantisation ``q = (m * 255).astype(uint8)``.
+
+    ``key = value << 32 | (index + 1)`` with ``value = trunc(m * 255 * 2**24)``, so that
+    ``value >> 24 == q`` (scaling by a power of two commutes with rounding) and keys order
+    the pixels by ``m``, ties by raster index. Returned on a frame of zeros ((H+2)*(W+2),
+    uint64: below every key) so that neighbours need no bounds checks; ``q`` (H, W) uint8.
     """
-    if order is None:
-        order, flip = _bucket_order(img), False
-    if counts is None:
-        counts = np.zeros(256, np.int64)
-    label, nb = _basin_labels_sorted(img, conn8, _max_basins(img.size), *order, flip)
-    if nb >= 0:
-        return _basin_sweep(img, label, nb, conn8, v_min, rule, drop_border, single, g, area_b,
-                            counts)
-    if single:
-        return _single_sweep(img, v_min, g, area_b)
-    best, _ = _sweep(img, conn8, drop_border, v_min, rule, g, area_b, False, *_NO_OUT, counts)
-    return best, None
+    h, w = m.shape
+    W = w + 2
+    K = np.zeros((h + 2) * W, np.uint64)
+    q = np.empty((h, w), np.uint8)
+    for y in range(h):
+        o = uintp((y + 1) * W + 1)
+        base = np.uint64(y * w + 1)
+        for x in range(w):
+            s = np.uint64(m[y, x] * _KEY_SCALE)
+            q[y, x] = s >> np.uint64(24)
+            K[o + uintp(x)] = (s << np.uint64(32)) | (base + np.uint64(x))
+    return K, q
 
 
-def best_iou_multi(q: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Multi-contour mode: best IoU of any contour box with ``gt`` at each level.
+@njit(nogil=True)
+def _q_keys(q: np.ndarray) -> np.ndarray:
+    """:func:`_map_keys` of a uint8 map alone (value ``q << 24``: ties by raster index)."""
+    h, w = q.shape
+    W = w + 2
+    K = np.zeros((h + 2) * W, np.uint64)
+    for y in range(h):
+        o = uintp((y + 1) * W + 1)
+        base = np.uint64(y * w + 1)
+        for x in range(w):
+            K[o + uintp(x)] = (np.uint64(q[y, x]) << np.uint64(56)) | (base + np.uint64(x))
+    return K
+
+
+@njit(nogil=True)
+def _pointers8(K: np.ndarray, h: int, w: int):
+    """Every pixel's largest-key 8-neighbour (itself included): the steepest ascent.
+
+    Returns ``ptr`` (H*W,) int32 and the number of roots (pixels pointing to themselves)
+    in all and with ``q >= 1``. A separable 3x3 maximum of the keys (vectorised).
+    """
+    W = w + 2
+    R = np.zeros((h + 2) * W, np.uint64)
+    one = uintp(1)
+    for y in range(1, h + 1):
+        o = uintp(y * W)
+        for x in range(one, uintp(w + 1)):
+            R[o + x] = max(max(K[o + x - one], K[o + x]), K[o + x + one])
+    ptr = np.empty(h * w, np.int32)
+    n_roots = 0
+    n_up = 0
+    lim = np.uint64(1) << np.uint64(56)  # value >= 2**24: q >= 1
+    uW = uintp(W)
+    for y in range(1, h + 1):
+        o = uintp(y * W)
+        oo = uintp((y - 1) * w) - one
+        for x in range(one, uintp(w + 1)):
+            b = max(max(R[o - uW + x], R[o + x]), R[o + uW + x])
+            ptr[oo + x] = np.int32(b & _LOW32) - 1
+            root = b == K[o + x]
+            n_roots += root
+            n_up += root and b >= lim
+    return ptr, n_roots, n_up
+
+
+@njit(nogil=True)
+def _pointers4(K: np.ndarray, h: int, w: int):
+    """Every pixel's smallest-key 4-neighbour (itself included): the steepest descent.
+
+    Returns ``ptr`` (H*W,) int32, the number of roots and of roots off the image border.
+    (``key - 1`` wraps the frame's zeros round to the largest key.)
+    """
+    W = w + 2
+    ptr = np.empty(h * w, np.int32)
+    n_roots = 0
+    one = uintp(1)
+    k1 = np.uint64(1)
+    uW = uintp(W)
+    for y in range(1, h + 1):
+        o = uintp(y * W)
+        oo = uintp((y - 1) * w) - one
+        for x in range(one, uintp(w + 1)):
+            p = o + x
+            b = min(min(min(K[p - uW] - k1, K[p - one] - k1), min(K[p] - k1, K[p + one] - k1)),
+                    K[p + uW] - k1)
+            ptr[oo + x] = np.int32((b + k1) & _LOW32) - 1
+            n_roots += b == K[p] - k1
+    on_border = 0
+    for y in range(h):
+        step = 1 if y == 0 or y == h - 1 else max(w - 1, 1)
+        for x in range(0, w, step):
+            on_border += ptr[y * w + x] == y * w + x
+    return ptr, n_roots, n_roots - on_border
+
+
+@njit(nogil=True)
+def _block_gains(K: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Per pixel, the number of its 2x2 blocks in which it arrives 3rd or 4th (by key).
+
+    Over the blocks of a set, ``2 x (#blocks with 4 pixels + #blocks with 3 / 2)`` is the
+    sum of these gains over its pixels: the doubled contour area of
+    :func:`_kruskal`'s single-contour mode (blocks with frame pixels never reach 3).
+    """
+    W = w + 2
+    out = np.empty(h * w, np.uint8)
+    uW = uintp(W)
+    one = uintp(1)
+    for y in range(1, h + 1):
+        o = uintp(y * W)
+        oo = uintp((y - 1) * w) - one
+        for x in range(one, uintp(w + 1)):
+            p = o + x
+            k = K[p]
+            a = np.uint8(K[p - uW - one] > k)
+            b = np.uint8(K[p - uW] > k)
+            c = np.uint8(K[p - uW + one] > k)
+            d = np.uint8(K[p - one] > k)
+            e = np.uint8(K[p + one] > k)
+            f = np.uint8(K[p + uW - one] > k)
+            g = np.uint8(K[p + uW] > k)
+            i = np.uint8(K[p + uW + one] > k)
+            out[oo + x] = (((a + b + d) >> 1) + ((b + c + e) >> 1) + ((d + f + g) >> 1)
+                           + ((e + g + i) >> 1))
+    return out
+
+
+_BIG = 2**30
+
+
+@njit(nogil=True, inline="always")
+def _xbits(w: int) -> int:
+    """Bits that hold a column index: a pixel packs as ``y << xs | x`` (raster order)."""
+    xs = 0
+    while (1 << xs) < w:
+        xs += 1
+    return xs
+
+
+@njit(nogil=True)
+def _has_hole(q: np.ndarray, ptr4: np.ndarray) -> bool:
+    """Whether ``{q > L}`` has a hole at some level ``L``.
+
+    A hole at ``L`` is a 4-connected component of ``{q <= L}`` off the border; its
+    lowest pixels hold a 4-connected regional minimum of ``q`` off the border, and such a
+    minimum (value ``m``) is a hole at ``L = m``. Its smallest key is a descent root
+    (:func:`_pointers4`), so only the plateaus of the roots off the border are flooded
+    (4-connected, equal ``q``), each pixel at most once: a plateau reaching the border or
+    a lower pixel, or one flooded before, is no hole.
+    """
+    h, w = q.shape
+    qf = q.ravel()
+    seen = np.zeros(h * w, np.int32)  # the flood that reached a pixel (0: none)
+    stack = np.empty(h * w, np.int32)
+    flood = 0
+    for y in range(1, h - 1):
+        for x in range(1, w - 1):
+            p = y * w + x
+            if ptr4[p] != p or seen[p]:
+                continue
+            flood += 1
+            v = qf[p]
+            seen[p] = flood
+            stack[0] = p
+            sp = 1
+            i = 0
+            minimum = True
+            while i < sp and minimum:
+                c = stack[i]
+                i += 1
+                cy = c // w
+                cx = c - cy * w
+                if cy == 0 or cx == 0 or cy == h - 1 or cx == w - 1:
+                    minimum = False
+                    break
+                for r in (c - w, c - 1, c + 1, c + w):
+                    if qf[r] < v or (qf[r] == v and seen[r] and seen[r] != flood):
+                        minimum = False
+                        break
+                    if qf[r] == v and not seen[r]:
+                        seen[r] = flood
+                        stack[sp] = r
+                        sp += 1
+            if minimum:
+                return True
+    return False
+
+
+@njit(nogil=True)
+def _basins(ptr: np.ndarray, val: np.ndarray, n_roots: int, h: int, w: int, tables: bool,
+            gains: np.ndarray):
+    """Basin of every pixel (the root its pointers lead to) and, when ``tables``, per
+    (basin, value) the box of the basin's pixels of that value, in one raster pass.
+
+    Returns ``label`` (n,) int32, ``nb`` (= ``n_roots``), ``roots`` (nb,) (basins numbered
+    in raster order of the first pixel reaching them), ``T`` (nb, 256, 4) int32
+    ``x0, -x1, -y1, first`` (all minima; ``_BIG``: no pixel; the first pixel packed as
+    ``y << xs | x`` (:func:`_xbits`): raster order, and ``y0 = first >> xs``; (0, 256, 4)
+    without ``tables``) and, with ``gains`` (n,), ``A`` (nb, 256) their block gains
+    (:func:`_block_gains`), else (1, 1).
+
+    In raster order a pixel is labelled already (by an earlier path), or takes its
+    target's label, chosen without a branch (the two are about equally likely); only
+    when neither is known are the pointers followed to a labelled pixel or a root,
+    labelling the path back. The pixel's table entry is then updated in place: no
+    dependence between successive pixels, so the table updates overlap the labelling.
+    """
+    n = h * w
+    xs = _xbits(w)
+    label = np.full(n, -1, np.int32)
+    stack = np.empty(n, np.int32)
+    roots = np.empty(n_roots, np.int32)
+    T = np.full((n_roots if tables else 0, 256, 4), _BIG, np.int32)
+    single = gains.size > 0
+    A = np.zeros((n_roots, 256) if single else (1, 1), np.int32)
+    nb = 0
+    for y in range(h):
+        for x in range(w):
+            p = y * w + x
+            lp = label[p]
+            lt = label[uintp(ptr[p])]
+            lab = lp if lp >= 0 else lt
+            if lab < 0:  # follow the pointers
+                sp = 0
+                c = uintp(p)
+                while True:
+                    t = uintp(ptr[c])
+                    if t == c:
+                        label[c] = nb
+                        roots[nb] = c
+                        nb += 1
+                        break
+                    stack[sp] = c
+                    sp += 1
+                    c = t
+                    if label[c] >= 0:
+                        break
+                lab = label[c]
+                while sp > 0:
+                    sp -= 1
+                    label[uintp(stack[sp])] = lab
+            label[p] = lab
+            if tables:
+                b = uintp(lab)
+                v = uintp(val[p])
+                T[b, v, 0] = min(T[b, v, 0], x)
+                T[b, v, 1] = min(T[b, v, 1], -x)
+                T[b, v, 2] = min(T[b, v, 2], -y)
+                T[b, v, 3] = min(T[b, v, 3], (y << xs) | x)
+                if single:
+                    A[b, v] += gains[p]
+    return label, nb, roots, T, A
+
+
+#: basins up to which :func:`_edges` keeps one edge per pair of basins (a (nb, nb) int16
+#: table: 2 MB at most)
+_PAIR_TABLE_MAX = 1024
+
+
+@njit(nogil=True)
+def _edges(val: np.ndarray, label: np.ndarray, nb: int, h: int, w: int, conn8: bool,
+           max_nb: int):
+    """Edges between adjacent basins, weighted by ``min(val)`` of the pixel pair.
+
+    Kruskal's sweep merges two groups at the heaviest edge between them, so with at most
+    ``max_nb`` basins only the heaviest edge of each pair of basins is returned (a
+    smooth 224x224 map: a few hundred pairs for thousands of pixel pairs); else every
+    pixel pair. A vectorised pass first flags the pixels with a forward neighbour
+    (right, down and, 8-connected, both lower diagonals) in another basin.
+    """
+    n = h * w
+    flag = np.zeros(n, np.uint8)
+    one = uintp(1)
+    uw = uintp(w)
+    for y in range(h):
+        o = uintp(y * w)
+        for x in range(uintp(0), uintp(max(w - 1, 0))):
+            flag[o + x] = label[o + x] != label[o + x + one]
+    for y in range(h - 1):
+        o = uintp(y * w)
+        for x in range(uintp(0), uw):
+            flag[o + x] |= label[o + x] != label[o + x + uw]
+        if conn8:
+            for x in range(uintp(0), uintp(max(w - 1, 0))):
+                flag[o + x] |= label[o + x] != label[o + x + uw + one]
+            for x in range(one, uw):
+                flag[o + x] |= label[o + x] != label[o + x + uw - one]
+    pair = nb <= max_nb
+    best = np.full((nb, nb) if pair else (1, 1), -1, np.int16)  # at [lo, hi], lo < hi
+    cap = 64
+    ea = np.empty(cap, np.int32)
+    ec = np.empty(cap, np.int32)
+    ew = np.empty(cap, np.int32)
+    m = 0
+    for y in range(h):
+        for x in range(w):
+            p = y * w + x
+            if flag[p] == 0:
+                continue
+            b = label[p]
+            for d in range(4 if conn8 else 2):
+                if d == 0:
+                    r = p + 1 if x + 1 < w else -1
+                elif d == 1:
+                    r = p + w if y + 1 < h else -1
+                elif d == 2:
+                    r = p + w + 1 if y + 1 < h and x + 1 < w else -1
+                else:
+                    r = p + w - 1 if y + 1 < h and x > 0 else -1
+                if r < 0 or label[r] == b:
+                    continue
+                c = label[r]
+                wv = min(val[p], val[r])
+                if pair:
+                    lo = min(b, c)
+                    hi = max(b, c)
+                    if best[lo, hi] < 0:
+                        m += 1
+                    if wv > best[lo, hi]:
+                        best[lo, hi] = wv
+                    continue
+                if m == cap:
+                    cap *= 2
+                    ea2 = np.empty(cap, np.int32)
+                    ec2 = np.empty(cap, np.int32)
+                    ew2 = np.empty(cap, np.int32)
+                    ea2[:m] = ea[:m]
+                    ec2[:m] = ec[:m]
+                    ew2[:m] = ew[:m]
+                    ea, ec, ew = ea2, ec2, ew2
+                ea[m] = b
+                ec[m] = c
+                ew[m] = wv
+                m += 1
+    if not pair:
+        return ea[:m].copy(), ec[:m].copy(), ew[:m].copy()
+    ea = np.empty(m, np.int32)
+    ec = np.empty(m, np.int32)
+    ew = np.empty(m, np.int32)
+    e = 0
+    for lo in range(nb):
+        for hi in range(lo + 1, nb):
+            if best[lo, hi] >= 0:
+                ea[e] = lo
+                ec[e] = hi
+                ew[e] = best[lo, hi]
+                e += 1
+    return ea, ec, ew
+
+
+@njit(nogil=True)
+def _counting_order(keys: np.ndarray, n_keys: int):
+    """Stable counting sort of small non-negative ints: ``starts`` (n_keys + 1,) and order."""
+    starts = np.zeros(n_keys + 1, np.int64)
+    for i in range(keys.size):
+        starts[keys[i] + 1] += 1
+    for v in range(n_keys):
+        starts[v + 1] += starts[v]
+    fill = starts[:n_keys].copy()
+    order = np.empty(keys.size, np.int32)
+    for i in range(keys.size):
+        order[fill[keys[i]]] = i
+        fill[keys[i]] += 1
+    return starts, order
+
+
+@njit(nogil=True)
+def _entries(T: np.ndarray, top: np.ndarray, nb: int):
+    """The non-empty table entries by value: the basins with pixels of value ``v`` are
+    ``ent[starts[v]:starts[v + 1]]`` (none when ``T`` is not the tables of the ``nb``
+    basins: touch levels only)."""
+    tables = T.shape[0] == nb
+    starts = np.zeros(257, np.int64)
+    for b in range(nb if tables else 0):
+        for v in range(top[b] + 1):
+            if T[b, v, 3] != _BIG:
+                starts[v + 1] += 1
+    for v in range(256):
+        starts[v + 1] += starts[v]
+    fill = starts[:256].copy()
+    ent = np.empty(starts[256], np.int32)
+    for b in range(nb if tables else 0):
+        for v in range(top[b] + 1):
+            if T[b, v, 3] != _BIG:
+                ent[fill[v]] = b
+                fill[v] += 1
+    return starts, ent
+
+
+@njit(nogil=True)
+def _kruskal(val: np.ndarray, roots: np.ndarray, nb: int, T: np.ndarray, A: np.ndarray,
+             ea: np.ndarray, ec: np.ndarray, ew: np.ndarray, h: int, w: int, gt: np.ndarray,
+             area_b: np.ndarray, want: np.ndarray, v_min: int, holes: bool, multi: bool,
+             single: bool, border_val: np.ndarray, floor: np.ndarray):
+    """The components of ``{val > v - 1}``, ``v = 255 .. v_min``, as groups of basins.
+
+    A union-find over the basins merges groups along the basin edges by decreasing weight
+    (Kruskal) while each value's table entries (:func:`_tables`) grow the groups' boxes,
+    block areas and first pixels: every component of every level set, nothing recomputed
+    per level. Foreground (``holes`` False): ``val = q``, level ``L = v - 1``, boxes by the
+    foreground contour rule. Holes (``holes`` True): ``val = 255 - q`` (4-connected basins),
+    level ``L = 255 - v``, groups holding a border pixel dropped, boxes by the hole rule;
+    ``border_val`` (nb,) is the largest ``val`` of each basin's border pixels (-1: none).
+
+    Only the levels with ``want[L]`` are evaluated; a group's IoU is recomputed when its
+    box has grown since. ``floor`` (256,): a best IoU per level known from elsewhere (the
+    foreground's, for the holes): ``best`` is at least that, and boxes that cannot beat it
+    are not evaluated. Returns ``best`` (256,) float64 (multi-contour: the best IoU of
+    the level's boxes, -inf if none), ``best_single`` (256,) and ``boxes`` (256, 4) int32
+    (single-contour: the largest-area group, ties to the largest first pixel) and, for
+    holes, ``F`` (nb,) the level at which each basin's group first touches the border
+    (``256 - v_min`` if never; -1 for basins never in the sweep).
+    """
+    xs = _xbits(w)
+    top = np.empty(nb, np.int32)
+    for b in range(nb):
+        top[b] = val[roots[b]]
+    n_ent, ent = _entries(T, top, nb)
+    e_start, e_order = _counting_order(ew, 256)
+    b_start, by_top = _counting_order(top, 256)
+    if holes:
+        bv = np.where(border_val < 0, 256, border_val).astype(np.int32)
+        t_start, by_border = _counting_order(bv, 257)
+    parent = np.arange(nb).astype(np.int32)
+    size = np.ones(nb, np.int32)
+    G = np.full((nb, 4), _BIG, np.int32)
+    GA = np.zeros(nb, np.int64)
+    cache = np.full(nb, -np.inf)
+    dirty = np.zeros(nb, np.bool_)
+    dirt = np.empty(nb, np.int32)
+    area = np.empty(nb, np.int64)
+    amin = np.inf
+    for j in range(area_b.size):
+        amin = min(amin, area_b[j])
+    active = np.empty(nb, np.int32)
+    pos = np.full(nb, -1, np.int32)
+    n_active = 0
+    touched = np.zeros(nb, np.bool_)
+    nxt = np.full(nb, -1, np.int32)  # member lists (touch levels)
+    tail = np.arange(nb).astype(np.int32)
+    F = np.full(nb, -1, np.int32)
+    best = np.full(256, -np.inf)
+    best_single = np.full(256, -np.inf)
+    boxes = np.zeros((256, 4), np.int32)
+    for v in range(255, v_min - 1, -1):
+        L = 255 - v if holes else v - 1
+        for k in range(b_start[v], b_start[v + 1]):
+            b = by_top[k]
+            pos[b] = n_active
+            active[n_active] = b
+            n_active += 1
+        for k in range(e_start[v], e_start[v + 1]):
+            i = e_order[k]
+            ra = _find(parent, ea[i])
+            rb = _find(parent, ec[i])
+            if ra == rb:
+                continue
+            if size[ra] < size[rb]:
+                ra, rb = rb, ra
+            parent[rb] = ra
+            size[ra] += size[rb]
+            g0, g1, g2, g3 = G[ra, 0], G[ra, 1], G[ra, 2], G[ra, 3]
+            n0, n1 = min(g0, G[rb, 0]), min(g1, G[rb, 1])
+            n2, n3 = min(g2, G[rb, 2]), min(g3, G[rb, 3])
+            G[ra, 0], G[ra, 1], G[ra, 2], G[ra, 3] = n0, n1, n2, n3
+            dirty[ra] |= (n0 != g0) | (n1 != g1) | (n2 != g2) | ((n3 >> xs) != (g3 >> xs))
+            GA[ra] += GA[rb]
+            if holes:
+                if touched[ra] != touched[rb]:  # the other side is touched from now on
+                    c = rb if touched[ra] else ra
+                    while c >= 0:
+                        F[c] = L
+                        c = nxt[c]
+                touched[ra] = touched[ra] or touched[rb]
+                nxt[tail[ra]] = rb
+                tail[ra] = tail[rb]
+            last = active[n_active - 1]
+            active[pos[rb]] = last
+            pos[last] = pos[rb]
+            pos[rb] = -1
+            n_active -= 1
+        for k in range(n_ent[v], n_ent[v + 1]):  # branch-free: growth is unpredictable
+            b = ent[k]
+            r = uintp(_find(parent, b))
+            b = uintp(b)
+            g0, g1, g2, g3 = G[r, 0], G[r, 1], G[r, 2], G[r, 3]
+            n0, n1 = min(g0, T[b, v, 0]), min(g1, T[b, v, 1])
+            n2, n3 = min(g2, T[b, v, 2]), min(g3, T[b, v, 3])
+            G[r, 0], G[r, 1], G[r, 2], G[r, 3] = n0, n1, n2, n3
+            dirty[r] |= (n0 != g0) | (n1 != g1) | (n2 != g2) | ((n3 >> xs) != (g3 >> xs))
+        if single:
+            for k in range(n_ent[v], n_ent[v + 1]):
+                b = ent[k]
+                GA[_find(parent, b)] += A[b, v]
+        if holes:
+            for k in range(t_start[v], t_start[v + 1]):
+                r = _find(parent, by_border[k])
+                if not touched[r]:
+                    touched[r] = True
+                    c = r
+                    while c >= 0:
+                        F[c] = L
+                        c = nxt[c]
+        if v == 0 or not want[L]:
+            continue
+        if multi:
+            # the level's best IoU lb: cached IoUs of groups whose box has not grown, then
+            # the grown boxes, largest first; a box of area < lb * (smallest GT area) has
+            # IoU <= area / area(GT) < lb: it cannot raise lb and stays dirty
+            level_best = floor[L]
+            n_dirty = 0
+            for t in range(n_active):
+                r = active[t]
+                if dirty[r]:
+                    dirt[n_dirty] = r
+                    n_dirty += 1
+                elif cache[r] > level_best:
+                    level_best = cache[r]
+            big = -1
+            big_area = -1
+            for t in range(n_dirty):
+                r = dirt[t]
+                # the area of the box the IoU is taken of (contour rule)
+                if holes:
+                    a = ((min(-G[r, 1] + 2, w - 1) - G[r, 0] + 2)
+                         * (min(-G[r, 2] + 2, h - 1) - (G[r, 3] >> xs) + 2))
+                else:
+                    a = ((min(-G[r, 1] + 1, w - 1) - G[r, 0] + 1)
+                         * (min(-G[r, 2] + 1, h - 1) - (G[r, 3] >> xs) + 1))
+                area[r] = a
+                if a > big_area:
+                    big_area = a
+                    big = t
+            if n_dirty:
+                dirt[0], dirt[big] = dirt[big], dirt[0]
+            for t in range(n_dirty):
+                r = dirt[t]
+                if level_best > 0.0 and area[r] < level_best * amin * (1.0 - 1e-9):
+                    continue
+                x0, y0, x1, y1 = G[r, 0], G[r, 3] >> xs, -G[r, 1], -G[r, 2]
+                if not holes:
+                    cache[r] = _iou_max(x0, y0, min(x1 + 1, w - 1), min(y1 + 1, h - 1),
+                                        gt, area_b)
+                elif x0 == 0 or y0 == 0 or x1 == w - 1 or y1 == h - 1:  # not a hole
+                    cache[r] = -np.inf
+                else:
+                    cache[r] = _iou_max(x0 - 1, y0 - 1, min(x1 + 2, w - 1),
+                                        min(y1 + 2, h - 1), gt, area_b)
+                dirty[r] = False
+                if cache[r] > level_best:
+                    level_best = cache[r]
+            best[L] = level_best
+        if single and n_active:
+            win = active[0]
+            for t in range(1, n_active):
+                r = active[t]
+                if GA[r] > GA[win] or (GA[r] == GA[win] and G[r, 3] > G[win, 3]):
+                    win = r
+            x0, y0 = G[win, 0], G[win, 3] >> xs
+            x1, y1 = min(-G[win, 1] + 1, w - 1), min(-G[win, 2] + 1, h - 1)
+            boxes[L, 0] = x0
+            boxes[L, 1] = y0
+            boxes[L, 2] = x1
+            boxes[L, 3] = y1
+            if gt.shape[0]:
+                best_single[L] = _iou_max(x0, y0, x1, y1, gt, area_b)
+    if holes:
+        for b in range(nb):
+            if F[b] < 0 and top[b] >= v_min:
+                F[b] = 256 - v_min
+    return best, best_single, boxes, F
+
+
+@njit(nogil=True)
+def _profile_boxes(q: np.ndarray, want: np.ndarray, gt: np.ndarray, area_b: np.ndarray):
+    """Box and IoU per level when ``{q > L}`` is one hole-free component at every level:
+    its box is that of the set, from the row and column maxima of ``q``."""
+    h, w = q.shape
+    colmax = np.zeros(w, np.int32)
+    rowmax = np.zeros(h, np.int32)
+    for y in range(h):
+        r = 0
+        for x in range(w):
+            v = np.int32(q[y, x])
+            r = max(r, v)
+            colmax[x] = max(colmax[x], v)
+        rowmax[y] = r
+    # first / last column (row) whose maximum exceeds L, for every L
+    ext = np.zeros((4, 256), np.int32)
+    for k in range(4):
+        prof = colmax if k % 2 == 0 else rowmax
+        m = prof.size
+        run = 0
+        for i in range(m):
+            j = i if k < 2 else m - 1 - i
+            while run < prof[j]:
+                ext[k, run] = j
+                run += 1
+    best = np.full(256, -np.inf)
+    boxes = np.zeros((256, 4), np.int32)
+    for L in range(colmax.max()):
+        if not want[L]:
+            continue
+        x0, y0 = ext[0, L], ext[1, L]
+        x1, y1 = min(ext[2, L] + 1, w - 1), min(ext[3, L] + 1, h - 1)
+        boxes[L, 0] = x0
+        boxes[L, 1] = y0
+        boxes[L, 2] = x1
+        boxes[L, 3] = y1
+        if gt.shape[0]:
+            best[L] = _iou_max(x0, y0, x1, y1, gt, area_b)
+    return best, boxes
+
+
+@njit(nogil=True)
+def _border_values(val: np.ndarray, label: np.ndarray, nb: int, h: int, w: int) -> np.ndarray:
+    """Per basin, the largest ``val`` among its pixels on the image border (-1: none)."""
+    out = np.full(nb, -1, np.int32)
+    for y in range(h):
+        step = 1 if y == 0 or y == h - 1 else max(w - 1, 1)
+        for x in range(0, w, step):
+            p = y * w + x
+            out[label[p]] = max(out[label[p]], np.int32(val[p]))
+    return out
+
+
+@njit(nogil=True)
+def _filled_keys(K: np.ndarray, q: np.ndarray, label4: np.ndarray, F: np.ndarray):
+    """The keys and ``q`` of the grey-level hole filling: ``max(q, F[basin])`` per pixel
+    (``F`` from :func:`_kruskal`'s hole sweep); a raised pixel keeps its index and takes
+    the value ``F << 24`` (the bottom of its new level)."""
+    h, w = q.shape
+    W = w + 2
+    Kf = K.copy()
+    qf = q.copy()
+    for y in range(h):
+        o = (y + 1) * W + 1
+        for x in range(w):
+            f = F[label4[y * w + x]]
+            if f > q[y, x]:
+                qf[y, x] = f
+                Kf[o + x] = (np.uint64(f) << np.uint64(56)) | (K[o + x] & _LOW32)
+    return Kf, qf
+
+
+_NO_VAL = np.zeros(0, np.int32)
+_NO_GAIN = np.zeros(0, np.uint8)
+_NO_FLOOR = np.full(256, -np.inf)
+
+
+@njit(nogil=True)
+def _single_basins(K: np.ndarray, q: np.ndarray, ptr: np.ndarray, n_roots: int, n_up: int,
+                   gt: np.ndarray, area_b: np.ndarray, want: np.ndarray):
+    """Single-contour mode of a hole-free map (keys ``K``, uint8 ``q``, pointers ``ptr``
+    with ``n_roots`` roots, ``n_up`` of them with ``q >= 1``)."""
+    h, w = q.shape
+    if n_up <= 1:
+        return _profile_boxes(q, want, gt, area_b)
+    qf = q.ravel()
+    label, nb, roots, T, A = _basins(ptr, qf, n_roots, h, w, True, _block_gains(K, h, w))
+    ea, ec, ew = _edges(qf, label, nb, h, w, True, _PAIR_TABLE_MAX)
+    _, best, boxes, _ = _kruskal(qf, roots, nb, T, A, ea, ec, ew, h, w, gt, area_b, want, 1,
+                                 False, False, True, _NO_VAL, _NO_FLOOR)
+    return best, boxes
+
+
+@njit(nogil=True)
+def _levels_best(K: np.ndarray, q: np.ndarray, gt: np.ndarray, area_b: np.ndarray,
+                 want: np.ndarray, multi: bool, single: bool, max_basins: int):
+    """Multi-contour best IoU, single-contour best IoU and box at the levels ``want``.
+
+    ``K``: the keys of ``q`` (:func:`_map_keys` or :func:`_q_keys`); ``q.max() >= 1``.
+    Returns ``best`` (256,), ``best_single`` (256,), ``boxes`` (256, 4) int32; entries of
+    levels not wanted (or of a mode not asked) are meaningless.
+    """
+    h, w = q.shape
+    qmax = int(q.max())
+    ptr8, n8, n8_up = _pointers8(K, h, w)
+    ptr4, n4, n4_inner = _pointers4(K, h, w)
+    holes = n4_inner > 0 and _has_hole(q, ptr4)  # a descent root off the border first
+    best = np.full(256, -np.inf)
+    best_single = np.full(256, -np.inf)
+    boxes = np.zeros((256, 4), np.int32)
+    if n8 > max_basins or (holes and n4 > max_basins):  # e.g. noise: per-pixel sweeps
+        if multi:
+            no_lv = np.zeros(0, np.int32)
+            no_bx = np.zeros((0, 4), np.int32)
+            fg, _ = _sweep(q, True, False, 1, 1, gt, area_b, False, no_lv, no_bx,
+                           np.zeros(256, np.int64))
+            hole, _ = _sweep(255 - q, False, True, 256 - qmax, 2, gt, area_b, False, no_lv,
+                             no_bx, np.zeros(256, np.int64))
+            for L in range(256):
+                best[L] = max(fg[L], hole[(254 - L) % 256])
+        if single:
+            best_single, boxes = _single_sweep(fill_holes(q), 1, gt, area_b)
+        return best, best_single, boxes
+    if not holes and n8_up <= 1:  # one component at every level (a smooth blob)
+        b, bx = _profile_boxes(q, want, gt, area_b)
+        return b, b, bx
+    qf = q.ravel()
+    if multi:
+        gains = _block_gains(K, h, w) if single and not holes else _NO_GAIN
+        label, nb, roots, T, A = _basins(ptr8, qf, n8, h, w, True, gains)
+        ea, ec, ew = _edges(qf, label, nb, h, w, True, _PAIR_TABLE_MAX)
+        best, best_single, boxes, _ = _kruskal(qf, roots, nb, T, A, ea, ec, ew, h, w, gt,
+                                               area_b, want, 1, False, True,
+                                               single and not holes, _NO_VAL, _NO_FLOOR)
+    elif single and not holes:
+        best_single, boxes = _single_basins(K, q, ptr8, n8, n8_up, gt, area_b, want)
+    if not holes:
+        return best, best_single, boxes
+    # the holes: 4-connected components of {q <= L} = {255 - q >= 255 - L} off the border
+    u = 255 - qf
+    label4, nb4, roots4, T4, A4 = _basins(ptr4, u, n4, h, w, multi, _NO_GAIN)
+    ea, ec, ew = _edges(u, label4, nb4, h, w, False, _PAIR_TABLE_MAX)
+    # (with the foreground's best IoU as the floor: most hole boxes are too small to beat it)
+    best, _, _, F = _kruskal(u, roots4, nb4, T4, A4, ea, ec, ew, h, w, gt, area_b, want,
+                             256 - qmax, True, multi, False,
+                             _border_values(u, label4, nb4, h, w), best)
+    if single:  # the largest contour encloses its holes: the filled map's components
+        Kf, qfill = _filled_keys(K, q, label4, F)
+        ptrf, nf, nf_up = _pointers8(Kf, h, w)
+        if nf > max_basins:
+            best_single, boxes = _single_sweep(qfill, 1, gt, area_b)
+        else:
+            best_single, boxes = _single_basins(Kf, qfill, ptrf, nf, nf_up, gt, area_b, want)
+    return best, best_single, boxes
+
+
+
+# ----------------------------------------------------------------------------- public
+def _keys(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_map_keys` of a float map in [0, 1] (pixels of one uint8 level ordered by
+    the map's own values: smooth maps then have one basin per true local maximum), or
+    :func:`_q_keys` of a uint8 map ``q``. Returns the keys and ``q`` (H, W) uint8."""
+    img = np.asarray(img)
+    if img.dtype == np.uint8:
+        q = np.ascontiguousarray(img)
+        return _q_keys(q), q
+    return _map_keys(np.ascontiguousarray(img, dtype=np.float64))
+
+
+def best_levels(img: np.ndarray, gt: np.ndarray | None, want: np.ndarray | None = None,
+                multi: bool = True, single: bool = True):
+    """Both box modes at every level of one map.
 
     Parameters
     ----------
-    q : ndarray (H, W) uint8 with ``q.max() >= 1``
-    gt : ndarray (k, 4) GT boxes ``x0, y0, x1, y1``
+    img : ndarray (H, W), float in [0, 1] or its uint8 quantisation ``q``; ``q.max() >= 1``
+    gt : ndarray (k, 4) GT boxes ``x0, y0, x1, y1``, or None (boxes only)
+    want : ndarray (256,) bool, optional
+        The levels to evaluate (default: all).
+    multi, single : bool
+        The modes to compute.
 
     Returns
     -------
-    ndarray (256,) float64
-        Entry ``L`` for ``L < q.max()`` (other entries are meaningless).
+    best_multi : ndarray (256,) float64
+        Multi-contour mode: the best IoU of any contour box with ``gt`` at level ``L``.
+    best_single : ndarray (256,) float64
+        Single-contour mode: the IoU of the largest contour's box (-inf without ``gt``).
+    boxes : ndarray (256, 4) int32
+        Single-contour mode: the reference's box at each level.
+    Entries of levels ``>= q.max()``, not wanted, or of a mode not asked are meaningless.
     """
-    q = np.ascontiguousarray(q)
-    qmax = int(q.max())
+    K, q = _keys(img)
     g, area_b = _gt_terms(gt)
-    order = _bucket_order(q)  # sorts both sweeps' pixels
-    comps = np.zeros(256, np.int64)
-    fg, _ = _level_sweep(q, True, 1, 1, False, False, g, area_b, order, counts=comps)
-    # Holes exist at a level L iff the 8-connected components of {q > L} outnumber its
-    # Euler number (components - holes, one pass: :func:`euler_numbers`); maps with no
-    # hole at any level (smooth blobs, CAMs whose minima reach the border) skip the
-    # background sweep, whose best IoUs would all be -inf
-    if (comps[:qmax] == euler_numbers(q)[:qmax]).all():
-        return fg
-    # background {q <= L} = {255 - q > 254 - L}: 255 - q at values >= 256 - qmax
-    hole, _ = _level_sweep(255 - q, False, 256 - qmax, 2, True, False, g, area_b, order, True)
-    return np.maximum(fg, hole[(254 - np.arange(256)) % 256])
+    want = np.ones(256, np.bool_) if want is None else np.asarray(want, dtype=np.bool_)
+    return _levels_best(K, q, g, area_b, want, multi, single, _max_basins(q.size))
 
 
-def best_both(q: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`best_iou_multi` and the ``best`` of :func:`best_single` of one map at once.
-
-    The two share the bucket order of ``q`` and, when ``{q > L}`` has no hole at any level
-    (the Euler test of :func:`best_iou_multi`), the hole filling: the filled map is ``q``
-    itself, so the single-contour sweep runs on ``q`` without :func:`fill_holes`.
-    """
-    q = np.ascontiguousarray(q)
-    qmax = int(q.max())
-    g, area_b = _gt_terms(gt)
-    order = _bucket_order(q)
-    comps = np.zeros(256, np.int64)
-    multi, _ = _level_sweep(q, True, 1, 1, False, False, g, area_b, order, counts=comps)
-    if (comps[:qmax] == euler_numbers(q)[:qmax]).all():
-        single, _ = _level_sweep(q, True, 1, 1, False, True, g, area_b, order)
-        return multi, single
-    hole, _ = _level_sweep(255 - q, False, 256 - qmax, 2, True, False, g, area_b, order, True)
-    multi = np.maximum(multi, hole[(254 - np.arange(256)) % 256])
-    single, _ = _level_sweep(fill_holes(q), True, 1, 1, False, True, g, area_b)
-    return multi, single
+def best_iou_multi(img: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Multi-contour mode of :func:`best_levels`: best IoU per level, (256,) float64."""
+    return best_levels(img, gt, multi=True, single=False)[0]
 
 
-def best_single(q: np.ndarray, gt: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Single-contour mode: the box of the largest contour at each level, and its best IoU.
-
-    Parameters
-    ----------
-    q : ndarray (H, W) uint8 with ``q.max() >= 1``
-    gt : ndarray (k, 4) or None
-
-    Returns
-    -------
-    best : ndarray (256,) float64 (meaningful below ``q.max()``; -inf without ``gt``)
-    boxes : ndarray (256, 4) int64, the reference's box at each level below ``q.max()``
-    """
-    q = np.ascontiguousarray(q)
-    g, area_b = _gt_terms(gt)
-    best, boxes = _level_sweep(fill_holes(q), True, 1, 1, False, True, g, area_b)
+def best_single(img: np.ndarray, gt: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Single-contour mode of :func:`best_levels`: ``best`` (256,) float64 and ``boxes``
+    (256, 4) int64."""
+    _, best, boxes = best_levels(img, gt, multi=False, single=True)
     return best, boxes.astype(np.int64)
+
+
+def best_both(img: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both modes of :func:`best_levels` at once (one set of keys and pointers): the
+    multi-contour and the single-contour best IoU per level."""
+    best, best_s, _ = best_levels(img, gt)
+    return best, best_s
+
+
+@njit(nogil=True)
+def _threshold_best(m: np.ndarray, gt: np.ndarray, area_b: np.ndarray,
+                    thresholds: np.ndarray, multi: bool, single: bool, max_basins: int):
+    """(2, n_thresholds): the best IoU of each mode at ``L = int(t * q.max())``."""
+    K, q = _map_keys(m)
+    qmax = int(q.max())
+    out = np.full((2, thresholds.size), -np.inf)
+    if qmax == 0:  # no contour at any threshold: the box [0, 0, 0, 0]
+        out[:] = _iou_max(0, 0, 0, 0, gt, area_b)
+        return out
+    want = np.zeros(256, np.bool_)
+    levels = np.empty(thresholds.size, np.int64)
+    for t in range(thresholds.size):
+        levels[t] = int(thresholds[t] * float(qmax))  # the reference's float64 product
+        want[levels[t]] = True
+    best, best_s, _ = _levels_best(K, q, gt, area_b, want, multi, single, max_basins)
+    for t in range(thresholds.size):
+        out[0, t] = best[levels[t]]
+        out[1, t] = best_s[levels[t]]
+    return out
+
+
+def threshold_best(smap: np.ndarray, gt: np.ndarray, thresholds: np.ndarray,
+                   multi_contour: bool | None) -> np.ndarray:
+    """Best IoU over predicted x GT boxes at each CAM threshold of one checked float map:
+    (n_thresholds,) float64, or with ``multi_contour=None`` both modes, (2, n_thresholds):
+    multi-contour, single-contour. One compiled call per map."""
+    g, area_b = _gt_terms(gt)
+    out = _threshold_best(smap, g, area_b, thresholds, multi_contour is not False,
+                          multi_contour is not True, _max_basins(smap.size))
+    if multi_contour is None:
+        return out
+    return out[0] if multi_contour else out[1]
+
 
 
 def all_component_boxes(img: np.ndarray, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
@@ -642,426 +1317,41 @@ def all_component_boxes(img: np.ndarray, connectivity: int) -> tuple[np.ndarray,
     return lv.astype(np.int64), bx.astype(np.int64)
 
 
-# ----------------------------------------------------------------------------- basins
-def _basin_labels(img: np.ndarray, conn8: bool, max_basins: int,
-                  flipped_order: tuple[np.ndarray, np.ndarray] | None = None):
-    """:func:`_basin_labels_sorted` with ``img``'s bucket order, or with the given bucket
-    order of ``255 - img`` (shared by the two sweeps of one map)."""
-    if flipped_order is None:
-        order, starts = _bucket_order(img)
-        return _basin_labels_sorted(img, conn8, max_basins, order, starts, False)
-    return _basin_labels_sorted(img, conn8, max_basins, *flipped_order, True)
-
-
-@njit(nogil=True)
-def _basin_labels_sorted(img: np.ndarray, conn8: bool, max_basins: int, order: np.ndarray,
-                         starts: np.ndarray, flip: bool):
-    """Basin of every pixel (ravelled) and the number of basins, or -1 beyond ``max_basins``.
-
-    Every pixel points to the neighbour (itself included) with the largest key
-    ``(value, index)``; a basin is the set of pixels whose pointers end at one local
-    maximum of the key. Along a pointer path values never decrease, so for every
-    ``L`` the basin's pixels above ``L`` are connected.
-    """
-    h, w = img.shape
-    n = h * w
-    flat = img.ravel()
-    # keys (value, index) packed in the bits; the 3x3 (or cross) maximum, separably
-    row = np.empty(n, np.int64)
-    for y in range(h):
-        o = y * w
-        for x in range(w):
-            p = o + x
-            k = (np.int64(flat[p]) << 32) | p
-            if x > 0:
-                k = max(k, (np.int64(flat[p - 1]) << 32) | (p - 1))
-            if x < w - 1:
-                k = max(k, (np.int64(flat[p + 1]) << 32) | (p + 1))
-            row[p] = k
-    ptr = np.empty(n, np.int32)
-    n_roots = 0
-    for y in range(h):
-        o = y * w
-        for x in range(w):
-            p = o + x
-            k = row[p]
-            if conn8:
-                if y > 0:
-                    k = max(k, row[p - w])
-                if y < h - 1:
-                    k = max(k, row[p + w])
-            else:
-                if y > 0:
-                    k = max(k, (np.int64(flat[p - w]) << 32) | (p - w))
-                if y < h - 1:
-                    k = max(k, (np.int64(flat[p + w]) << 32) | (p + w))
-            t = k & 0xFFFFFFFF
-            ptr[p] = t
-            if t == p:
-                n_roots += 1
-    if n_roots > max_basins:
-        return ptr, -1
-    # in decreasing key order every pointer target is labelled before its sources.
-    # ``order``/``starts``: the bucket order (increasing value, increasing index within a
-    # value) of ``img``, or when ``flip`` of ``255 - img``: then the buckets are taken in
-    # increasing order, each from its end (the same decreasing key order of ``img``)
-    label = np.empty(n, np.int32)
-    nb = 0
-    for v in range(256):
-        b0 = starts[255 - v] if not flip else starts[v]
-        b1 = starts[256 - v] if not flip else starts[v + 1]
-        for i in range(b1 - 1, b0 - 1, -1):
-            p = order[i]
-            t = ptr[p]
-            if t == p:
-                label[p] = nb
-                nb += 1
-            else:
-                label[p] = label[t]
-    return label, nb
-
-
-#: basins up to which :func:`_basin_edges` keeps one edge per pair of basins (a
-#: (nb, nb) int16 table: 2 MB at most)
-_PAIR_TABLE_MAX = 1024
-
-
-@njit(nogil=True)
-def _basin_edges(flat: np.ndarray, label: np.ndarray, nb: int, h: int, w: int, fdy, fdx,
-                 n_dir: int, edge_px: np.ndarray, n_px: int, n_edges: int, max_nb: int):
-    """Edges between adjacent basins, weighted by ``min(value)`` of the pixel pair.
-
-    ``edge_px`` lists the ``n_px`` pixels with a forward neighbour (``fdy``, ``fdx``) in
-    another basin, ``n_edges`` such pairs in all. Kruskal's sweep merges two groups at
-    the heaviest edge between them, so with at most ``max_nb`` basins only the
-    heaviest edge of each pair of basins is returned (a smooth 224x224 map: ~150 pairs
-    for ~8,500 pixel pairs); else every pixel pair. The merge order within one weight
-    changes, not the components at any level, nor the nodes the merge trees give at a
-    level (a climb passes every node made at one level).
-    """
-    if nb > max_nb:
-        ea = np.empty(n_edges, np.int32)
-        ec = np.empty(n_edges, np.int32)
-        ew = np.empty(n_edges, np.int32)
-        e = 0
-        for i in range(n_px):
-            p = edge_px[i]
-            y = p // w
-            x = p - y * w
-            b = label[p]
-            for d in range(n_dir):
-                yy = y + fdy[d]
-                xx = x + fdx[d]
-                if yy < h and 0 <= xx < w:
-                    r = yy * w + xx
-                    c = label[r]
-                    if c != b:
-                        ea[e] = b
-                        ec[e] = c
-                        ew[e] = min(flat[p], flat[r])
-                        e += 1
-        return ea, ec, ew
-    best = np.full((nb, nb), -1, np.int16)  # at [lo, hi], lo < hi
-    m = 0
-    for i in range(n_px):
-        p = edge_px[i]
-        y = p // w
-        x = p - y * w
-        b = label[p]
-        for d in range(n_dir):
-            yy = y + fdy[d]
-            xx = x + fdx[d]
-            if yy < h and 0 <= xx < w:
-                r = yy * w + xx
-                c = label[r]
-                if c != b:
-                    lo = min(b, c)
-                    hi = max(b, c)
-                    wv = min(flat[p], flat[r])
-                    if best[lo, hi] < 0:
-                        m += 1
-                    if wv > best[lo, hi]:
-                        best[lo, hi] = wv
-    ea = np.empty(m, np.int32)
-    ec = np.empty(m, np.int32)
-    ew = np.empty(m, np.int32)
-    e = 0
-    for lo in range(nb):
-        for hi in range(lo + 1, nb):
-            if best[lo, hi] >= 0:
-                ea[e] = lo
-                ec[e] = hi
-                ew[e] = best[lo, hi]
-                e += 1
-    return ea, ec, ew
-
-
-@njit(nogil=True)
-def _by_value(ew: np.ndarray, top: np.ndarray, nb: int):
-    """Counting sorts of the basin edges by weight and of the basins by their top value.
-
-    Returns ``counts`` (257,) and ``eorder``: the edges of weight ``v`` are
-    ``eorder[counts[v]:counts[v + 1]]``; ``bcount`` (257,) and ``by_top``: the basins whose
-    maximum is ``v`` are ``by_top[bcount[v]:bcount[v + 1]]`` (both stable).
-    """
-    n_edges = ew.size
-    counts = np.zeros(257, np.int64)
-    for i in range(n_edges):
-        counts[ew[i] + 1] += 1
-    for v in range(256):
-        counts[v + 1] += counts[v]
-    fill = counts[:256].copy()
-    eorder = np.empty(n_edges, np.int32)
-    for i in range(n_edges):
-        eorder[fill[ew[i]]] = i
-        fill[ew[i]] += 1
-    bcount = np.zeros(257, np.int64)
-    for b in range(nb):
-        bcount[top[b] + 1] += 1
-    for v in range(256):
-        bcount[v + 1] += bcount[v]
-    bfill = bcount[:256].copy()
-    by_top = np.empty(nb, np.int32)
-    for b in range(nb):
-        by_top[bfill[top[b]]] = b
-        bfill[top[b]] += 1
-    return counts, eorder, bcount, by_top
-
-
-@njit(nogil=True)
-def _basin_tables(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, single: bool):
-    """The raster pass shared by :func:`_basin_sweep` and :func:`_basin_emit`.
-
-    Returns the per-(value, basin) tables ``T`` (256, nb, 5) (box of the basin's pixels of
-    value ``v`` and their first raster index; ``T[v, b, 2] < 0``: none), with ``single`` the
-    doubled 2x2-block areas ``A`` (256, nb) (else (1, 1) zeros), the basin edges ``ea``,
-    ``ec`` (by :func:`_by_value`'s ``counts``/``eorder``) and the basins by their maximum
-    (``bcount``/``by_top``).
-    """
-    h, w = img.shape
-    flat = img.ravel()
-    T = np.empty((256, nb, 5), np.int32)  # x0, y0, x1, y1, first index; x1 < 0: empty
-    T[:, :, 2] = -1
-    A = np.zeros((256, nb) if single else (1, 1), np.int64)
-    top = np.zeros(nb, np.int32)
-    if conn8:
-        fdy = (0, 1, 1, 1)
-        fdx = (1, 0, 1, -1)
-    else:
-        fdy = (0, 1, 0, 0)
-        fdx = (1, 0, 0, 0)
-    n_dir = 4 if conn8 else 2
-    # pass 1 (raster): tables, the pixels that start an edge to another basin and, in
-    # single mode, the 2x2 blocks: +1 at their 3rd and at their 4th largest value (the
-    # block's largest pixel is in the component whenever the block counts)
-    edge_px = np.empty(h * w, np.int32)
-    n_px = 0
-    n_edges = 0
-    for y in range(h):
-        for x in range(w):
-            p = y * w + x
-            b = label[p]
-            v = flat[p]
-            # raster order: the first visit has the least y and index, the last the most y
-            if T[v, b, 2] < 0:
-                T[v, b, 0] = x
-                T[v, b, 1] = y
-                T[v, b, 2] = x
-                T[v, b, 4] = p
-            else:
-                T[v, b, 0] = min(T[v, b, 0], x)
-                T[v, b, 2] = max(T[v, b, 2], x)
-            T[v, b, 3] = y
-            k = 0
-            right = x + 1 < w
-            if right:
-                k += label[p + 1] != b
-            if y + 1 < h:
-                k += label[p + w] != b
-                if conn8:
-                    if right:
-                        k += label[p + w + 1] != b
-                    if x > 0:
-                        k += label[p + w - 1] != b
-                if single and right:
-                    a1 = flat[p + 1]
-                    a2 = flat[p + w]
-                    a3 = flat[p + w + 1]
-                    tp = p
-                    tv = v
-                    if a1 > tv:
-                        tp, tv = p + 1, a1
-                    if a2 > tv:
-                        tp, tv = p + w, a2
-                    if a3 > tv:
-                        tp, tv = p + w + 1, a3
-                    lo1 = min(v, a1)
-                    hi1 = max(v, a1)
-                    lo2 = min(a2, a3)
-                    hi2 = max(a2, a3)
-                    bt = label[tp]
-                    A[min(max(lo1, lo2), min(hi1, hi2)), bt] += 1
-                    A[min(lo1, lo2), bt] += 1
-            if k:
-                edge_px[n_px] = p
-                n_px += 1
-                n_edges += k
-    for b in range(nb):  # each basin's largest value (its local maximum)
-        for v in range(255, -1, -1):
-            if T[v, b, 2] >= 0:
-                top[b] = v
-                break
-    ea, ec, ew = _basin_edges(flat, label, nb, h, w, fdy, fdx, n_dir, edge_px, n_px, n_edges,
-                              _PAIR_TABLE_MAX)
-    counts, eorder, bcount, by_top = _by_value(ew, top, nb)
-    return T, A, ea, ec, counts, eorder, bcount, by_top
-
-
-@njit(nogil=True)
-def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min: int,
-                 rule: int, drop_border: bool, single: bool, gt: np.ndarray, area_b: np.ndarray,
-                 n_comp: np.ndarray):
-    """The components of ``{img > v - 1}``, ``v = 255 .. v_min``, as groups of basins.
-
-    Same results as :func:`_sweep` (multi-contour, ``rule`` 1 or 2; border-touching
-    components dropped when ``drop_border``) or :func:`_single_sweep` (``single``):
-    ``best`` (256,) float64 and the single-mode winner's ``boxes`` (256, 4) int32.
-    One raster pass fills per-(value, basin) tables (box ``T[v, b]`` of the basin's
-    pixels of value ``v``, their first raster index, the doubled block area ``A``) and
-    lists the basin edges, weighted by the best ``min(value)`` over adjacent pixel pairs
-    of the two basins. The sweep then merges groups along the edges (Kruskal) and adds
-    each level's table entries to the groups, so that nothing is recomputed per level.
-    ``n_comp`` (256,) receives the number of components at each level ``v - 1``.
-    """
-    h, w = img.shape
-    big = np.int32(2**30)
-    T, A, ea, ec, counts, eorder, bcount, by_top = _basin_tables(img, label, nb, conn8, single)
-    # groups: union-find over basins with the group's box, first index and area at its root
-    parent = np.arange(nb).astype(np.int32)
-    size = np.ones(nb, np.int32)
-    G = np.empty((nb, 5), np.int32)
-    G[:, 0] = big
-    G[:, 1] = big
-    G[:, 2] = -1
-    G[:, 3] = -1
-    G[:, 4] = big
-    GA = np.zeros(nb, np.int64)
-    cache = np.empty(nb, np.float64)
-    dirty = np.ones(nb, np.bool_)
-    active = np.empty(nb, np.int32)
-    pos = np.full(nb, -1, np.int32)
-    n_active = 0
-    best = np.full(256, -np.inf)
-    boxes = np.zeros((256, 4), np.int32)
-    for v in range(255, v_min - 1, -1):  # after v: pixels >= v, the level set {img > v - 1}
-        for k in range(bcount[v], bcount[v + 1]):
-            b = by_top[k]
-            pos[b] = n_active
-            active[n_active] = b
-            n_active += 1
-        for k in range(counts[v], counts[v + 1]):
-            i = eorder[k]
-            ra = _find(parent, ea[i])
-            rb = _find(parent, ec[i])
-            if ra == rb:
-                continue
-            if size[ra] < size[rb]:
-                ra, rb = rb, ra
-            parent[rb] = ra
-            size[ra] += size[rb]
-            G[ra, 0] = min(G[ra, 0], G[rb, 0])
-            G[ra, 1] = min(G[ra, 1], G[rb, 1])
-            G[ra, 2] = max(G[ra, 2], G[rb, 2])
-            G[ra, 3] = max(G[ra, 3], G[rb, 3])
-            G[ra, 4] = min(G[ra, 4], G[rb, 4])
-            GA[ra] += GA[rb]
-            dirty[ra] = True
-            last = active[n_active - 1]
-            active[pos[rb]] = last
-            pos[last] = pos[rb]
-            pos[rb] = -1
-            n_active -= 1
-        for b in range(nb):  # this value's pixels and blocks
-            if T[v, b, 2] < 0 and (not single or A[v, b] == 0):
-                continue
-            r = _find(parent, b)
-            if T[v, b, 2] >= 0:
-                G[r, 0] = min(G[r, 0], T[v, b, 0])
-                G[r, 1] = min(G[r, 1], T[v, b, 1])
-                G[r, 2] = max(G[r, 2], T[v, b, 2])
-                G[r, 3] = max(G[r, 3], T[v, b, 3])
-                G[r, 4] = min(G[r, 4], T[v, b, 4])
-                dirty[r] = True
-            if single:
-                GA[r] += A[v, b]
-        level_best = -np.inf
-        win = -1
-        for t in range(n_active):
-            r = active[t]
-            if single:
-                if win < 0 or GA[r] > GA[win] or (GA[r] == GA[win] and G[r, 4] > G[win, 4]):
-                    win = r
-                continue
-            if dirty[r]:
-                x0, y0, x1, y1 = G[r, 0], G[r, 1], G[r, 2], G[r, 3]
-                if drop_border and (x0 == 0 or y0 == 0 or x1 == w - 1 or y1 == h - 1):
-                    cache[r] = -np.inf
-                elif rule == 2:
-                    cache[r] = _iou_max(x0 - 1, y0 - 1, min(x1 + 2, w - 1), min(y1 + 2, h - 1),
-                                        gt, area_b)
-                else:
-                    cache[r] = _iou_max(x0, y0, min(x1 + 1, w - 1), min(y1 + 1, h - 1), gt, area_b)
-                dirty[r] = False
-            if cache[r] > level_best:
-                level_best = cache[r]
-        if single and win >= 0:
-            bx0, by0 = G[win, 0], G[win, 1]
-            bx1, by1 = min(G[win, 2] + 1, w - 1), min(G[win, 3] + 1, h - 1)
-            boxes[v - 1, 0] = bx0
-            boxes[v - 1, 1] = by0
-            boxes[v - 1, 2] = bx1
-            boxes[v - 1, 3] = by1
-            if gt.shape[0]:
-                level_best = _iou_max(bx0, by0, bx1, by1, gt, area_b)
-        if v >= 1:
-            best[v - 1] = level_best
-            n_comp[v - 1] = n_active
-    return best, boxes
-
 
 # ----------------------------------------------------------------------------- contour order
 @njit(nogil=True)
-def _basin_emit(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min: int,
+def _basin_emit(val: np.ndarray, roots: np.ndarray, nb: int, T: np.ndarray, ea: np.ndarray,
+                ec: np.ndarray, ew: np.ndarray, h: int, w: int, v_min: int,
                 drop_border: bool):
-    """Every component of every ``{img > v - 1}`` (``v = 255 .. v_min``) with its identity.
+    """Every component of every ``{val > v - 1}`` (``v = 255 .. v_min``) with its identity.
 
     Returns, per (component, level) record: the level ``v - 1``, the component's node in
-    the merge tree, its first raster pixel and tight box (K, 4); ``starts`` (257,) the
-    records of level ``lv`` at ``starts[lv + 1] .. starts[lv]`` (levels descend); the
+    the merge tree and ``[x0, y0, x1, y1, first raster index]`` (K, 5); ``starts`` (257,)
+    the records of level ``lv`` at ``starts[lv + 1] .. starts[lv]`` (levels descend); the
     merge tree: ``tree_parent`` and ``tree_level`` (a node made by merging at value ``v``
     exists for levels ``<= v - 1``); basin ``b`` is leaf node ``b``. Components touching
-    the border are not listed when ``drop_border``.
+    the border are not listed when ``drop_border``. Basins, tables and edges as for
+    :func:`_kruskal`.
     """
-    h, w = img.shape
-    big = np.int32(2**30)
-    T, _, ea, ec, counts, eorder, bcount, by_top = _basin_tables(img, label, nb, conn8, False)
+    xs = _xbits(w)
+    top = np.empty(nb, np.int32)
+    for b in range(nb):
+        top[b] = val[roots[b]]
+    n_ent, ent = _entries(T, top, nb)
+    e_start, e_order = _counting_order(ew, 256)
+    b_start, by_top = _counting_order(top, 256)
     parent = np.arange(nb).astype(np.int32)
     size = np.ones(nb, np.int32)
     node = np.arange(nb).astype(np.int32)  # the merge-tree node of each root
     tree_parent = np.full(2 * nb, -1, np.int32)
     tree_level = np.full(2 * nb, 255, np.int32)
     n_nodes = nb
-    G = np.empty((nb, 5), np.int32)
-    G[:, 0] = big
-    G[:, 1] = big
-    G[:, 2] = -1
-    G[:, 3] = -1
-    G[:, 4] = big
+    G = np.full((nb, 4), _BIG, np.int32)
     active = np.empty(nb, np.int32)
     pos = np.full(nb, -1, np.int32)
     n_active = 0
-    # records: at most one per active group per level; counted on the fly (grown by
-    # doubling outside the hot pixel loops)
+    # records: at most one per active group per level; grown by doubling outside the
+    # pixel loops
     cap = 4 * nb + 16
     rec_lv = np.empty(cap, np.int32)
     rec_node = np.empty(cap, np.int32)
@@ -1069,13 +1359,13 @@ def _basin_emit(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min:
     n_rec = 0
     starts = np.zeros(257, np.int64)
     for v in range(255, v_min - 1, -1):
-        for k in range(bcount[v], bcount[v + 1]):
+        for k in range(b_start[v], b_start[v + 1]):
             b = by_top[k]
             pos[b] = n_active
             active[n_active] = b
             n_active += 1
-        for k in range(counts[v], counts[v + 1]):
-            i = eorder[k]
+        for k in range(e_start[v], e_start[v + 1]):
+            i = e_order[k]
             ra = _find(parent, ea[i])
             rb = _find(parent, ec[i])
             if ra == rb:
@@ -1084,11 +1374,8 @@ def _basin_emit(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min:
                 ra, rb = rb, ra
             parent[rb] = ra
             size[ra] += size[rb]
-            for j in range(5):
-                if j < 2 or j == 4:
-                    G[ra, j] = min(G[ra, j], G[rb, j])
-                else:
-                    G[ra, j] = max(G[ra, j], G[rb, j])
+            for j in range(4):
+                G[ra, j] = min(G[ra, j], G[rb, j])
             tree_parent[node[ra]] = n_nodes
             tree_parent[node[rb]] = n_nodes
             tree_level[n_nodes] = v - 1
@@ -1099,15 +1386,11 @@ def _basin_emit(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min:
             pos[last] = pos[rb]
             pos[rb] = -1
             n_active -= 1
-        for b in range(nb):
-            if T[v, b, 2] < 0:
-                continue
+        for k in range(n_ent[v], n_ent[v + 1]):
+            b = ent[k]
             r = _find(parent, b)
-            G[r, 0] = min(G[r, 0], T[v, b, 0])
-            G[r, 1] = min(G[r, 1], T[v, b, 1])
-            G[r, 2] = max(G[r, 2], T[v, b, 2])
-            G[r, 3] = max(G[r, 3], T[v, b, 3])
-            G[r, 4] = min(G[r, 4], T[v, b, 4])
+            for j in range(4):
+                G[r, j] = min(G[r, j], T[b, v, j])
         starts[v] = n_rec
         if v == 0:
             continue
@@ -1122,19 +1405,23 @@ def _basin_emit(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min:
             rec_lv, rec_node, rec = lv2, nd2, rc2
         for t in range(n_active):
             r = active[t]
-            if drop_border and (G[r, 0] == 0 or G[r, 1] == 0 or G[r, 2] == w - 1
-                                or G[r, 3] == h - 1):
+            x0, y0, x1, y1 = G[r, 0], G[r, 3] >> xs, -G[r, 1], -G[r, 2]
+            if drop_border and (x0 == 0 or y0 == 0 or x1 == w - 1 or y1 == h - 1):
                 continue
             rec_lv[n_rec] = v - 1
             rec_node[n_rec] = node[r]
-            for j in range(5):
-                rec[n_rec, j] = G[r, j]
+            rec[n_rec, 0] = x0
+            rec[n_rec, 1] = y0
+            rec[n_rec, 2] = x1
+            rec[n_rec, 3] = y1
+            rec[n_rec, 4] = y0 * w + (G[r, 3] - (y0 << xs))
             n_rec += 1
     for v in range(v_min - 1, -1, -1):
         starts[v] = n_rec
     starts[256] = 0
     return (rec_lv[:n_rec].copy(), rec_node[:n_rec].copy(), rec[:n_rec].copy(), starts,
             tree_parent[:n_nodes].copy(), tree_level[:n_nodes].copy())
+
 
 
 @njit(nogil=True)
@@ -1286,30 +1573,45 @@ def _ordered_boxes(h: int, w: int, levels: np.ndarray, lab8: np.ndarray, lab4: n
     return out, sizes
 
 
-def ordered_multi_arrays(q: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+
+@njit(nogil=True)
+def _ordered_arrays(K: np.ndarray, q: np.ndarray, levels: np.ndarray, max_basins: int):
+    """:func:`ordered_multi_arrays` on keys; ``ok`` False when a sweep has more than
+    ``max_basins`` basins."""
+    h, w = q.shape
+    qmax = int(q.max())
+    qf = q.ravel()
+    ptr8, n8, _ = _pointers8(K, h, w)
+    ptr4, n4, _ = _pointers4(K, h, w)
+    if n8 > max_basins or n4 > max_basins:
+        return False, np.zeros((0, 4), np.int64), np.zeros(0, np.int64)
+    u = 255 - qf
+    lab8, nb8, roots8, T8, _ = _basins(ptr8, qf, n8, h, w, True, _NO_GAIN)
+    lab4, nb4, roots4, T4, _ = _basins(ptr4, u, n4, h, w, True, _NO_GAIN)
+    ea8, ec8, ew8 = _edges(qf, lab8, nb8, h, w, True, _PAIR_TABLE_MAX)
+    ea4, ec4, ew4 = _edges(u, lab4, nb4, h, w, False, _PAIR_TABLE_MAX)
+    _, f_node, f_rec, f_starts, f_par, f_lev = _basin_emit(qf, roots8, nb8, T8, ea8, ec8, ew8,
+                                                           h, w, 1, False)
+    _, h_node, h_rec, h_starts, h_par, h_lev = _basin_emit(u, roots4, nb4, T4, ea4, ec4, ew4,
+                                                           h, w, 256 - qmax, True)
+    out, sizes = _ordered_boxes(h, w, levels, lab8, lab4, f_node, f_rec, f_starts, f_par,
+                                f_lev, h_node, h_rec, h_starts, h_par, h_lev)
+    return True, out, sizes
+
+
+def ordered_multi_arrays(img: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Multi-contour boxes of ``q > L`` for the sorted distinct ``levels`` (each in
     ``0..q.max()-1``), in ``cv2.findContours(RETR_TREE)`` order, concatenated: boxes
     (K, 4) int64 and the number per level; None when the map has too many basins
-    (noise), for which the caller traces contours instead."""
-    q = np.ascontiguousarray(q)
+    (noise), for which the caller traces contours instead. ``img``: the float map in
+    [0, 1] or its uint8 quantisation ``q`` (:func:`_keys`)."""
+    K, q = _keys(img)
     levels = np.asarray(levels, dtype=np.int64)
     if levels.size > 1 and not (np.diff(levels) > 0).all():
         raise ValueError("levels must be sorted and distinct")
-    qmax = int(q.max())
-    cap = _max_basins(q.size)
-    order = _bucket_order(q)
-    lab8, nb8 = _basin_labels_sorted(q, True, cap, *order, False)
-    if nb8 < 0:
-        return None
-    r = 255 - q
-    lab4, nb4 = _basin_labels(r, False, cap, order)
-    if nb4 < 0:
-        return None
-    _, f_node, f_rec, f_starts, f_par, f_lev = _basin_emit(q, lab8, nb8, True, 1, False)
-    _, h_node, h_rec, h_starts, h_par, h_lev = _basin_emit(r, lab4, nb4, False, 256 - qmax, True)
-    return _ordered_boxes(q.shape[0], q.shape[1], levels, lab8,
-                          lab4, f_node, f_rec, f_starts, f_par, f_lev, h_node, h_rec, h_starts,
-                          h_par, h_lev)
+    ok, out, sizes = _ordered_arrays(K, q, levels, _max_basins(q.size))
+    return (out, sizes) if ok else None
+
 
 
 @njit(nogil=True)

@@ -186,13 +186,13 @@ def boxes_from_scoremap(
     if inside.any():
         want = levels[inside]
         if not multi_contour:  # every level at once from the level-set sweep
-            _, winners = _levelsets.best_single(q, None)
+            _, winners = _levelsets.best_single(smap, None)
             pieces = list(winners[want][:, None, :])
         else:
             # the contour tree of every level from two sweeps, in OpenCV's order (None for
             # maps with very many local maxima, e.g. noise: contours are traced instead)
             uniq = np.unique(want)
-            res = _levelsets.ordered_multi_arrays(q, uniq)
+            res = _levelsets.ordered_multi_arrays(smap, uniq)
             if res is not None:
                 boxes, sizes = res
                 # one copy, its rows per threshold: the per-threshold views do not alias
@@ -239,25 +239,6 @@ def _predicted_boxes_all_levels(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         axis=1,
     )
     return np.concatenate([lv, hlv]), np.concatenate([fg, holes])
-
-
-def _best_iou_per_threshold(
-    q: np.ndarray, gt: np.ndarray, thresholds: np.ndarray, multi_contour: bool | None
-) -> np.ndarray:
-    """Best IoU over predicted x GT boxes at each threshold, (n_thresholds,) float64; with
-    ``multi_contour=None`` both modes, (2, n_thresholds): multi-contour, single-contour."""
-    qmax = int(q.max())
-    levels = _levels(thresholds, qmax)
-    if qmax == 0:  # no contour at any threshold: the box [0, 0, 0, 0]
-        best = np.full(levels.size, _iou(np.zeros((1, 4), np.int64), gt).max())
-        return best if multi_contour is not None else np.stack([best, best])
-    if multi_contour is None:  # one map's two modes share their work (_levelsets.best_both)
-        return np.stack(_levelsets.best_both(q, gt))[:, levels]
-    if multi_contour:
-        best = _levelsets.best_iou_multi(q, gt)
-    else:
-        best = _levelsets.best_single(q, gt)[0]
-    return best[levels]
 
 
 # ----------------------------------------------------------------------------- MaxBoxAcc
@@ -343,8 +324,8 @@ def _box_counts(maps: list[Any], gts: list[np.ndarray], thresholds: np.ndarray,
     correct = np.zeros((deltas.size, thresholds.size))
     for i in chunk:
         smap = maps[i] if checked else check_scoremap(maps[i], f"scoremaps[{i}]")
-        correct += _hits(_best_iou_per_threshold(quantise(smap), gts[i], thresholds,
-                                                 multi_contour), deltas)
+        correct += _hits(_levelsets.threshold_best(smap, gts[i], thresholds, multi_contour),
+                         deltas)
     return correct
 
 
@@ -825,8 +806,7 @@ class _MapsRun:
             out["resized"] += resized
             if self.truth.has_boxes:
                 gt = self.truth.boxes(i)
-                multi, single = _best_iou_per_threshold(quantise(smap), gt, self.thresholds,
-                                                        None)
+                multi, single = _levelsets.threshold_best(smap, gt, self.thresholds, None)
                 out["v2"] += _hits(multi, self.deltas)
                 out["single"] += _hits(single, fifty)
                 if fixed is not None:

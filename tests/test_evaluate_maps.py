@@ -482,5 +482,5 @@ def test_compiled_kernels_are_loaded_from_numbas_cache_in_a_new_process():
     for run in runs:
         assert run.returncode == 0, run.stderr[-2000:]
     stats = json.loads(runs[1].stdout)
-    assert {"_basin_sweep", "_euler_sweep", "pxap_counts", "fill_holes"} <= set(stats)
+    assert {"_threshold_best", "pxap_counts"} <= set(stats)
     assert all(miss == 0 and hit > 0 for hit, miss in stats.values()), stats

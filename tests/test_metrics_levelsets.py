@@ -79,30 +79,32 @@ def test_basin_edges_pair_table_keeps_the_heaviest_edge_of_each_pair(conn8):
     """The deduplicated basin edges (one per pair, its largest weight) against every edge."""
     rng = np.random.default_rng(3)
     for kind in KINDS:
-        q = M.quantise(_family(kind, 23, 31, rng))
-        label, nb = LS._basin_labels(q, conn8, 10**6)
+        m = _family(kind, 23, 31, rng)
+        K, q = LS._keys(m)
         h, w = q.shape
+        ptr, n_roots = (LS._pointers8 if conn8 else LS._pointers4)(K, h, w)[:2]
+        label, nb, *_ = LS._basins(ptr, q.ravel(), n_roots, h, w, False, LS._NO_GAIN)
         lab = label.reshape(h, w)
-        fdy, fdx = ((0, 1, 1, 1), (1, 0, 1, -1)) if conn8 else ((0, 1, 0, 0), (1, 0, 0, 0))
-        n_dir = 4 if conn8 else 2
-        starts = np.zeros(h * w, bool)
+        fdy, fdx = ((0, 1, 1, 1), (1, 0, 1, -1)) if conn8 else ((0, 1), (1, 0))
+        heaviest: dict = {}
         n_edges = 0
         for y in range(h):
             for x in range(w):
-                for d in range(n_dir):
-                    yy, xx = y + fdy[d], x + fdx[d]
+                for dy, dx in zip(fdy, fdx):
+                    yy, xx = y + dy, x + dx
                     if yy < h and 0 <= xx < w and lab[yy, xx] != lab[y, x]:
-                        starts[y * w + x] = True
+                        key = (min(lab[y, x], lab[yy, xx]), max(lab[y, x], lab[yy, xx]))
+                        heaviest[key] = max(heaviest.get(key, -1), min(q[y, x], q[yy, xx]))
                         n_edges += 1
-        px = np.flatnonzero(starts).astype(np.int32)
-        args = (q.ravel(), label, nb, h, w, fdy, fdx, n_dir, px, px.size, n_edges)
-        ea, ec, ew = LS._basin_edges(*args, -1)  # every pixel pair
+        args = (q.ravel(), label, nb, h, w, conn8)
+        ea, ec, ew = LS._edges(*args, -1)  # every pixel pair
         assert ea.size == n_edges
-        heaviest: dict = {}
+        every: dict = {}
         for a, c, wt in zip(ea.tolist(), ec.tolist(), ew.tolist()):
             key = (min(a, c), max(a, c))
-            heaviest[key] = max(heaviest.get(key, -1), wt)
-        ta, tc, tw = LS._basin_edges(*args, 10**6)  # one per pair
+            every[key] = max(every.get(key, -1), wt)
+        assert every == heaviest
+        ta, tc, tw = LS._edges(*args, 10**6)  # one per pair
         assert dict(zip(zip(ta.tolist(), tc.tolist()), tw.tolist())) == heaviest
         assert ta.size == len(heaviest)
 
