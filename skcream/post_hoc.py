@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from skcream.threads import with_thread_rule
+
 __all__ = ["POST_HOC_DEFAULTS", "PostHocClassifier", "PostHocResult", "boxes_at_original_size",
            "imagenet_names", "post_hoc_maps", "post_hoc_predict"]
 
@@ -100,6 +102,7 @@ class PostHocClassifier:
         self.batch_size = batch_size
         self.class_names = imagenet_names(len(self.weight))
 
+    @with_thread_rule
     def predict(self, images: Sequence[Any]) -> PostHocResult:
         """Top-1 class, its probability and the WSOL feature maps of RGB PIL images."""
         import torch

@@ -41,6 +41,7 @@ from skcream.estimators._common import (
 from skcream.estimators._inputs import as_source
 from skcream.estimators._params import check_choice, check_int, check_training_params
 from skcream.estimators._regressor_net import BoxRegressionNet, iou50_correct, mse_box_loss
+from skcream.threads import with_thread_rule
 
 __all__ = ["PseudoBoxRegressor"]
 
@@ -95,8 +96,10 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         Divide the lr by 10 every ``lr_step`` epochs.
     image_size : int, default=224
         Training crop and inference size (the paper's regressor input: 224).
-    resize_size : int, default=256
-        Training images are resized to this square before the random crop.
+    resize_size : int or None, default=None
+        Training images are resized to this square before the random ``image_size`` crop.
+        None keeps the protocol's resize 256 / crop 224 ratio at any ``image_size``:
+        ``round(image_size * 256 / 224)`` (256 at 224, 146 at 128).
     flip : bool, default=True
         Random horizontal flips in training (the target box is flipped too).
     device : str, torch.device or None, default=None
@@ -140,7 +143,7 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         head_lr_mult: float = 10.0,
         lr_step: int | None = 15,
         image_size: int = 224,
-        resize_size: int = 256,
+        resize_size: int | None = None,
         flip: bool = True,
         device: str | torch.device | None = None,
         mixed_precision: str = "no",
@@ -231,6 +234,7 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         return boxes
 
     # ------------------------------------------------------------------ fit
+    @with_thread_rule
     def fit(self, X: Any, y: Any = None) -> PseudoBoxRegressor:
         """Train the network on one box per image.
 
@@ -319,6 +323,7 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
                 sizes[idx] = batch["size"].numpy()
         return bt.order_corners(unit), sizes
 
+    @with_thread_rule
     def predict(self, X: Any) -> np.ndarray:
         """One box per image.
 
@@ -350,12 +355,14 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         gt = bt.gt_box_lists(gt_boxes, n, "gt_boxes", image_ids=ids)
         return [bt.to_protocol_frame(g, source.size(i), truncate=True) for i, g in enumerate(gt)]
 
+    @with_thread_rule
     def predict_protocol(self, X: Any) -> np.ndarray:
         """Predicted boxes in the 224x224 evaluation frame (continuous), shape (n, 4)."""
         self._check_fitted()
         unit, _ = self._predict_unit(self._source(X))
         return unit * bt.PROTOCOL_SIZE
 
+    @with_thread_rule
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """GT-known localization accuracy (percent) of the predicted boxes.
 

@@ -25,9 +25,32 @@ __all__ = [
     "check_int",
     "check_real",
     "check_training_params",
+    "resolved_resize_size",
 ]
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
+
+
+def resolved_resize_size(image_size: int, resize_size: int | None) -> int:
+    """The side training images are resized to before the random ``image_size`` crop.
+
+    ``resize_size=None`` keeps the WSOL protocol's ratio, resize 256 / crop 224, at any input
+    size: ``round(image_size * 256 / 224)`` (224 -> 256, 128 -> 146, 96 -> 110), so the crop
+    always sees the same share of the image; an explicit ``resize_size`` is used as given.
+
+    Parameters
+    ----------
+    image_size : int
+        Side of the training crop.
+    resize_size : int or None
+
+    Returns
+    -------
+    int
+    """
+    if resize_size is None:
+        return int(round(int(image_size) * 256 / 224))
+    return int(resize_size)
 
 
 def check_int(params: dict[str, Any], name: str, low: int, *, none_ok: bool = False) -> None:
@@ -136,8 +159,8 @@ def check_training_params(
     check_int(params, "batch_size", 1)
     check_lr_step(params["lr_step"])
     check_int(params, "image_size", 8)
-    check_int(params, "resize_size", 8)
-    if params["resize_size"] < params["image_size"]:
+    check_int(params, "resize_size", 8, none_ok=True)
+    if params["resize_size"] is not None and params["resize_size"] < params["image_size"]:
         raise ValueError(
             f"resize_size must be >= image_size (random crops of image_size are cut from the "
             f"resized image), got resize_size={params['resize_size']} < "

@@ -48,6 +48,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from skcream._device import check_device
 from skcream.estimators._shape import probe_feature_shape
+from skcream.threads import with_thread_rule
 
 __all__ = ["TimmFeatures", "TrainedBackbone"]
 
@@ -378,6 +379,7 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
             )
         _resolve_device(self.device)
 
+    @with_thread_rule
     def fit(self, X: Any = None, y: Any = None) -> TimmFeatures:
         """Build the frozen network and resolve its data configuration.
 
@@ -522,6 +524,7 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    @with_thread_rule
     def transform(self, X: Any) -> np.ndarray | torch.Tensor:
         """Feature maps of images.
 
@@ -590,6 +593,7 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
             return torch.from_numpy(out)
         return out
 
+    @with_thread_rule
     def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray | torch.Tensor:
         """``fit(X).transform(X)``: see :meth:`transform`."""
         return self.fit(X, y).transform(X)

@@ -20,6 +20,7 @@ import torch
 from skcream.estimators._cache import FitCache, cache_key, cache_location
 from skcream.estimators._common import resolve_seed, seeded, train_config, train_transform
 from skcream.estimators._inputs import training_classes
+from skcream.estimators._params import resolved_resize_size
 from skcream.estimators._shape import probe_feature_shape
 from skcream.estimators.localizer._fitted_state import (
     check_saved,
@@ -69,6 +70,8 @@ def _key_params(est) -> dict[str, Any]:
         out["random_state"] = None
     # the resolved values of the chosen method only: {} and explicit defaults are one run
     out["method_params"] = get_method(est.method, est.method_params).params
+    # resize_size=None and its resolved value train the same network: one cache entry
+    out["resize_size"] = resolved_resize_size(est.image_size, est.resize_size)
     return out
 
 
