@@ -10,7 +10,8 @@ and nothing needs closing.
 Conventions: boxes are ``x0, y0, x1, y1`` in pixel coordinates of the image
 they are drawn on, inclusive (the WSOL protocol's convention); maps are 2-D
 float arrays in [0, 1], resized to the image when their size differs.
-Ground-truth boxes are drawn in green, predicted boxes in red.
+Ground-truth boxes are drawn in green, predicted boxes in red. Each method has one colour
+in every figure and in the HTML report (:data:`METHOD_COLORS`, :func:`method_colors`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from PIL import Image, ImageDraw
 
 __all__ = [
     "GT_COLOR",
+    "METHOD_COLORS",
     "PRED_COLOR",
     "boxes_to_mask",
     "example_grid",
+    "method_colors",
     "overlay",
     "plot_activation_histograms",
     "plot_threshold_curves",
@@ -35,6 +38,40 @@ __all__ = [
 GT_COLOR = (0, 255, 0)
 #: RGB colour of predicted boxes.
 PRED_COLOR = (255, 0, 0)
+
+#: one colour per method, the same in every figure and in the report (matplotlib's tab10)
+METHOD_COLORS = {
+    "CAM": "#1f77b4",
+    "CREAM": "#ff7f0e",
+    "calibrated": "#9467bd",
+    "centre prior": "#7f7f7f",
+    "train-box prior": "#8c564b",
+}
+#: colours of other methods, given in order of appearance
+_OTHER_COLORS = ("#2ca02c", "#e377c2", "#17becf", "#bcbd22", "#d62728")
+
+
+def method_colors(names: Sequence[str]) -> dict[str, str]:
+    """The colour of each name: :data:`METHOD_COLORS` for the methods it lists, the others
+    in turn for the rest. A name's method is the text before its first ``" ("``, so a legend
+    label such as ``"CAM (MaxBoxAccV2 32.8)"`` gets CAM's colour.
+
+    Returns
+    -------
+    dict of str to str
+        ``name -> "#rrggbb"``.
+    """
+    out: dict[str, str] = {}
+    k = 0
+    for name in names:
+        base = str(name).split(" (", 1)[0]
+        if base in METHOD_COLORS:
+            out[name] = METHOD_COLORS[base]
+        else:
+            out[name] = _OTHER_COLORS[k % len(_OTHER_COLORS)]
+            k += 1
+    return out
+
 
 # Colours of the two histogram populations (paper Fig. 1: fg red, bg blue).
 _FG_HIST = "#d62728"
@@ -326,7 +363,7 @@ def plot_threshold_curves(
     """Box accuracy as a function of the map threshold, one line per method.
 
     The picture of the paper's Fig. 6: a method robust to the threshold has a
-    high, flat curve.
+    high, flat curve. Each method has its colour of :func:`method_colors`.
 
     Parameters
     ----------
@@ -373,10 +410,11 @@ def plot_threshold_curves(
     fig = ax.figure if ax is not None else _new_figure((6.0, 4.0))
     if ax is None:
         ax = fig.add_subplot()
+    colours = method_colors(list(arrays))
     for name, arr in arrays.items():
         i = int(np.argmax(arr))
         label = f"{name} (max {arr[i]:.1f} at {xs[i]:.2f})" if mark_best else name
-        (line,) = ax.plot(xs, arr, label=label, linewidth=2)
+        (line,) = ax.plot(xs, arr, label=label, linewidth=2, color=colours[name])
         if mark_best:
             ax.plot(xs[i], arr[i], "o", color=line.get_color())
     ax.set_xlabel(xlabel)
