@@ -527,7 +527,7 @@ def _load_model(path: Path, device: str | None = None):
 # --------------------------------------------------------------------------- localize
 #: overlays of images whose shorter side is below this are upsampled (bicubic) to it
 OVERLAY_MIN_SIDE = 384
-#: contrasting line drawn on both sides of every box line of an overlay
+#: contrasting line drawn on both sides of every (bold) box line of an overlay
 OVERLAY_OUTLINE = (0, 0, 0)
 
 

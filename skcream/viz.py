@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw
 __all__ = [
     "GT_COLOR",
     "METHOD_COLORS",
+    "OUTLINE_COLOR",
     "PRED_COLOR",
     "boxes_to_mask",
     "example_grid",
@@ -38,6 +39,8 @@ __all__ = [
 GT_COLOR = (0, 255, 0)
 #: RGB colour of predicted boxes.
 PRED_COLOR = (255, 0, 0)
+#: RGB colour of the contrasting line on both sides of a box (``overlay(outline=...)``)
+OUTLINE_COLOR = (0, 0, 0)
 
 #: one colour per method, the same in every figure and in the report (matplotlib's tab10)
 METHOD_COLORS = {
@@ -172,8 +175,10 @@ def _resize_map(scoremap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def _line_width(width: int, height: int) -> int:
+def _line_width(width: int, height: int, *, bold: bool = False) -> int:
     """Box line width that stays visible on small and large images alike."""
+    if bold:
+        return max(2, int(round(min(width, height) / 64)))
     return max(1, int(round(min(width, height) / 112)))
 
 
@@ -241,15 +246,17 @@ def overlay(
         Min-max normalise ``map`` first (for raw CAMs of any range); otherwise a
         map outside [0, 1] is an error.
     line_width : int, optional
-        Box outline width in pixels; default ``max(1, round(min(H, W) / 112))``
-        (of the upsampled image with ``min_side``).
+        Box line width in pixels (of the upsampled image with ``min_side``); default
+        ``max(1, round(min(H, W) / 112))``, and with ``outline`` a bold
+        ``max(2, round(min(H, W) / 64))`` (6 px on a 384-px overlay).
     label : str, optional
         Text drawn on a dark plate at the top-left corner of the first predicted box
         (e.g. ``"tabby cat 0.83"``), kept inside the image.
     outline : (r, g, b), optional
-        Colour of a thin contrasting line drawn on both sides of every box line, so
-        that a box stays visible on any map colour and along the image border (boxes
-        are always drawn inside the image). None: plain boxes.
+        Colour of a contrasting line (half the box line's width) drawn on both sides of
+        every box line, so that a box stays visible on any map colour and along the image
+        border (boxes are always drawn inside the image), e.g. :data:`OUTLINE_COLOR`.
+        None: plain boxes.
     min_side : int, optional
         Upsample (bicubic) an image whose shorter side is below ``min_side`` to that
         size first; the map and the boxes follow (boxes stay in ``image``'s pixels).
@@ -276,7 +283,7 @@ def overlay(
                         for b in (pred, gt))
             width, height = size
     if line_width is None:
-        line_width = _line_width(width, height)
+        line_width = _line_width(width, height, bold=outline is not None)
     elif int(line_width) < 1:
         raise ValueError(f"line_width must be >= 1, got {line_width}")
 
@@ -590,11 +597,11 @@ def example_grid(
     axes = fig.subplots(n, n_cols, squeeze=False)
     for r in range(n):
         gt = None if gt_boxes is None else gt_boxes[r]
-        cells = [("image", overlay(images[r], None, gt_boxes=gt))]
+        cells = [("image", overlay(images[r], None, gt_boxes=gt, outline=OUTLINE_COLOR))]
         for name, seq in maps.items():
             pred = boxes[name][r] if name in boxes else None
             cells.append((name, overlay(images[r], seq[r], boxes=pred, gt_boxes=gt,
-                                        alpha=alpha, cmap=cmap)))
+                                        alpha=alpha, cmap=cmap, outline=OUTLINE_COLOR)))
         for c, (name, picture) in enumerate(cells):
             ax = axes[r, c]
             ax.imshow(picture)
