@@ -443,6 +443,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         distributed.gather_rows(done, out)
         return out
 
+    @with_thread_rule
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities (softmax of the logits).
 
