@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from skcream._tables import format_table
-from skcream.presets import PRESETS
+from skcream.presets import DEMO_TIMES, PRESETS
 
 __all__ = ["CLIError", "DataSpec", "build_parser", "main", "parse_data_spec"]
 
@@ -318,8 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Build the synthetic WSOL benchmark, fine-tune a CREAMLocalizer on it (offline "
             "ImageNet EfficientNet-Lite0), print CAM vs calibrated map vs CREAM, and write "
-            "pictures and the model to --out.\nFull run: about 3 minutes on a 2-core CPU; "
-            "--quick: under a minute."
+            "pictures, an HTML report and the model to --out.\nFull run: "
+            f"{DEMO_TIMES['demo']} on a 2-core CPU; --quick: {DEMO_TIMES['quick']} "
+            f"({DEMO_TIMES['measured']}; benchmarks/bench_doc_timings.py)."
         ),
         formatter_class=_Formatter,
     )
