@@ -221,3 +221,24 @@ def test_outlined_box_is_bold_and_visible_at_the_frame_edge():
         assert colours[3:9] == [viz.PRED_COLOR] * 6
         assert colours[9:12] == [viz.OUTLINE_COLOR] * 3
         assert colours[12] not in (viz.OUTLINE_COLOR,)  # the map again
+
+
+def test_one_colour_per_method_in_every_figure():
+    """Issue 21: CAM was green and CREAM red in the demo's PNG (priors came first in the
+    colour cycle) and blue / orange in the report's: the colour is now the method's."""
+    from matplotlib.colors import to_hex
+
+    grid = np.linspace(0, 0.99, 100)
+    demo_like = {"centre prior (MaxBoxAccV2 19.8)": grid, "train-box prior (MaxBoxAccV2 20)": grid,
+                 "CAM (MaxBoxAccV2 32.8)": grid, "CREAM (MaxBoxAccV2 42.2)": grid}
+    report_like = {"CAM": grid, "CREAM": grid, "centre prior": grid}
+    for curves in (demo_like, report_like):
+        fig = viz.plot_threshold_curves(curves, grid)
+        lines = [ln for ln in fig.axes[0].get_lines() if len(ln.get_xdata()) > 1]
+        for name, line in zip(curves, lines):
+            assert to_hex(line.get_color()) == viz.METHOD_COLORS[name.split(" (")[0]], name
+    assert len(set(viz.METHOD_COLORS.values())) == len(viz.METHOD_COLORS)
+    others = viz.method_colors(["HaS", "CAM", "ACoL"])
+    assert others["CAM"] == viz.METHOD_COLORS["CAM"]
+    assert len({others["HaS"], others["ACoL"], others["CAM"]}) == 3
+    assert not {others["HaS"], others["ACoL"]} & set(viz.METHOD_COLORS.values())
