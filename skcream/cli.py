@@ -103,7 +103,7 @@ _stage = _number_parser(int, lambda v: v >= -100, "an integer (an index into tim
 
 def _lr_step(text: str) -> int | tuple[int, ...] | None:
     """``--lr-step``: ``none``, N (divide by 10 every N epochs) or N1,N2,... (after those)."""
-    if text.strip().lower() in ("none", "0"):
+    if text.strip().lower() == "none":
         return None
     try:
         values = tuple(int(v) for v in text.split(","))
