@@ -15,9 +15,12 @@
 - Every claim's text must occur exactly once in its document, so editing a stated number
   without the measurement (or the reverse) fails here.
 
-Tolerances: the runs are bit-for-bit reproducible on one machine (seeded, one thread); other
-CPUs may round differently during training, so localization metrics may move by
-:data:`TOL_POINTS` and accuracies by two images.
+Tolerances: the runs are bit-for-bit reproducible on one host (seeded, one thread); on
+another CPU torch's kernels round differently during training and the network ends up a
+little different. Measured (the demo on two hosts of our machine, issue 21): accuracy moved by
+one test image, MaxBoxAccV2 and PxAP by up to 1.6 points, the metrics at one threshold chosen
+on the 64 validation images (MaxBoxAcc, GT-known / Top-1 Loc) by up to 3.9. Hence
+:data:`TOL_POINTS`, :data:`TOL_AT_TAU` and two test images for accuracies.
 """
 
 from __future__ import annotations
@@ -43,8 +46,10 @@ ALL_BLOCKS = [b for d in docs.documents() for b in docs.blocks(d)]
 PYTHON_DOCS = sorted({b.doc for b in ALL_BLOCKS if b.is_python})
 SHELL_BLOCKS = [b for b in ALL_BLOCKS if b.is_shell]
 
-#: localization metrics (percentage points) may move this much on another CPU
-TOL_POINTS = 1.0
+#: MaxBoxAccV2 / PxAP (percentage points) may move this much on another CPU
+TOL_POINTS = 2.0
+#: metrics at one threshold chosen on validation images (MaxBoxAcc, GT-known / Top-1 Loc)
+TOL_AT_TAU = 4.0
 
 
 def _accuracy_tol(n_images: int) -> float:
@@ -127,7 +132,8 @@ _N = r"\**([\d.]+)\**"  # a number of the table, possibly in bold
 
 def _table_row(label: str, method: str) -> Claim:
     pattern = r"\| " + re.escape(label) + r" \| " + r" \| ".join([_N] * 5) + r" \| [^|]+ \| "
-    return Claim("README.md", pattern, _row(method, *_TABLE), TOL_POINTS)
+    return Claim("README.md", pattern, _row(method, *_TABLE),
+                 [TOL_POINTS, TOL_AT_TAU, TOL_POINTS, TOL_AT_TAU, TOL_AT_TAU])
 
 
 def _cream_minus_cam(outputs: dict) -> list[float]:
@@ -144,7 +150,7 @@ _DEMO_CLAIMS = [
     Claim("README.md", r"Classification accuracy is ([\d.]+)% \(4 classes\)",
           _row("CREAM", "top1_acc"), _accuracy_tol(128)),
     Claim("README.md", r"CREAM gains \+([\d.]+) MaxBoxAccV2 over CAM", _cream_minus_cam,
-          2 * TOL_POINTS),
+          TOL_POINTS),
     Claim("README.md", r"centre ([\d.]+) / ([\d.]+), train boxes ([\d.]+) / ([\d.]+), "
                        r"CAM ([\d.]+) / ([\d.]+) \|",
           lambda o: [_demo_rows(o)[m][k] for m in ("centre prior", "train-box prior", "CAM")
