@@ -40,13 +40,24 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's skcream, also for the in-process steps
 _spec = importlib.util.spec_from_file_location("_doc_snippets", ROOT / "tests" / "_doc_snippets.py")
 docs = importlib.util.module_from_spec(_spec)
 sys.modules["_doc_snippets"] = docs  # dataclasses look their module up there
 _spec.loader.exec_module(docs)
 
 STEPS = ("demo", "quick", "snippets", "threads", "install", "tests")
-ROWS: list[tuple[str, str, str]] = []  # (claim, measured, conditions)
+
+
+class _Rows(list):
+    """(claim, measured, conditions) rows, each also printed when measured."""
+
+    def append(self, row: tuple[str, str, str]) -> None:
+        print(f"  {row[0]}: {row[1]} ({row[2]})", flush=True)
+        super().append(row)
+
+
+ROWS: list[tuple[str, str, str]] = _Rows()
 
 
 def _load() -> float:
