@@ -662,7 +662,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     out: Path = args.out
-    _per_process_batch(args.batch_size, args.global_batch_size)  # before --out is touched
+    # usage mistakes before --out is touched
+    _per_process_batch(args.batch_size, args.global_batch_size)
+    _check_train_data_options(args)
     if not _is_main_process():
         return _train(args)
     from skcream._locks import FolderLock
@@ -763,23 +765,28 @@ def _train_settings(args: argparse.Namespace, batch_size: int) -> dict[str, Any]
     return settings
 
 
+def _check_train_data_options(args: argparse.Namespace) -> None:
+    """The data options of ``skcream train`` that exclude each other (a usage error)."""
+    explicit = getattr(args, "explicit_options", set())
+    if args.data is None and args.preset is None:
+        raise CLIError("--data is required (or --preset, to train on the demo's data)")
+    if args.val_data is not None and "val_fraction" in explicit:
+        raise CLIError("give --val-data or --val-fraction, not both")
+    if args.data is None and "val_fraction" in explicit:
+        raise CLIError("--val-fraction holds out part of --data; without --data, --preset "
+                       "trains on its own train split and chooses the threshold on its val "
+                       "split")
+
+
 def _train_data(args: argparse.Namespace) -> tuple[Any, Any, str]:
     """Training and validation data of ``skcream train``, and a line saying where the box
     threshold will be chosen: ``--val-data``; else a stratified ``--val-fraction`` held out of
     the training images (when they have boxes); ``--preset`` without ``--data``: the
     preset's own synthetic train and val splits (the demo's)."""
-    explicit = getattr(args, "explicit_options", set())
-    if args.val_data is not None and "val_fraction" in explicit:
-        raise CLIError("give --val-data or --val-fraction, not both")
+    _check_train_data_options(args)
     trust = args.allow_outside_root
     val = None
     if args.data is None:
-        if args.preset is None:
-            raise CLIError("--data is required (or --preset, to train on the demo's data)")
-        if "val_fraction" in explicit:
-            raise CLIError("--val-fraction holds out part of --data; without --data, --preset "
-                           "trains on its own train split and chooses the threshold on its "
-                           "val split")
         train, val, _ = PRESETS[args.preset].make_data(random_state=args.seed)
         where = f"the preset's {len(val)} synthetic validation images"
     else:

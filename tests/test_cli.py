@@ -108,7 +108,6 @@ def test_parse_data_spec_errors(text, match):
     [
         ([], "the following arguments are required: COMMAND"),
         (["fly"], "invalid choice: 'fly'"),
-        (["train", "--out", "x"], "the following arguments are required: --data"),
         (["train", "--data", "coco:/x", "--out", "x"], "unknown data kind 'coco'"),
         (["train", "--data", "synthetic", "--out", "x", "--epochs", "0"],
          "expected a positive integer, got 0"),
@@ -484,6 +483,8 @@ def test_train_option_errors(argv, fragment, fake_fit, tmp_path, capsys, monkeyp
     monkeypatch.chdir(tmp_path)
     code, _, err = _run(["train", *argv], capsys)
     assert code == 2 and fragment in _one_line_error(err, "skcream train: error:")
+    if "--data" not in argv:
+        assert not (tmp_path / "o").exists()  # refused before --out was touched
 
 
 @pytest.mark.parametrize("argv, fragment", [
