@@ -63,15 +63,29 @@ def documents(root: Path = ROOT) -> list[Path]:
 
 def blocks(doc: Path, root: Path = ROOT) -> list[Block]:
     """Every fenced block of ``doc``, in order."""
+    doc = Path(doc).resolve()
     text = doc.read_text(encoding="utf-8")
-    name = doc.relative_to(root).as_posix()
+    name = doc.relative_to(root.resolve()).as_posix()
     return [Block(name, text.count("\n", 0, m.start()) + 1, m.group(1).lower(), m.group(2))
             for m in _FENCE.finditer(text)]
 
 
+def _strip_comment(line: str) -> str:
+    """``line`` without a trailing ``# comment`` (a ``#`` after white space, outside quotes)."""
+    quote = None
+    for i, ch in enumerate(line):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i].rstrip()
+    return line
+
+
 def shell_lines(block: Block) -> list[str]:
     """The commands of a shell block: one per line, ``\\``-continued lines joined, comments
-    and blank lines left out (a ``$ `` prompt is dropped)."""
+    (whole-line and trailing) and blank lines left out, a ``$ `` prompt dropped."""
     out, pending = [], ""
     for raw in block.code.splitlines():
         line = raw.rstrip()
@@ -81,8 +95,8 @@ def shell_lines(block: Block) -> list[str]:
         if line.endswith("\\"):
             pending = line[:-1].rstrip()
             continue
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
+        stripped = _strip_comment(line.strip())
+        if not stripped:
             continue
         out.append(stripped[2:] if stripped.startswith("$ ") else stripped)
     return out
