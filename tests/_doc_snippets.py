@@ -102,16 +102,23 @@ def shell_lines(block: Block) -> list[str]:
     return out
 
 
+#: python blocks left out of their document's session, each run by another test: a text only
+#: that block contains -> ``"tests/FILE.py::test_name"`` (tests/test_readme_snippets.py checks
+#: that the text marks one block and that the test exists)
+SESSION_SKIP: dict[str, str] = {}
+
+
 def run_python_session(doc: Path, probes: dict[str, str]) -> dict:
     """Execute the python blocks of ``doc`` in order in one namespace (current folder).
 
-    Stops at the first block that raises. Returns ``{"blocks": [{"id", "seconds", "error"}],
-    "probes": {name: value or {"error": ...}}}`` (probes only when every block ran).
+    Blocks marked in :data:`SESSION_SKIP` are left out. Stops at the first block that raises. Returns ``{"blocks":
+    [{"id", "seconds", "error"}], "probes": {name: value or {"error": ...}}}`` (probes only
+    when every block ran).
     """
     namespace: dict = {"__name__": "__main__"}
     report: dict = {"blocks": [], "probes": {}}
     for block in blocks(doc):
-        if not block.is_python:
+        if not block.is_python or any(text in block.code for text in SESSION_SKIP):
             continue
         start = time.perf_counter()
         entry = {"id": block.id, "error": None}
