@@ -53,18 +53,20 @@ per distinct level (100 or 255 calls) cannot get there; scikit-image's ``max_tre
 took ~58 ms per map on its own (boxes, holes and areas would still need a sequential
 pass over its parent array); ``scipy.ndimage.label`` per level is slower than OpenCV.
 A union-find with per-component accumulators is not offered by these libraries, so it
-is written here with numba (``cache=True``: compiled once, then loaded from the cache).
+is written here with numba (compiled once, then loaded from its cache; see
+:mod:`skcream._jit` for read-only installs).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from skcream._jit import njit
 
 __all__ = ["best_iou_multi", "best_single", "fill_holes", "all_component_boxes"]
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _bucket_order(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flat pixel indices grouped by value (counting sort) and the 257 bucket starts."""
     flat = img.ravel()
@@ -82,7 +84,7 @@ def _bucket_order(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, counts
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(nogil=True, inline="always")
 def _find(parent: np.ndarray, i: int) -> int:
     while parent[i] != i:
         parent[i] = parent[parent[i]]  # path halving
@@ -90,7 +92,7 @@ def _find(parent: np.ndarray, i: int) -> int:
     return i
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(nogil=True, inline="always")
 def _iou_max(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray, area_b: np.ndarray) -> float:
     """Best IoU of one box with the GT boxes, the reference's float64 operations in order."""
     best = -1.0
@@ -110,7 +112,7 @@ def _iou_max(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray, area_b: np.ndar
     return best
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _sweep(img: np.ndarray, conn8: bool, drop_border: bool, v_min: int, rule: int,
            gt: np.ndarray, area_b: np.ndarray, emit: bool, out_lv: np.ndarray,
            out_bx: np.ndarray):
@@ -233,7 +235,7 @@ def _sweep(img: np.ndarray, conn8: bool, drop_border: bool, v_min: int, rule: in
     return best, n_out
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def fill_holes(q: np.ndarray) -> np.ndarray:
     """Grey-level hole filling, 4-connected: ``m[p]`` = the least, over 4-paths from
     ``p`` to outside the image, of the largest value on the path.
@@ -284,7 +286,7 @@ def fill_holes(q: np.ndarray) -> np.ndarray:
     return m
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _fill_holes_flood(q: np.ndarray) -> np.ndarray:
     """:func:`fill_holes` by a priority flood (an independent check for the tests)."""
     h, w = q.shape
@@ -326,7 +328,7 @@ def _fill_holes_flood(q: np.ndarray) -> np.ndarray:
     return m.reshape(h, w)
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _single_sweep(m: np.ndarray, v_min: int, gt: np.ndarray, area_b: np.ndarray):
     """Largest-area top-level component of ``{m > v - 1}`` for ``v = 255 .. v_min``.
 
@@ -531,7 +533,7 @@ def _basin_labels(img: np.ndarray, conn8: bool, max_basins: int,
     return _basin_labels_sorted(img, conn8, max_basins, *flipped_order, True)
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _basin_labels_sorted(img: np.ndarray, conn8: bool, max_basins: int, order: np.ndarray,
                          starts: np.ndarray, flip: bool):
     """Basin of every pixel (ravelled) and the number of basins, or -1 beyond ``max_basins``.
@@ -604,7 +606,7 @@ def _basin_labels_sorted(img: np.ndarray, conn8: bool, max_basins: int, order: n
 _PAIR_TABLE_MAX = 1024
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _basin_edges(flat: np.ndarray, label: np.ndarray, nb: int, h: int, w: int, fdy, fdx,
                  n_dir: int, edge_px: np.ndarray, n_px: int, n_edges: int, max_nb: int):
     """Edges between adjacent basins, weighted by ``min(value)`` of the pixel pair.
@@ -674,7 +676,7 @@ def _basin_edges(flat: np.ndarray, label: np.ndarray, nb: int, h: int, w: int, f
     return ea, ec, ew
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _by_value(ew: np.ndarray, top: np.ndarray, nb: int):
     """Counting sorts of the basin edges by weight and of the basins by their top value.
 
@@ -706,7 +708,7 @@ def _by_value(ew: np.ndarray, top: np.ndarray, nb: int):
     return counts, eorder, bcount, by_top
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _basin_tables(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, single: bool):
     """The raster pass shared by :func:`_basin_sweep` and :func:`_basin_emit`.
 
@@ -795,7 +797,7 @@ def _basin_tables(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, sing
     return T, A, ea, ec, counts, eorder, bcount, by_top
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min: int,
                  rule: int, drop_border: bool, single: bool, gt: np.ndarray, area_b: np.ndarray):
     """The components of ``{img > v - 1}``, ``v = 255 .. v_min``, as groups of basins.
@@ -905,7 +907,7 @@ def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min
 
 
 # ----------------------------------------------------------------------------- contour order
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _basin_emit(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min: int,
                 drop_border: bool):
     """Every component of every ``{img > v - 1}`` (``v = 255 .. v_min``) with its identity.
@@ -1012,7 +1014,7 @@ def _basin_emit(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min:
             tree_parent[:n_nodes].copy(), tree_level[:n_nodes].copy())
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _ordered_boxes(h: int, w: int, levels: np.ndarray, lab8: np.ndarray, lab4: np.ndarray,
                    f_node: np.ndarray, f_rec: np.ndarray, f_starts: np.ndarray,
                    f_par: np.ndarray, f_lev: np.ndarray,
@@ -1187,7 +1189,7 @@ def ordered_multi_arrays(q: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray,
                           h_par, h_lev)
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def expand_rows(boxes: np.ndarray, sizes: np.ndarray, u: np.ndarray):
     """Per-threshold copies of per-level rows.
 

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from skcream._fs import make_dirs
+
 __all__ = ["FolderInUseError", "FolderLock", "lock_timeout_from_env"]
 
 #: environment variable: seconds a run waits for a folder held by another run ("inf": forever)
@@ -86,7 +88,7 @@ class FolderLock:
 
     def acquire(self) -> FolderLock:
         """Take the lock; raise :class:`FolderInUseError` when another process holds it."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.folder, self.what)
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)

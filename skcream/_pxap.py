@@ -27,12 +27,13 @@ avoids a sort or a ``searchsorted`` per value.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from skcream._jit import njit
 
 __all__ = ["bin_index", "bracket_ok", "pxap_counts"]
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(nogil=True, inline="always")
 def _bin(v: float, edges: np.ndarray, n: int, fn: float) -> int:
     """``searchsorted(edges, v, side="right") - 1`` for ``v`` in [0, 1] (``edges[0] = 0``,
     ``edges[n] = 1``, increasing)."""
@@ -46,7 +47,7 @@ def _bin(v: float, edges: np.ndarray, n: int, fn: float) -> int:
     return k
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """The bin of each value in [0, 1] (1-D float64), as :func:`pxap_counts` finds it."""
     n = edges.size - 3
@@ -75,7 +76,7 @@ def bracket_ok(edges: np.ndarray) -> bool:
     return bool((np.abs(edges[1 : n + 1] * n - j) < 1e-10 * j).all())
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def pxap_counts(scores: np.ndarray, bits: np.ndarray, classes: np.ndarray, edges: np.ndarray,
                 fast: bool, sub: np.ndarray) -> int:
     """Add one map's pixels to the per-bin counts.

@@ -73,6 +73,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from skcream._checks import as_int
 from skcream.weights import create_pretrained_timm, load_weights_into
 
 __all__ = [
@@ -490,8 +491,7 @@ def build_backbone(
     if modification not in MODIFICATIONS:
         raise ValueError(f"modification: expected one of {MODIFICATIONS}, got {modification!r}")
     if feature_stage is not None:
-        if isinstance(feature_stage, bool) or not isinstance(feature_stage, int):
-            raise TypeError(f"feature_stage: expected an int or None, got {feature_stage!r}")
+        feature_stage = as_int(feature_stage, "feature_stage")
         if large_feature_map or modification in ("stride1", "dilated"):
             raise ValueError(
                 "feature_stage picks an earlier stage as it is; it cannot be combined with "

@@ -16,8 +16,10 @@ only the main process writes files and prints tables.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,9 +37,11 @@ EXIT_USAGE = 2  # the command line itself is wrong (argparse's convention)
 
 DATA_HELP = (
     "cub:PATH (the official CUB_200_2011 folder) | "
-    "wsol:DATA_ROOT,METADATA_ROOT,DATASET (wsolevaluation layout, DATASET in CUB, ILSVRC, "
-    "OpenImages) | imagefolder:PATH (images + metadata.jsonl) | synthetic[:N] (the built-in "
-    "benchmark, N images)"
+    "wsol:DATA_ROOT,METADATA_ROOT,DATASET[,samples_per_class=N][,proxy=true] (wsolevaluation "
+    "layout, DATASET in CUB, ILSVRC, OpenImages; as the benchmark's loaders, "
+    "samples_per_class=N draws N images per class (--seed) of the val split, and proxy=true "
+    "reads the train split's image_ids_proxy.txt) | imagefolder:PATH (images + "
+    "metadata.jsonl) | synthetic[:N] (the built-in benchmark, N images)"
 )
 _WSOL_DATASETS = ("CUB", "ILSVRC", "OpenImages")
 #: default share of the training images ``skcream train`` holds out to choose the threshold
@@ -133,52 +137,113 @@ class DataSpec:
     args : tuple
         ``(path,)`` for cub/imagefolder, ``(data_root, metadata_root, dataset)``
         for wsol, ``(n_samples,)`` for synthetic.
+    options : dict
+        wsol only: ``samples_per_class`` (int) and ``proxy`` (bool) when given.
     """
 
-    def __init__(self, kind: str, args: tuple) -> None:
+    def __init__(self, kind: str, args: tuple, options: dict | None = None) -> None:
         self.kind = kind
         self.args = args
+        self.options = dict(options or {})
 
     def __repr__(self) -> str:
-        return f"DataSpec({self.kind!r}, {self.args!r})"
+        extra = f", {self.options!r}" if self.options else ""
+        return f"DataSpec({self.kind!r}, {self.args!r}{extra})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, DataSpec) and (self.kind, self.args) == (other.kind, other.args)
+        return isinstance(other, DataSpec) and (self.kind, self.args, self.options) == (
+            other.kind, other.args, other.options)
 
-    def load(self, split: str, *, random_state: int = 0, n_default: int = 400,
-             n_classes: int | None = None, allow_outside_root: bool = False):
+    def check_splits(self, splits: Sequence[str | None], flag: str) -> None:
+        """Refuse an option no loaded split uses: ``samples_per_class`` cuts only ``val``,
+        ``proxy`` reads only ``train`` (so an option is never silently without effect).
+
+        Parameters
+        ----------
+        splits : sequence of str or None
+            The splits this command loads from the spec (None: not loaded).
+        flag : str
+            The option carrying the spec (``--data``), named in the error.
+        """
+        for option, split in (("samples_per_class", "val"), ("proxy", "train")):
+            if self.options.get(option) and split not in splits:
+                used = ", ".join(repr(s) for s in splits if s is not None)
+                raise CLIError(f"{flag}: {option} applies to the {split!r} split only, and "
+                               f"this command loads {used} from it")
+
+    def load(self, split: str | None, *, default: str = "train", option: str = "--split",
+             random_state: int = 0, n_default: int = 400, n_classes: int | None = None,
+             allow_outside_root: bool = False):
         """Load this dataset's ``split`` as a ``datasets.Dataset`` (skcream schema).
 
-        ``synthetic`` has no splits on disk: ``split`` picks a disjoint seed
-        (train and test of the same spec never share an image; the seeds are those of
-        ``skcream.presets``: ``3 * random_state`` + 0 / 1 / 2 for train / val / test), and
-        ``n_classes`` (default: the generator's) matches a trained model's classes.
-        ``allow_outside_root`` is passed to the file loaders (metadata paths outside
+        ``split`` None means the option was not given: the command's ``default`` split, or
+        for an ``imagefolder`` without split subfolders all of its images. A split that
+        does not exist is an error (:class:`CLIError` naming ``option``, the split and the
+        splits there are), never a silent fallback to other images: an imagefolder without
+        ``train/``, ``val/``, ``test/`` subfolders is one set of images and has no split to
+        give. ``synthetic`` has no splits on disk: ``split`` (train, val or test) picks a
+        disjoint seed (train and test of the same spec never share an image; the seeds are
+        those of ``skcream.presets``: ``3 * random_state`` + 0 / 1 / 2 for train / val /
+        test), and ``n_classes`` (default: the generator's) matches a trained model's
+        classes. ``allow_outside_root`` is passed to the file loaders (metadata paths outside
         their root).
         """
         from skcream import data
 
+        name = default if split is None else split
         trust = {"allow_outside_root": bool(allow_outside_root)}
         if self.kind == "cub":
             (path,) = self.args
-            return data.load_cub(path, split=_cub_split(split), **trust)
+            return data.load_cub(path, split=_cub_split(name, option), **trust)
         if self.kind == "wsol":
-            root, meta, name = self.args
-            return data.load_wsol(root, meta, dataset=name, split=split, **trust)
+            root, meta, dataset = self.args
+            # each option applies to the split it is about, as in wsolevaluation's
+            # get_data_loader (num_val_sample_per_class: val; proxy_training_set: train)
+            n = self.options.get("samples_per_class", 0) if name == "val" else 0
+            proxy = bool(self.options.get("proxy", False)) and name == "train"
+            return data.load_wsol(root, meta, dataset=dataset, split=name, samples_per_class=n,
+                                  random_state=int(random_state), proxy=proxy, **trust)
         if self.kind == "imagefolder":
             (path,) = self.args
-            return data.load_imagefolder(path, **trust)
+            return data.load_imagefolder(_imagefolder_split(path, split, name, option), **trust)
         (n,) = self.args
         offsets = {"train": 0, "val": 1, "test": 2}
-        seed = int(random_state) * 3 + offsets.get(split, 2)
+        if name not in offsets:
+            raise CLIError(f"{option} {name}: synthetic data has the splits train, val and "
+                           "test")
+        seed = int(random_state) * 3 + offsets[name]
         kwargs = {} if n_classes is None else {"n_classes": int(n_classes)}
         return data.make_synthetic(n if n is not None else n_default, random_state=seed,
                                    **kwargs)
 
 
-def _cub_split(split: str) -> str:
+#: subfolder names that make an imagefolder a set of splits (``D/train``, ``D/test``, ...)
+_SPLIT_FOLDERS = ("train", "val", "validation", "test")
+
+
+def _imagefolder_split(path: str, split: str | None, name: str, option: str) -> str:
+    """The folder of split ``name`` of imagefolder ``path`` (see :meth:`DataSpec.load`)."""
+    if os.path.isfile(os.path.join(path, "metadata.jsonl")):
+        splits = []  # one set of images described by its metadata
+    else:
+        splits = [d for d in _SPLIT_FOLDERS if os.path.isdir(os.path.join(path, d))]
+    if splits:
+        if name not in splits:
+            raise CLIError(f"{option} {name}: imagefolder:{path} has no split {name!r} (no "
+                           f"folder {os.path.join(path, name)}); its splits: {', '.join(splits)}")
+        return os.path.join(path, name)
+    if split is not None:
+        raise CLIError(
+            f"{option} {split}: imagefolder:{path} has no split subfolders "
+            f"({', '.join(_SPLIT_FOLDERS)}): it is one set of images, so it has no split "
+            f"{split!r}; drop {option} to use all of its images, or make split subfolders "
+            f"(e.g. {os.path.join(path, 'train')}, {os.path.join(path, 'test')})")
+    return path
+
+
+def _cub_split(split: str, option: str = "--split") -> str:
     if split not in ("train", "test"):
-        raise CLIError(f"cub: data has the splits 'train' and 'test', got {split!r}")
+        raise CLIError(f"{option} {split}: cub data has the splits 'train' and 'test'")
     return split
 
 
@@ -210,21 +275,44 @@ def parse_data_spec(text: str) -> DataSpec:
         return DataSpec(kind, (rest,))
     if kind == "wsol":
         parts = [p.strip() for p in rest.split(",")]
-        if len(parts) != 3 or not all(parts):
+        n_plain = next((i for i, p in enumerate(parts) if "=" in p), len(parts))
+        if n_plain != 3 or not all(parts):
             raise argparse.ArgumentTypeError(
-                "wsol: needs DATA_ROOT,METADATA_ROOT,DATASET, e.g. "
-                f"wsol:/data,/wsolevaluation/metadata,CUB; got {text!r}"
+                "wsol: needs DATA_ROOT,METADATA_ROOT,DATASET[,samples_per_class=N]"
+                f"[,proxy=true], e.g. wsol:/data,/wsolevaluation/metadata,CUB; got {text!r}"
             )
         name = {d.lower(): d for d in _WSOL_DATASETS}.get(parts[2].lower())
         if name is None:
             raise argparse.ArgumentTypeError(
                 f"wsol: DATASET must be one of {', '.join(_WSOL_DATASETS)}, got {parts[2]!r}"
             )
-        return DataSpec("wsol", (parts[0], parts[1], name))
+        return DataSpec("wsol", (parts[0], parts[1], name), _wsol_options(parts[3:]))
     raise argparse.ArgumentTypeError(
         f"unknown data kind {kind!r}; expected one of cub:PATH, "
         "wsol:DATA_ROOT,METADATA_ROOT,DATASET, imagefolder:PATH, synthetic[:N]"
     )
+
+
+def _wsol_options(parts: Sequence[str]) -> dict[str, Any]:
+    """``samples_per_class=N`` / ``proxy=true|false`` of a wsol spec, checked."""
+    options: dict[str, Any] = {}
+    for part in parts:
+        key, _, value = (t.strip() for t in part.partition("="))
+        if key in options:
+            raise argparse.ArgumentTypeError(f"wsol: {key} is given twice")
+        if key == "samples_per_class":
+            try:
+                options[key] = _non_negative_int(value)
+            except argparse.ArgumentTypeError as exc:
+                raise argparse.ArgumentTypeError(f"wsol: samples_per_class {exc}") from None
+        elif key == "proxy":
+            if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
+                raise argparse.ArgumentTypeError(f"wsol: proxy expects true or false, got {value!r}")
+            options[key] = value.lower() in ("true", "yes", "1")
+        else:
+            raise argparse.ArgumentTypeError(
+                f"wsol: unknown option {key!r}; expected samples_per_class=N or proxy=true")
+    return options
 
 
 def _add_trust(p: argparse.ArgumentParser) -> None:
@@ -359,17 +447,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", type=parse_data_spec, default=None, metavar="SPEC",
                    help=DATA_HELP + "; required unless --preset gives the demo's data")
-    p.add_argument("--split", default="train", help="split of --data to train on")
+    p.add_argument("--split", default=None,
+                   help="split of --data to train on (default: train; an imagefolder without "
+                        "split subfolders is used whole)")
     p.add_argument("--val-data", type=parse_data_spec, metavar="SPEC", default=None,
                    help="data with boxes to pick the box threshold on (and record "
                         "MaxBoxAccV2 per epoch); same forms as --data")
-    p.add_argument("--val-split", default="val", help="split of --val-data")
+    p.add_argument("--val-split", default=None,
+                   help="split of --val-data (default: val; an imagefolder without split "
+                        "subfolders is used whole)")
     p.add_argument("--val-fraction", type=_fraction, default=VAL_FRACTION, action=_Explicit,
                    metavar="F",
                    help="without --val-data: hold out this share of the training images "
                         "(stratified by class; never a class's only image) and choose the "
                         "box threshold on them, not on images the network trained on; 0: "
                         "train on all, threshold 0.2")
+    p.add_argument("--keep", choices=("last", "best"), default="last",
+                   help="the weights to save: the last epoch's, or those of the epoch with "
+                        "the best localization on the validation images (--val-data, the "
+                        "preset's or the --val-fraction held out; MaxBoxAccV2, PxAP for "
+                        "masks), as wsolevaluation's --eval_checkpoint_type")
     presets = p.add_mutually_exclusive_group()
     presets.add_argument("--preset", choices=sorted(PRESETS), default=None,
                          help="train what 'skcream demo' (demo) or 'skcream demo --quick' "
@@ -436,7 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", type=Path, required=True, help="folder written by 'skcream train'")
     p.add_argument("--data", type=parse_data_spec, required=True, metavar="SPEC", help=DATA_HELP)
-    p.add_argument("--split", default="test", help="split of --data")
+    p.add_argument("--split", default=None,
+                   help="split of --data (default: test; an imagefolder without split "
+                        "subfolders is used whole)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--n-jobs", type=_n_jobs, default=None, metavar="N",
                    help="threads for the metrics (-1: all cores; numbers are identical)")
@@ -459,7 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", type=Path, required=True, help="folder written by 'skcream train'")
     p.add_argument("--data", type=parse_data_spec, required=True, metavar="SPEC", help=DATA_HELP)
-    p.add_argument("--split", default="test", help="split of --data to report on")
+    p.add_argument("--split", default=None,
+                   help="split of --data to report on (default: test; an imagefolder without "
+                        "split subfolders is used whole)")
     p.add_argument("--val-split", default=None,
                    help="split of --data (with boxes) where CAM's and the priors' threshold "
                         "is chosen (CREAM uses the model's own)")
@@ -566,8 +667,8 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
         One record per image: ``image``, ``label``, ``class_name``, ``score``,
         ``box`` (x0, y0, x1, y1 in the image's pixels), ``overlay``.
     """
-    from PIL import Image
-
+    from skcream.data.decode import decode_image
+    from skcream.data.files import display_path
     from skcream.viz import overlay
 
     if model is None:
@@ -577,9 +678,12 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
         box_threshold = POST_HOC_DEFAULTS["threshold"] if threshold is None else threshold
     elif threshold is not None:
         model = model.set_params(box_threshold=threshold)
-    out.mkdir(parents=True, exist_ok=True)
+    from skcream._fs import make_dirs
+
+    make_dirs(out, "--out")
     records: list[dict[str, Any]] = []
     used: set[str] = set()
+    name_max = _name_max(out)
     total = len(paths)
     from skcream.distributed import active
 
@@ -588,15 +692,9 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
     main_process = _is_main_process()  # under a launcher every process holds all results
     for start in range(0, total, step):
         chunk = list(paths[start:start + step])
-        images = []
-        for path in chunk:
-            try:
-                with Image.open(path) as im:
-                    images.append(im.convert("RGB"))
-            except Image.DecompressionBombError as exc:
-                raise ValueError(f"IMAGE {path}: too large to decode safely ({exc})") from None
-            except (OSError, ValueError, SyntaxError) as exc:
-                raise ValueError(f"IMAGE {path}: not a readable image ({exc})") from None
+        # the one decoder: pixels as viewers show them (EXIF orientation), so the boxes in
+        # boxes.json and the overlays are in the frame of the photo as the user sees it
+        images = [decode_image(path, f"IMAGE {display_path(path)}") for path in chunk]
         if model is None:
             boxes, maps, labels, scores, label_names = _post_hoc_chunk(
                 post_hoc, images, box_threshold)
@@ -609,19 +707,15 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
             scores = result.scores
             label_names = [names[position[_jsonable(c)]] for c in labels]
         for j, path in enumerate(chunk):
-            stem = Path(path).stem
-            name, k = f"{stem}_overlay.png", 1
-            while name in used:  # two inputs with one stem (a/x.jpg, b/x.jpg)
-                k += 1
-                name = f"{stem}_{k}_overlay.png"
-            used.add(name)
+            # printable (UTF-8) and within the file-name limit, whatever the input's name
+            name = overlay_name(display_path(Path(path).stem), used, name_max)
             box = [float(v) for v in boxes[j]]
             score = None if scores is None else float(scores[j])
             text = label_names[j] if score is None else f"{label_names[j]} {score:.2f}"
             if main_process:
                 overlay(images[j], maps[j], boxes=[box], label=text, outline=OVERLAY_OUTLINE,
                         min_side=OVERLAY_MIN_SIDE).save(out / name)
-            record = {"image": str(path), "label": _jsonable(labels[j]),
+            record = {"image": display_path(path), "label": _jsonable(labels[j]),
                       "class_name": label_names[j], "score": score, "box": box,
                       "overlay": name}
             records.append(record)
@@ -630,6 +724,53 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
     if main_process:
         (out / "boxes.json").write_text(json.dumps(records, indent=2) + "\n")
     return records
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) ``folder`` takes (255 where the system does not say)."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (AttributeError, OSError, ValueError):
+        return 255
+
+
+def overlay_name(stem: str, used: set[str], name_max: int = 255) -> str:
+    """``<stem>_overlay.png``, unique among ``used`` (added to it), and a valid file name.
+
+    Two inputs with one stem (``a/x.jpg``, ``b/x.jpg``) get ``x_overlay.png`` and
+    ``x_2_overlay.png``. A stem too long for the file-name limit once the suffix is added
+    keeps its first bytes plus a digest of the whole stem (distinct stems stay distinct).
+
+    Parameters
+    ----------
+    stem : str
+        The input file's name without its extension.
+    used : set of str
+        Names given so far.
+    name_max : int, default=255
+        The limit in bytes (``os.pathconf(out, "PC_NAME_MAX")``).
+
+    Returns
+    -------
+    str
+    """
+    import hashlib
+
+    raw = os.fsencode(stem)
+    k = 1
+    while True:
+        tail = "_overlay.png" if k == 1 else f"_{k}_overlay.png"
+        room = name_max - len(tail.encode())
+        if len(raw) <= room:
+            name = stem + tail
+        else:
+            digest = hashlib.sha256(raw).hexdigest()[:8]
+            head = raw[:max(room - 9, 1)].decode("utf-8", "ignore") or "x"  # whole characters
+            name = f"{head}~{digest}{tail}"
+        if name not in used:
+            used.add(name)
+            return name
+        k += 1
 
 
 def _post_hoc_chunk(post_hoc: Any, images: list, threshold: float):
@@ -677,10 +818,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     out: Path = args.out
+    from skcream.training import has_checkpoint
+
     ckpt = out / "checkpoints"
+    if args.data is not None:
+        args.data.check_splits([args.split or "train"], "--data")
+    if args.val_data is not None:
+        args.val_data.check_splits([args.val_split or "val"], "--val-data")
+    # a committed checkpoint, not any file: a run killed before its first epoch leaves its
+    # lock file (and perhaps an uncommitted epoch) behind, which is no checkpoint to resume
     if args.resume and not ckpt.is_dir():
         raise CLIError(f"--resume: no checkpoints in {ckpt}; train without --resume first")
-    if not args.resume and ckpt.is_dir() and any(ckpt.iterdir()):
+    if not args.resume and has_checkpoint(ckpt):
         raise CLIError(f"--out {out} already holds checkpoints; pass --resume to continue "
                        "them, or choose another --out")
     batch_size = _per_process_batch(args.batch_size, args.global_batch_size)
@@ -692,9 +841,13 @@ def _train(args: argparse.Namespace) -> int:
 
     settings = _train_settings(args, batch_size)
     train, val, note = _train_data(args)
+    if args.keep == "best" and val is None:
+        raise CLIError(f"--keep best chooses the epoch on validation images, and there are "
+                       f"none: {note}")
     model = CREAMLocalizer(
         **settings,
         validation_data=val,
+        keep=args.keep,
         device=_device(args),
         random_state=args.seed,
         verbose=_verbose(args),
@@ -722,6 +875,9 @@ def _train(args: argparse.Namespace) -> int:
         where = (f"chosen on the {len(val)} validation images" if val is not None
                  else "the default: no validation images")
         print(f"box threshold {model.box_threshold_:.2f} ({where})")
+        if args.keep == "best":
+            print(f"kept epoch {model.best_epoch_} of {len(model.history_)} (best on the "
+                  "validation images)")
         saved = save_or_save_beside(model, target, overwrite=args.resume)
         if saved != target:
             print(f"skcream train: error: could not save the model to {target}; saved it to "
@@ -772,6 +928,10 @@ def _check_train_data_options(args: argparse.Namespace) -> None:
         raise CLIError("--data is required (or --preset, to train on the demo's data)")
     if args.val_data is not None and "val_fraction" in explicit:
         raise CLIError("give --val-data or --val-fraction, not both")
+    if args.keep == "best" and args.val_data is None and args.data is not None \
+            and args.val_fraction == 0:
+        raise CLIError("--keep best chooses the epoch on validation images: give --val-data "
+                       "or a --val-fraction above 0")
     if args.data is None and "val_fraction" in explicit:
         raise CLIError("--val-fraction holds out part of --data; without --data, --preset "
                        "trains on its own train split and chooses the threshold on its val "
@@ -790,9 +950,11 @@ def _train_data(args: argparse.Namespace) -> tuple[Any, Any, str]:
         train, val, _ = PRESETS[args.preset].make_data(random_state=args.seed)
         where = f"the preset's {len(val)} synthetic validation images"
     else:
-        train = args.data.load(args.split, random_state=args.seed, allow_outside_root=trust)
+        train = args.data.load(args.split, default="train", random_state=args.seed,
+                               allow_outside_root=trust)
     if args.val_data is not None:
-        val = args.val_data.load(args.val_split, random_state=args.seed, allow_outside_root=trust)
+        val = args.val_data.load(args.val_split, default="val", option="--val-split",
+                                 random_state=args.seed, allow_outside_root=trust)
         where = f"the {len(val)} images of --val-data"
     if val is not None:
         return train, val, f"box threshold chosen on {where}"
@@ -864,11 +1026,12 @@ def save_or_save_beside(model: Any, target: Path, *, overwrite: bool = False) ->
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    args.data.check_splits([args.split or "test"], "--data")
     model = _load_model(_model_dir(args.model), _device(args))
     from skcream.demo import evaluate_localizer
     from skcream.distributed import distributed_inference
 
-    data = args.data.load(args.split, n_classes=len(model.classes_),
+    data = args.data.load(args.split, default="test", n_classes=len(model.classes_),
                           allow_outside_root=args.allow_outside_root)
     with distributed_inference():  # under a launcher: each process runs its share of images
         report = evaluate_localizer(model, data, batch_size=args.batch_size,
@@ -895,18 +1058,22 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from skcream.report import _check_out
 
     _check_out(args.out)  # before loading anything
+    args.data.check_splits([args.split or "test", args.val_split, args.prior_split], "--data")
     model = _load_model(_model_dir(args.model)).set_params(
         batch_size=args.batch_size, num_workers=args.num_workers, verbose=_verbose(args),
         device=_device(args))
     n_classes = len(model.classes_)
-    data = args.data.load(args.split, n_classes=n_classes)
-    val = None if args.val_split is None else args.data.load(args.val_split, n_classes=n_classes)
-    prior = (None if args.prior_split is None
-             else args.data.load(args.prior_split, n_classes=n_classes))
+    data = args.data.load(args.split, default="test", n_classes=n_classes)
+    val = (None if args.val_split is None else
+           args.data.load(args.val_split, option="--val-split", n_classes=n_classes))
+    prior = (None if args.prior_split is None else
+             args.data.load(args.prior_split, option="--prior-split", n_classes=n_classes))
     from skcream.report._localizer import localizer_report
 
-    spec = {"data": f"{args.data.kind}:{','.join(str(a) for a in args.data.args)}",
-            "split": args.split, "val split": args.val_split, "prior split": args.prior_split,
+    spec = {"data": f"{args.data.kind}:{','.join(str(a) for a in args.data.args)}"
+                    + "".join(f",{k}={v}" for k, v in args.data.options.items()),
+            "split": args.split or "test", "val split": args.val_split,
+            "prior split": args.prior_split,
             "model folder": str(args.model)}
     index = localizer_report(model, data, args.out, validation_data=val, prior_data=prior,
                              data_settings=spec, title=args.title, verbose=_verbose(args))
@@ -924,9 +1091,12 @@ def _cmd_localize(args: argparse.Namespace) -> int:
         raise CLIError("--post-hoc uses the backbone's ImageNet classifier; drop --model")
     if not args.post_hoc and args.model is None:
         raise CLIError("give --model DIR (a trained model) or --post-hoc")
-    for path in args.images:
-        if not path.is_file():
-            raise CLIError(f"IMAGE {path}: no such file")
+    from skcream.data.files import display_path, file_problem
+
+    for path in args.images:  # a FIFO is named, never opened (it would block)
+        problem = file_problem(path)
+        if problem is not None:
+            raise CLIError(f"IMAGE {display_path(path)} {problem}")
     if args.post_hoc:
         if _verbose(args):
             print(f"loading the {args.backbone} ImageNet classifier (post-hoc, no training) ...",
@@ -967,6 +1137,30 @@ def _run_command(args: argparse.Namespace) -> int | None:
         return args.func(args)
 
 
+class _Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so locks are released and temporary files
+    removed (Python's default SIGTERM ends the process without running any cleanup)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """Turn SIGTERM into :class:`_Terminated` for the block (main thread only), then restore
+    the previous handler."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``skcream`` command; returns the exit code.
 
@@ -980,7 +1174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"skcream {args.command}"
     debug = os.environ.get("SKCREAM_DEBUG", "") not in ("", "0")
     try:
-        return int(_run_command(args) or EXIT_OK)
+        with _sigterm_unwinds():
+            return int(_run_command(args) or EXIT_OK)
+    except _Terminated:
+        print(f"{prog}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except CLIError as exc:
         if debug:
             raise

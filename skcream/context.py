@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
 from torch import nn
 
+from skcream._checks import as_int, as_real
 from skcream.cam import _check_cams_match, _check_float_tensor, _check_labels
 
 __all__ = [
@@ -39,12 +40,7 @@ __all__ = [
 
 
 def _check_unit_interval(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number in [0, 1], got {value!r}")
-    value = float(value)
-    if not (0.0 <= value <= 1.0):
-        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-    return value
+    return as_real(value, name, low=0.0, high=1.0)
 
 
 def cam_foreground(cams: torch.Tensor, fg_threshold: float = 0.2) -> torch.Tensor:
@@ -261,13 +257,8 @@ class ContextEmbeddings(nn.Module):
         random_state: object = None,
     ) -> None:
         super().__init__()
-        for name, value in (("n_classes", n_classes), ("dim", dim)):
-            if isinstance(value, bool) or not isinstance(value, Integral):
-                raise TypeError(f"{name} must be a positive int, got {value!r}")
-            if value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        self.n_classes = int(n_classes)
-        self.dim = int(dim)
+        self.n_classes = as_int(n_classes, "n_classes", low=1)
+        self.dim = as_int(dim, "dim", low=1)
         self.momentum = _check_unit_interval("momentum", momentum)
         self.fg_threshold = _check_unit_interval("fg_threshold", fg_threshold)
         gen = torch.Generator().manual_seed(_seed_from(random_state))

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from skcream._fs import describe, make_dirs
+
 __all__ = [
     "DEMO_FILES",
     "METHODS",
@@ -78,13 +80,14 @@ def prepare_output_dir(out: str | Path) -> Path:
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} is a file; give a folder for the demo's output")
+        raise FileExistsError(f"--out {out} is {describe(out)}; give a folder for the demo's "
+                              "output")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
         raise FileExistsError(
             f"--out {out} is not empty and was not made by 'skcream demo'; "
             "choose a new or empty folder"
         )
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out, "--out")
     (out / MARKER).write_text("written by 'skcream demo'; the demo may overwrite its own files "
                               "here: " + ", ".join(DEMO_FILES[1:]) + ", model/\n")
     return out

@@ -32,6 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from skcream._checks import as_int
+from skcream._fs import make_dirs
+
 __all__ = ["distributed_inference", "gather_rows", "process_info", "shard_range", "sharded_apply",
            "sum_across"]
 
@@ -184,8 +187,7 @@ def sharded_apply(estimator: Any, method: str, X: Any, out_dir: str | os.PathLik
                "localize")
     if method not in allowed:
         raise ValueError(f"method: expected one of {allowed}, got {method!r}")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
+    chunk_size = as_int(chunk_size, "chunk_size", low=1)
     from skcream.data.streaming import is_stream, materialize
 
     if is_stream(X):
@@ -201,7 +203,7 @@ def sharded_apply(estimator: Any, method: str, X: Any, out_dir: str | os.PathLik
             raise ValueError(f"out_dir: {directory} holds shards of another run ({old}); "
                              f"expected {meta}. Use another out_dir.")
     elif rank == 0:
-        directory.mkdir(parents=True, exist_ok=True)
+        make_dirs(directory, "out_dir")
         _atomic_write(meta_path, json.dumps(meta).encode())
     _barrier(world)
     n_chunks = math.ceil(n / chunk_size)
@@ -256,12 +258,9 @@ def _concat_localization(parts: list) -> Any:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    from skcream.persistence import write_bytes_atomic
+
+    write_bytes_atomic(path, data)  # unique hidden sibling (valid for long names), fsync, rename
 
 
 def _barrier(world: int) -> None:

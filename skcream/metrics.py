@@ -25,18 +25,22 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
+from numbers import Integral
 from typing import Any
 
 import numpy as np
 
 from skcream import _levelsets, _pxap
 from skcream._boxes import level_component_boxes
+from skcream._checks import as_real
+from skcream._masks import mask_codes
 from skcream.scoremaps import check_scoremap, contour_boxes, quantise
 
 __all__ = [
     "box_iou",
     "boxes_from_scoremap",
     "box_acc_curve",
+    "iou_percents",
     "max_box_acc",
     "max_box_acc_v2",
     "pxap",
@@ -274,11 +278,48 @@ def _best_iou_per_threshold(
 
 
 # ----------------------------------------------------------------------------- MaxBoxAcc
+def iou_percents(values: Any, name: str = "iou_thresholds") -> np.ndarray:
+    """IoU thresholds in percent, checked: the one place every metric reads them.
+
+    The protocol states IoU thresholds in percent (30, 50, 70). A value in (0, 1] would be
+    read as a fraction of a percent (0.5 means IoU >= 0.005, which almost every box meets),
+    so it is refused rather than guessed, as are values outside (1, 100].
+
+    Parameters
+    ----------
+    values : number or sequence of numbers
+    name : str
+        The argument's name in errors (``iou_thresholds``, ``iou_threshold``).
+
+    Returns
+    -------
+    ndarray (k,) float64
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming ``name`` and the value (a fraction gets "percentages: 50, not 0.5").
+    """
+    items = [values] if np.ndim(values) == 0 else list(np.asarray(values, dtype=object).ravel())
+    if not items:
+        raise ValueError(f"{name} must hold at least one IoU threshold (percent), got {values!r}")
+    out = np.array([as_real(v, name) for v in items], dtype=np.float64)
+    for v in out:
+        if 0 < v <= 1:
+            raise ValueError(
+                f"{name}: IoU thresholds are percentages, e.g. 50 for IoU >= 0.5, not {v:g}; "
+                f"got {values!r}"
+            )
+        if not 1 < v <= 100:
+            raise ValueError(f"{name} must be percentages in (1, 100], got {values!r}")
+    return out
+
+
 def _n_jobs(n_jobs: Any) -> int:
     """joblib's convention: None -> 1, -1 -> all cores; anything else a clear error."""
     if n_jobs is None:
         return 1
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, Integral) or n_jobs == 0:
         raise ValueError(f"n_jobs must be None, a positive int or a negative int, got {n_jobs!r}")
     from joblib import effective_n_jobs
 
@@ -330,6 +371,8 @@ class BoxAccumulator:
     Parameters
     ----------
     iou_thresholds : sequence of float, default=(30, 50, 70)
+        In percent, each in (1, 100] (:func:`iou_percents`: 0.5 is refused, not read as
+        0.5 %).
     cam_curve_interval : float, default=0.01
     multi_contour : bool, default=True
     n_jobs : int or None, default=None
@@ -346,10 +389,7 @@ class BoxAccumulator:
     def __init__(self, *, iou_thresholds: Sequence[float] = (30, 50, 70),
                  cam_curve_interval: float = 0.01, multi_contour: bool = True,
                  n_jobs: int | None = None):
-        deltas = np.asarray(iou_thresholds, dtype=np.float64).reshape(-1)
-        if deltas.size == 0 or not np.isfinite(deltas).all():
-            raise ValueError(
-                f"iou_thresholds must be a non-empty list of numbers, got {iou_thresholds!r}")
+        deltas = iou_percents(iou_thresholds, "iou_thresholds")
         self.iou_thresholds = deltas
         self.thresholds = _thresholds(cam_curve_interval)
         self.multi_contour = bool(multi_contour)
@@ -407,7 +447,8 @@ def box_acc_curve(
         Ground-truth boxes ``x0, y0, x1, y1`` in each map's pixels; the best
         match counts.
     iou_thresholds : sequence of float, default=(30, 50, 70)
-        In percent; a map counts at delta when its best IoU >= delta / 100.
+        In percent, each in (1, 100] (:func:`iou_percents`); a map counts at delta when its
+        best IoU >= delta / 100.
     cam_curve_interval : float, default=0.01
         The CAM thresholds are ``np.arange(0, 1, cam_curve_interval)``, with
         ``cam_curve_interval`` in [1e-5, 1).
@@ -501,18 +542,6 @@ def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return _pxap.bin_index(np.ascontiguousarray(values, dtype=np.float64).reshape(-1), edges)
 
 
-def _mask_classes(mask: np.ndarray) -> np.ndarray:
-    """uint8 codes of a mask of any dtype: 0 background, 1 foreground, >= 2 ignored."""
-    if mask.dtype == np.uint8:
-        return np.ascontiguousarray(mask)
-    if mask.dtype == np.bool_:
-        return np.ascontiguousarray(mask).view(np.uint8)
-    cls = np.full(mask.shape, 2, dtype=np.uint8)
-    cls[mask == 0] = 0
-    cls[mask == 1] = 1
-    return cls
-
-
 def _pxap_counts(items: list[tuple[int, Any, Any]], bins: _PxapBins) -> np.ndarray:
     """Negative and positive counts per bin over ``(index, map, mask)`` items.
 
@@ -543,7 +572,7 @@ def _pxap_mask(mask: Any, smap: np.ndarray, i: int) -> np.ndarray:
     if mask.shape != smap.shape:
         check_scoremap(smap, f"scoremaps[{i}]")  # a bad map is reported before its mask
         raise ValueError(f"gt_masks[{i}] has shape {mask.shape} but scoremaps[{i}] has {smap.shape}")
-    return _mask_classes(mask)
+    return mask_codes(mask, f"gt_masks[{i}]")
 
 
 def _map_list(scoremaps: ArrayLike, name: str = "scoremaps") -> list[Any]:
@@ -589,7 +618,7 @@ class PxAPAccumulator:
         self.n_maps = 0
 
     def update(self, scoremaps: ArrayLike, gt_masks: ArrayLike) -> PxAPAccumulator:
-        """Add a batch of maps (n, H, W) and their masks (1 fg, 0 bg, other values ignored)."""
+        """Add a batch of maps (n, H, W) and their masks (1 fg, 0 bg, 255 ignored; booleans)."""
         maps = _map_list(scoremaps)
         try:
             masks = list(gt_masks)
@@ -684,7 +713,8 @@ def pxap(scoremaps: ArrayLike, gt_masks: ArrayLike, *, cam_curve_interval: float
     scoremaps : ndarray (n, H, W) or sequence of n 2-D arrays
         Float maps in [0, 1].
     gt_masks : ndarray (n, H, W) or sequence of n 2-D arrays, same shapes
-        1 = foreground, 0 = background, any other value (255) is ignored.
+        1 = foreground, 0 = background, 255 = ignored (or booleans, True foreground);
+        any other value raises ValueError naming the mask (:func:`skcream._masks.mask_codes`).
     cam_curve_interval : float, default=0.01
         In [1e-5, 1).
     n_jobs : int or None, default=None
@@ -728,12 +758,14 @@ def localization_accuracy(
     labels : array-like (n,)
         True classes.
     iou_threshold : float, default=50
-        In percent; a box is correct when IoU >= iou_threshold / 100.
+        In percent (in (1, 100]; see :func:`iou_percents`); a box is correct when IoU >=
+        iou_threshold / 100.
 
     Returns
     -------
     dict with ``top1_loc``, ``top5_loc``, ``gt_known_loc``
     """
+    iou_threshold = float(iou_percents(iou_threshold, "iou_threshold")[0])
     boxes = _check_boxes(pred_boxes, "pred_boxes")
     n = boxes.shape[0]
     gts = _check_gt_boxes(gt_boxes, n)

@@ -47,6 +47,8 @@ import numpy as np
 import torch
 from safetensors.torch import load, save
 
+from skcream._fs import describe, make_dirs, non_folder_part
+
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
@@ -240,8 +242,26 @@ def _write_file(path: Path, data: bytes, fsync: bool = True) -> None:
             _fsync_fd(fh.fileno())
 
 
+#: bytes of a name kept in its hidden sibling's prefix: the longest temporary name,
+#: ``.<kept>.<kind>-<pid>-<12 hex>``, then stays below the usual 255-byte name limit
+_KEPT_NAME_BYTES = 200
+
+
+def _prefix(path: Path) -> str:
+    """``.<name>.``: the prefix of ``path``'s hidden siblings (staging, old unit, temporary
+    file). A name near the file-name limit (255 bytes on most file systems) is shortened to
+    its first bytes plus a digest of the whole, so that the sibling's name is valid too;
+    equal names give equal prefixes (the orphan sweep finds them)."""
+    name = path.name
+    raw = os.fsencode(name)
+    if len(raw) > _KEPT_NAME_BYTES:
+        head = raw[:_KEPT_NAME_BYTES - 9].decode("utf-8", "ignore") or "x"
+        name = f"{head}~{hashlib.sha256(raw).hexdigest()[:8]}"
+    return f".{name}."
+
+
 def _unique(path: Path, kind: str) -> Path:
-    return path.with_name(f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:12]}")
+    return path.with_name(f"{_prefix(path)}{kind}-{os.getpid()}-{uuid.uuid4().hex[:12]}")
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> None:
@@ -269,7 +289,7 @@ def new_staging_dir(path: str | os.PathLike) -> Path:
     Staging folders of ``path`` left by processes that died mid-save are removed first.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent, "folder")
     _remove_orphans(path)
     staging = _unique(path, "tmp")
     staging.mkdir()
@@ -277,7 +297,7 @@ def new_staging_dir(path: str | os.PathLike) -> Path:
 
 
 def _remove_orphans(path: Path) -> None:
-    prefix = f".{path.name}."
+    prefix = _prefix(path)
     for p in path.parent.iterdir():
         kind, _, rest = p.name[len(prefix):].partition("-")
         if not p.name.startswith(prefix) or kind not in ("tmp", "old") or not p.is_dir():
@@ -416,6 +436,13 @@ def write_saved(
         allowed (idempotent).
     """
     path = Path(path)
+    if path.is_symlink():
+        # saving through a link replaces what it points to; the link stays a link
+        path = Path(os.path.realpath(path))
+    blocker = non_folder_part(path.parent)
+    if blocker is not None:
+        raise NotADirectoryError(f"path {os.fspath(path)!r}: {os.fspath(blocker)!r}, part of "
+                                 f"the path, is {describe(blocker)}; give a folder path")
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
     files = {
         META_FILE: json.dumps(meta, indent=2, sort_keys=True).encode(),
@@ -494,7 +521,7 @@ def _read_unit(path: Path, retries: int) -> tuple[dict[str, bytes], bool]:
                 raise ValueError(str(exc)) from None
         except FileNotFoundError:
             # a unit being replaced without an atomic exchange is briefly absent
-            siblings = any(p.name.startswith(f".{path.name}.") for p in path.parent.iterdir())
+            siblings = any(p.name.startswith(_prefix(path)) for p in path.parent.iterdir())
             if attempt == retries or not siblings:
                 raise FileNotFoundError(
                     f"{os.fspath(meta_path)!r} not found: a saved skcream estimator is a "
@@ -583,10 +610,15 @@ def read_saved(
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{os.fspath(meta_path)!r} is not a saved skcream estimator")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise ValueError(
             f"{os.fspath(meta_path)!r} has format_version {version!r}; this skcream reads "
             f"versions <= {FORMAT_VERSION} (upgrade skcream)"
+        )
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(
+            f"{os.fspath(meta_path)}: format_version = {json.dumps(version)}: expected an "
+            f"integer in [1, {FORMAT_VERSION}]; the file is corrupt or not written by skcream"
         )
     shapes = safetensors_header(files[WEIGHTS_FILE], os.fspath(weights_path))
     if check is not None:

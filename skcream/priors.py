@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from skcream._checks import as_real
+
 __all__ = [
     "PRIOR_METRICS",
     "PRIOR_NAMES",
@@ -60,8 +62,7 @@ def centre_prior(shape: Sequence[int] = (224, 224), sigma: float = 0.25) -> np.n
         centres, divided by its maximum (so the maximum is exactly 1).
     """
     h, w = _check_shape(shape)
-    if not (isinstance(sigma, int | float) and np.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a positive finite fraction of the side, got {sigma!r}")
+    sigma = as_real(sigma, "sigma", low=0.0, low_open=True)
     y = (np.arange(h, dtype=np.float64) + 0.5 - h / 2.0) / (sigma * h)
     x = (np.arange(w, dtype=np.float64) + 0.5 - w / 2.0) / (sigma * w)
     m = np.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2))

@@ -33,11 +33,9 @@ where the plain formulas are finite):
 
 from __future__ import annotations
 
-import math
-from numbers import Integral, Real
-
 import torch
 
+from skcream._checks import as_int, as_real
 from skcream.cam import (
     _check_cams_match,
     _check_float_tensor,
@@ -53,20 +51,11 @@ OUTPUTS = ("final", "calibrated", "posterior", "cam")
 
 
 def _check_n_iter(n_iter: object, minimum: int) -> int:
-    if isinstance(n_iter, bool) or not isinstance(n_iter, Integral):
-        raise TypeError(f"n_iter must be an int >= {minimum}, got {n_iter!r}")
-    if n_iter < minimum:
-        raise ValueError(f"n_iter must be an int >= {minimum}, got {n_iter!r}")
-    return int(n_iter)
+    return as_int(n_iter, "n_iter", low=minimum)
 
 
 def _check_sigma(sigma: object) -> float:
-    if isinstance(sigma, bool) or not isinstance(sigma, Real):
-        raise TypeError(f"sigma must be a positive real number, got {sigma!r}")
-    sigma = float(sigma)
-    if not (sigma > 0 and math.isfinite(sigma)):
-        raise ValueError(f"sigma must be a positive finite number, got {sigma!r}")
-    return sigma
+    return as_real(sigma, "sigma", low=0.0, low_open=True)
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:

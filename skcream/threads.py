@@ -31,6 +31,8 @@ from typing import Any, TypeVar
 
 import torch
 
+from skcream._checks import as_int
+
 __all__ = ["ENV", "default_threads", "torch_threads", "usable_cores", "with_thread_rule"]
 
 #: environment variable overriding the rule: a positive int, or "torch" (leave torch alone)
@@ -75,12 +77,6 @@ def _env_threads() -> int | str | None:
     return value
 
 
-def _check(threads: Any) -> None:
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or threads < 1):
-        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
-
-
 @contextlib.contextmanager
 def torch_threads(threads: int | None = None) -> Iterator[int]:
     """Run the block with ``threads`` intra-op threads, then restore torch's count.
@@ -98,7 +94,7 @@ def torch_threads(threads: int | None = None) -> Iterator[int]:
         The thread count in force inside the block.
     """
     global _explicit
-    _check(threads)
+    threads = as_int(threads, "threads", low=1, none_ok=True)  # any integer type
     before = torch.get_num_threads()
     if threads is None:
         env = _env_threads()

@@ -25,6 +25,11 @@ Contract with callers
   the training device first). Before the first step, the model's and these objects' states
   are broadcast from process 0, so every process starts from the same state whatever
   seeded it (e.g. context tables drawn from each process's own RNG with ``random_state=None``).
+* ``keep="best"`` with ``best_metric="key"``: the model and the state objects returned are
+  those of the epoch whose record has the highest ``record[key]`` (set by ``epoch_hook``,
+  e.g. validation MaxBoxAccV2; ties: the earliest epoch, see :func:`best_epoch`), the
+  history still has every epoch. The best epoch's weights travel in every checkpoint, so
+  they survive an interruption; on several processes the value of process 0 decides.
 * Checkpoints: files of skcream's own in ``checkpoint_dir`` (see :data:`CHECKPOINT_FILES`);
   nothing else in the directory is touched. A checkpoint is all or nothing: its JSON,
   written last with one rename, names the epoch's files with their SHA-256, checked on
@@ -49,6 +54,7 @@ start when ``verbose``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import io
@@ -58,10 +64,10 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +77,18 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
+from skcream._checks import as_bool, as_int, as_real
+from skcream._fs import make_dirs
 from skcream.data.loading import pin_memory, resolve_num_workers
 
 __all__ = [
     "CHECKPOINT_FILES",
+    "KEEP",
     "TrainConfig",
+    "best_epoch",
     "config_fingerprint",
     "cross_entropy_loss",
+    "has_checkpoint",
     "make_accelerator",
     "parameter_groups",
     "top1_correct",
@@ -91,6 +102,9 @@ CHECKPOINT_FILES = ("skcream-train.json", "skcream-train-e{epoch}.pt",
                     "skcream-train-e{epoch}-rng{rank}.pt")
 _FORMAT = "skcream-train/2"
 _MIXED = ("no", "fp16", "bf16")
+#: what :func:`train` returns: the last epoch's model (wsolevaluation's default
+#: ``--eval_checkpoint_type last``) or the best epoch's by ``best_metric`` (``best``)
+KEEP = ("last", "best")
 
 
 @dataclass
@@ -138,6 +152,12 @@ class TrainConfig:
     lock_timeout : float or None
         Seconds to wait when another run holds ``checkpoint_dir`` (0: fail at once; None:
         wait indefinitely); the environment variable ``SKCREAM_LOCK_TIMEOUT`` overrides it.
+    keep : {"last", "best"}
+        Return the last epoch's model, or the one of the epoch with the highest
+        ``record[best_metric]`` (ties: the earliest).
+    best_metric : str or None
+        The history key (returned by ``epoch_hook``; higher is better) that ``keep="best"``
+        ranks the epochs by.
     """
 
     epochs: int = 10
@@ -161,60 +181,50 @@ class TrainConfig:
     shuffle: bool = True
     drop_last: bool = False
     lock_timeout: float | None = 0.0
+    keep: str = "last"
+    best_metric: str | None = None
 
     def validate(self) -> TrainConfig:
-        """Raise ValueError/TypeError naming the first invalid field; return self."""
+        """Raise ValueError/TypeError naming the first invalid field; return self, its numbers
+        as Python ints / floats / bools (numpy scalars accepted, see :mod:`skcream._checks`)."""
         for name in ("epochs", "batch_size", "gradient_accumulation_steps"):
-            _check_int(name, getattr(self, name), low=1)
-        if self.num_workers is not None:
-            _check_int("num_workers", self.num_workers, low=0)
-        _check_int("verbose", self.verbose, low=0)
-        if self.lr_step_size is not None:
-            _check_int("lr_step_size", self.lr_step_size, low=1)
+            setattr(self, name, as_int(getattr(self, name), name, low=1))
+        self.num_workers = as_int(self.num_workers, "num_workers", low=0, none_ok=True)
+        self.verbose = as_int(self.verbose, "verbose", low=0)
+        self.lr_step_size = as_int(self.lr_step_size, "lr_step_size", low=1, none_ok=True)
         if self.lr_milestones is not None:
             if self.lr_step_size is not None:
                 raise ValueError("lr_milestones and lr_step_size: give one of them, not both")
-            milestones = list(self.lr_milestones)
-            for m in milestones:
-                _check_int("lr_milestones", m, low=1)
+            milestones = [as_int(m, "lr_milestones", low=1) for m in self.lr_milestones]
             if not milestones or any(a >= b for a, b in zip(milestones, milestones[1:])):
                 raise ValueError(
                     f"lr_milestones: expected a non-empty strictly increasing sequence, "
                     f"got {self.lr_milestones!r}"
                 )
-        if self.random_state is not None:
-            _check_int("random_state", self.random_state, low=0)
+            self.lr_milestones = tuple(milestones)
+        self.random_state = as_int(self.random_state, "random_state", low=0, none_ok=True)
         for name in ("lr", "head_lr_mult", "lr_gamma"):
-            _check_real(name, getattr(self, name), positive=True)
+            setattr(self, name, as_real(getattr(self, name), name, low=0.0, low_open=True))
         for name in ("momentum", "weight_decay"):
-            _check_real(name, getattr(self, name), positive=False)
-        if not isinstance(self.nesterov, bool):
-            raise TypeError(f"nesterov: expected a bool, got {self.nesterov!r}")
+            setattr(self, name, as_real(getattr(self, name), name, low=0.0))
+        self.nesterov = as_bool(self.nesterov, "nesterov")
+        for name in ("shuffle", "drop_last", "resume"):
+            setattr(self, name, as_bool(getattr(self, name), name))
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov: Nesterov momentum needs momentum > 0")
         if self.mixed_precision not in _MIXED:
             raise ValueError(f"mixed_precision: expected one of {_MIXED}, got {self.mixed_precision!r}")
         if self.device not in ("auto", "cpu"):
             raise ValueError(f"device: expected 'auto' or 'cpu', got {self.device!r}")
-        if self.lock_timeout is not None:
-            _check_real("lock_timeout", self.lock_timeout, positive=False)
+        self.lock_timeout = as_real(self.lock_timeout, "lock_timeout", low=0.0, none_ok=True)
         if self.resume and self.checkpoint_dir is None:
             raise ValueError("resume=True needs a checkpoint_dir")
+        if self.keep not in KEEP:
+            raise ValueError(f"keep: expected one of {KEEP}, got {self.keep!r}")
+        if self.keep == "best" and (not isinstance(self.best_metric, str) or not self.best_metric):
+            raise ValueError(f"best_metric: keep='best' needs the name of a history key to "
+                             f"rank the epochs by, got {self.best_metric!r}")
         return self
-
-
-def _check_int(name: str, value: object, *, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name}: expected an int, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name}: expected an int >= {low}, got {value}")
-
-
-def _check_real(name: str, value: object, *, positive: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise TypeError(f"{name}: expected a finite number, got {value!r}")
-    if value < 0 or (positive and value == 0):
-        raise ValueError(f"{name}: expected a {'positive' if positive else 'non-negative'} number, got {value}")
 
 
 # ------------------------------------------------------------------ losses and metrics
@@ -235,6 +245,116 @@ def top1_correct(outputs: Any, batch: Any) -> torch.Tensor | None:
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
         return None
     return (logits.argmax(dim=1) == batch["label"]).float()
+
+
+# ------------------------------------------------------------------- the epoch to keep
+def best_epoch(history: Sequence[Mapping[str, Any]], key: str) -> int | None:
+    """The epoch (1-based) whose record has the highest ``record[key]``; ties: the earliest.
+
+    wsolevaluation's rule (``PerformanceMeter``: ``values.index(max(values))``, and the best
+    checkpoint is only rewritten when an epoch is strictly better). One deviation: the
+    reference also scores the network before any training (its "epoch 0") and may keep it;
+    skcream ranks trained epochs only (CREAM's context embeddings are a random draw before
+    the first epoch, so an untrained model is not a CREAM model).
+
+    Parameters
+    ----------
+    history : sequence of dict
+        Per-epoch records with ``epoch`` and ``key``.
+    key : str
+
+    Returns
+    -------
+    int or None
+        None when no record has a finite ``key``.
+    """
+    best, best_value = None, -math.inf
+    for record in history:
+        value = record.get(key)
+        if value is None or not math.isfinite(float(value)):
+            continue
+        if best is None or float(value) > best_value:
+            best, best_value = int(record["epoch"]), float(value)
+    return best
+
+
+def _cpu_copy(obj: Any) -> Any:
+    """A deep copy of a state dict with every tensor detached and copied to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, Mapping):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+def _snapshot(model: nn.Module, state_objects: Mapping[str, Any]) -> dict[str, Any]:
+    """CPU copies of the states of ``model`` and of every state object."""
+    return {"model": _cpu_copy(model.state_dict()),
+            "objects": {k: _cpu_copy(v.state_dict()) for k, v in state_objects.items()}}
+
+
+class _BestEpoch:
+    """``keep="best"``: the epoch to keep so far and its model / state-object states (CPU).
+
+    Parameters
+    ----------
+    key : str
+        The history key ranking the epochs (:func:`best_epoch`).
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.epoch: int | None = None
+        self.state: dict[str, Any] | None = None  # {"model": ..., "objects": ...}
+
+    def offer(self, history: list, model: nn.Module, state_objects: Mapping[str, Any]) -> None:
+        """After an epoch's record is in ``history``: copy the states when it is the best."""
+        record = history[-1]
+        value = record.get(self.key)
+        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+            raise ValueError(
+                f"best_metric: keep='best' ranks the epochs by {self.key!r}, but epoch "
+                f"{record['epoch']}'s record has {self.key} = {value!r} (epoch_hook must "
+                "return a finite number)"
+            )
+        if best_epoch(history, self.key) == record["epoch"]:
+            self.epoch = int(record["epoch"])
+            self.state = _snapshot(model, state_objects)
+
+    def for_checkpoint(self, epoch: int) -> dict[str, Any] | None:
+        """What a checkpoint of ``epoch`` stores: the best epoch's number, and its states when
+        it is an earlier epoch (the checkpoint's own states otherwise)."""
+        if self.epoch is None:
+            return None
+        return {"epoch": self.epoch} if self.epoch == epoch else {"epoch": self.epoch, **self.state}
+
+    def resume(self, saved: Mapping[str, Any] | None, history: list, model: nn.Module,
+               state_objects: Mapping[str, Any], where: Path) -> None:
+        """Take the best epoch back from a checkpoint (``saved``: its ``"best"`` entry) whose
+        states were just loaded into ``model`` / ``state_objects``."""
+        expected = best_epoch(history, self.key)
+        got = saved.get("epoch") if isinstance(saved, Mapping) else None
+        if got != expected:
+            raise ValueError(
+                f"checkpoint_dir: {where} records epoch {got!r} as the best, but its history "
+                f"ranks epoch {expected!r} first by {self.key!r}; the checkpoint is "
+                "inconsistent (delete the skcream-train* files to start over)"
+            )
+        self.epoch = expected
+        if expected is None:  # a checkpoint of no finished epoch cannot exist; nothing to take
+            return
+        if "model" in saved:
+            self.state = {"model": saved["model"], "objects": dict(saved["objects"])}
+        else:  # the checkpoint's own epoch is the best
+            self.state = _snapshot(model, state_objects)
+
+    def restore(self, model: nn.Module, state_objects: Mapping[str, Any]) -> None:
+        """Load the best epoch's states into ``model`` and ``state_objects``."""
+        model.load_state_dict(self.state["model"])
+        for name, obj in state_objects.items():
+            obj.load_state_dict(self.state["objects"][name])
 
 
 # --------------------------------------------------------------------- building blocks
@@ -364,6 +484,8 @@ def config_fingerprint(
     """
     run_options = {"epochs", "num_workers", "checkpoint_dir", "resume", "verbose", "device",
                    "lock_timeout"}
+    if config.keep == "last":  # what every run did before keep existed: such checkpoints resume
+        run_options |= {"keep", "best_metric"}
     hyper = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
              if f.name not in run_options}
     shapes = hashlib.sha256(json.dumps(
@@ -395,6 +517,15 @@ def _checkpoint_error(meta_path: Path, field: str, value: Any, expected: str) ->
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     return ValueError(f"checkpoint_dir: {meta_path}: {field} = {shown}: expected {expected}; "
                       "delete the skcream-train* files there to start over")
+
+
+def has_checkpoint(directory: str | os.PathLike) -> bool:
+    """Whether ``directory`` holds a committed checkpoint (its JSON, written last).
+
+    Other entries (the run's lock file, files of an epoch that was never committed, the
+    user's own files) are not a checkpoint: a run killed before its first epoch leaves none.
+    """
+    return (Path(directory) / CHECKPOINT_FILES[0]).is_file()
 
 
 def _is_int(v: Any, low: int) -> bool:
@@ -484,7 +615,7 @@ def _torch_bytes(obj: Any) -> bytes:
 
 def _save_checkpoint(
     directory: Path, accelerator, model, optimizer, scheduler, state_objects, epoch: int,
-    history: list, fingerprint: Mapping[str, Any],
+    history: list, fingerprint: Mapping[str, Any], best: Mapping[str, Any] | None = None,
 ) -> None:
     """Write epoch ``epoch``'s checkpoint all or nothing.
 
@@ -493,7 +624,8 @@ def _save_checkpoint(
     ``skcream-train.json`` the same way, naming those files with their sizes and SHA-256:
     that one rename commits the checkpoint. Killed at any point before it, the directory
     still holds the previous epoch's complete checkpoint (its files are removed only after
-    the commit).
+    the commit). ``best`` (``keep="best"``, :meth:`_BestEpoch.for_checkpoint`) travels in
+    the state file, so the best epoch's weights are committed with the epoch.
     """
     from skcream.persistence import write_bytes_atomic
 
@@ -506,6 +638,7 @@ def _save_checkpoint(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "objects": {k: v.state_dict() for k, v in state_objects.items()},
+            "best": best,
         })
         write_bytes_atomic(directory / _state_name(epoch), state)
         rng = {str(r): _entry(_rng_name(epoch, r), (directory / _rng_name(epoch, r)).read_bytes())
@@ -550,7 +683,9 @@ def _torch_load(data: bytes, path: Path) -> Any:
 
 
 def _load_checkpoint(directory: Path, meta: Mapping[str, Any], rank: int, model, optimizer,
-                     scheduler, state_objects) -> None:
+                     scheduler, state_objects) -> tuple[Any, Path]:
+    """Load a checkpoint's states into the arguments; return its ``best`` entry (None
+    without one) and the state file's path."""
     epoch = meta["epoch"]
     if meta["format"] == _FORMAT:
         files = meta["files"]
@@ -575,6 +710,7 @@ def _load_checkpoint(directory: Path, meta: Mapping[str, Any], rank: int, model,
         obj.load_state_dict(state["objects"][name])
     if rng_data is not None:
         _set_rng_state(_torch_load(rng_data, directory / rng_name))
+    return state.get("best"), directory / state_name
 
 
 # ------------------------------------------------------------------------------ train
@@ -716,7 +852,7 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
             if config.resume:
                 _check_epochs(meta, config.epochs, directory)
         if accelerator.is_main_process:
-            directory.mkdir(parents=True, exist_ok=True)
+            make_dirs(directory, "checkpoint_dir")
         accelerator.wait_for_everyone()
 
     model.to(accelerator.device)
@@ -736,10 +872,13 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
             optimizer, list(config.lr_milestones), config.lr_gamma
         )
     start, history = 0, []
+    best = _BestEpoch(config.best_metric) if config.keep == "best" else None
     if config.resume and meta is not None:
-        _load_checkpoint(directory, meta, accelerator.process_index, model, optimizer,
-                         scheduler, state_objects)
+        saved_best, where = _load_checkpoint(directory, meta, accelerator.process_index, model,
+                                             optimizer, scheduler, state_objects)
         start, history = int(meta["epoch"]), list(meta["history"])
+        if best is not None:
+            best.resume(saved_best, history, model, state_objects, where)
     _broadcast_from_main(accelerator, model, state_objects)
     global_batch = config.batch_size * accelerator.num_processes * config.gradient_accumulation_steps
     if config.verbose and accelerator.is_main_process:
@@ -824,11 +963,32 @@ def _train(model, dataset, n_samples, loss_fn, config, step_hook, epoch_hook, st
         if epoch_hook is not None:
             record.update(epoch_hook(accelerator, epoch + 1, record) or {})
         history.append(record)
+        if best is not None:
+            # one decision for all processes: process 0's score (each process computed its
+            # own; the weights are identical, the scores need not be bit for bit)
+            record[best.key] = _from_main(accelerator, record.get(best.key))
+            best.offer(history, accelerator.unwrap_model(model), state_objects)
         if directory is not None:
             _save_checkpoint(directory, accelerator, model, optimizer, scheduler, state_objects,
-                             epoch + 1, history, fp)
+                             epoch + 1, history, fp,
+                             best.for_checkpoint(epoch + 1) if best is not None else None)
     accelerator.wait_for_everyone()
+    if best is not None and best.epoch is not None:
+        best.restore(accelerator.unwrap_model(model), state_objects)
+        if config.verbose and accelerator.is_main_process:
+            value = history[best.epoch - 1][best.key]
+            print(f"skcream.training: keeping epoch {best.epoch} of {len(history)} (best "
+                  f"{best.key} {value:.4g})", flush=True)
     return history
+
+
+def _from_main(accelerator, value: Any) -> Any:
+    """Process 0's ``value`` on every process (the value itself on one process)."""
+    if accelerator.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([value])[0]
 
 
 def _broadcast_from_main(accelerator, model: nn.Module, state_objects: Mapping[str, Any]) -> None:

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from skcream._checks import as_int
+
 __all__ = [
     "GT_COLOR",
     "METHOD_COLORS",
@@ -88,8 +90,10 @@ def _as_rgb_array(image: Any, name: str = "image") -> np.ndarray:
     Accepted arrays: (H, W) grey, (H, W, 1), (H, W, 3) or (H, W, 4); uint8 or
     floats in [0, 1].
     """
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
+    if isinstance(image, Image.Image):  # as viewers show it (EXIF orientation): the one decoder
+        from skcream.data.decode import decode_image
+
+        return np.asarray(decode_image(image, name))
     if not isinstance(image, np.ndarray):
         raise TypeError(f"{name} must be a PIL image or a numpy array, got {type(image).__name__}")
     arr = image
@@ -273,8 +277,7 @@ def overlay(
     pred = _as_boxes(boxes, "boxes")
     gt = _as_boxes(gt_boxes, "gt_boxes")
     if min_side is not None:
-        if isinstance(min_side, bool) or not isinstance(min_side, int) or min_side < 1:
-            raise ValueError(f"min_side must be a positive int or None, got {min_side!r}")
+        min_side = as_int(min_side, "min_side", low=1)
         if min(width, height) < min_side:
             scale = min_side / min(width, height)
             size = (int(round(width * scale)), int(round(height * scale)))

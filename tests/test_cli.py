@@ -161,7 +161,7 @@ def test_train_resume_without_checkpoints(tmp_path, capsys):
 
 def test_train_refuses_to_mix_with_existing_checkpoints(tmp_path, capsys):
     (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "epoch_1").write_text("x")
+    (tmp_path / "checkpoints" / "skcream-train.json").write_text("{}")  # a committed one
     code, _, err = _run(["train", "--data", "synthetic:8", "--out", str(tmp_path)], capsys)
     assert code == 2
     assert "--resume" in _one_line_error(err, "skcream train: error:")

@@ -200,7 +200,7 @@ def test_memory_caches_per_image(tmp_path, monkeypatch):
         (dict(backbone="resnet_5O"), ValueError, "resnet"),
         (dict(backbone=3), TypeError, "backbone"),
         (dict(image_size=0), ValueError, "image_size"),
-        (dict(batch_size=1.5), ValueError, "batch_size"),
+        (dict(batch_size=1.5), TypeError, "batch_size"),
         (dict(output_type="pandas"), ValueError, "output_type"),
         (dict(pretrained=1.0), TypeError, "pretrained"),
         (dict(feature_stage="last"), TypeError, "feature_stage"),

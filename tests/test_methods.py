@@ -291,7 +291,7 @@ def test_get_method_validates():
         get_method("gradcam")
     with pytest.raises(ValueError, match=r"unknown keys \['has_rate'\].*has_drop_rate"):
         get_method("has", {"has_rate": 0.2})
-    with pytest.raises(ValueError, match=r"method_params\['has_drop_rate'\] must be in"):
+    with pytest.raises(ValueError, match=r"method_params\['has_drop_rate'\] must be a finite number in \[0.0, 1.0\]"):
         get_method("cam", {"has_drop_rate": 2.0})
     with pytest.raises(TypeError, match=r"method_params\['has_grid_size'\] must be an int"):
         get_method("has", {"has_grid_size": 2.5})

@@ -220,10 +220,13 @@ def test_pxap_equals_reference(interval):
             m = np.round(m, 2)  # values sitting exactly on decimal edges
         mask = (rng.random((h, w)) > 0.5).astype(np.uint8)
         mask[rng.random((h, w)) > 0.8] = 255
-        mask[0, 0] = 7  # any value other than 0/1 is ignored
         maps.append(m)
         masks.append(mask)
     assert M.pxap(maps, masks, cam_curve_interval=interval) == ref.pxap(maps, masks, interval)
+    masks[3][0, 0] = 7  # the reference ignores any value but 0/1; skcream names it (issue 22)
+    with pytest.raises(ValueError, match=r"gt_masks\[3\] holds values \[7\]"):
+        M.pxap(maps, masks, cam_curve_interval=interval)
+    masks[3][0, 0] = 255
     bool_masks = [mk == 1 for mk in masks]
     assert M.pxap(maps, bool_masks, cam_curve_interval=interval) == ref.pxap(
         maps, [b.astype(np.uint8) for b in bool_masks], interval)
@@ -255,7 +258,7 @@ def _adversarial_set(interval: float, rng: np.random.Generator, n_maps: int = 4)
     for _ in range(n_maps):
         h, w = (int(v) for v in rng.integers(8, 40, 2))
         maps.append(rng.choice(pool, size=(h, w)))
-        mask = rng.choice(np.array([0, 1, 1, 0, 255, 7, 2], np.uint8), size=(h, w))
+        mask = rng.choice(np.array([0, 1, 1, 0, 255], np.uint8), size=(h, w))
         mask[0, 0] = 1
         masks.append(mask)
     return maps, masks
@@ -313,20 +316,19 @@ def test_pxap_batches_give_identical_numbers():
 def test_pxap_mask_dtypes_and_stacked_arrays():
     rng = np.random.default_rng(9)
     maps = np.stack([rng.choice(_edge_pool(0.01), size=(12, 15)) for _ in range(5)])
-    codes = rng.choice(np.array([0, 1, 2, 255]), size=maps.shape)
+    codes = rng.choice(np.array([0, 1, 255]), size=maps.shape)
     codes[:, 0, 0] = 1
     expected = ref.pxap(list(maps), list(codes.astype(np.uint8)), 0.01)
     assert M.pxap(maps, codes.astype(np.uint8)) == expected  # (n, H, W) arrays
     for dtype in (np.int64, np.uint16, np.float32):
         assert M.pxap(maps, codes.astype(dtype)) == expected, dtype
-    shifted = codes.astype(np.int64)
-    shifted[codes == 255] = 256  # would alias to 0 if narrowed to uint8
-    shifted[codes == 2] = -1
-    assert M.pxap(maps, shifted) == expected
-    halves = codes.astype(np.float64)
-    halves[codes == 2] = 0.5
-    halves[codes == 255] = np.nan
-    assert M.pxap(maps, halves) == expected
+    # values that are no mask code are named, never read as "ignore" (issue 22); 256 would
+    # alias to 0 if narrowed to uint8, NaN / 0.5 / -1 are no codes at all
+    for bad in (256, -1, 0.5, np.nan, 2, 128):
+        odd = codes.astype(np.float64)
+        odd[2, 3, 4] = bad
+        with pytest.raises(ValueError, match=r"gt_masks\[2\] holds values"):
+            M.pxap(maps, odd)
     as_bool = codes == 1
     assert M.pxap(maps, as_bool) == ref.pxap(list(maps), list(as_bool.astype(np.uint8)), 0.01)
 
@@ -364,7 +366,7 @@ def test_pxap_equals_reference_property(seed, interval, n_maps, uniform_share):
         uniform = rng.random((h, w)) < uniform_share
         m[uniform] = rng.random(int(uniform.sum()))
         maps.append(m)
-        masks.append((rng.integers(0, 256, (h, w)) % rng.choice([2, 3, 256])).astype(np.uint8))
+        masks.append(rng.choice(np.array([0, 1, 255], np.uint8)[:rng.choice([2, 3])], (h, w)))
     masks[0].flat[0] = 1
     assert M.pxap(maps, masks, cam_curve_interval=interval) == ref.pxap(maps, masks, interval)
 

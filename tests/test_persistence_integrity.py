@@ -88,7 +88,7 @@ def _variant(fitted, shift: float, threshold: float):
     other = pickle.loads(pickle.dumps(fitted))
     with torch.no_grad():
         other.model_.head.bias.fill_(shift)
-    other.box_threshold_ = threshold
+    other.auto_box_threshold_ = threshold  # what box_threshold=None stands for
     return other
 
 
@@ -213,7 +213,7 @@ while time.time() < deadline:
             counts["estimator_loads"] += 1
         else:
             meta, tensors = read_saved(path)
-            thr = meta["fitted"]["box_threshold_"]
+            thr = meta["fitted"]["auto_box_threshold_"]
             bias = float(tensors["model.head.bias"][0])
     except Exception as exc:
         counts["errors"] += 1

@@ -400,7 +400,8 @@ def test_pickle_and_joblib_round_trip(fitted, data, tmp_path):
 )
 def test_bad_params(data, params, match):
     F, y, _ = data
-    with pytest.raises(ValueError, match=match):
+    # a wrong type (1.5 for an int, a bool) is a TypeError, a value out of range a ValueError
+    with pytest.raises((ValueError, TypeError), match=match):
         CREAMReactivation(**params).fit(F, y)
 
 

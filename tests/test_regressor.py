@@ -341,7 +341,7 @@ def test_fit_bad_boxes_name_the_index():
     bad[1, 3] = bad[1, 1]
     with pytest.raises(ValueError, match=r"boxes\[1\].*degenerate"):
         reg.fit(X, bad)
-    with pytest.raises(ValueError, match="lr must be positive"):
+    with pytest.raises(ValueError, match=r"lr must be a finite number in \(0.0, inf\)"):
         PseudoBoxRegressor(**{**TINY, "lr": 0.0}).fit(X, boxes)
     with pytest.raises(ValueError, match="resize_size must be >= image_size"):
         PseudoBoxRegressor(**{**TINY, "resize_size": 16}).fit(X, boxes)

@@ -90,9 +90,14 @@ def test_wsol_image_id_outside_data_root_is_refused_with_its_line(tmp_path):
     with pytest.raises(ValueError, match=r"image_ids\.txt:2: .* lies outside data_root"):
         load_wsol(data, meta, "CUB", "test", cache_dir=tmp_path / "c")
     # "a/../a/1.png" stays inside: accepted; the explicit opt-in accepts the absolute one
-    data, meta = _wsol(tmp_path, [("a/../a/1.png", 0), (str(tmp_path / "data" / "a" / "1.png"), 1)])
+    _png(tmp_path / "elsewhere" / "2.png")
+    data, meta = _wsol(tmp_path, [("a/../a/1.png", 0), (str(tmp_path / "elsewhere" / "2.png"), 1)])
     ds = load_wsol(data, meta, "CUB", "test", cache_dir=tmp_path / "c", allow_outside_root=True)
     assert len(ds) == 2
+    # the same file under two spellings is one image listed twice (issue 22): refused
+    data, meta = _wsol(tmp_path, [("a/../a/1.png", 0), (str(tmp_path / "data" / "a" / "1.png"), 1)])
+    with pytest.raises(ValueError, match=r"images 'a/\.\./a/1\.png' and .* are the same file"):
+        load_wsol(data, meta, "CUB", "test", cache_dir=tmp_path / "c", allow_outside_root=True)
     with pytest.raises(TypeError, match="allow_outside_root"):
         load_wsol(data, meta, "CUB", "test", allow_outside_root="yes")
 
@@ -638,5 +643,5 @@ def test_cli_traversal_is_one_line_and_the_flag_opts_in(tmp_path, capsys):
                          "--device", "cpu"], capsys)
     line = _one_error_line(err)
     assert code == 1 and "metadata.jsonl:2" in line and "--allow-outside-root" in line
-    ds = parse_data_spec(f"imagefolder:{root}").load("train", allow_outside_root=True)
+    ds = parse_data_spec(f"imagefolder:{root}").load(None, allow_outside_root=True)
     assert ds["image_id"] == ["a/1.png", "../outside.png"]

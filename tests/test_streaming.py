@@ -42,17 +42,17 @@ def _detection(layout: str = "dict") -> datasets.Dataset:
 
 @pytest.mark.parametrize("layout", ["dict", "list"])
 def test_detection_labels_and_xyxy_boxes(layout):
-    out = from_detection(_detection(layout))
+    out = from_detection(_detection(layout), box_format="xywh")
     assert out.column_names == ["image", "label", "bboxes"]
     assert out.features["label"].names == NAMES
     assert out["label"] == [1, 0, 1]  # category of the largest box
     assert out[0]["bboxes"] == [[5, 5, 35, 25]]  # xywh -> xyxy, only the label's objects
     assert out[1]["bboxes"] == [[3, 3, 23, 23]]
-    first = from_detection(_detection(layout), label="first")
+    first = from_detection(_detection(layout), box_format="xywh", label="first")
     assert first["label"] == [0, 2, 1]
     assert first[1]["bboxes"] == [[0, 0, 4, 4], [10, 10, 14, 14]]
-    assert from_detection(_detection(layout), label="most_common")["label"] == [0, 2, 1]
-    given = from_detection(_detection(layout), label="scene")
+    assert from_detection(_detection(layout), box_format="xywh", label="most_common")["label"] == [0, 2, 1]
+    given = from_detection(_detection(layout), box_format="xywh", label="scene")
     assert given["label"] == [2, 0, 0] and given[0]["bboxes"] == [] and \
         given[1]["bboxes"] == [[3, 3, 23, 23]]
 
@@ -68,22 +68,22 @@ def test_detection_xyxy_and_errors():
     with pytest.raises(ValueError, match="box_format"):
         from_detection(ds, box_format="cxcywh")
     with pytest.raises(ValueError, match="objects_column"):
-        from_detection(ds, objects_column="annotations")
+        from_detection(ds, box_format="xywh", objects_column="annotations")
     with pytest.raises(ValueError, match="label: 'species'"):
-        from_detection(ds, label="species")
+        from_detection(ds, box_format="xywh", label="species")
     with pytest.raises(TypeError, match="ds"):
-        from_detection([{"image": None}])
+        from_detection([{"image": None}], box_format="xywh")
     empty = ds.map(lambda r, i: {"objects": r["objects"] if i else {"bbox": [], "category": []}},
                    with_indices=True)
     with pytest.raises(ValueError, match="row 0: no objects"):
-        from_detection(empty)
+        from_detection(empty, box_format="xywh")
 
 
 def test_detection_on_a_stream_is_lazy_and_equal():
     ds = _detection()
-    stream = from_detection(ds.to_iterable_dataset())
+    stream = from_detection(ds.to_iterable_dataset(), box_format="xywh")
     assert isinstance(stream, datasets.IterableDataset)
-    rows, eager = list(stream), from_detection(ds)
+    rows, eager = list(stream), from_detection(ds, box_format="xywh")
     assert [r["label"] for r in rows] == eager["label"]
     assert [r["bboxes"] for r in rows] == eager["bboxes"]
 
@@ -114,8 +114,8 @@ def _squares(n: int = 12) -> datasets.Dataset:
 
 def test_localizer_accepts_a_stream(tmp_path):
     hub = _squares()
-    eager = from_detection(hub)
-    stream = from_detection(hub.to_iterable_dataset())
+    eager = from_detection(hub, box_format="xywh")
+    stream = from_detection(hub.to_iterable_dataset(), box_format="xywh")
     params = dict(backbone="test_resnet", pretrained=False, max_epochs=1, batch_size=4,
                   image_size=32, resize_size=36, random_state=0, verbose=0, device="cpu")
     a = CREAMLocalizer(**params).fit(eager)

@@ -58,9 +58,11 @@ def test_bad_environment_value_is_named(untouched, monkeypatch, value):
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
 def test_torch_threads_checks_its_argument(bad):
-    with pytest.raises(ValueError, match="threads must be a positive int or None"):
+    with pytest.raises((TypeError, ValueError), match=r"threads must be an int >= 1 or None"):
         with threads.torch_threads(bad):
             pass
+    with threads.torch_threads(np.int64(2)) as n:  # any integer type (issue 22)
+        assert n == 2 and isinstance(n, int) and torch.get_num_threads() == 2
 
 
 def _torch_methods():

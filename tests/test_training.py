@@ -364,7 +364,7 @@ def test_user_files_in_the_checkpoint_dir_are_left_alone(tmp_path):
         ({"device": "cuda:3"}, ValueError, "device"),
         ({"resume": True}, ValueError, "checkpoint_dir"),
         ({"lr_step_size": 0}, ValueError, "lr_step_size"),
-        ({"momentum": float("nan")}, TypeError, "momentum"),
+        ({"momentum": float("nan")}, ValueError, "momentum"),
     ],
 )
 def test_invalid_config(kwargs, error, match):

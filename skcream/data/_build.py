@@ -3,7 +3,8 @@
 A loader describes its data as an iterable of :class:`Record` (paths and metadata only, no
 pixels). :func:`build_dataset` makes two passes over it:
 
-1. validation: labels inside the ClassLabel (always raise), image files present, boxes inside
+1. validation: labels inside the ClassLabel (always raise), each file listed once (by its real
+   path), image files present (a folder or a FIFO is named as such), boxes inside
    the image with ``x1 >= x0`` and ``y1 >= y0`` (image size from the file header, which must
    agree with a size given by the metadata), no empty image, readable mask headers, ready-made
    masks (imagefolder) of the image's size holding only 0/1/255, optionally a full decode of
@@ -21,8 +22,13 @@ The cache key is a hash of the loader, its options, the metadata files' and the 
 mask files' sizes and modification times and the skipped ids, so edited metadata or masks are
 never served stale.
 
-Paths read from metadata must stay inside their root (:func:`inside_root`) unless the caller
-passes ``allow_outside_root=True``.
+Paths read from metadata (or found by scanning a folder) go through the one resolver,
+:class:`skcream.data.files.RootResolver`: they must stay inside their root, symbolic links
+resolved, unless the caller passes ``allow_outside_root=True``; its real path is each image's
+identity, so one file listed twice under two spellings (``a/0.png``, ``./a/0.png``, a link)
+is refused naming both ids. Pixels and sizes come from the one decoder,
+:mod:`skcream.data.decode` (as viewers show the image), and boxes are checked by the one box
+checker, :func:`skcream.data.schema.check_boxes`.
 """
 
 from __future__ import annotations
@@ -34,8 +40,12 @@ from dataclasses import dataclass, field
 
 import datasets
 import numpy as np
-from PIL import Image
 
+from skcream._masks import mask_codes
+
+from .decode import decode_image, decode_mask
+from .decode import image_size as _image_size
+from .files import file_problem
 from .schema import check_boxes, encode_label, report_skipped
 
 __all__ = [
@@ -43,7 +53,6 @@ __all__ = [
     "build_dataset",
     "file_signature",
     "image_error",
-    "inside_root",
     "metadata_lines",
     "require_dir",
     "require_file",
@@ -66,6 +75,9 @@ class Record:
     #: True: the single mask file already holds 0/1/255 and is stored as it is (imagefolder);
     #: False: instance masks + ignore mask are combined as for OpenImages.
     mask_raw: bool = False
+    #: the image file's identity from the resolver (:attr:`skcream.data.files.Resolved.key`,
+    #: its real path): two records with one key are the same file under two spellings
+    key: str | None = None
 
 
 def require_dir(path: str, what: str, layout: str) -> str:
@@ -117,61 +129,13 @@ def metadata_lines(path: str) -> Iterator[tuple[int, str]]:
                 yield lineno, line
 
 
-def inside_root(root: str, rel: str, *, where: str, what: str, allow_outside: bool) -> str:
-    """``root/rel``, refusing a metadata path that leaves ``root``.
-
-    A path read from a metadata file must stay inside the folder it is relative to: an
-    absolute path or one whose ``..`` components climb out of ``root`` would let a downloaded
-    metadata file pull any file of the machine into a dataset. The check is lexical (symbolic
-    links that the user placed inside ``root`` are followed as usual).
-
-    Parameters
-    ----------
-    root : str
-        The folder the path is relative to.
-    rel : str
-        The path as written in the metadata.
-    where : str
-        ``"file:line"`` of the metadata line, named in the error.
-    what : str
-        The loader argument that is the root (``"data_root"``, ``"root"``, ...).
-    allow_outside : bool
-        The loader's ``allow_outside_root``: True accepts such paths.
-
-    Returns
-    -------
-    str
-        ``os.path.join(root, rel)``.
-
-    Raises
-    ------
-    ValueError
-        When ``rel`` is absolute or escapes ``root`` and ``allow_outside`` is False.
-    """
-    path = os.path.join(root, rel)
-    if allow_outside:
-        return path
-    norm = os.path.normpath(rel)
-    if (os.path.isabs(rel) or os.path.splitdrive(rel)[0] or norm == os.pardir
-            or norm.startswith(os.pardir + os.sep)):
-        raise ValueError(
-            f"{where}: path {rel!r} lies outside {what} {root!r} (absolute or climbing out "
-            "with '..'); metadata paths must stay inside their root. Pass "
-            "allow_outside_root=True (CLI: --allow-outside-root) if you trust this metadata file"
-        )
-    return path
-
-
-def _decode_full(path: str) -> None:
-    with Image.open(path) as img:
-        img.load()
-
-
 def combine_masks(mask_paths: list[str], ignore_path: str | None) -> np.ndarray:
     """Combine OpenImages instance masks and the ignore mask as ``wsolevaluation`` does.
 
-    Each file is read as 8-bit grayscale (``cv2.IMREAD_GRAYSCALE``); any non-zero instance
-    pixel is foreground; ignore = ignore-box pixels that are not foreground.
+    Each file is read through the one decoder (:func:`skcream.data.decode.decode_image`, in
+    the frame viewers show) as 8-bit luma (the reference reads ``cv2.IMREAD_GRAYSCALE``);
+    any non-zero instance pixel is foreground;
+    ignore = ignore-box pixels that are not foreground.
 
     Returns
     -------
@@ -183,11 +147,8 @@ def combine_masks(mask_paths: list[str], ignore_path: str | None) -> np.ndarray:
     """
     import cv2
 
-    def read(path: str) -> np.ndarray:
-        arr = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-        if arr is None:
-            raise ValueError(f"mask file {path!r} is missing or not a readable image")
-        return arr
+    def read(path: str) -> np.ndarray:  # 8-bit luma, as cv2.IMREAD_GRAYSCALE in the reference
+        return np.asarray(decode_image(path, f"mask file {path!r}").convert("L"))
 
     if not mask_paths:
         raise ValueError("at least one instance mask is needed")
@@ -220,39 +181,22 @@ def _png_bytes(mask: np.ndarray) -> bytes:
 
 def image_error(path: str, err: BaseException) -> str:
     """What went wrong reading image file ``path``, in words (no library traceback)."""
-    if isinstance(err, Image.DecompressionBombError):
-        return (f"image file {path!r} is too large to decode safely ({err}); if you trust it, "
-                "raise PIL.Image.MAX_IMAGE_PIXELS before loading")
+    if isinstance(err, ValueError):  # from the decoder: already names the file
+        return str(err)
     return f"image file {path!r} is corrupt, truncated or not an image ({type(err).__name__}: {err})"
-
-
-def _header_size(path: str) -> tuple[int, int]:
-    with Image.open(path) as img:
-        return img.size
-
-
-#: Values a stored mask may hold: 0 background, 1 foreground, 255 ignore.
-_MASK_VALUES = (0, 1, 255)
 
 
 def _check_raw_mask(path: str, image_size: tuple[int, int]) -> str | None:
     """Problem with a ready-made 0/1/255 mask file, or None."""
+    name = f"mask file {path!r}"
     try:
-        with Image.open(path) as img:
-            size = img.size
-            if size != image_size:
-                return (f"mask file {path!r} is {size[0]}x{size[1]} (W x H) but its image is "
-                        f"{image_size[0]}x{image_size[1]}; a mask must have the image's size")
-            img.load()
-            arr = np.asarray(img)
-    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ...
-        return f"mask {image_error(path, err)[len('image '):]}"
-    if arr.ndim == 3:
-        arr = arr[:, :, 0]
-    bad = np.setdiff1d(np.unique(arr), _MASK_VALUES)
-    if bad.size:
-        return (f"mask file {path!r} holds values {bad[:5].tolist()}; a mask may only hold "
-                "0 (background), 1 (foreground) and 255 (ignore)")
+        size = _image_size(path, name)
+        if size != image_size:
+            return (f"{name} is {size[0]}x{size[1]} (W x H) but its image is "
+                    f"{image_size[0]}x{image_size[1]}; a mask must have the image's size")
+        mask_codes(decode_mask(path, name), name)
+    except ValueError as err:
+        return str(err)
     return None
 
 
@@ -261,32 +205,38 @@ def _validate(rec: Record, n_classes: int, verify: bool) -> tuple[int, str | Non
 
     The image header is read whenever a size matters: to check boxes, a size claimed by the
     metadata (``image_sizes.txt``) or a ready-made mask; with ``verify`` every image and mask
-    is decoded in full.
+    is decoded in full. Sizes are as viewers show the image (EXIF orientation applied: the
+    one decoder, :mod:`skcream.data.decode`), the frame of the boxes.
     """
     label = encode_label(rec.label, n_classes, rec.image_id)
-    if not os.path.isfile(rec.path):
-        return label, f"image file {rec.path!r} is missing", None
+    name = f"image file {rec.path!r}"
+    problem = file_problem(rec.path)
+    if problem is not None:
+        return label, f"{name} {problem}", None
     size = None
     try:
         if verify:
-            _decode_full(rec.path)
+            decode_image(rec.path, name)
         if verify or rec.size is not None or len(rec.bboxes) > 0 or (rec.mask_raw and rec.mask_paths):
-            size = _header_size(rec.path)
-    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ...
-        return label, image_error(rec.path, err), None
-    if size is not None and min(size) < 1:
-        return label, f"image file {rec.path!r} is empty ({size[0]}x{size[1]} pixels)", None
+            size = _image_size(rec.path, name)
+    except ValueError as err:
+        return label, str(err), None
     if rec.size is not None and size is not None and tuple(rec.size) != tuple(size):
+        turned = ""
+        if tuple(rec.size) == tuple(size[::-1]):
+            turned = (" (the file's EXIF orientation turns it: images, boxes and sizes are "
+                      "taken as viewers show them)")
         return label, (f"the metadata gives its size as {rec.size[0]}x{rec.size[1]} (W x H) "
-                       f"but image file {rec.path!r} is {size[0]}x{size[1]}; fix image_sizes.txt"), None
+                       f"but {name} is {size[0]}x{size[1]}{turned}; fix image_sizes.txt"), None
     for p in [*(rec.mask_paths or []), *([rec.ignore_path] if rec.ignore_path else [])]:
-        if not os.path.isfile(p):
-            return label, f"mask file {p!r} is missing", None
+        problem = file_problem(p)
+        if problem is not None:
+            return label, f"mask file {p!r} {problem}", None
         if not rec.mask_raw:
             try:
-                _header_size(p)
-            except Exception as err:
-                return label, f"mask {image_error(p, err)[len('image '):]}", None
+                _image_size(p, f"mask file {p!r}")
+            except ValueError as err:
+                return label, str(err), None
     if rec.mask_raw and rec.mask_paths:
         problem = _check_raw_mask(rec.mask_paths[0], size)
         if problem is not None:
@@ -379,6 +329,16 @@ class IdSet:
         return self._n
 
 
+def _same_file(records_fn: Callable[[], Iterator[Record]], rec: Record, key: str,
+               source: str) -> str:
+    """The message for ``rec``, a file already listed under another id (found again by a
+    second pass: the first pass keeps only digests)."""
+    first = next((r.image_id for r in records_fn()
+                  if (r.key if r.key is not None else os.path.realpath(r.path)) == key), None)
+    return (f"{source}: images {first!r} and {rec.image_id!r} are the same file ({key!r}) "
+            "listed twice; list each image once")
+
+
 def _generation_cause(err: Exception, source: str) -> Exception:
     """The error that made ``datasets`` give up (it wraps it in DatasetGenerationError,
     whose message hides the cause), as the same type with ``source`` in front."""
@@ -440,10 +400,15 @@ def build_dataset(
     # the masks are combined into the Arrow file, so their sizes and mtimes belong in the key
     # (an edited mask file is read again, never served stale from the cache)
     mask_files: list[str] = []
+    files = IdSet()
     for rec in records_fn():
         if rec.image_id in seen:
             raise ValueError(f"{source}: image id {rec.image_id!r} appears twice in the metadata")
         seen.add(rec.image_id)
+        file_key = rec.key if rec.key is not None else os.path.realpath(rec.path)
+        if file_key in files:
+            raise ValueError(_same_file(records_fn, rec, file_key, source))
+        files.add(file_key)
         if not rec.mask_raw:
             mask_files += [*(rec.mask_paths or []), *([rec.ignore_path] if rec.ignore_path else [])]
         _, problem, _ = _validate(rec, n_classes, verify)
@@ -455,7 +420,7 @@ def build_dataset(
                 )
             skipped.append((rec.image_id, problem))
         count += 1
-    del seen
+    del seen, files
     if count == 0:
         raise ValueError(f"{source}: the metadata lists no images")
     if count == len(skipped):

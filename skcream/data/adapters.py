@@ -8,13 +8,16 @@
 - a sequence of PIL images (any mode), ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or
   ``(H, W, 4)`` uint8 arrays, or file paths, with labels in ``y``; sizes and modes may differ.
 
-Images are decoded one at a time, on request, and returned as RGB.
+Images are decoded one at a time, on request, through :mod:`skcream.data.decode` (the one
+decoder): RGB, turned as viewers show them (EXIF orientation), and :meth:`ImageSource.size`
+is that shown size; boxes are checked against it by
+:func:`skcream.data.schema.check_boxes` (the one box checker) and masks by
+:func:`skcream._masks.mask_codes`, so boxes, masks, maps and sizes share one frame.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,72 +27,44 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .schema import array_to_pil, to_rgb
+from skcream._digest import file_digest
+from skcream._masks import mask_codes
+
+from .decode import decode_image, decode_mask, image_size, orientation
+from .schema import array_to_pil, check_boxes, check_labels
 
 __all__ = ["ImageSource", "TorchImageDataset", "array_to_pil", "collate"]
 
 
-def _open_any(value: Any, index: int, image_id: str, *, header_only: bool = False) -> Image.Image:
-    """Decode one stored image value; failures name the image id and index."""
-    try:
-        if isinstance(value, Image.Image):
-            img = value
-        elif isinstance(value, np.ndarray):
-            return array_to_pil(value, index)
-        elif isinstance(value, (str, os.PathLike)):
-            if not os.path.isfile(value):
-                raise FileNotFoundError(f"no such image file: {os.fspath(value)!r}")
-            img = Image.open(value)
-        elif isinstance(value, dict) and ("bytes" in value or "path" in value):
-            if value.get("bytes") is not None:
-                img = Image.open(io.BytesIO(value["bytes"]))
-            elif value.get("path") is not None:
-                if not os.path.isfile(value["path"]):
-                    raise FileNotFoundError(f"no such image file: {value['path']!r}")
-                img = Image.open(value["path"])
-            else:
-                raise ValueError("image value has neither 'bytes' nor 'path'")
-        else:
-            raise TypeError(
-                "images must be PIL images, uint8 arrays, file paths or {'path', 'bytes'} "
-                f"dicts, got {type(value).__name__}"
-            )
-        if min(img.size) < 1:
-            raise ValueError(f"the image is empty ({img.size[0]}x{img.size[1]} pixels)")
-        if header_only:
-            return img
-        img.load()
-        return to_rgb(img)
-    except Image.DecompressionBombError as err:
-        raise ValueError(
-            f"image {image_id!r} (index {index}) is too large to decode safely ({err}); if you "
-            "trust it, raise PIL.Image.MAX_IMAGE_PIXELS first"
-        ) from None
-    except (TypeError, ValueError) as err:
-        if isinstance(err, TypeError):
-            raise TypeError(f"image {image_id!r} (index {index}): {err}") from err
-        raise ValueError(f"image {image_id!r} (index {index}) could not be read: {err}") from err
-    except (OSError, SyntaxError, EOFError) as err:
-        raise ValueError(
-            f"image {image_id!r} (index {index}) is missing, corrupt or truncated: {err}"
-        ) from err
-
-
 def _hash_value(h: Any, value: Any) -> None:
+    """Feed what an image value holds (never where it lives) to the hash ``h``."""
     if isinstance(value, Image.Image):
-        h.update(f"pil:{value.mode}:{value.size}".encode())
+        # the orientation tag changes the image shown, so it is part of the content
+        h.update(f"pil:{value.mode}:{value.size}:{orientation(value)}".encode())
         h.update(value.tobytes())
     elif isinstance(value, np.ndarray):
         h.update(f"arr:{value.dtype.str}:{value.shape}".encode())
         h.update(np.ascontiguousarray(value).tobytes())
     elif isinstance(value, (str, os.PathLike)):
-        path = os.fspath(value)
-        h.update(f"path:{os.path.abspath(path)}".encode())
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        h.update(f"file:{file_digest(value)}".encode())
+    elif isinstance(value, dict) and ("bytes" in value or "path" in value):
+        if value.get("bytes") is not None:
+            h.update(b"bytes:")
+            h.update(hashlib.blake2b(value["bytes"], digest_size=16).digest())
+        elif value.get("path") is not None:
+            h.update(f"file:{file_digest(value['path'])}".encode())
+        else:
+            h.update(b"none")
+    elif value is None:
+        h.update(b"none")
+    elif isinstance(value, list | tuple):  # arrays stored as nested lists
+        _hash_value(h, np.asarray(value))
     else:
         raise TypeError(f"cannot fingerprint a {type(value).__name__}")
+
+
+#: sizes an ImageSource keeps (the recent ones: a box check and its scaling ask in turn)
+_SIZE_MEMO = 4096
 
 
 class ImageSource:
@@ -115,7 +90,6 @@ class ImageSource:
         bbox_column: str | None = None,
         mask_column: str | None = None,
         id_column: str | None = None,
-        base_fingerprint: str | None = None,
     ):
         self._images = images
         self._labels = labels
@@ -125,8 +99,8 @@ class ImageSource:
         self._bbox_column = bbox_column
         self._mask_column = mask_column
         self._id_column = id_column
-        self._base_fingerprint = base_fingerprint
         self._raw: datasets.Dataset | None = None
+        self._sizes: dict[int, tuple[int, int]] = {}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -148,9 +122,12 @@ class ImageSource:
         X : datasets.Dataset, ImageSource, or sequence of PIL images / uint8 arrays / paths
             A single 4-D uint8 array (N, H, W, C) is taken as N images.
         y : array-like of shape (N,), optional
-            Labels. Integers are kept as they are (they must be >= 0); any other values are
-            encoded to the index of their sorted unique value (``class_names``). Overrides
-            the Dataset's label column.
+            Labels, one per image, all class names (str, ``np.str_``) or all integers (any
+            integer type; floats with integral values too), checked by
+            :func:`~skcream.data.schema.check_labels` (a missing label, a mix of names and
+            integers or another count is an error naming the index). Integers are kept as
+            they are (they must be >= 0); names are encoded to the index of their sorted
+            unique value (``class_names``). Overrides the Dataset's label column.
         image_column, label_column, bbox_column, mask_column, id_column : str
             Column names in a Dataset; missing label/bbox/mask/id columns are simply absent.
 
@@ -164,8 +141,7 @@ class ImageSource:
             labels, names = _encode_y(y, len(X))
             return cls(X._images, labels, class_names=names, dataset=X._dataset,
                        image_column=X._image_column, bbox_column=X._bbox_column,
-                       mask_column=X._mask_column, id_column=X._id_column,
-                       base_fingerprint=X._base_fingerprint)
+                       mask_column=X._mask_column, id_column=X._id_column)
         if isinstance(X, datasets.DatasetDict):
             raise TypeError(
                 f"X is a DatasetDict with splits {list(X)}; pass one split, e.g. X['train']"
@@ -221,7 +197,9 @@ class ImageSource:
             labels, names = _encode_y(y, len(ds))
         elif label_column in ds.column_names:
             feature = ds.features[label_column]
-            raw = list(ds.with_format(None)[label_column])
+            # the Arrow column in one step (row by row costs ~50 us a row); an Arrow column
+            # holds one type, and nulls come out as None / NaN, which check_labels names
+            raw = ds.with_format("arrow")[label_column].to_numpy(zero_copy_only=False)
             if isinstance(feature, datasets.ClassLabel):
                 names = list(feature.names)
             labels, enc_names = _encode_y(raw, len(ds), argument=f"column {label_column!r}")
@@ -233,7 +211,6 @@ class ImageSource:
             bbox_column=bbox_column if bbox_column in ds.column_names else None,
             mask_column=mask_column if mask_column in ds.column_names else None,
             id_column=id_column if id_column in ds.column_names else None,
-            base_fingerprint=getattr(ds, "_fingerprint", None),
         )
 
     # ------------------------------------------------------------------ access
@@ -248,15 +225,19 @@ class ImageSource:
             raise IndexError(f"index {i} is out of range for {n} images")
         return int(i) % n
 
-    def _row(self, i: int) -> dict:
-        """Row ``i`` of the Dataset with images and masks left undecoded."""
+    def _raw_dataset(self) -> datasets.Dataset:
+        """The Dataset with images and masks left undecoded (``{"bytes", "path"}``)."""
         if self._raw is None:
             ds = self._dataset.with_format(None)
             for col in (self._image_column, self._mask_column):
                 if col is not None and isinstance(ds.features[col], datasets.Image):
                     ds = ds.cast_column(col, datasets.Image(decode=False))
             self._raw = ds
-        return self._raw[i]
+        return self._raw
+
+    def _row(self, i: int) -> dict:
+        """Row ``i`` of the Dataset with images and masks left undecoded."""
+        return self._raw_dataset()[i]
 
     def image_id(self, i: int) -> str:
         """Stable id of image ``i``: the id column, the file path, or ``str(i)``."""
@@ -275,21 +256,32 @@ class ImageSource:
         if value is None:
             raise ValueError(f"image {self.image_id(i)!r} (index {i}) is missing (None)")
         if isinstance(value, (dict, str, Image.Image, np.ndarray)):
-            return value  # {"bytes", "path"} dicts are decoded by _open_any: errors name the id
+            return value  # {"bytes", "path"} dicts are decoded by decode_image: errors name the id
         return np.asarray(value, dtype=np.uint8)  # arrays stored as nested lists
 
+    def _name(self, i: int) -> str:
+        """How messages name image ``i``: its id and index."""
+        return f"image {self.image_id(i)!r} (index {i})"
+
     def image(self, i: int) -> Image.Image:
-        """Decode image ``i`` as RGB. Corrupt/missing files raise ValueError naming the id."""
+        """Decode image ``i`` as RGB, as viewers show it (EXIF orientation applied).
+
+        Corrupt or missing files, folders or FIFOs where a file should be, raise ValueError
+        naming the id and index.
+        """
         i = self._check_index(i)
-        return _open_any(self._raw_image(i), i, self.image_id(i))
+        return decode_image(self._raw_image(i), self._name(i))
 
     def size(self, i: int) -> tuple[int, int]:
-        """``(W, H)`` of image ``i`` (file headers only, where possible)."""
+        """``(W, H)`` of image ``i`` as shown (file headers only, where possible): the size
+        of :meth:`image`, the frame of :meth:`boxes`, :meth:`mask` and every prediction."""
         i = self._check_index(i)
-        raw = self._raw_image(i)
-        if isinstance(raw, np.ndarray):
-            return int(raw.shape[1]), int(raw.shape[0])
-        return tuple(_open_any(raw, i, self.image_id(i), header_only=True).size)
+        size = self._sizes.get(i)
+        if size is None:  # boxes, masks and scaling ask in turn: read the header once
+            if len(self._sizes) >= _SIZE_MEMO:  # bounded: a million images, a few kB
+                self._sizes.clear()
+            size = self._sizes[i] = image_size(self._raw_image(i), self._name(i))
+        return size
 
     def label(self, i: int) -> int:
         """Integer label of image ``i``; -1 when the source has no labels."""
@@ -310,21 +302,28 @@ class ImageSource:
         return self._mask_column is not None
 
     def boxes(self, i: int) -> np.ndarray | None:
-        """Ground-truth boxes of image ``i``, shape (k, 4) float64 x0,y0,x1,y1, or None."""
+        """Ground-truth boxes of image ``i``, shape (k, 4) float64 x0,y0,x1,y1, or None.
+
+        Checked by :func:`skcream.data.schema.check_boxes` against :meth:`size`: a box of
+        the wrong shape, not finite, with ``x1 < x0``, or outside the image raises
+        ValueError naming the image id, its index and the box as given.
+        """
         i = self._check_index(i)
         if self._bbox_column is None:
             return None
         value = self._row(i)[self._bbox_column]
         if value is None:
             return np.zeros((0, 4), dtype=np.float64)
-        arr = np.asarray(value, dtype=np.float64)
-        return arr.reshape(-1, 4)
+        checked = check_boxes(value, None, self.image_id(i), index=i)
+        if len(checked) == 0:
+            return checked
+        return check_boxes(checked, self.size(i), self.image_id(i), index=i)
 
     def mask(self, i: int) -> np.ndarray | None:
         """Mask of image ``i``, shape (H, W) uint8 (0 bg, 1 fg, 255 ignore), or None.
 
-        Other values, or a shape whose aspect ratio differs from the image's, raise
-        ValueError naming the image.
+        Decoded in the frame of the image (orientation applied). Other values, or a shape
+        whose aspect ratio differs from the image's, raise ValueError naming the image.
         """
         i = self._check_index(i)
         if self._mask_column is None:
@@ -332,22 +331,8 @@ class ImageSource:
         value = self._row(i)[self._mask_column]
         if value is None:
             return None
-        if isinstance(value, dict):
-            img = _open_any(value, i, self.image_id(i), header_only=True)
-            img.load()
-            arr = np.asarray(img)
-        else:
-            arr = np.asarray(value)
-        if arr.ndim == 3:
-            arr = arr[:, :, 0]
-        arr = np.asarray(arr)
-        bad = ~np.isin(arr, (0, 1, 255))
-        if bad.any():
-            raise ValueError(
-                f"mask of image {self.image_id(i)!r} (index {i}) holds values "
-                f"{np.unique(arr[bad])[:5].tolist()}; masks may only hold 0 (background), "
-                "1 (foreground) and 255 (ignore)"
-            )
+        name = f"mask of {self._name(i)}"
+        arr = mask_codes(decode_mask(value, name), name)
         # The protocol resizes mask and image to 224 x 224 independently (wsolevaluation), so a
         # mask at another resolution of the same picture is fine; a different aspect ratio
         # (a 10x10 mask for an 80x60 image) cannot be the same picture and is refused.
@@ -355,10 +340,10 @@ class ImageSource:
         mh, mw = arr.shape[:2]
         if min(mh, mw) < 1 or abs(mw * h / w - mh) > 1.0:
             raise ValueError(
-                f"mask of image {self.image_id(i)!r} (index {i}) is {mw}x{mh} (W x H) but the "
-                f"image is {w}x{h}; a mask must have the image's size (or its aspect ratio)"
+                f"{name} is {mw}x{mh} (W x H) but the image is {w}x{h}; a mask must have the "
+                "image's size (or its aspect ratio)"
             )
-        return arr.astype(np.uint8)
+        return arr
 
     def select(self, indices: Sequence[int]) -> ImageSource:
         """A new source over ``indices`` (in that order)."""
@@ -370,21 +355,25 @@ class ImageSource:
                 sub, labels, class_names=self.class_names, dataset=sub,
                 image_column=self._image_column, bbox_column=self._bbox_column,
                 mask_column=self._mask_column, id_column=self._id_column,
-                base_fingerprint=getattr(sub, "_fingerprint", None),
             )
         return ImageSource([self._images[i] for i in idx], labels, class_names=self.class_names)
 
     def fingerprint(self) -> str:
-        """Stable hex hash of the data (images, labels, class names).
+        """Stable hex hash of what determines a network trained or run on the data.
 
-        A Dataset contributes its ``_fingerprint`` (which datasets derives from its content and
-        history) and the column names used; a sequence contributes the pixels of PIL images and
-        arrays and the bytes of files. Equal data gives equal fingerprints across processes.
+        The content of every image (its file's bytes, stored bytes, or the pixels of a PIL
+        image / array; never its path or name, so an image overwritten in place gets a new
+        fingerprint and a copy elsewhere the same one), the labels and the class names.
+        Equal data gives equal fingerprints across processes and machines. Image files are
+        read through :func:`skcream._digest.file_digest` (memoised while unchanged).
         """
         h = hashlib.blake2b(digest_size=16)
+        h.update(f"n:{len(self)}".encode())
         if self._dataset is not None:
-            h.update(f"ds:{self._base_fingerprint}:{self._image_column}:{self._bbox_column}:"
-                     f"{self._mask_column}".encode())
+            raw = self._raw_dataset().select_columns([self._image_column])
+            for batch in raw.iter(batch_size=256):
+                for value in batch[self._image_column]:
+                    _hash_value(h, value)
         else:
             for item in self._images:
                 _hash_value(h, item)
@@ -401,25 +390,19 @@ class ImageSource:
 
 
 def _encode_y(y: Any, n: int, argument: str = "y") -> tuple[np.ndarray, list[str] | None]:
-    arr = np.asarray(list(y) if not isinstance(y, np.ndarray) else y)
-    if arr.ndim != 1:
-        raise ValueError(f"{argument} must be 1-D with one label per image, got shape {arr.shape}")
+    """Labels (checked by :func:`~skcream.data.schema.check_labels`) as codes (n,) int64 and,
+    for names, the sorted distinct names the codes index."""
+    arr = check_labels(y, argument)
     if len(arr) != n:
-        raise ValueError(f"{argument} has {len(arr)} labels but there are {n} images")
-    if arr.dtype.kind in "iu":
+        raise ValueError(f"{argument} has {len(arr)} labels but there are {n} images; give "
+                         "one label per image")
+    if arr.dtype.kind == "i":
         if arr.size and arr.min() < 0:
             bad = int(np.argmin(arr))
-            raise ValueError(f"{argument} must hold non-negative class indices; index {bad} is {arr[bad]}")
-        return arr.astype(np.int64), None
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            bad = int(np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))[0])
-            raise ValueError(f"{argument} must hold integer class indices; index {bad} is {arr[bad]}")
-        return _encode_y(arr.astype(np.int64), n, argument)
-    if arr.dtype == object and any(v is None for v in arr):
-        bad = next(i for i, v in enumerate(arr) if v is None)
-        raise ValueError(f"{argument} has a missing label (None) at index {bad}")
-    names, codes = np.unique(arr.astype(str), return_inverse=True)
+            raise ValueError(f"{argument} must hold non-negative integer labels; index {bad} "
+                             f"is {arr[bad]}")
+        return arr, None
+    names, codes = np.unique(arr, return_inverse=True)
     return codes.astype(np.int64), [str(s) for s in names]
 
 

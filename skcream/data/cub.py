@@ -23,11 +23,11 @@ from ._build import (
     Record,
     build_dataset,
     file_signature,
-    inside_root,
     metadata_lines,
     require_dir,
     require_file,
 )
+from .files import RootResolver
 
 __all__ = ["load_cub"]
 
@@ -62,6 +62,7 @@ def _records(root: str, split: str, allow_outside: bool = False) -> Iterator[Rec
     splits = _table(os.path.join(root, "train_test_split.txt"), 2, "<id> <is_train>")
     boxes = _table(os.path.join(root, "bounding_boxes.txt"), 5, "<id> <x> <y> <w> <h>")
     want = "1" if split == "train" else "0"
+    resolver = RootResolver(os.path.join(root, "images"), "the CUB image folder", allow_outside)
     for key, (path,) in images.items():
         for table, name in ((labels, "image_class_labels.txt"), (splits, "train_test_split.txt")):
             if key not in table:
@@ -81,9 +82,8 @@ def _records(root: str, split: str, allow_outside: bool = False) -> Iterator[Rec
             label = int(labels[key][0]) - 1  # 1-based class ids
         except ValueError:
             label = labels[key][0]  # reported by the label check with the image id
-        file = inside_root(os.path.join(root, "images"), path, where=f"{images_txt}:{lines[key]}",
-                           what="the CUB image folder", allow_outside=allow_outside)
-        yield Record(image_id=path, path=file, label=label, bboxes=bbox)
+        file = resolver.resolve(path, where=f"{images_txt}:{lines[key]}")
+        yield Record(image_id=path, path=file.path, label=label, bboxes=bbox, key=file.key)
 
 
 def _class_names(root: str) -> list[str]:

@@ -10,7 +10,9 @@ columns the estimators read:
 * ``label``: the image's class, from a given column, or derived from its objects
   (``"largest"``: the category of the largest box, ``"first"``, or ``"most_common"``);
 * ``bboxes``: x0, y0, x1, y1 pixel boxes of the objects of that class (the WSOL ground truth
-  is the boxes of the image's class), converted from ``"xywh"`` (COCO) or kept ``"xyxy"``.
+  is the boxes of the image's class), converted from ``"xywh"`` (COCO) or kept ``"xyxy"``:
+  the format is declared by the caller, never guessed, and every box is checked against its
+  image as shown.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from typing import Any
 
 import datasets
 import numpy as np
+
+from .decode import image_size
+from .schema import check_boxes
 
 __all__ = ["from_detection"]
 
@@ -45,17 +50,43 @@ def _objects(value: Any, bbox_key: str, category_key: str, index: str) -> tuple[
     return list(boxes), list(cats)
 
 
-def _xyxy(boxes: list, box_format: str, index: str) -> np.ndarray:
-    arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if boxes else np.zeros((0, 4))
-    if not np.isfinite(arr).all():
-        raise ValueError(f"row {index}: a box has a non-finite coordinate")
+_FORMATS = {"xywh": "x, y, width, height: COCO and most hub detection sets",
+            "xyxy": "x0, y0, x1, y1: the corners"}
+
+
+def _xyxy(boxes: list, box_format: str, bbox_key: str, index: int,
+          size: tuple[int, int] | None) -> np.ndarray:
+    """The boxes of one row as x0, y0, x1, y1, checked by the one box checker
+    (:func:`skcream.data.schema.check_boxes`) against the image size as shown."""
+    try:
+        arr = np.asarray(boxes, dtype=np.float64) if boxes else np.zeros((0, 4))
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"row {index}: {bbox_key!r} must be lists of 4 numbers "
+                         f"({box_format}), got {str(boxes)[:80]}") from None
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"row {index}: each box of {bbox_key!r} must be 4 numbers "
+                         f"({box_format}: {_FORMATS[box_format]}), got {str(boxes)[:80]}")
+    given = arr
     if box_format == "xywh":
         if (arr[:, 2:] < 0).any():
-            raise ValueError(f"row {index}: a box has a negative width or height (xywh)")
+            j = int(np.flatnonzero((arr[:, 2:] < 0).any(axis=1))[0])
+            raise ValueError(f"row {index}: box {j} {given[j].tolist()} has a negative width or "
+                             "height (box_format='xywh'); is it 'xyxy'?")
         arr = np.concatenate([arr[:, :2], arr[:, :2] + arr[:, 2:]], axis=1)
-    elif (arr[:, 2:] < arr[:, :2]).any():
-        raise ValueError(f"row {index}: a box has x1 < x0 or y1 < y0 (xyxy); is it xywh?")
+    try:
+        check_boxes(arr, size, None, where=f"row {index}")
+    except ValueError as err:
+        other = "xyxy" if box_format == "xywh" else "xywh"
+        raise ValueError(f"{err}; given as {given.tolist()[:4]} with box_format={box_format!r} "
+                         f"({_FORMATS[box_format]}): is it {other!r}?") from None
     return arr
+
+
+def _shown_size(value: Any) -> tuple[int, int] | None:
+    """Size of a row's image as viewers show it (the one decoder), None without an image."""
+    if value is None:
+        return None
+    return image_size(value, "the row's image")
 
 
 def _category_names(features: datasets.Features | None, objects_column: str,
@@ -78,7 +109,7 @@ def from_detection(
     ds: datasets.Dataset | datasets.IterableDataset,
     *,
     label: str = "largest",
-    box_format: str = "xywh",
+    box_format: str | None = None,
     objects_column: str = "objects",
     bbox_key: str = "bbox",
     category_key: str = "category",
@@ -96,7 +127,11 @@ def from_detection(
         first of them), or the name of a column of ``ds`` holding it (then ``bboxes`` keeps
         the objects of that category; an image without any gets none).
     box_format : {"xywh", "xyxy"}
-        Layout of ``objects[bbox_key]`` (COCO and most hub datasets: xywh).
+        Layout of ``objects[bbox_key]``: ``"xywh"`` (x, y, width, height: COCO and most hub
+        datasets) or ``"xyxy"`` (corners). Required: the two cannot be told apart from the
+        numbers, so it is never guessed. Every converted box is checked against its image
+        as shown (EXIF orientation applied); a box outside it, or with ``x1 < x0``, raises
+        ValueError naming the row, the box as given and the declared format.
     objects_column, bbox_key, category_key, image_column : str
     class_names : sequence of str, optional
         Names of the category indices; default: the ``ClassLabel`` names of the category
@@ -112,7 +147,12 @@ def from_detection(
     if not isinstance(ds, datasets.Dataset | datasets.IterableDataset):
         raise TypeError(f"ds: expected a datasets.Dataset or IterableDataset, got "
                         f"{type(ds).__name__}")
-    if box_format not in ("xywh", "xyxy"):
+    if box_format is None:
+        raise ValueError(
+            "box_format: declare the layout of the boxes in objects[bbox_key]: 'xywh' "
+            f"({_FORMATS['xywh']}) or 'xyxy' ({_FORMATS['xyxy']}); the numbers alone cannot "
+            "tell them apart, so skcream does not guess")
+    if box_format not in _FORMATS:
         raise ValueError(f"box_format: expected 'xywh' or 'xyxy', got {box_format!r}")
     if not isinstance(label, str):
         raise TypeError(f"label: expected one of {_RULES} or a column name, got {label!r}")
@@ -142,7 +182,8 @@ def from_detection(
     def convert(row: dict, index: int) -> dict:
         where = str(index)
         boxes, cats = _objects(row[objects_column], bbox_key, category_key, where)
-        xyxy = _xyxy(boxes, box_format, where)
+        size = _shown_size(row[image_column]) if boxes else None
+        xyxy = _xyxy(boxes, box_format, bbox_key, index, size)
         cats = [int(c) for c in cats]
         if derive:
             if not cats:

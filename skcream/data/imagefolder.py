@@ -26,10 +26,11 @@ from ._build import (
     Record,
     build_dataset,
     file_signature,
-    inside_root,
     metadata_lines,
     require_dir,
 )
+from .files import RootResolver, display_path
+from .schema import label_value
 
 __all__ = ["load_imagefolder"]
 
@@ -42,19 +43,37 @@ def _image_extensions() -> frozenset[str]:
                      if fmt in Image.OPEN)
 
 
-def _scan(root: str) -> list[str]:
-    """All image files under root (relative, sorted)."""
+def _scan(root: str, resolver: RootResolver) -> tuple[list[str], list[str]]:
+    """All image files under root (relative, sorted), and the linked folders left out.
+
+    Folders reached through symbolic links are walked too, each real folder once (a link to
+    an ancestor cannot loop), their files then meeting the resolver like any other (the
+    same file found twice is refused). A link to a folder outside ``root`` is not walked
+    unless the resolver allows it; such folders are returned (relative) instead.
+    """
     exts = _image_extensions()
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    out, outside = [], []
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames.sort()
+        for d in list(dirnames):
+            full = os.path.join(dirpath, d)
+            if (not resolver.allow_outside and os.path.islink(full)
+                    and not resolver.inside(os.path.realpath(full))):
+                dirnames.remove(d)
+                outside.append(os.path.relpath(full, root).replace(os.sep, "/"))
         for f in filenames:
             if os.path.splitext(f)[1].lower() in exts:
                 out.append(os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/"))
-    return sorted(out)
+    return sorted(out), outside
 
 
-def _read_metadata(path: str, root: str, allow_outside: bool) -> list[dict]:
+def _read_metadata(path: str) -> list[dict]:
     rows = []
     for lineno, line in metadata_lines(path):
         try:
@@ -72,8 +91,7 @@ def _read_metadata(path: str, root: str, allow_outside: bool) -> list[dict]:
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"{path}:{lineno}: {key!r} must be a non-empty path string, "
                                  f"got {value!r}")
-            inside_root(root, value, where=f"{path}:{lineno}", what="root",
-                        allow_outside=allow_outside)
+        row["_where"] = f"{path}:{lineno}"
         rows.append(row)
     return rows
 
@@ -89,22 +107,38 @@ def _folder_label(rel: str) -> str:
 
 
 def _plan(root: str, mask_key: str, allow_outside: bool = False) -> tuple[list[dict], bool]:
-    """(rows with file_name, label, bboxes, mask) and whether any row has a mask."""
+    """(rows with file_name, label, bboxes, mask) and whether any row has a mask.
+
+    Every file name (listed in metadata.jsonl or found by the scan) goes through the one
+    resolver (:class:`skcream.data.files.RootResolver`): rows get ``_image`` and ``_mask``
+    (:class:`~skcream.data.files.Resolved`), and ``file_name`` becomes the normalised spelling
+    (``./a/0.png`` -> ``a/0.png``), the image id.
+    """
     meta = os.path.join(root, "metadata.jsonl")
+    resolver = RootResolver(root, "root", allow_outside)
     if os.path.isfile(meta):
-        rows = _read_metadata(meta, root, allow_outside)
-        listed = {os.path.normpath(r["file_name"]) for r in rows}
-        listed |= {os.path.normpath(str(r[mask_key])) for r in rows if r.get(mask_key)}
-        unlisted = [f for f in _scan(root) if os.path.normpath(f) not in listed]
+        rows = _read_metadata(meta)
+    else:
+        found, outside = _scan(root, resolver)
+        for folder in outside:  # scanned images must not come from outside: say which link
+            resolver.resolve(folder, where=f"{root} (scanned)")
+        rows = [{"file_name": f, "_where": f"{root} (scanned)"} for f in found]
+        if not rows:
+            raise FileNotFoundError(f"no image files found under {root!r}; expected:\n{_LAYOUT}")
+    for r in rows:
+        r["_image"] = resolver.resolve(r["file_name"], where=r["_where"])
+        r["file_name"] = r["_image"].spelling
+        mask = r.get(mask_key)
+        r["_mask"] = resolver.resolve(mask, where=r["_where"]) if mask else None
+    if os.path.isfile(meta):
+        listed = {r["_image"].key for r in rows} | {r["_mask"].key for r in rows if r["_mask"]}
+        unlisted = [f for f in _scan(root, resolver)[0] if resolver.real_path(os.path.join(root, f)) not in listed]
         if unlisted:
             raise ValueError(
                 f"{len(unlisted)} image file(s) under {root!r} are not listed in metadata.jsonl "
-                f"(e.g. {unlisted[:3]}); list them, or move them out of the folder"
+                f"(e.g. {[display_path(f) for f in unlisted[:3]]}); list them, or move them out "
+                "of the folder"
             )
-    else:
-        rows = [{"file_name": f} for f in _scan(root)]
-        if not rows:
-            raise FileNotFoundError(f"no image files found under {root!r}; expected:\n{_LAYOUT}")
     for r in rows:
         if "label" not in r:
             r["label"] = _folder_label(r["file_name"])
@@ -116,26 +150,23 @@ def _records(root: str, mask_key: str, names: list[str],
     rows, _ = _plan(root, mask_key, allow_outside)
     index = {n: i for i, n in enumerate(names)}
     for r in rows:
-        label = r["label"]
+        label = label_value(r["label"], f"label of image {r['file_name']!r}")
         if isinstance(label, str):
             if label not in index:
                 raise ValueError(f"label {label!r} of image {r['file_name']!r} is not one of the "
                                  f"class names {names}")
             label = index[label]
-        elif isinstance(label, bool) or not isinstance(label, int):
-            raise ValueError(f"label of image {r['file_name']!r} must be a class name or an int, "
-                             f"got {label!r}")
         bboxes = r.get("bboxes") or []
         if not isinstance(bboxes, list):
             raise ValueError(f"bboxes of image {r['file_name']!r} must be a list of [x0,y0,x1,y1]")
-        mask = r.get(mask_key)
         yield Record(
             image_id=r["file_name"],
-            path=os.path.join(root, r["file_name"]),
+            path=r["_image"].path,
             label=label,
             bboxes=bboxes,
-            mask_paths=[os.path.join(root, mask)] if mask else None,
+            mask_paths=[r["_mask"].path] if r["_mask"] else None,
             mask_raw=True,
+            key=r["_image"].key,
         )
 
 
@@ -182,19 +213,28 @@ def load_imagefolder(
     if not isinstance(allow_outside_root, bool):
         raise TypeError(f"allow_outside_root must be a bool, got {allow_outside_root!r}")
     rows, with_mask = _plan(root, "mask", allow_outside_root)
+    for r in rows:  # null, 1.5, true, ... are named here, image by image
+        r["label"] = label_value(r["label"], f"label of image {r['file_name']!r}")
     labels = [r["label"] for r in rows]
     if class_names is not None:
         names = [str(n) for n in class_names]
     elif all(isinstance(v, str) for v in labels):
         names = sorted(set(labels))
-    elif all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
+    elif all(isinstance(v, int) for v in labels):
         top = max(labels)
         if min(labels) < 0:
             bad = next(r["file_name"] for r in rows if r["label"] < 0)
             raise ValueError(f"label of image {bad!r} is negative")
         names = [str(i) for i in range(top + 1)]
     else:
-        raise ValueError("labels mix names and integers; give class_names to map them")
+        first_name = next(r for r in rows if isinstance(r["label"], str))
+        first_int = next(r for r in rows if isinstance(r["label"], int))
+        raise ValueError(
+            f"labels mix class names and integers (image {first_name['file_name']!r} has "
+            f"{first_name['label']!r}, image {first_int['file_name']!r} has "
+            f"{first_int['label']!r}); give class_names to map the integers, or write every "
+            "label as a name"
+        )
     meta = os.path.join(root, "metadata.jsonl")
     key = f"{os.path.abspath(root)}|{verify}|{allow_outside_root}|{file_signature([meta])}|{len(rows)}|{rows[-1]['file_name']}"
     if not os.path.isfile(meta):

@@ -10,7 +10,8 @@ one for the training process itself, at most 8.
 from __future__ import annotations
 
 import os
-from numbers import Integral
+
+from skcream._checks import as_int
 
 __all__ = ["AUTO_MIN_ITEMS", "available_cpus", "auto_num_workers", "pin_memory",
            "resolve_num_workers"]
@@ -54,11 +55,7 @@ def resolve_num_workers(value: int | None, n_items: int | None) -> int:
     """
     if value is None:
         return auto_num_workers(n_items)
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"num_workers: expected None (auto) or an int >= 0, got {value!r}")
-    if value < 0:
-        raise ValueError(f"num_workers: expected None (auto) or an int >= 0, got {value}")
-    return int(value)
+    return as_int(value, "num_workers", low=0)
 
 
 def pin_memory(device) -> bool:

@@ -15,26 +15,31 @@ image_id   ``string``                                   stable id (relative path
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
+from numbers import Integral, Real
+from typing import Any
 
 import datasets
 import numpy as np
 from PIL import Image
+
+from skcream._masks import IGNORE
 
 __all__ = [
     "IGNORE",
     "SkippedImagesWarning",
     "array_to_pil",
     "check_boxes",
+    "check_labels",
     "encode_label",
+    "label_value",
     "report_skipped",
     "to_rgb",
     "wsol_features",
 ]
 
-#: Mask value of pixels left out of PxAP (OpenImages ignore regions).
-IGNORE = 255
 
 
 def wsol_features(class_names: Sequence[str], *, with_mask: bool = False) -> datasets.Features:
@@ -128,61 +133,83 @@ def array_to_pil(array: np.ndarray, index: int | None = None) -> Image.Image:
     )
 
 
-def check_boxes(boxes: object, size: tuple[int, int] | None, image_id: str) -> np.ndarray:
-    """Validate the ground-truth boxes of one image.
+def _numbers(values: np.ndarray) -> str:
+    """``[100, 100, 500.5, 500]``: a box as the user wrote it (no float noise)."""
+    return "[" + ", ".join(f"{v:g}" for v in values.tolist()) + "]"
+
+
+def check_boxes(boxes: object, size: tuple[int, int] | None, image_id: str | None, *,
+                index: int | None = None, where: str | None = None) -> np.ndarray:
+    """Validate the ground-truth boxes of one image: the one box checker of skcream.
+
+    Every path that reads ground-truth boxes goes through it: the loaders,
+    :meth:`skcream.data.adapters.ImageSource.boxes` (and so every estimator's ``evaluate``,
+    ``score``, ``report`` and validation data) and
+    :func:`skcream.data.detection.from_detection`, always against the image's size as
+    viewers show it (:func:`skcream.data.decode.image_size`, EXIF orientation applied).
+    Errors name the image, its dataset index and the box as given, in the image's own pixels
+    (never scaled to the protocol's 224, never a position in a batch).
 
     Parameters
     ----------
-    boxes : array-like of shape (k, 4)
+    boxes : array-like of shape (k, 4) or (4,)
         x0, y0, x1, y1 in original pixel coordinates; k may be 0.
     size : (W, H) or None
-        Image size; when given, boxes must lie inside ``[0, W] x [0, H]``.
+        Image size as shown; when given, boxes must lie inside ``[0, W] x [0, H]``.
     image_id : str
         Named in the error message.
+    index : int, optional
+        The image's index in its dataset, named in the error message.
+    where : str, optional
+        Names the image instead (``"row 3"``); default ``"image <id> (index <index>)"``.
 
     Returns
     -------
-    ndarray of shape (k, 4), float32
+    ndarray of shape (k, 4), float64
 
     Raises
     ------
     ValueError
-        Non-finite values, wrong shape, ``x1 < x0`` or ``y1 < y0``, negative coordinates or
-        coordinates beyond the image size; the message names ``image_id`` and the box index.
+        Not numbers (also integers too large for a float), wrong shape, non-finite values,
+        ``x1 < x0`` or ``y1 < y0``, negative coordinates or coordinates beyond the image
+        size; the message names ``image_id``, ``index`` and the box.
     """
+    if where is None:
+        where = f"image {image_id!r}" + ("" if index is None else f" (index {index})")
     try:
         arr = np.asarray(boxes, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(
-            f"bboxes of image {image_id!r} must be numbers of shape (k, 4) as x0,y0,x1,y1, "
+            f"bboxes of {where} must be numbers of shape (k, 4) as x0,y0,x1,y1, "
             f"got {str(boxes)[:80]}"
         ) from None
     if arr.size == 0:
-        return np.zeros((0, 4), dtype=np.float32)
+        return np.zeros((0, 4), dtype=np.float64)
     if arr.ndim == 1:
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] != 4:
+        got = f"{arr.shape[1]} numbers per box" if arr.ndim == 2 else f"shape {arr.shape}"
         raise ValueError(
-            f"bboxes of image {image_id!r} must have shape (k, 4) as x0,y0,x1,y1, got {arr.shape}"
+            f"bboxes of {where} must have shape (k, 4), four numbers x0,y0,x1,y1 per box; "
+            f"got {got}: {str(boxes)[:80]}"
         )
-    for j, (x0, y0, x1, y1) in enumerate(arr):
-        if not np.all(np.isfinite((x0, y0, x1, y1))):
-            raise ValueError(f"box {j} of image {image_id!r} is not finite: {arr[j].tolist()}")
+    for j, row in enumerate(arr):
+        x0, y0, x1, y1 = row
+        if not np.all(np.isfinite(row)):
+            raise ValueError(f"box {j} of {where} is not finite: {_numbers(row)}")
         if x1 < x0 or y1 < y0:
             raise ValueError(
-                f"box {j} of image {image_id!r} has x1 < x0 or y1 < y0: {arr[j].tolist()} "
+                f"box {j} of {where} has x1 < x0 or y1 < y0: {_numbers(row)} "
                 "(expected x0,y0,x1,y1)"
             )
         if min(x0, y0) < 0:
-            raise ValueError(
-                f"box {j} of image {image_id!r} has a negative coordinate: {arr[j].tolist()}"
-            )
+            raise ValueError(f"box {j} of {where} has a negative coordinate: {_numbers(row)}")
         if size is not None and (x1 > size[0] or y1 > size[1]):
             raise ValueError(
-                f"box {j} of image {image_id!r} lies outside the image of size "
-                f"(W={size[0]}, H={size[1]}): {arr[j].tolist()}"
+                f"box {j} of {where} lies outside the image of size "
+                f"(W={size[0]}, H={size[1]}): {_numbers(row)}"
             )
-    return arr.astype(np.float32)
+    return arr
 
 
 def encode_label(label: object, n_classes: int, image_id: str) -> int:
@@ -205,6 +232,109 @@ def encode_label(label: object, n_classes: int, image_id: str) -> int:
             f"[0, {n_classes})"
         )
     return value
+
+
+_LABEL_KINDS = "a class name (str) or an integer class label"
+
+
+def label_value(value: Any, where: str) -> int | str:
+    """One label as a Python ``str`` (a class name) or ``int`` (an integer label).
+
+    Strings (``str``, ``np.str_``) are names; integers (any ``numbers.Integral``, and floats
+    with an integral value such as ``1.0``, which is how pandas and JSON may carry them) are
+    integer labels. Nothing else is a label.
+
+    Parameters
+    ----------
+    value : object
+    where : str
+        How to name the label in an error, e.g. ``"y at index 3"`` or ``"label of image
+        'a/0.png'"``.
+
+    Raises
+    ------
+    ValueError
+        A missing label (None, NaN) or a non-integral number, named by ``where``.
+    TypeError
+        Anything else (a bool, bytes, a list, ...).
+    """
+    if isinstance(value, str):
+        return str(value)
+    if value is None or (isinstance(value, Real) and not isinstance(value, Integral)
+                         and math.isnan(float(value))):
+        raise ValueError(f"{where} is missing ({value!r}); every image needs a label")
+    if isinstance(value, bool | np.bool_):
+        raise TypeError(f"{where} must be {_LABEL_KINDS}, got the bool {value!r}")
+    if isinstance(value, Integral):
+        return int(value)
+    if isinstance(value, Real):
+        if float(value).is_integer():
+            return int(value)
+        raise ValueError(f"{where} must be {_LABEL_KINDS}, got the non-integral number "
+                         f"{value!r}")
+    raise TypeError(f"{where} must be {_LABEL_KINDS}, got {type(value).__name__} {value!r}")
+
+
+def check_labels(values: Any, argument: str, ids: Sequence[str] | None = None) -> np.ndarray:
+    """Labels of one kind: all class names or all integer labels.
+
+    The one check of user labels (``y``, ``labels=``, a label column, metadata labels):
+    every value goes through :func:`label_value`, and names and integers are never mixed
+    (``["a", 1]`` is refused rather than read as the names ``"a"`` and ``"1"``).
+
+    Parameters
+    ----------
+    values : array-like (n,)
+        A list, tuple, numpy array, pandas Series, ...
+    argument : str
+        How to name the labels in an error (``"y"``, ``"labels"``, ``"column 'label'"``).
+    ids : sequence of str, optional
+        Image ids: errors then name the image instead of the index.
+
+    Returns
+    -------
+    ndarray (n,)
+        int64 (integer labels) or str (names).
+
+    Raises
+    ------
+    ValueError, TypeError
+        Not 1-D; a missing, non-integral or non-label value; names mixed with integers.
+    """
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iuU":
+        arr = values
+    elif isinstance(values, np.ndarray) and values.dtype.kind == "f" and values.ndim == 1 \
+            and np.isfinite(values).all() and (values == np.round(values)).all():
+        arr = values.astype(np.int64)
+    else:
+        if isinstance(values, str | bytes) or not hasattr(values, "__len__"):
+            raise TypeError(f"{argument} must be a 1-D sequence of labels (one per image), "
+                            f"got {type(values).__name__}")
+        items = values.tolist() if isinstance(values, np.ndarray) else list(values)
+        if any(isinstance(v, list | tuple | np.ndarray) for v in items[:1]):
+            raise ValueError(f"{argument} must be 1-D with one label per image, got shape "
+                             f"{np.shape(values)}")
+
+        def where(i: int) -> str:
+            return (f"{argument} at index {i}" if ids is None
+                    else f"{argument} of image {ids[i]!r}")
+
+        parsed = [label_value(v, where(i)) for i, v in enumerate(items)]
+        names = [i for i, v in enumerate(parsed) if isinstance(v, str)]
+        if names and len(names) != len(parsed):
+            j = next(i for i, v in enumerate(parsed) if not isinstance(v, str))
+            raise ValueError(
+                f"{argument} mix class names (str) and integer labels: {where(names[0])} is "
+                f"{parsed[names[0]]!r}, {where(j)} is {parsed[j]!r}; give every label as a "
+                "name, or every label as an integer"
+            )
+        arr = np.asarray(parsed, dtype=str if names else np.int64)
+        if not parsed:
+            arr = np.zeros(0, dtype=np.int64)
+    if arr.ndim != 1:
+        raise ValueError(f"{argument} must be 1-D with one label per image, got shape "
+                         f"{arr.shape}")
+    return arr.astype(np.int64) if arr.dtype.kind in "iu" else arr
 
 
 class SkippedImagesWarning(UserWarning):

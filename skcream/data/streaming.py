@@ -5,7 +5,9 @@ ground truth beside the maps), so a stream is read once, row by row, into an Arr
 written by ``datasets.Dataset.from_generator`` (memory bounded by its writer batch, not by
 the stream's length) and used memory-mapped from there. What needs two passes over the
 data (``fit``: the classes before training, then ``max_epochs`` epochs) reads the Arrow
-file, never the stream again.
+file, never the stream again. A stream that fails midway raises what it raised (its type and
+message, after ``X: reading the IterableDataset failed:``), an empty one a ValueError saying
+so.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import datasets
+
+from ._build import _generation_cause
 
 __all__ = ["is_stream", "materialize"]
 
@@ -48,13 +52,23 @@ def materialize(stream: datasets.IterableDataset, *,
     if not is_stream(stream):
         raise TypeError(f"stream: expected a datasets.IterableDataset, got {type(stream).__name__}")
     features = stream.features
-    ds = datasets.Dataset.from_generator(
-        _rows,
-        features=features,
-        cache_dir=None if cache_dir is None else os.fspath(cache_dir),
-        gen_kwargs={"stream": stream},
-        fingerprint=f"skcream-stream-{uuid.uuid4().hex}",
-    )
+    empty = ValueError("X: the IterableDataset yielded no rows; at least one image is needed")
+    try:
+        ds = datasets.Dataset.from_generator(
+            _rows,
+            features=features,
+            cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+            gen_kwargs={"stream": stream},
+            fingerprint=f"skcream-stream-{uuid.uuid4().hex}",
+        )
+    except datasets.exceptions.DatasetGenerationError as err:
+        # datasets hides what the stream raised ("An error occurred while generating the
+        # dataset"): the cause, with its own type, is what the user can act on
+        raise _generation_cause(err, "X: reading the IterableDataset failed") from err
+    except ValueError:  # datasets' "Instruction 'train' corresponds to no data!"
+        if next(iter(stream), None) is None:
+            raise empty from None
+        raise
     if len(ds) == 0:
-        raise ValueError("X: the IterableDataset yielded no rows")
+        raise empty
     return ds

@@ -24,7 +24,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .schema import array_to_pil, to_rgb
+from skcream._checks import as_int
+
+from .decode import decode_image
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -51,17 +53,15 @@ def _check_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Ten
 
 
 def _check_size(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
+    return as_int(value, name, low=1)
 
 
 def _as_pil(image: object) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return to_rgb(image)
-    if isinstance(image, np.ndarray):
-        return array_to_pil(image)
-    raise TypeError(f"image must be a PIL.Image.Image or uint8 ndarray, got {type(image).__name__}")
+    """RGB as shown (the one decoder: EXIF orientation applied, any mode)."""
+    if not isinstance(image, (Image.Image, np.ndarray)):
+        raise TypeError(
+            f"image must be a PIL.Image.Image or uint8 ndarray, got {type(image).__name__}")
+    return decode_image(image)
 
 
 def _as_boxes(boxes: object) -> np.ndarray | None:

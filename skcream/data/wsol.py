@@ -14,36 +14,55 @@
 
 ``split="val"`` is the train-fullsup split (a few boxed images per class, for hyper-parameter
 and threshold search); ``train`` has image labels only.
+
+wsolevaluation's two knobs on which images are used (``config.py``, ``data_loaders.py``):
+``samples_per_class=N`` cuts train-fullsup to N random images per class
+(``--num_val_sample_per_class``), ``proxy=True`` reads ILSVRC's smaller training list
+``train/image_ids_proxy.txt`` (``--proxy_training_set``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
 import datasets
+import numpy as np
 
 from ._build import (
     Record,
     build_dataset,
     file_signature,
-    inside_root,
     metadata_lines,
     require_dir,
     require_file,
 )
+from .files import RootResolver
 
-__all__ = ["WSOL_N_CLASSES", "load_wsol"]
+__all__ = ["MAX_SAMPLES_PER_CLASS", "WSOL_N_CLASSES", "load_wsol"]
 
 #: Number of classes of each benchmark (the ClassLabel range when no names are given).
 WSOL_N_CLASSES = {"CUB": 200, "ILSVRC": 1000, "OpenImages": 100}
+
+#: wsolevaluation's limits on ``--num_val_sample_per_class`` (``config.py``,
+#: ``check_dependency``): its train-fullsup splits hold about 5 (CUB) and 25 (OpenImages)
+#: images per class; ILSVRC's has 10 and no stated limit
+MAX_SAMPLES_PER_CLASS = {"CUB": 5, "OpenImages": 25}
+
+_IDS, _PROXY_IDS = "image_ids.txt", "image_ids_proxy.txt"
 
 _LAYOUT = """<metadata_root>/<dataset>/<split>/image_ids.txt, class_labels.txt (path,label),
     image_sizes.txt (path,width,height; optional), localization.txt (path,x0,y0,x1,y1 or, for
     OpenImages, path,mask_path,ignore_path; optional for train)
 <data_root>/<image path as in image_ids.txt>"""
+
+_PROXY_LAYOUT = f"""{_LAYOUT}
+proxy=True reads <metadata_root>/ILSVRC/train/{_PROXY_IDS} (ILSVRC's proxy training list,
+    one image path per line; it comes with wsolevaluation's ILSVRC train metadata)"""
 
 
 def _split(line: str, n: int, path: str, lineno: int, fmt: str) -> list[str]:
@@ -97,6 +116,7 @@ def _read_masks(meta: str, mask_root: str, allow_outside: bool,
     out: dict[str, tuple[list[str], str | None]] = {}
     if not os.path.isfile(path):
         return out
+    resolver = RootResolver(mask_root, "mask_root", allow_outside)
     for ln, line in metadata_lines(path):
         p, mask, ignore = _split(line, 3, path, ln, "path,mask_path,ignore_path")
         if lines is not None:
@@ -105,12 +125,10 @@ def _read_masks(meta: str, mask_root: str, allow_outside: bool,
         ignore = ignore.strip() or None
         where = f"{path}:{ln}"
         if ignore is not None:
-            ignore = inside_root(mask_root, ignore, where=where, what="mask_root",
-                                 allow_outside=allow_outside)
+            ignore = resolver.resolve(ignore, where=where).path
         if prev_ignore is not None and ignore is not None and ignore != prev_ignore:
             raise ValueError(f"{where}: image {p!r} has two different ignore masks")
-        masks.append(inside_root(mask_root, mask.strip(), where=where, what="mask_root",
-                                 allow_outside=allow_outside))
+        masks.append(resolver.resolve(mask.strip(), where=where).path)
         out[p] = (masks, prev_ignore or ignore)
     return out
 
@@ -168,13 +186,13 @@ class _Lockstep:
         return self._head is None
 
 
-def _aligned(meta: str, dataset: str) -> bool:
+def _aligned(meta: str, dataset: str, ids_name: str = _IDS) -> bool:
     """True when class_labels / image_sizes / localization list the images in the order of
     image_ids.txt (as wsolevaluation's files do): then :func:`_records` streams them in
     lockstep, in constant memory, instead of holding 1.28M ILSVRC ids in dicts."""
     if dataset == "OpenImages":
         return False
-    ids_path = os.path.join(meta, "image_ids.txt")
+    ids_path = os.path.join(meta, ids_name)
     labels, sizes, boxes = (_Lockstep(_label_lines(meta)), _Lockstep(_size_lines(meta)),
                             _Lockstep(_box_lines(meta)))
     sizes_given = not sizes.exhausted
@@ -186,8 +204,11 @@ def _aligned(meta: str, dataset: str) -> bool:
 
 
 def _records(meta: str, data_root: str, mask_root: str, dataset: str,
-             allow_outside: bool = False) -> Iterator[Record]:
-    if _aligned(meta, dataset):  # no stray box possible: every line was matched in order
+             allow_outside: bool = False, ids_name: str = _IDS) -> Iterator[Record]:
+    """The records of the images listed in ``ids_name`` (image_ids.txt, or the proxy list
+    image_ids_proxy.txt, whose images' labels, sizes and boxes are lines among those of the
+    whole training set)."""
+    if _aligned(meta, dataset, ids_name):  # no stray box possible: every line was matched
         yield from _streamed_records(meta, data_root, allow_outside)
         return
     labels = _read_labels(meta)
@@ -196,8 +217,10 @@ def _records(meta: str, data_root: str, mask_root: str, dataset: str,
     boxes = _read_boxes(meta, loc_lines) if dataset != "OpenImages" else {}
     masks = (_read_masks(meta, mask_root, allow_outside, loc_lines)
              if dataset == "OpenImages" else {})
-    ids_path = os.path.join(meta, "image_ids.txt")
+    ids_path = os.path.join(meta, ids_name)
     ids = {image_id for _, image_id in metadata_lines(ids_path)}
+    if ids_name != _IDS:  # a proxy list: boxes of the other training images belong to images
+        ids |= labels.keys()
     stray = [p for p in loc_lines if p not in ids]
     if stray:  # a box or mask that would silently belong to no image
         raise ValueError(
@@ -205,15 +228,16 @@ def _records(meta: str, data_root: str, mask_root: str, dataset: str,
             f"{stray[0]!r} is not listed in image_ids.txt ({len(stray)} such image(s))"
         )
     del ids
+    resolver = RootResolver(data_root, "data_root", allow_outside)
     for ln, image_id in metadata_lines(ids_path):
         if image_id not in labels:
             raise ValueError(f"{ids_path}:{ln}: image {image_id!r} has no line in class_labels.txt")
-        path = inside_root(data_root, image_id, where=f"{ids_path}:{ln}", what="data_root",
-                           allow_outside=allow_outside)
+        file = resolver.resolve(image_id, where=f"{ids_path}:{ln}")
         mask_paths, ignore = masks.get(image_id, (None, None))
         yield Record(
             image_id=image_id,
-            path=path,
+            path=file.path,
+            key=file.key,
             label=labels[image_id],
             bboxes=boxes.get(image_id, []),
             size=sizes.get(image_id),
@@ -227,12 +251,14 @@ def _streamed_records(meta: str, data_root: str, allow_outside: bool) -> Iterato
     labels, sizes, boxes = (_Lockstep(_label_lines(meta)), _Lockstep(_size_lines(meta)),
                             _Lockstep(_box_lines(meta)))
     ids_path = os.path.join(meta, "image_ids.txt")
+    resolver = RootResolver(data_root, "data_root", allow_outside)
     for ln, image_id in metadata_lines(ids_path):
         size = sizes.take(image_id)
+        file = resolver.resolve(image_id, where=f"{ids_path}:{ln}")
         yield Record(
             image_id=image_id,
-            path=inside_root(data_root, image_id, where=f"{ids_path}:{ln}", what="data_root",
-                             allow_outside=allow_outside),
+            path=file.path,
+            key=file.key,
             label=labels.take(image_id)[0],
             bboxes=boxes.take(image_id),
             size=size[0] if size else None,
@@ -256,6 +282,87 @@ def _class_names(meta: str, n_classes: int) -> list[str]:
     return names
 
 
+def _sample_per_class(meta: str, n: int, random_state: Any) -> list[str]:
+    """wsolevaluation's cut of train-fullsup to ``n`` images per class.
+
+    As ``WSOLImageLabelDataset._adjust_samples_per_class`` (``data_loaders.py``): for each
+    class in increasing label order, ``n`` of its images (in image_ids.txt order) drawn
+    without replacement by ``RandomState.choice``; the classes follow one another, each in
+    draw order. The reference draws from numpy's global RNG, which its ``main.py`` seeds
+    with ``--seed`` just before building the loaders, so ``random_state=seed`` gives its
+    list. Deviation: a class with fewer than ``n`` images keeps all of them, with a
+    warning (the reference stops with numpy's "Cannot take a larger sample than
+    population": CUB's train-fullsup has a class of 3 images).
+    """
+    from sklearn.utils import check_random_state
+
+    labels_path = os.path.join(meta, "class_labels.txt")
+    ids_path = os.path.join(meta, _IDS)
+    labels = _read_labels(meta)
+    ids, codes = [], []
+    for ln, image_id in metadata_lines(ids_path):
+        if image_id not in labels:
+            raise ValueError(f"{ids_path}:{ln}: image {image_id!r} has no line in class_labels.txt")
+        try:
+            codes.append(int(labels[image_id]))
+        except ValueError:
+            raise ValueError(f"{labels_path}: the label of {image_id!r} must be an integer "
+                             f"for samples_per_class, got {labels[image_id]!r}") from None
+        ids.append(image_id)
+    rng = check_random_state(random_state)
+    ids_arr, codes_arr = np.array(ids, dtype=object), np.array(codes)
+    chosen: list[str] = []
+    short: list[tuple[int, int]] = []
+    classes = np.unique(codes_arr)
+    for c in classes:
+        members = np.flatnonzero(codes_arr == c)
+        if len(members) < n:
+            short.append((int(c), len(members)))
+        chosen += ids_arr[rng.choice(members, min(n, len(members)), replace=False)].tolist()
+    if short and len(short) == len(classes):
+        raise ValueError(f"samples_per_class={n}: no class of {meta} has that many images "
+                         f"(at most {max(k for _, k in short)}); 0 takes them all")
+    if short:
+        listed = ", ".join(f"class {c}: {k}" for c, k in short[:5])
+        warnings.warn(
+            f"samples_per_class={n}: {len(short)} class(es) of {meta} have fewer images "
+            f"({listed}{', ...' if len(short) > 5 else ''}); all of their images are kept",
+            UserWarning, stacklevel=3,
+        )
+    return chosen
+
+
+def _chosen(records: Callable[[], Iterator[Record]], order: list[str]) -> Iterator[Record]:
+    """The records of the image ids ``order``, in that order."""
+    wanted = set(order)
+    found = {r.image_id: r for r in records() if r.image_id in wanted}
+    for image_id in order:
+        yield found[image_id]
+
+
+def _check_selection(dataset: str, split: str, samples_per_class: Any, proxy: Any) -> None:
+    """Refuse ``samples_per_class`` / ``proxy`` values wsolevaluation has no meaning for."""
+    if isinstance(samples_per_class, bool) or not isinstance(samples_per_class, int | np.integer):
+        raise TypeError(f"samples_per_class must be an int >= 0 (0: all images), got "
+                        f"{samples_per_class!r}")
+    if samples_per_class < 0:
+        raise ValueError(f"samples_per_class must be an int >= 0 (0: all images), got "
+                         f"{samples_per_class}")
+    if samples_per_class and split != "val":
+        raise ValueError(f"samples_per_class cuts the train-fullsup split (split='val'), as "
+                         f"wsolevaluation's --num_val_sample_per_class; got split={split!r}")
+    limit = MAX_SAMPLES_PER_CLASS.get(dataset)
+    if limit is not None and samples_per_class > limit:
+        raise ValueError(f"samples_per_class must be <= {limit} for {dataset} (wsolevaluation's "
+                         f"limit: its train-fullsup split holds about {limit} images per "
+                         f"class), got {samples_per_class}")
+    if not isinstance(proxy, bool):
+        raise TypeError(f"proxy must be a bool, got {proxy!r}")
+    if proxy and split != "train":
+        raise ValueError(f"proxy=True reads the proxy training list (split='train', "
+                         f"train/{_PROXY_IDS}); got split={split!r}")
+
+
 def load_wsol(
     data_root: str | os.PathLike,
     metadata_root: str | os.PathLike,
@@ -268,6 +375,9 @@ def load_wsol(
     verify: bool = False,
     cache_dir: str | os.PathLike | None = None,
     allow_outside_root: bool = False,
+    samples_per_class: int = 0,
+    random_state: Any = None,
+    proxy: bool = False,
 ) -> datasets.Dataset:
     """Load a split of a WSOL benchmark from the ``wsolevaluation`` metadata.
 
@@ -299,6 +409,19 @@ def load_wsol(
         absolute path or one climbing out with ``..`` raises ValueError naming the metadata
         file and line (a downloaded metadata file cannot make the loader read other files of
         the machine). True accepts them; only for metadata you wrote or trust.
+    samples_per_class : int, default=0
+        ``split="val"`` only: keep N images per class drawn without replacement
+        (wsolevaluation's ``--num_val_sample_per_class``; 0 keeps all). At most 5 for CUB
+        and 25 for OpenImages (the reference's limits); a class with fewer than N images
+        keeps them all, with a warning. The rows come class by class in increasing label
+        order, each class in draw order, as the reference lists them.
+    random_state : int, RandomState or None, default=None
+        Seed of that draw (an int gives the reference's list for ``--seed`` of that int).
+    proxy : bool, default=False
+        ``split="train"`` only: read the images of ``train/image_ids_proxy.txt`` (ILSVRC's
+        proxy training set for hyper-parameter search, wsolevaluation's
+        ``--proxy_training_set``) instead of ``image_ids.txt``; labels, sizes and boxes
+        come from the split's other files as usual.
 
     Returns
     -------
@@ -314,13 +437,15 @@ def load_wsol(
         raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
     if not isinstance(allow_outside_root, bool):
         raise TypeError(f"allow_outside_root must be a bool, got {allow_outside_root!r}")
+    _check_selection(dataset, split, samples_per_class, proxy)
     data_root = os.fspath(data_root)
     metadata_root = os.fspath(metadata_root)
     mask_root = data_root if mask_root is None else os.fspath(mask_root)
     require_dir(metadata_root, "metadata_root", _LAYOUT)
     meta = require_dir(os.path.join(metadata_root, dataset, split), "metadata folder", _LAYOUT)
-    for name in ("image_ids.txt", "class_labels.txt"):
-        require_file(os.path.join(meta, name), "metadata file", _LAYOUT)
+    ids_name = _PROXY_IDS if proxy else _IDS
+    for name in (ids_name, "class_labels.txt"):
+        require_file(os.path.join(meta, name), "metadata file", _PROXY_LAYOUT if proxy else _LAYOUT)
     require_dir(data_root, "data_root", _LAYOUT)
     if dataset == "OpenImages":
         require_dir(mask_root, "mask_root", _LAYOUT)
@@ -329,11 +454,20 @@ def load_wsol(
     else:
         names = [str(n) for n in class_names]
     files = [os.path.join(meta, f) for f in
-             ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt")]
+             (ids_name, "class_labels.txt", "image_sizes.txt", "localization.txt")]
+    records = partial(_records, meta, data_root, mask_root, dataset, allow_outside_root,
+                      ids_name)
+    chosen = ""
+    if samples_per_class:
+        order = _sample_per_class(meta, int(samples_per_class), random_state)
+        records = partial(_chosen, records, order)
+        chosen = hashlib.sha256("\n".join(order).encode()).hexdigest()
     key = (f"{os.path.abspath(data_root)}|{os.path.abspath(mask_root)}|{dataset}|{split}|"
            f"{verify}|{allow_outside_root}|{file_signature(files)}")
+    if proxy or chosen:  # (the key of a plain split is what it was before these options)
+        key += f"|{ids_name}|{chosen}"
     return build_dataset(
-        partial(_records, meta, data_root, mask_root, dataset, allow_outside_root),
+        records,
         class_names=names,
         source=f"load_wsol({dataset!r}, {split!r})",
         key=key,

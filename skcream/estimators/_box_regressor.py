@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from numbers import Real
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,13 @@ from skcream.estimators._common import (
     unpickle_state,
 )
 from skcream.estimators._inputs import as_source
-from skcream.estimators._params import check_choice, check_int, check_training_params
+from skcream.estimators._params import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_real,
+    check_training_params,
+)
 from skcream.estimators._regressor_net import BoxRegressionNet, iou50_correct, mse_box_loss
 from skcream.threads import with_thread_rule
 
@@ -50,23 +56,17 @@ _MODIFICATIONS = ("auto", "stride1", "dilated", "none")
 
 
 # --------------------------------------------------------------------------- validation
-def _check_positive(params: dict[str, Any], name: str) -> None:
-    value = params[name]
-    if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
-        raise TypeError(f"{name} must be a positive finite number, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
-
-
-def _validate_params(params: dict[str, Any], *, fitting: bool) -> None:
-    """Check every constructor parameter of ``PseudoBoxRegressor`` (TypeError / ValueError)."""
-    check_training_params(params, fitting=fitting, columns=("image_column", "bbox_column"))
+def _validate_params(params: dict[str, Any], *, fitting: bool) -> dict[str, Any]:
+    """Check every constructor parameter of ``PseudoBoxRegressor`` (TypeError / ValueError);
+    return them with numbers as Python ints / floats / bools (what the estimator uses)."""
+    params = check_training_params(params, fitting=fitting,
+                                   columns=("image_column", "bbox_column"))
     check_choice(params, "modification", _MODIFICATIONS)
-    check_int(params, "hidden", 1)
-    _check_positive(params, "lr")
-    _check_positive(params, "head_lr_mult")
-    if not isinstance(params["flip"], bool | np.bool_):
-        raise TypeError(f"flip must be a bool, got {params['flip']!r}")
+    params["hidden"] = check_int(params, "hidden", 1)
+    for name in ("lr", "head_lr_mult"):
+        params[name] = check_real(params, name, 0.0, low_open=True)
+    params["flip"] = check_bool(params, "flip")
+    return params
 
 # --------------------------------------------------------------------------- estimator
 class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
@@ -192,12 +192,17 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
                               bbox_column=self.bbox_column)
         return source
 
-    def _net_spec(self) -> dict[str, Any]:
+    def _params(self, *, fitting: bool = False) -> SimpleNamespace:
+        """The validated parameters, numbers as Python values, read at call time."""
+        return SimpleNamespace(**_validate_params(self.get_params(deep=False), fitting=fitting))
+
+    @staticmethod
+    def _net_spec(p: SimpleNamespace) -> dict[str, Any]:
         return {
-            "backbone": self.backbone,
-            "feature_stage": self.feature_stage,
-            "modification": self.modification,
-            "hidden": int(self.hidden),
+            "backbone": p.backbone,
+            "feature_stage": p.feature_stage,
+            "modification": p.modification,
+            "hidden": p.hidden,
         }
 
     @staticmethod
@@ -257,27 +262,27 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         """
         from skcream.training import train
 
-        _validate_params(self.get_params(deep=False), fitting=True)
+        p = self._params(fitting=True)
         self._clear_fitted()
         source = self._source(X)
         boxes = self._targets(source, y)
         sizes = bt.as_sizes([source.size(i) for i in range(len(source))], len(source))
         bt.check_boxes_in_images(boxes, sizes, "boxes")
 
-        seed = resolve_seed(self.random_state)
-        spec = self._net_spec()
+        seed = resolve_seed(p.random_state)
+        spec = self._net_spec(p)
         with seeded(seed):
-            model = self._build(spec, self.pretrained)
+            model = self._build(spec, p.pretrained)
         # rebuild (load, unpickle) from the timm model actually built: the offline
         # efficientnet_lite0 weights live in tf_efficientnet_lite0
         spec["architecture"] = model.backbone.architecture
         data_config = dict(model.backbone.data_config)
-        transform = train_transform(self, data_config, flip=bool(self.flip))
+        transform = train_transform(p, data_config, flip=p.flip)
         dataset = bt.BoxTargetDataset(source, boxes, transform)
-        config = train_config(self, seed, head_lr_mult=float(self.head_lr_mult))
+        config = train_config(p, seed, head_lr_mult=p.head_lr_mult)
         fingerprint = {
             "estimator": _CLASS,
-            "params": {k: repr(v) for k, v in self.get_params(deep=False).items()
+            "params": {k: repr(v) for k, v in vars(p).items()
                        if k not in ("device", "num_workers", "checkpoint_dir", "verbose")},
             "data": source.fingerprint(),
             "boxes": hashlib.sha256(np.ascontiguousarray(boxes).tobytes()).hexdigest(),
@@ -302,14 +307,15 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         from skcream.data.adapters import TorchImageDataset, collate
         from skcream.data.transforms import EvalTransform
 
-        transform = EvalTransform(size=self.image_size, mean=self.data_config_["mean"],
+        p = self._params()
+        transform = EvalTransform(size=p.image_size, mean=self.data_config_["mean"],
                                   std=self.data_config_["std"])
         from skcream.data.loading import pin_memory, resolve_num_workers
 
         device = self._inference_device()
         loader = DataLoader(TorchImageDataset(source, transform, with_boxes=False),
-                            batch_size=self.batch_size, shuffle=False,
-                            num_workers=resolve_num_workers(self.num_workers, len(source)),
+                            batch_size=p.batch_size, shuffle=False,
+                            num_workers=resolve_num_workers(p.num_workers, len(source)),
                             collate_fn=collate, pin_memory=pin_memory(device))
         n = len(source)
         unit = np.zeros((n, 4), dtype=np.float64)

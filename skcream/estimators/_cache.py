@@ -5,12 +5,15 @@ Two levels, both switched on by the estimator's ``memory=`` parameter only:
 - :class:`FitCache` (on disk): the fitted state (network weights, context
   embeddings, classes, history) of a training run, stored with
   :mod:`skcream.persistence` (JSON + safetensors, no pickle) under a key made of
-  the training parameters and a fingerprint of the training data. ``clone``s
+  the training parameters (a weight file by the digest of its bytes) and a
+  fingerprint of the training data's content (image bytes or pixels, labels,
+  class names; never file names or paths, so files overwritten in place are
+  trained on again). ``clone``s
   that differ only in inference parameters (``sigma``, ``n_iter``, ...) find
   the network already trained.
 - :class:`ForwardCache` (in memory, bounded): the network's outputs (logits and
-  feature maps) on an evaluation set, keyed by a digest of the weights and a
-  fingerprint of the images. Scoring nine re-activation settings on the same
+  feature maps) on an evaluation set, keyed by a digest of the weights and the
+  content fingerprint of the images. Scoring nine re-activation settings on the same
   fold then runs the network once and the EM nine times.
 """
 
@@ -31,11 +34,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from skcream._digest import file_digest
 from skcream.persistence import read_saved, write_saved
 
 __all__ = [
     "FitCache", "ForwardCache", "FORWARD_CACHE", "cache_key", "cache_location", "digest_tensors",
-    "remove_tree",
+    "remove_tree", "weights_key",
 ]
 
 
@@ -55,18 +59,20 @@ def cache_location(memory: Any) -> Path | None:
     return None if location is None else Path(location)
 
 
+def weights_key(pretrained: Any) -> Any:
+    """``pretrained`` as it enters a cache key: True / False as they are, a weight file as
+    the digest of its bytes (never its path: a file overwritten in place is another key,
+    the same bytes elsewhere the same key)."""
+    if isinstance(pretrained, str | os.PathLike) and os.path.isfile(pretrained):
+        return {"weights_blake2b": file_digest(pretrained)}
+    return pretrained
+
+
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
+    if isinstance(value, np.generic):
+        return value.item()
     if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if isinstance(value, str) and os.path.isfile(value):
-        stat = os.stat(value)
-        return {"file": os.path.abspath(value), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        return os.fspath(value)
     return value
 
 
@@ -76,10 +82,11 @@ def cache_key(params: Mapping[str, Any], data_fingerprint: str) -> str:
     Parameters
     ----------
     params : mapping
-        The training parameters (JSON-representable; a weight-file path is represented by
-        its absolute path, size and modification time).
+        The training parameters, JSON-representable (a weight file given by
+        :func:`weights_key`, i.e. by the digest of its bytes).
     data_fingerprint : str
-        Fingerprint of the training images and labels.
+        Fingerprint of the training images and labels
+        (:meth:`skcream.data.ImageSource.fingerprint`: their content).
     """
     payload = json.dumps(
         {"params": {k: _jsonable(v) for k, v in sorted(params.items())}, "data": data_fingerprint},

@@ -146,8 +146,8 @@ def train_config(est: Any, seed: int | None, **extra: Any):
 
     Parameters
     ----------
-    est : estimator
-        Reads ``max_epochs``, ``batch_size``, ``lr``, ``lr_step`` (an int: every that many
+    est : estimator or namespace of its validated parameters
+        Reads ``device``, ``max_epochs``, ``batch_size``, ``lr``, ``lr_step`` (an int: every that many
         epochs; a sequence: after those many epochs), ``nesterov`` (when the estimator has
         it), ``mixed_precision``,
         ``gradient_accumulation_steps``, ``num_workers``, ``checkpoint_dir`` (resume from
@@ -159,7 +159,7 @@ def train_config(est: Any, seed: int | None, **extra: Any):
     """
     from skcream.training import TrainConfig
 
-    device = est._inference_device()
+    device = inference_device(est.device)
     step = est.lr_step
     milestones = tuple(int(e) for e in step) if isinstance(step, list | tuple) else None
     return TrainConfig(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from skcream._checks import as_bool, as_int
 from skcream.estimators import _boxes_target as bt
 from skcream.estimators._box_regressor import PseudoBoxRegressor
 from skcream.estimators._common import ImageEstimatorMixin
@@ -100,9 +100,7 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
         """Check the parameters; return (localizer, regressor), defaults for None."""
         from skcream.estimators.localizer import CREAMLocalizer
 
-        r = self.pseudo_resolution
-        if isinstance(r, bool) or not isinstance(r, Integral) or r < 8:
-            raise ValueError(f"pseudo_resolution must be an int >= 8, got {r!r}")
+        as_int(self.pseudo_resolution, "pseudo_resolution", low=8)
         localizer = CREAMLocalizer() if self.localizer is None else self.localizer
         regressor = PseudoBoxRegressor() if self.regressor is None else self.regressor
         if not hasattr(localizer, "pseudo_boxes") or not hasattr(localizer, "fit"):
@@ -111,8 +109,7 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
         if not all(hasattr(regressor, m) for m in ("fit", "predict", "score")):
             raise TypeError("regressor must be a PseudoBoxRegressor (fit, predict, score), "
                             f"got {type(regressor).__name__}")
-        if not isinstance(self.prefit, bool | np.bool_):
-            raise TypeError(f"prefit must be a bool, got {self.prefit!r}")
+        as_bool(self.prefit, "prefit")
         return localizer, regressor
 
     @with_thread_rule
@@ -224,14 +221,15 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
         """
         self._check_fitted()
         loc = self.localizer_
-        source, class_label = as_source(X, y, image_column=loc.image_column,
+        source, _ = as_source(X, y, image_column=loc.image_column,
                                         label_column=loc.label_column,
                                         bbox_column=loc.bbox_column)
-        values = raw_labels(source, y, class_label)
+        values = raw_labels(source)
         if values is None:
             raise ValueError("evaluate needs ground-truth labels: pass y, or a Dataset with a "
                              "label column")
-        truth = encode_labels(values, loc.classes_, "y" if y is not None else "labels")
+        truth = encode_labels(values, loc.classes_, loc.class_names_,
+                              "y" if y is not None else "labels", n_images=len(source))
         reg_source = self.regressor_._source(X)
         gt = self.regressor_._gt_protocol(reg_source, None)
         unit, _ = self.regressor_._predict_unit(reg_source)

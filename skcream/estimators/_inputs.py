@@ -10,8 +10,11 @@
   rows of any accepted ``X``.
 - :func:`training_classes` derives ``classes_`` and the internal class indices,
   and refuses one-class problems and classes without images.
-- :func:`raw_labels` / :func:`encode_labels` map user labels to the network's
-  output indices (errors name the labels outside ``classes_``).
+- :func:`raw_labels` gives the labels of a source as names or integers, and
+  :func:`encode_labels` (the one label encoder, used at fit and at every later call)
+  maps them to the network's output indices: names by name (a ``ClassLabel`` Dataset
+  with another class list is matched by its names), integers by value; errors name the
+  labels outside ``classes_``.
 """
 
 from __future__ import annotations
@@ -179,52 +182,48 @@ def take_rows(X: Any, keep: np.ndarray) -> Any:
     return [X[int(i)] for i in keep]
 
 
-def raw_labels(source: ImageSource, y: Any, class_label: bool) -> np.ndarray | None:
-    """The user-facing label values of every image, or None when there are none.
+def raw_labels(source: ImageSource) -> np.ndarray | None:
+    """The labels of every image as values a user would give: names or integers.
 
     Parameters
     ----------
     source : ImageSource
-    y : array-like (n,) or None
-        When given, its values are the labels.
-    class_label : bool
-        From :func:`as_source`.
+        With ``y`` already in it (:func:`as_source` puts it there).
 
     Returns
     -------
     ndarray (n,) or None
-        ``y`` as an array; else the ClassLabel indices; else the label column values
-        (strings decoded back from the source's encoding).
+        Class names (str) where the source has names (a ``ClassLabel`` column: its names,
+        so that a Dataset with another class list is matched by name; string labels), else
+        the integer labels; None without labels.
     """
-    if y is not None:
-        arr = np.asarray(list(y) if not isinstance(y, np.ndarray) else y)
-        return arr
     codes = source.labels
     if codes is None:
         return None
-    if class_label or source.class_names is None:
+    if source.class_names is None:
         return codes
-    return np.asarray(source.class_names)[codes]
+    return np.asarray(source.class_names, dtype=str)[codes]
 
 
 def training_classes(
-    source: ImageSource, y: Any, class_label: bool
-) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    source: ImageSource, class_label: bool
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``classes_``, the internal class index of each image, and the class names.
 
     Parameters
     ----------
     source : ImageSource
-    y : array-like or None
     class_label : bool
+        From :func:`as_source`: the labels come from a ``ClassLabel`` column.
 
     Returns
     -------
     classes : ndarray (C,)
         Sorted label values (for a ClassLabel column: ``0..C-1`` for its C names).
     codes : ndarray (n,) int64
-        Index into ``classes`` of every image.
-    names : list of str or None
+        Index into ``classes`` of every image, by :func:`encode_labels` (the encoder every
+        later call uses).
+    names : list of str
         Human-readable class names (ClassLabel names, or ``str`` of the classes).
 
     Raises
@@ -232,7 +231,7 @@ def training_classes(
     ValueError
         No labels; fewer than two classes; a ClassLabel class without images (named).
     """
-    values = raw_labels(source, y, class_label)
+    values = raw_labels(source)
     if values is None:
         raise ValueError(
             "fit needs class labels: pass y, or a Dataset with a label column "
@@ -241,7 +240,7 @@ def training_classes(
     if class_label:
         names = list(source.class_names)
         classes = np.arange(len(names))
-        counts = np.bincount(values, minlength=len(names))
+        counts = np.bincount(source.labels, minlength=len(names))
         empty = [f"{i} ({names[i]!r})" for i in np.flatnonzero(counts == 0)]
         if empty:
             raise ValueError(
@@ -250,29 +249,44 @@ def training_classes(
                 f"{' ...' if len(empty) > 10 else ''}; drop them from the ClassLabel "
                 "(e.g. Dataset.cast_column) or add images"
             )
-        codes = values.astype(np.int64)
     else:
-        classes, codes = np.unique(values, return_inverse=True)
+        classes = np.unique(values)
         names = [str(c) for c in classes]
     if len(classes) < 2:
         raise ValueError(
             f"fit needs at least two classes (CAM is a classifier's map); got only "
             f"{classes.tolist()} in {len(values)} images"
         )
-    return classes, codes.astype(np.int64), names
+    codes = encode_labels(values, classes, names, "labels", n_images=len(values))
+    return classes, codes, names
 
 
-def encode_labels(values: Any, classes: np.ndarray, argument: str = "labels") -> np.ndarray:
-    """Internal indices of label values.
+def encode_labels(
+    values: Any, classes: np.ndarray, names: Sequence[str] | None = None,
+    argument: str = "labels", *, n_images: int | None = None,
+) -> np.ndarray:
+    """Internal class indices of label values: the one label encoder.
+
+    ``fit`` encodes its training labels with it, and every later call (``predict``-side
+    ``labels=``, ``y``, label columns of ``evaluate`` / ``score`` / ``localize`` /
+    ``transform`` / ``report`` / the CLI) goes through it too. Names (str) are matched to
+    the class names by name, so a ``ClassLabel`` Dataset with another class list (another
+    folder) finds its classes by name; integer labels are matched to integer ``classes_`` by
+    value (which range-checks them). Names and integers are never converted into each other.
 
     Parameters
     ----------
     values : array-like (n,)
-        Labels, each one of ``classes``.
+        Labels: class names or integer labels (checked by
+        :func:`skcream.data.schema.check_labels`).
     classes : ndarray (C,)
         ``classes_``.
+    names : sequence of str, optional
+        ``class_names_`` (default: the classes themselves when they are names).
     argument : str
-        Name used in error messages.
+        How to name the labels in errors.
+    n_images : int, optional
+        The number of images the labels are for: another count is an error.
 
     Returns
     -------
@@ -281,27 +295,45 @@ def encode_labels(values: Any, classes: np.ndarray, argument: str = "labels") ->
     Raises
     ------
     ValueError
-        Naming the values that are not in ``classes`` and the first index holding one.
+        A count other than ``n_images``; names the model does not know (listed, with the
+        first index holding one); integers outside ``classes_``; integers for a model whose
+        classes are names.
     """
-    arr = np.asarray(list(values) if not isinstance(values, np.ndarray) else values)
-    if arr.ndim != 1:
-        raise ValueError(f"{argument} must be 1-D with one label per image, got shape {arr.shape}")
-    lookup = {v.item() if hasattr(v, "item") else v: i for i, v in enumerate(classes)}
-    out = np.empty(len(arr), dtype=np.int64)
-    unknown: list[Any] = []
-    first = None
-    for i, v in enumerate(arr):
-        key = v.item() if hasattr(v, "item") else v
-        idx = lookup.get(key)
-        if idx is None:
-            if key not in unknown:
-                unknown.append(key)
-            first = i if first is None else first
-            continue
-        out[i] = idx
+    from skcream.data.schema import check_labels
+
+    arr = check_labels(values, argument)
+    if n_images is not None and len(arr) != n_images:
+        raise ValueError(f"{argument} has {len(arr)} labels but there are {n_images} images; "
+                         "give one label per image")
+    classes = np.asarray(classes)
+    if arr.dtype.kind == "U":
+        known = list(names) if names is not None else (
+            [str(c) for c in classes] if classes.dtype.kind == "U" else None)
+        if known is None:
+            raise ValueError(
+                f"{argument}: class names given ({arr[:3].tolist()} ...) but the classes "
+                f"{classes[:10].tolist()} have no names; give integer labels"
+            )
+        lookup: dict[Any, int] = {str(n): i for i, n in enumerate(known)}
+    else:
+        if classes.dtype.kind not in "iu":
+            raise ValueError(
+                f"{argument}: integer labels given ({arr[:3].tolist()} ...) but the classes "
+                f"are names {classes[:10].tolist()}; give labels as names"
+            )
+        known = [int(c) for c in classes]
+        lookup = {c: i for i, c in enumerate(known)}
+    # each distinct value is looked up once (a million labels of a few classes stay fast)
+    distinct, inverse = np.unique(arr, return_inverse=True)
+    index = np.array([lookup.get(v, -1) for v in distinct.tolist()], dtype=np.int64)
+    out = index[inverse.reshape(-1)] if len(arr) else np.zeros(0, dtype=np.int64)
+    unknown = distinct[index < 0].tolist()
     if unknown:
+        first = int(np.flatnonzero(out < 0)[0])
+        shown = f"{unknown[:10]}{' ...' if len(unknown) > 10 else ''}"
+        what = "names" if arr.dtype.kind == "U" else "labels"
         raise ValueError(
-            f"{argument} holds values outside classes_ {classes.tolist()}: "
-            f"{unknown[:10]}{' ...' if len(unknown) > 10 else ''} (first at index {first})"
+            f"{argument}: {what} the model was not trained on: {shown} (first at index "
+            f"{first}); its classes are {known[:20]}{' ...' if len(known) > 20 else ''}"
         )
     return out

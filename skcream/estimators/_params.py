@@ -3,23 +3,28 @@
 scikit-learn's rule: ``__init__`` stores the parameters verbatim and ``fit`` validates them.
 Each check reads ``params`` (``estimator.get_params(deep=False)``), raises ``TypeError`` /
 ``ValueError`` naming the parameter, what was expected and what was given, and never
-mutates anything. :func:`check_training_params` checks the parameters both estimators
-share (backbone, weights, training loop, input sizes, device, columns, seed).
+mutates anything. The numeric checks return the value as a Python int / float / bool
+(:mod:`skcream._checks`): a ``GridSearchCV`` over ``np.array`` grids passes numpy scalars,
+and the estimators use the returned values, never the raw parameter.
+:func:`check_training_params` checks the parameters both estimators share (backbone,
+weights, training loop, input sizes, device, columns, seed).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Any
 
 import numpy as np
 
+from skcream._checks import as_bool, as_int, as_real, plain
 from skcream._device import check_device
 
 __all__ = [
     "MIXED_PRECISION",
+    "check_bool",
     "check_choice",
     "check_column",
     "check_int",
@@ -53,16 +58,12 @@ def resolved_resize_size(image_size: int, resize_size: int | None) -> int:
     return int(resize_size)
 
 
-def check_int(params: dict[str, Any], name: str, low: int, *, none_ok: bool = False) -> None:
-    """``params[name]`` is an int >= ``low`` (or None when ``none_ok``); bools are refused."""
-    value = params[name]
-    if value is None and none_ok:
-        return
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        extra = " or None" if none_ok else ""
-        raise TypeError(f"{name} must be an int >= {low}{extra}, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+def check_int(params: dict[str, Any], name: str, low: int, *, none_ok: bool = False) -> int | None:
+    """``params[name]`` as an int >= ``low`` (or None when ``none_ok``); bools are refused.
+
+    Any ``numbers.Integral`` is accepted and returned as a Python int
+    (:func:`skcream._checks.as_int`)."""
+    return as_int(params[name], name, low=low, none_ok=none_ok)
 
 
 def check_real(
@@ -74,21 +75,18 @@ def check_real(
     low_open: bool = False,
     high_open: bool = False,
     none_ok: bool = False,
-) -> None:
-    """``params[name]`` is a finite real number in the interval (bounds open or closed)."""
-    value = params[name]
-    if value is None and none_ok:
-        return
-    lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-    interval = f"{lo}{low}, inf)" if high is None else f"{lo}{low}, {high}{hi}"
-    if isinstance(value, bool) or not isinstance(value, Real):
-        extra = " or None" if none_ok else ""
-        raise TypeError(f"{name} must be a real number in {interval}{extra}, got {value!r}")
-    ok = np.isfinite(value) and (value > low if low_open else value >= low)
-    if high is not None:
-        ok = ok and (value < high if high_open else value <= high)
-    if not ok:
-        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+) -> float | None:
+    """``params[name]`` as a finite float in the interval (bounds open or closed).
+
+    Any ``numbers.Real`` is accepted and returned as a Python float
+    (:func:`skcream._checks.as_real`)."""
+    return as_real(params[name], name, low=low, high=high, low_open=low_open,
+                   high_open=high_open, none_ok=none_ok)
+
+
+def check_bool(params: dict[str, Any], name: str) -> bool:
+    """``params[name]`` as a Python bool (``bool`` or ``np.bool_``)."""
+    return as_bool(params[name], name)
 
 
 def check_choice(params: dict[str, Any], name: str, choices: tuple[str, ...]) -> None:
@@ -105,16 +103,17 @@ def check_column(params: dict[str, Any], name: str) -> None:
         raise TypeError(f"{name} must be a non-empty column name (str), got {value!r}")
 
 
-def check_lr_step(value: Any) -> None:
-    """``lr_step``: None, an int >= 1, or a strictly increasing sequence of ints >= 1."""
+def check_lr_step(value: Any) -> int | tuple[int, ...] | None:
+    """``lr_step``: None, an int >= 1, or a strictly increasing sequence of ints >= 1; returned
+    as None, an int or a tuple of ints."""
     if value is None or (isinstance(value, Integral) and not isinstance(value, bool)):
-        check_int({"lr_step": value}, "lr_step", 1, none_ok=True)
-        return
-    if isinstance(value, list | tuple) and value and all(
+        return check_int({"lr_step": value}, "lr_step", 1, none_ok=True)
+    if isinstance(value, list | tuple | np.ndarray) and len(value) and all(
         isinstance(v, Integral) and not isinstance(v, bool) for v in value
     ):
-        if value[0] >= 1 and all(a < b for a, b in zip(value, value[1:])):
-            return
+        steps = tuple(int(v) for v in value)
+        if steps[0] >= 1 and all(a < b for a, b in zip(steps, steps[1:])):
+            return steps
     raise ValueError(
         "lr_step must be None, an int >= 1 (divide the lr by 10 every lr_step epochs) or a "
         "non-empty strictly increasing list/tuple of ints >= 1 (divide it after each of those "
@@ -124,7 +123,7 @@ def check_lr_step(value: Any) -> None:
 
 def check_training_params(
     params: dict[str, Any], *, fitting: bool, columns: Iterable[str]
-) -> None:
+) -> dict[str, Any]:
     """Check the parameters every trained estimator has.
 
     Parameters
@@ -140,11 +139,18 @@ def check_training_params(
     columns : iterable of str
         Names of the column-name parameters (e.g. ``image_column``).
 
+    Returns
+    -------
+    dict
+        ``params`` with every numpy scalar as its Python value and the checked numbers as
+        Python ints / floats (what the estimator then uses: see :mod:`skcream._checks`).
+
     Raises
     ------
     TypeError, ValueError
         Naming the parameter, what was expected and what was given.
     """
+    params = {k: plain(v) for k, v in params.items()}
     if not isinstance(params["backbone"], str) or not params["backbone"]:
         raise TypeError(f"backbone must be a timm model name (str), got {params['backbone']!r}")
     pretrained = params["pretrained"]
@@ -155,22 +161,21 @@ def check_training_params(
         )
     if fitting and isinstance(pretrained, str | os.PathLike) and not os.path.isfile(pretrained):
         raise ValueError(f"pretrained: no such weight file {os.fspath(pretrained)!r}")
-    check_int(params, "max_epochs", 1)
-    check_int(params, "batch_size", 1)
-    check_lr_step(params["lr_step"])
-    check_int(params, "image_size", 8)
-    check_int(params, "resize_size", 8, none_ok=True)
+    for name, low in (("max_epochs", 1), ("batch_size", 1), ("image_size", 8),
+                      ("gradient_accumulation_steps", 1), ("verbose", 0)):
+        params[name] = check_int(params, name, low)
+    params["resize_size"] = check_int(params, "resize_size", 8, none_ok=True)
+    params["lr_step"] = check_lr_step(params["lr_step"])
     if params["resize_size"] is not None and params["resize_size"] < params["image_size"]:
         raise ValueError(
             f"resize_size must be >= image_size (random crops of image_size are cut from the "
             f"resized image), got resize_size={params['resize_size']} < "
             f"image_size={params['image_size']}"
         )
-    check_int(params, "feature_stage", -100, none_ok=True)
+    params["feature_stage"] = check_int(params, "feature_stage", -100, none_ok=True)
     check_device(params["device"], "device")  # before any data is read
     check_choice(params, "mixed_precision", MIXED_PRECISION)
-    check_int(params, "gradient_accumulation_steps", 1)
-    check_int(params, "num_workers", 0, none_ok=True)
+    params["num_workers"] = check_int(params, "num_workers", 0, none_ok=True)
     checkpoint_dir = params["checkpoint_dir"]
     if checkpoint_dir is not None and not isinstance(checkpoint_dir, str | os.PathLike):
         raise TypeError(
@@ -178,9 +183,9 @@ def check_training_params(
         )
     for name in columns:
         check_column(params, name)
-    rs = params["random_state"]
+    rs = params["random_state"]  # a numpy integer is already a Python int (plain)
     if isinstance(rs, bool) or (
         rs is not None and not isinstance(rs, Integral | np.random.RandomState)
     ):
         raise TypeError(f"random_state must be None, an int or a numpy RandomState, got {rs!r}")
-    check_int(params, "verbose", 0)
+    return params

@@ -254,8 +254,11 @@ def check_localizer(meta: Mapping[str, Any], shapes: Shapes, source: str,
     history = fitted.list("history_")
     if not all(isinstance(r, dict) for r in history):
         raise fitted.fail("history_", "a list of per-epoch objects", history)
-    if "box_threshold_" in fitted.obj:
-        fitted.real("box_threshold_", 0.0, 1.0, high_open=True)
+    if "best_epoch_" in fitted.obj:  # absent in saves from before keep="best"
+        fitted.int("best_epoch_", 1, max(len(history), 1), none_ok=True)
+    for name in ("auto_box_threshold_", "box_threshold_"):  # box_threshold_: earlier saves
+        if name in fitted.obj:
+            fitted.real(name, 0.0, 1.0, high_open=True)
 
     def build():
         return build_model({**net.obj, "architecture": architecture})

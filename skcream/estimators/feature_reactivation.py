@@ -34,7 +34,6 @@ unchanged, with the default scoring.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -44,6 +43,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from skcream._checks import as_int, as_real
 from skcream.threads import with_thread_rule
 
 __all__ = ["CREAMReactivation", "box_targets", "box_targets_from", "PROTOCOL_SIZE"]
@@ -401,32 +401,19 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
-        if isinstance(self.n_iter, bool) or not isinstance(self.n_iter, Integral) or self.n_iter < 0:
-            raise ValueError(f"n_iter must be a non-negative int; got {self.n_iter!r}")
-        if (
-            isinstance(self.sigma, bool) or not isinstance(self.sigma, Real)
-            or not np.isfinite(self.sigma) or self.sigma <= 0
-        ):
-            raise ValueError(f"sigma must be a positive finite float; got {self.sigma!r}")
+        as_int(self.n_iter, "n_iter", low=0)
+        as_real(self.sigma, "sigma", low=0.0, low_open=True)
         for name in ("momentum", "fg_threshold"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, Real) or not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name} must be a float in [0, 1]; got {v!r}")
+            as_real(getattr(self, name), name, low=0.0, high=1.0)
         if self.kernel not in _KERNELS:
             raise ValueError(f"kernel must be one of {_KERNELS}; got {self.kernel!r}")
         if self.init not in _INITS:
             raise ValueError(f"init must be one of {_INITS}; got {self.init!r}")
         if self.output not in _OUTPUTS:
             raise ValueError(f"output must be one of {_OUTPUTS}; got {self.output!r}")
-        if (
-            isinstance(self.C, bool) or not isinstance(self.C, Real)
-            or not np.isfinite(self.C) or self.C <= 0
-        ):
-            raise ValueError(f"C must be a positive finite float; got {self.C!r}")
+        as_real(self.C, "C", low=0.0, low_open=True)
         for name in ("max_iter", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, Integral) or v < 1:
-                raise ValueError(f"{name} must be a positive int; got {v!r}")
+            as_int(getattr(self, name), name, low=1)
         for name in ("context_embeddings", "classes"):
             if getattr(self, name) is not None and self.classifier_weights is None:
                 raise ValueError(

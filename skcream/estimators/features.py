@@ -35,7 +35,6 @@ import contextlib
 import os
 import warnings
 from collections import OrderedDict
-from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,10 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from skcream._checks import as_int, plain
 from skcream._device import check_device
+from skcream._fs import make_dirs
+from skcream.estimators._cache import weights_key
 from skcream.estimators._shape import probe_feature_shape
 from skcream.threads import with_thread_rule
 
@@ -64,12 +66,8 @@ def _resolve_device(device: Any) -> torch.device:
     return dev if dev is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _check_positive_int(value: Any, name: str, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        expected = "a positive int or None" if allow_none else "a positive int"
-        raise ValueError(f"{name} must be {expected}; got {value!r}")
+def _check_positive_int(value: Any, name: str, *, allow_none: bool = False) -> int | None:
+    return as_int(value, name, low=1, none_ok=allow_none)
 
 
 class TrainedBackbone:
@@ -359,10 +357,7 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
                 f"pretrained must be True, False or a path to a .pth/.safetensors file; "
                 f"got {self.pretrained!r}"
             )
-        if self.feature_stage is not None and (
-            isinstance(self.feature_stage, bool) or not isinstance(self.feature_stage, Integral)
-        ):
-            raise TypeError(f"feature_stage must be an int or None; got {self.feature_stage!r}")
+        as_int(self.feature_stage, "feature_stage", none_ok=True)
         _check_positive_int(self.image_size, "image_size", allow_none=True)
         _check_positive_int(self.batch_size, "batch_size")
         if self.output_type not in _OUTPUT_TYPES:
@@ -414,11 +409,34 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         )
         self.feature_shape_ = probe_feature_shape(net, self.image_size_, self._device(),
                                                   self.backbone)
+        self._network_params_ = self._network_params()
         self.n_features_out_ = int(self.feature_shape_[0])
         return self
 
     def _device(self) -> torch.device:
         return _resolve_device(self.device)
+
+    #: parameters the fitted network and ``feature_shape_`` are built from
+    _NETWORK_PARAMS = ("backbone", "pretrained", "feature_stage", "large_feature_map",
+                       "modification", "image_size")
+
+    def _network_params(self) -> dict[str, Any]:
+        return {k: plain(getattr(self, k)) for k in self._NETWORK_PARAMS}
+
+    def _check_network_params(self) -> None:
+        """``set_params`` of a parameter the network was built from, after ``fit``: an error
+        (the fitted network and ``feature_shape_`` would silently stay the old ones)."""
+        fitted = getattr(self, "_network_params_", None)
+        if fitted is None:  # fitted by an earlier version
+            return
+        now = self._network_params()
+        changed = [f"{k}={now[k]!r} (fitted with {fitted[k]!r})" for k in fitted
+                   if now[k] is not fitted[k] and now[k] != fitted[k]]
+        if changed:
+            raise ValueError(
+                f"{', '.join(changed)} was set after fit; the network and feature_shape_ are "
+                "built by fit from it: call fit again"
+            )
 
     def _build_network(self) -> torch.nn.Module:
         # Frozen networks are shared between estimators with the same construction
@@ -428,8 +446,9 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         if isinstance(self.backbone, TrainedBackbone):
             return self.backbone.network_on(self._device())
         base = (
-            self.backbone, str(self.pretrained), _file_stamp(self.pretrained),
-            self.feature_stage, self.large_feature_map, self.modification, str(self._device()),
+            self.backbone, repr(weights_key(self.pretrained)),
+            plain(self.feature_stage), bool(self.large_feature_map), self.modification,
+            str(self._device()),
         )
         for key in (base, base + (self.seed_,)):
             if key in _NETWORKS:
@@ -511,17 +530,16 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
             (
                 "TimmFeatures-v2",  # v2: entries <key>-<sha256 prefix>.npy, atomic
                 backbone,
-                str(self.pretrained),
-                _file_stamp(self.pretrained),
-                self.feature_stage,
-                self.large_feature_map,
+                weights_key(self.pretrained),  # a weight file by its bytes, not its path
+                plain(self.feature_stage),
+                bool(self.large_feature_map),
                 self.modification,
                 self.image_size_,
                 self.seed_ if self.random_init_ else None,
             )
         )
         path = Path(location) / "skcream_timm_features" / key
-        path.mkdir(parents=True, exist_ok=True)
+        make_dirs(path, "memory")
         return path
 
     @with_thread_rule
@@ -540,6 +558,7 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         self._validate_params()
+        self._check_network_params()
         source = self._source(X)
         n = len(source)
         d, h, w = self.feature_shape_
@@ -604,14 +623,6 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         tags.requires_fit = True
         tags.non_deterministic = False
         return tags
-
-
-def _file_stamp(pretrained: Any) -> tuple | None:
-    """Size and mtime of a weights file, so a changed file invalidates the cache."""
-    if isinstance(pretrained, (str, os.PathLike)) and os.path.isfile(pretrained):
-        st = os.stat(pretrained)
-        return (st.st_size, st.st_mtime_ns)
-    return None
 
 
 def _localizer_network(localizer: Any) -> tuple[torch.nn.Module, dict]:

@@ -26,13 +26,13 @@ training forward's features with the true labels, the EM re-activates the ``read
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from numbers import Integral, Real
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from skcream._checks import as_int, as_real
 
 __all__ = ["ParamSpec", "WSOLMethod"]
 
@@ -54,18 +54,10 @@ class ParamSpec:
             if value not in self.choices:
                 raise ValueError(f"{where} must be one of {self.choices}, got {value!r}")
             return str(value)
-        interval = f"[{self.low}, {'inf' if self.high is None else self.high}]"
         if self.kind is int:
-            if isinstance(value, bool) or not isinstance(value, Integral):
-                raise TypeError(f"{where} must be an int in {interval}, got {value!r}")
-            value = int(value)
-        else:
-            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-                raise TypeError(f"{where} must be a finite number in {interval}, got {value!r}")
-            value = float(value)
-        if value < self.low or (self.high is not None and value > self.high):
-            raise ValueError(f"{where} must be in {interval}, got {value!r}")
-        return value
+            return as_int(value, where, low=int(self.low),
+                          high=None if self.high is None else int(self.high))
+        return as_real(value, where, low=self.low, high=self.high)
 
 
 class WSOLMethod:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from skcream._fs import describe
 from skcream.report._compute import HIT_IOU, MethodResult, evaluate_methods
 from skcream.viz import method_colors
 
@@ -81,7 +82,7 @@ def priors_from_data(train: Any = None, *, bbox_column: str = "bboxes") -> dict[
 
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"out {out} is a file; give a folder for the report")
+        raise FileExistsError(f"out {out} is {describe(out)}; give a folder for the report")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
         raise FileExistsError(f"out {out} is not empty and was not written by skcream report; "
                               "choose a new or empty folder")

@@ -56,7 +56,9 @@ def make_strip(image: Image.Image, maps: Sequence[np.ndarray]) -> Image.Image:
     PIL.Image.Image
         RGB of size :func:`strip_size` (``1 + len(maps)`` panels).
     """
-    base = image.convert("RGB").resize((PANEL, PANEL), Image.BILINEAR)
+    from skcream.data.decode import decode_image
+
+    base = decode_image(image).resize((PANEL, PANEL), Image.BILINEAR)  # as shown (EXIF)
     panels = [base] + [overlay(base, m, alpha=0.5) for m in maps]
     strip = Image.new("RGB", strip_size(len(panels)), _MARGIN_RGB)
     for k, panel in enumerate(panels):

@@ -34,12 +34,14 @@ def readouts(est: Any, X: Any, y: Any = None) -> dict[str, Any]:
     from skcream.localize import protocol_maps
 
     est._check_fitted()
-    source, class_label = est._source(X, y)
+    source, _ = est._source(X, y)
     if not source.has_boxes:
         raise ValueError(f"the report needs ground-truth boxes: X must be a Dataset with a "
                          f"{est.bbox_column!r} column (bbox_column)")
-    labels = est._labels_for(source, y, class_label, None, required=True)
+    labels = est._labels_for(source, y, None, required=True)
     n = len(source)
+    # boxes checked against their images (index, box as given) before the forward pass
+    gt = [_scale_boxes(source.boxes(i), source.size(i), i) for i in range(n)]
     settings = {"CAM": est._settings(n_iter=0), "CREAM": est._settings()}
     maps = {k: np.zeros((n, PROTOCOL_SIZE, PROTOCOL_SIZE)) for k in settings}
     logits = None
@@ -51,7 +53,6 @@ def readouts(est: Any, X: Any, y: Any = None) -> dict[str, Any]:
         for name, s in settings.items():
             m = class_maps(est.model_, est.context_, batch.features, lab, s)
             maps[name][batch.index] = protocol_maps(m, (PROTOCOL_SIZE, PROTOCOL_SIZE))
-    gt = [_scale_boxes(source.boxes(i), source.size(i), i) for i in range(n)]
     masks = None
     if source.has_masks:
         masks = [resize_mask(source.mask(i), PROTOCOL_SIZE) for i in range(n)]
@@ -87,10 +88,15 @@ def localizer_report(est: Any, X: Any, out: str | os.PathLike, *, y: Any = None,
     r = readouts(est, X, y)
     val_maps = val_gt = None
     thresholds = {"CREAM": float(est.box_threshold_)}
-    if validation_data is not None:
+    # validation data that holds the reported images themselves (e.g. the same folder loaded
+    # as two splits) is no validation: tau is then chosen on these images, and the page says
+    # so ("chosen on these images (optimistic)"), never "on the validation images"
+    same = (validation_data is not None and est._source(validation_data)[0].fingerprint()
+            == r["source"].fingerprint())
+    if validation_data is not None and not same:
         v = readouts(est, validation_data)
         val_maps, val_gt = v["maps"], v["gt"]
-    else:
+    elif validation_data is None:
         thresholds["CAM"] = float(est.box_threshold_)
     priors = _blind_priors(est, prior_data)
     params = est.get_params(deep=False)
@@ -99,7 +105,8 @@ def localizer_report(est: Any, X: Any, out: str | os.PathLike, *, y: Any = None,
              **{k: json_value(params[k]) for k in _SHOWN_PARAMS if k in params},
              "box_threshold_": float(est.box_threshold_), "classes": names}
     data = {"images": len(r["source"]), "masks": r["masks"] is not None,
-            "validation images": None if val_gt is None else len(val_gt),
+            "validation images": ("the reported images themselves" if same
+                                  else None if val_gt is None else len(val_gt)),
             "train-box prior": ("from the boxes of prior_data" if prior_data is not None else
                                 "not shown: no prior_data (CLI: --prior-split) was given"),
             **(data_settings or {})}

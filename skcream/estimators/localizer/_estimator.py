@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from skcream import distributed
+from skcream._checks import as_int
 from skcream.data.streaming import is_stream, materialize
 from skcream.data.transforms import resize_mask
 from skcream.estimators._boxes_target import PROTOCOL_SIZE, localization_scores
@@ -42,7 +44,12 @@ from skcream.estimators.localizer._inference import (
 from skcream.estimators.localizer._inference import protocol_gt_boxes as _scale_boxes
 from skcream.estimators.localizer._validation import validate_params
 from skcream.localize import Localization, maps_to_localization, protocol_maps
-from skcream.metrics import SCORER_METRICS, BoxAccumulator, ProtocolAccumulators
+from skcream.metrics import (
+    SCORER_METRICS,
+    BoxAccumulator,
+    ProtocolAccumulators,
+    iou_percents,
+)
 from skcream.threads import with_thread_rule
 
 __all__ = [
@@ -121,10 +128,14 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         cosine 32.8 at sigma=8 (cos/8 is too small a logit: flat posteriors, i.e. CAM) and
         40.9 at sigma=0.1.
     box_threshold : float in [0, 1) or None, default=None
-        CAM threshold for ``predict``/``localize`` boxes and masks, on the min-max
-        normalised final map. None: chosen on ``validation_data`` (best single-box accuracy
-        at IoU 0.5, the protocol's choice on ``val``) when given, else 0.2 (CAM's usual
-        value). The value used is ``box_threshold_``.
+        CAM threshold of the boxes and masks of ``predict`` / ``localize`` /
+        ``pseudo_boxes`` and of ``evaluate``'s Top-1 / Top-5 / GT-known Loc, on the min-max
+        normalised final map. Read at every call, like every inference parameter:
+        ``set_params(box_threshold=t)`` on a fitted model takes effect at once, without
+        refitting. None: ``auto_box_threshold_``, the threshold ``fit`` chose (best
+        single-box accuracy at IoU 0.5 on ``validation_data``, the protocol's choice on
+        ``val``; 0.2, CAM's usual value, without validation data). The value in effect is
+        ``box_threshold_``.
     max_epochs : int, default=50
         Training epochs (paper: CUB 50, ILSVRC 6, OpenImages 10).
     batch_size : int, default=32
@@ -163,6 +174,8 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         it; a directory written with another configuration or other data, or holding more
         epochs than ``max_epochs``, is refused. A fit holds an OS lock on the folder: a
         second fit on it fails at once (``SKCREAM_LOCK_TIMEOUT=SECONDS`` waits instead).
+        With ``keep="best"`` a checkpoint also holds the best epoch's weights when that is
+        an earlier epoch, so a resumed fit returns them.
     memory : None, path or joblib.Memory, default=None
         Cache of fitted networks keyed on the training parameters and a fingerprint of the
         training data (JSON + safetensors, no pickle), plus an in-memory cache of network
@@ -172,7 +185,17 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
     image_column, label_column, bbox_column : str
         Column names in a ``datasets.Dataset``.
     validation_data : datasets.Dataset or None, default=None
-        Images with boxes: per-epoch MaxBoxAccV2 in ``history_`` and the box threshold.
+        Images with boxes (the benchmark's train-fullsup split, e.g. ``load_wsol(...,
+        split="val", samples_per_class=N)``): per-epoch MaxBoxAccV2 in ``history_``
+        (``val_max_box_acc_v2``) and the box threshold. Images with masks and no boxes
+        (OpenImages): per-epoch PxAP (``val_pxap``); the box threshold is then 0.2.
+    keep : {"last", "best"}, default="last"
+        The weights ``fit`` returns: those of the last epoch (wsolevaluation's default,
+        ``--eval_checkpoint_type last``), or of the epoch with the best validation score
+        (``"best"``, needs ``validation_data``; ties: the earliest epoch; ``history_`` still
+        has every epoch). The score is the one recorded in ``history_``, computed with the
+        inference parameters (``n_iter``, ``sigma``, ...) of this fit, so with ``"best"``
+        they and the validation data are part of the ``memory=`` key and of the checkpoint.
     random_state : int, RandomState or None, default=None
         Seeds initialisation, shuffling and augmentation; an int makes a CPU fit
         reproducible bit for bit.
@@ -184,6 +207,10 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
     classes_ : ndarray (C,)
         Class labels (the ClassLabel indices for a Dataset with a ClassLabel column).
     class_names_ : list of str
+        Names of the classes (the ClassLabel names; ``str`` of integer labels). Labels of
+        later calls are matched through one encoder: names to these names (so a Dataset
+        whose ClassLabel lists other classes, e.g. another folder, is read by its names),
+        integers to ``classes_``; unknown ones are an error naming them.
     n_classes_ : int
     model_ : nn.Module
         The trained network of ``method`` (:class:`skcream.model.CAMNet` for CAM, HaS, ADL,
@@ -199,10 +226,19 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         Normalisation (mean, std) of the backbone.
     history_ : list of dict
         Per epoch: ``epoch``, ``loss``, ``accuracy`` and, with ``validation_data``,
-        ``val_max_box_acc_v2`` (computed with the inference parameters of the fit that
-        trained the network).
+        ``val_max_box_acc_v2`` or ``val_pxap`` (computed with the inference parameters of
+        the fit that trained the network).
+    best_epoch_ : int or None
+        The epoch (1-based) with the best validation score in ``history_`` (ties: the
+        earliest); the weights are that epoch's with ``keep="best"``, the last epoch's with
+        ``keep="last"``. None without ``validation_data``.
+    auto_box_threshold_ : float
+        The threshold ``box_threshold=None`` stands for: chosen on ``validation_data`` by
+        ``fit`` (ties: the smallest), else 0.2. Every fit computes it, also when
+        ``box_threshold`` is set, so that setting ``box_threshold`` back to None gives it.
     box_threshold_ : float
-        Threshold used by ``predict``/``localize``.
+        The threshold in effect (read-only): ``box_threshold`` when it is set, else
+        ``auto_box_threshold_``; it follows ``set_params``.
     """
 
     def __init__(
@@ -240,6 +276,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         label_column: str = "label",
         bbox_column: str = "bboxes",
         validation_data: Any = None,
+        keep: str = "last",
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 1,
     ) -> None:
@@ -276,26 +313,46 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         self.label_column = label_column
         self.bbox_column = bbox_column
         self.validation_data = validation_data
+        self.keep = keep
         self.random_state = random_state
         self.verbose = verbose
 
     # ------------------------------------------------------------------ sklearn plumbing
     _fitted_markers = ("model_", "context_")
 
+    def _params(self, *, fitting: bool = False) -> SimpleNamespace:
+        """The parameters, validated, numbers as Python ints / floats / bools.
+
+        Every method reads its settings from here at call time (never the raw attributes):
+        ``set_params`` after ``fit`` takes effect, and numpy scalars (a ``GridSearchCV`` over
+        an ``np.array`` grid) behave as the Python numbers they stand for.
+        """
+        return SimpleNamespace(**validate_params(self.get_params(deep=False), fitting=fitting))
+
     def _settings(self, output: str = "final", n_iter: int | None = None) -> ReadoutSettings:
-        if n_iter is not None and (isinstance(n_iter, bool)
-                                   or not isinstance(n_iter, int | np.integer) or n_iter < 0):
-            raise ValueError(f"n_iter must be a non-negative int or None, got {n_iter!r}")
+        p = self._params()
+        n_iter = as_int(n_iter, "n_iter", low=0, none_ok=True)
         return ReadoutSettings(
-            n_iter=self.n_iter if n_iter is None else n_iter,
-            sigma=float(self.sigma),
-            kernel=self.kernel,
-            fg_threshold=float(self.fg_threshold),
+            n_iter=p.n_iter if n_iter is None else n_iter,
+            sigma=p.sigma,
+            kernel=p.kernel,
+            fg_threshold=p.fg_threshold,
             output=output,
-            normalization=self.map_normalization,
-            percentile=self.normalization_percentile,
-            clamp_negative_weights=bool(self.clamp_negative_weights),
+            normalization=p.map_normalization,
+            percentile=p.normalization_percentile,
+            clamp_negative_weights=p.clamp_negative_weights,
         )
+
+    @property
+    def box_threshold_(self) -> float:
+        """The box threshold in effect: ``box_threshold`` when set, else the one fit chose."""
+        if not hasattr(self, "auto_box_threshold_"):
+            raise AttributeError(
+                f"{type(self).__name__} has no box_threshold_ before fit (box_threshold=None "
+                "means the threshold fit chooses)"
+            )
+        chosen = self._params().box_threshold
+        return self.auto_box_threshold_ if chosen is None else chosen
 
     def _source(self, X: Any, y: Any = None):
         if is_stream(X):  # one pass into an Arrow file (see skcream.data.streaming)
@@ -319,29 +376,33 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             or sequence of row dicts
             Training images of any sizes and modes (converted to RGB).
         y : array-like (n,), optional
-            Image-level labels; required unless ``X`` has a label column.
+            Image-level labels: class names (str) or integer labels, one kind, one per
+            image; required unless ``X`` has a label column.
 
         Returns
         -------
         self
         """
-        validate_params(self.get_params(deep=False), fitting=True)
+        p = self._params(fitting=True)
         self._clear_fitted()
         self._weights_digest = None
         source, class_label = self._source(X, y)
-        fitted = _training.fit_network(self, source, y, class_label)
+        fitted = _training.fit_network(self, p, source, class_label)
         for name, value in fitted.items():
             setattr(self, name, value)
         self.model_.to(self._inference_device()).eval()
         self.context_.to(self._inference_device())
-        self.box_threshold_ = self._choose_box_threshold()
+        self.auto_box_threshold_ = self._choose_box_threshold()
         return self
 
     def _choose_box_threshold(self) -> float:
-        if self.box_threshold is not None:
-            return float(self.box_threshold)
+        """The threshold of ``box_threshold=None``: the best on ``validation_data`` (single
+        box, IoU 0.5; ties: the smallest), else :data:`DEFAULT_BOX_THRESHOLD`."""
         if self.validation_data is None:
             return DEFAULT_BOX_THRESHOLD
+        if _training.check_validation_data(self, self.classes_, self.class_names_).metric \
+                != "max_box_acc_v2":
+            return DEFAULT_BOX_THRESHOLD  # masks only (OpenImages): no box to choose it on
         acc = BoxAccumulator(iou_thresholds=(50,), multi_contour=False)
         for _, _, maps, gt in self._protocol_batches(self.validation_data, None)[1]:
             acc.update(maps, gt)
@@ -351,18 +412,19 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ network outputs
     def _forward(self, source, resolution: int | None = None):
         """Yield ForwardBatch over ``source`` (through the in-memory cache with ``memory``)."""
-        resolution = self.image_size if resolution is None else resolution
+        p = self._params()
+        resolution = p.image_size if resolution is None else resolution
         kwargs = dict(
             image_size=resolution,
             data_config=self.data_config_,
-            batch_size=self.batch_size,
+            batch_size=p.batch_size,
             device=self._inference_device(),
-            num_workers=self.num_workers,
+            num_workers=p.num_workers,
         )
         spread = distributed.active()
         if spread is not None:  # this process's share only; the caller gathers the rest
             rank, world = spread
-            share = distributed.shard_range(len(source), self.batch_size, rank, world)
+            share = distributed.shard_range(len(source), p.batch_size, rank, world)
             yield from iter_forward(self.model_, source, indices=share, **kwargs)
             return
         if cache_location(self.memory) is None:
@@ -382,19 +444,22 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             FORWARD_CACHE.put(key, cached)
         device = kwargs["device"]
         n = len(cached["index"])
-        for start in range(0, n, self.batch_size):
-            sl = slice(start, start + self.batch_size)
+        for start in range(0, n, p.batch_size):
+            sl = slice(start, start + p.batch_size)
             yield ForwardBatch(
                 cached["index"][sl].numpy(),
                 cached["logits"][sl].to(device),
                 cached["features"][sl].to(device),
             )
 
-    def _labels_for(self, source, y, class_label, labels, *, required: bool) -> np.ndarray | None:
-        """Internal class indices: explicit ``labels``, else ``y`` / the label column."""
+    def _labels_for(self, source, y, labels, *, required: bool) -> np.ndarray | None:
+        """Internal class indices: explicit ``labels``, else ``y`` / the label column, all
+        through the one encoder (:func:`~skcream.estimators._inputs.encode_labels`): names by
+        name, integers by value, one label per image."""
         if labels is not None:
-            return encode_labels(labels, self.classes_, "labels")
-        values = raw_labels(source, y, class_label)
+            return encode_labels(labels, self.classes_, self.class_names_, "labels",
+                                 n_images=len(source))
+        values = raw_labels(source)
         if values is None:
             if required:
                 raise ValueError(
@@ -402,7 +467,9 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
                     "Dataset with a label column"
                 )
             return None
-        return encode_labels(values, self.classes_, "y" if y is not None else self.label_column)
+        return encode_labels(values, self.classes_, self.class_names_,
+                             "y" if y is not None else f"label column {self.label_column!r}",
+                             n_images=len(source))
 
     def _maps(self, source, labels: np.ndarray | None, settings: ReadoutSettings, resolution=None):
         """Maps (B, h, w) for ``labels`` (None: the predicted class), per batch.
@@ -462,7 +529,8 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         ----------
         X : images or Dataset
         labels : array-like (n,), optional
-            Class of each map (values of ``classes_``); default the predicted class.
+            Class of each map: names (``class_names_``) or values of ``classes_``, one per
+            image; default the predicted class.
 
         Returns
         -------
@@ -470,9 +538,10 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             ``(h, w) = feature_shape_`` (images are resized to ``image_size``).
         """
         self._check_fitted()
-        validate_params(self.get_params(deep=False), fitting=False)
-        source, class_label = self._source(X)
-        lab = None if labels is None else encode_labels(labels, self.classes_, "labels")
+        self._params()
+        source, _ = self._source(X)
+        lab = self._labels_for(source, None, labels, required=False) if labels is not None \
+            else None
         out = [None] * len(source)
         done = []
         for index, _, maps, _ in self._maps(source, lab, self._settings()):
@@ -509,21 +578,22 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         ----------
         X : images or Dataset
         labels : array-like (n,), optional
-            Values of ``classes_``; default: the labels of ``X`` (its label column), else
-            the predicted classes.
+            Names (``class_names_``) or values of ``classes_``, one per image; default: the
+            labels of ``X`` (its label column, matched by name), else the predicted classes.
 
         Raises
         ------
         ValueError
-            When ``labels`` holds values outside ``classes_`` (named).
+            When ``labels`` holds classes the model does not know (named), or their count is
+            not the number of images.
         """
         self._check_fitted()
-        source, class_label = self._source(X)
-        lab = self._labels_for(source, None, class_label, labels, required=False)
+        source, _ = self._source(X)
+        lab = self._labels_for(source, None, labels, required=False)
         return self._localize(source, lab)
 
     def _localize(self, source, labels: np.ndarray | None) -> Localization:
-        validate_params(self.get_params(deep=False), fitting=False)
+        self._params()
         n = len(source)
         maps_out: list = [None] * n
         labels_out = np.empty(n, dtype=np.int64)
@@ -567,10 +637,9 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             map upsampled (bicubic) to the original size and min-max normalised.
         """
         self._check_fitted()
-        if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 8:
-            raise ValueError(f"resolution must be an int >= 8, got {resolution!r}")
-        source, class_label = self._source(X, y)
-        lab = self._labels_for(source, y, class_label, labels, required=False)
+        resolution = as_int(resolution, "resolution", low=8)
+        source, _ = self._source(X, y)
+        lab = self._labels_for(source, y, labels, required=False)
         n = len(source)
         boxes = np.zeros((n, 4), dtype=np.float64)
         done = []
@@ -592,21 +661,21 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         counts, :class:`skcream.metrics.BoxAccumulator`).
         """
         self._check_fitted()
-        source, class_label = self._source(X, y)
+        source, _ = self._source(X, y)
         if not source.has_boxes:
             raise ValueError(
                 f"evaluation needs ground-truth boxes: X must be a Dataset with a "
                 f"{self.bbox_column!r} column (bbox_column)"
             )
-        lab = self._labels_for(source, y, class_label, None, required=True)
+        lab = self._labels_for(source, y, None, required=True)
         settings = self._settings() if settings is None else settings
+        # every box checked against its image (index and box as given) before any forward pass
+        gt_all = [_scale_boxes(source.boxes(i), source.size(i), i) for i in range(len(source))]
 
         def batches():
             for index, logits, m, _ in self._maps(source, lab, settings):
                 maps = protocol_maps(m, (PROTOCOL_SIZE, PROTOCOL_SIZE))
-                gt = [_scale_boxes(source.boxes(int(i)), source.size(int(i)), int(i))
-                      for i in index]
-                yield index, logits, maps, gt
+                yield index, logits, maps, [gt_all[int(i)] for i in index]
 
         return source, batches()
 
@@ -632,7 +701,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         -------
         float
         """
-        validate_params(self.get_params(deep=False), fitting=False)
+        self._params()
         acc = BoxAccumulator()
         for _, _, maps, gt in self._protocol_batches(X, y, self._settings(n_iter=n_iter))[1]:
             acc.update(maps, gt)
@@ -678,7 +747,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         Maps are evaluated batch by batch (``batch_size``) and the metrics accumulate
         per-threshold counts, so memory does not grow with the number of images.
         """
-        validate_params(self.get_params(deep=False), fitting=False)
+        self._params()
         if baselines:
             return self._evaluate_with_baselines(X, y, metrics=metrics, n_jobs=n_jobs,
                                                  n_iter=n_iter, prior_data=prior_data)
@@ -722,7 +791,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             distributed.gather_rows(done, logits_all, pred_boxes, gt_all)
         out = accs.results()
         if loc:
-            truth = self._labels_for(source, y, self._source(X, y)[1], None, required=True)
+            truth = self._labels_for(source, y, None, required=True)
             out.update(localization_scores(logits_all, pred_boxes, gt_all, truth))
         return {m: out[m] for m in metrics}
 
@@ -769,6 +838,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         n_iter : int, optional
             Override T (0 gives the CAM curve of the same network).
         iou_threshold : float, default=50
+            In percent, in (1, 100] (``0.5`` is refused: the unit is percent).
         multi_contour : bool, default=True
 
         Returns
@@ -776,7 +846,8 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         thresholds : ndarray (100,)
         accuracy : ndarray (100,) percent
         """
-        acc = BoxAccumulator(iou_thresholds=(iou_threshold,), multi_contour=multi_contour)
+        iou = iou_percents(iou_threshold, "iou_threshold")
+        acc = BoxAccumulator(iou_thresholds=iou, multi_contour=multi_contour)
         for _, _, maps, gt in self._protocol_batches(X, y, self._settings(n_iter=n_iter))[1]:
             acc.update(maps, gt)
         distributed.sum_across(acc, "correct", "n_maps")
@@ -816,7 +887,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         """
         from skcream.report._localizer import localizer_report
 
-        validate_params(self.get_params(deep=False), fitting=False)
+        self._params()
         return localizer_report(self, X, out, y=y, validation_data=validation_data,
                                 prior_data=prior_data, title=title, verbose=int(self.verbose))
 

@@ -51,6 +51,7 @@ NETWORK_ATTRIBUTES = (
     "feature_shape_",
     "data_config_",
     "history_",
+    "best_epoch_",
 )
 
 _CLASS = "CREAMLocalizer"
@@ -135,10 +136,11 @@ def fitted_meta(est, *, with_threshold: bool = True) -> dict[str, Any]:
         "feature_shape_": list(est.feature_shape_),
         "data_config_": json_value(est.data_config_),
         "history_": json_value(est.history_),
+        "best_epoch_": est.best_epoch_,
         "net": dict(est._net_spec),
     }
-    if with_threshold:
-        fitted["box_threshold_"] = float(est.box_threshold_)
+    if with_threshold:  # the threshold of box_threshold=None (box_threshold is a parameter)
+        fitted["auto_box_threshold_"] = float(est.auto_box_threshold_)
     return estimator_meta(_CLASS, _jsonable_params(est), fitted)
 
 
@@ -171,8 +173,16 @@ def restore(est, fitted: dict[str, Any], tensors: dict[str, torch.Tensor], devic
     est.feature_shape_ = tuple(fitted["feature_shape_"])
     est.data_config_ = dict(fitted["data_config_"])
     est.history_ = list(fitted["history_"])
-    if "box_threshold_" in fitted:
-        est.box_threshold_ = float(fitted["box_threshold_"])
+    if "best_epoch_" in fitted:
+        est.best_epoch_ = fitted["best_epoch_"]
+    else:  # saved before keep existed: a function of the history (box validation only then)
+        from skcream.training import best_epoch
+
+        est.best_epoch_ = best_epoch(est.history_, "val_max_box_acc_v2")
+    if "auto_box_threshold_" in fitted:
+        est.auto_box_threshold_ = float(fitted["auto_box_threshold_"])
+    elif "box_threshold_" in fitted:  # earlier saves: the threshold then in use
+        est.auto_box_threshold_ = float(fitted["box_threshold_"])
 
 
 def save(est, path: str | os.PathLike, *, overwrite: bool = False) -> None:
@@ -197,7 +207,7 @@ def getstate(est) -> dict[str, Any]:
     """``__getstate__``: the fitted tensors as safetensors bytes, modules left out."""
 
     def fitted_state():
-        meta = fitted_meta(est, with_threshold=hasattr(est, "box_threshold_"))["fitted"]
+        meta = fitted_meta(est, with_threshold=hasattr(est, "auto_box_threshold_"))["fitted"]
         return meta, fitted_tensors(est)
 
     return pickle_state(est, ("model_", "context_", "_weights_digest"), fitted_state)

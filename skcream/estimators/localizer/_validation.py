@@ -3,7 +3,9 @@
 scikit-learn's rule: ``__init__`` stores the parameters verbatim and ``fit``
 validates them. :func:`validate_params` is what ``fit`` (and every inference
 method) calls; it raises ``TypeError``/``ValueError`` naming the parameter and
-what was expected, and never mutates the estimator.
+what was expected, never mutates the estimator, and returns the parameters with
+numbers as Python ints / floats / bools, which the estimator then reads its
+settings from (at call time, so ``set_params`` after ``fit`` takes effect).
 
 The parameters fall in two groups, which the ``memory=`` cache relies on:
 
@@ -21,18 +23,19 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
-
 from skcream.estimators._params import (
     MIXED_PRECISION,
+    check_bool,
     check_choice,
     check_int,
     check_real,
     check_training_params,
 )
+from skcream.training import KEEP  # "last" | "best": which epoch fit keeps
 
 __all__ = [
     "INFERENCE_PARAMS",
+    "KEEP",
     "KERNELS",
     "MIXED_PRECISION",
     "TRAINING_PARAMS",
@@ -61,6 +64,7 @@ TRAINING_PARAMS = (
     "image_column",
     "label_column",
     "random_state",
+    "keep",
 )
 
 #: parameters read at inference only (changing them never retrains)
@@ -78,7 +82,7 @@ INFERENCE_PARAMS = (
 KERNELS = ("dot", "cosine")
 
 
-def validate_params(params: dict[str, Any], *, fitting: bool = True) -> None:
+def validate_params(params: dict[str, Any], *, fitting: bool = True) -> dict[str, Any]:
     """Check every constructor parameter of ``CREAMLocalizer``.
 
     Parameters
@@ -89,39 +93,47 @@ def validate_params(params: dict[str, Any], *, fitting: bool = True) -> None:
         Also check that a ``pretrained`` weight file exists (only ``fit`` reads it; a
         loaded or unpickled model does not need the file any more).
 
+    Returns
+    -------
+    dict
+        The parameters with numbers as Python ints / floats / bools (numpy scalars, e.g.
+        from a ``GridSearchCV`` over an ``np.array`` grid, converted): what the estimator
+        uses.
+
     Raises
     ------
     TypeError, ValueError
         Naming the parameter, what was expected and what was given.
     """
-    check_training_params(
+    params = check_training_params(
         params, fitting=fitting, columns=("image_column", "label_column", "bbox_column")
     )
-    check_int(params, "n_iter", 0)
-    check_real(params, "sigma", 0.0, low_open=True)
-    check_real(params, "momentum", 0.0, 1.0)
-    check_real(params, "fg_threshold", 0.0, 1.0)
-    check_real(params, "context_threshold", 0.0, 1.0)
+    params["n_iter"] = check_int(params, "n_iter", 0)
+    params["sigma"] = check_real(params, "sigma", 0.0, low_open=True)
+    params["momentum"] = check_real(params, "momentum", 0.0, 1.0)
+    params["fg_threshold"] = check_real(params, "fg_threshold", 0.0, 1.0)
+    params["context_threshold"] = check_real(params, "context_threshold", 0.0, 1.0)
     check_choice(params, "kernel", KERNELS)
-    check_real(params, "box_threshold", 0.0, 1.0, high_open=True, none_ok=True)
-    check_real(params, "lr", 0.0, low_open=True)
+    check_choice(params, "keep", KEEP)
+    if fitting and params["keep"] == "best" and params["validation_data"] is None:
+        raise ValueError("keep='best' keeps the epoch with the best localization on "
+                         "validation_data; pass validation_data (images with boxes, or masks)")
+    params["box_threshold"] = check_real(params, "box_threshold", 0.0, 1.0, high_open=True,
+                                         none_ok=True)
+    params["lr"] = check_real(params, "lr", 0.0, low_open=True)
     from skcream.methods import get_method
     from skcream.methods.normalization import NORMALIZATIONS
 
     get_method(params["method"], params["method_params"])
     check_choice(params, "map_normalization", NORMALIZATIONS)
-    check_real(params, "normalization_percentile", 0.0, 1.0, none_ok=True)
-    if not isinstance(params["clamp_negative_weights"], bool | np.bool_):
-        raise TypeError(
-            f"clamp_negative_weights must be a bool, got {params['clamp_negative_weights']!r}"
-        )
-    if not isinstance(params["nesterov"], bool | np.bool_):
-        raise TypeError(f"nesterov must be a bool, got {params['nesterov']!r}")
-    if not isinstance(params["large_feature_map"], bool | np.bool_):
-        raise TypeError(f"large_feature_map must be a bool, got {params['large_feature_map']!r}")
+    params["normalization_percentile"] = check_real(params, "normalization_percentile", 0.0,
+                                                    1.0, none_ok=True)
+    for name in ("clamp_negative_weights", "nesterov", "large_feature_map"):
+        params[name] = check_bool(params, name)
     memory = params["memory"]
     if memory is not None and not isinstance(memory, str | os.PathLike):
         if not hasattr(memory, "location"):
             raise TypeError(
                 f"memory must be None, a directory path or a joblib.Memory, got {memory!r}"
             )
+    return params
