@@ -401,7 +401,7 @@ def fake_fit(monkeypatch):
         seen.update(self.get_params(deep=False), n_train=len(X),
                     threads=torch.get_num_threads(), X=X)
         self.history_ = []
-        self.box_threshold_ = 0.2
+        self.auto_box_threshold_ = 0.2  # what fit chooses without validation images
         return self
 
     monkeypatch.setattr(CREAMLocalizer, "fit", fit)
