@@ -122,10 +122,11 @@ def step_snippets(tmp: Path) -> None:
     wall = time.perf_counter() - tic
     if run.returncode or not out.is_file():
         raise SystemExit(run.stdout[-3000:] + run.stderr[-3000:])
-    import torch
+    from skcream.threads import default_threads
 
-    cond = f"{torch.get_num_threads()} torch thread(s) by the rule, load average " \
-           f"{before:.2f} -> {_load():.2f}"
+    rule = default_threads()
+    cond = (f"{'1 torch thread' if rule == 1 else 'torch threads'} (skcream.threads' rule), "
+            f"load average {before:.2f} -> {_load():.2f}")
     for k, block in enumerate(json.loads(out.read_text())["blocks"]):
         if block["error"]:
             raise SystemExit(f"{block['id']} failed:\n{block['error']}")
