@@ -115,9 +115,9 @@ class Preset:
 #: wall time of ``skcream demo`` and ``skcream demo --quick`` on our 2-core CPU, as
 #: ``benchmarks/bench_doc_timings.py`` measured them (``skcream demo --help`` prints these;
 #: README.md gives the same figures with the load average of the run)
-DEMO_TIMES = {"demo": "8 min 52 s", "quick": "3 min 45 s",
-              "measured": "2026-12-06, one torch thread, a 2-core CPU shared with other jobs "
-                          "at load average 11.6 / 7.7; 1 min 29 s / 21 s at load 0.5-1"}
+DEMO_TIMES = {"demo": "1 min 43 s", "quick": "30 s",
+              "measured": "2026-12-06, one torch thread, load average 0.7-1.3; 8 min 52 s / "
+                          "3 min 45 s at load 11.6 / 7.7"}
 
 #: the demo: data generation, training, evaluation, pictures and report (DEMO_TIMES["demo"])
 DEMO = Preset(

@@ -4,10 +4,10 @@ On a machine where this process may use at most two CPU cores, every skcream cal
 torch (``fit``, ``predict``, ``transform``, ``score``, ``evaluate``, ``report``, ... of the
 estimators, and every ``skcream`` command) runs torch with **one** intra-op thread and puts
 the previous count back afterwards. Measured side by side on our 2-core machine shared with
-other jobs (``benchmarks/bench_doc_timings.py``): two threads, torch's own default there,
-made one training epoch 2-5x and ``predict`` 4-6x slower, because OpenMP threads spin
-while they wait for a core another process holds. With more usable cores torch's own setting
-is kept.
+other jobs (``benchmarks/bench_doc_timings.py``, QUICK preset, load average 2.7-2.9,
+2026-12-06): two threads, torch's own default there, made one training epoch 4-8x and
+``predict`` about 9x slower, because OpenMP threads spin while they wait for a core another
+process holds. With more usable cores torch's own setting is kept.
 
 The rule gives way to any choice of yours, in this order:
 

@@ -16,6 +16,8 @@ each ``NAME=EXPRESSION`` is evaluated in the session afterwards (``"probes"`` of
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import sys
@@ -113,10 +115,23 @@ SESSION_SKIP: dict[str, str] = {
 }
 
 
+class _Tee(io.StringIO):
+    """Keeps what a block prints and passes it on."""
+
+    def __init__(self, stream) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        return super().write(text)
+
+
 def run_python_session(doc: Path, probes: dict[str, str]) -> dict:
     """Execute the python blocks of ``doc`` in order in one namespace (current folder).
 
-    Blocks marked in :data:`SESSION_SKIP` are left out. Stops at the first block that raises. Returns ``{"blocks":
+    Blocks marked in :data:`SESSION_SKIP` are left out. Stops at the first block that raises.
+    What each block prints is kept (``"stdout"``). Returns ``{"blocks":
     [{"id", "seconds", "error"}], "probes": {name: value or {"error": ...}}}`` (probes only
     when every block ran).
     """
@@ -127,11 +142,14 @@ def run_python_session(doc: Path, probes: dict[str, str]) -> dict:
             continue
         start = time.perf_counter()
         entry = {"id": block.id, "error": None}
+        printed = _Tee(sys.stdout)
         try:
-            exec(compile(block.code, block.id, "exec"), namespace)
+            with contextlib.redirect_stdout(printed):
+                exec(compile(block.code, block.id, "exec"), namespace)
         except BaseException:  # noqa: BLE001 - reported to the test, which fails on it
             entry["error"] = traceback.format_exc(limit=12)
         entry["seconds"] = time.perf_counter() - start
+        entry["stdout"] = printed.getvalue()
         report["blocks"].append(entry)
         print(f"[doc session] {block.id}: {entry['seconds']:.1f} s"
               f"{' FAILED' if entry['error'] else ''}", flush=True)
