@@ -1,6 +1,7 @@
 """skcream.metrics against the plain contour loop a user would write, on the same maps.
 
-Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_metrics.py [n_maps]`` (default 30 maps).
+Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_metrics.py [n_maps]`` (default 20 maps per
+family).
 
 Baseline ("plain loop", what a competent user writes from the paper's description):
 quantise each map to uint8 (``(map * 255).astype(uint8)``); for each CAM threshold one
@@ -14,10 +15,14 @@ own (``np.histogram`` of the positive and negative pixels of each map).
 quadratically, so timing it would flatter skcream); every number is asserted equal to
 both the plain loop and the oracle.
 
-Maps look like CAMs: 14x14 random fields upsampled bicubically to 224x224 and min-max
-normalised; 1-3 GT boxes per map; masks = the first GT box, with an ignored corner.
+Map families (``FAMILIES``): ``cam``, CAM-like, 14x14 random fields upsampled bicubically to
+224x224 and min-max normalised (the boxes_from_scoremap and PxAP rows use these); ``cam28``,
+the same from 28x28 fields (the large-feature-map backbones); ``blob``, one smooth anisotropic
+Gaussian (few contours: the plain loop's best case); ``blobs``, two or three Gaussians.
+1-3 GT boxes per map; masks = the first GT box, with an ignored corner.
 Everything runs in one process, one thread (OpenCV and numba single-threaded), each
-timing the best of ``REPEATS`` runs interleaved with the baseline's, CPU time.
+timing the best of ``REPEATS`` runs interleaved with the baseline's, CPU time; the box
+metrics of every family at both intervals are printed side by side in one table.
 """
 
 from __future__ import annotations
@@ -44,13 +49,39 @@ _spec.loader.exec_module(oracle)
 REPEATS = 3
 
 
-def make_data(n: int, seed: int = 0):
+def _gaussians(rng: np.random.Generator, k: int) -> np.ndarray:
+    yy, xx = np.mgrid[:224, :224].astype(np.float64)
+    x = np.zeros((224, 224))
+    for _ in range(k):
+        cy, cx = rng.uniform(30, 194, 2)
+        sy, sx = rng.uniform(12, 60, 2)
+        x += rng.uniform(0.5, 1) * np.exp(-((yy - cy) ** 2 / (2 * sy**2)
+                                             + (xx - cx) ** 2 / (2 * sx**2)))
+    return x
+
+
+def make_map(family: str, rng: np.random.Generator) -> np.ndarray:
+    """One 224x224 map in [0, 1] of a family of :data:`FAMILIES`."""
+    if family in ("cam", "cam28"):
+        cells = 14 if family == "cam" else 28
+        x = ndi.zoom(rng.random((cells, cells)), 224 // cells, order=3)
+    elif family == "blob":
+        x = _gaussians(rng, 1)
+    elif family == "blobs":
+        x = _gaussians(rng, int(rng.integers(2, 4)))
+    else:
+        raise ValueError(family)
+    return (x - x.min()) / np.ptp(x)
+
+
+FAMILIES = ("cam", "cam28", "blob", "blobs")
+
+
+def make_data(n: int, seed: int = 0, family: str = "cam"):
     rng = np.random.default_rng(seed)
     maps, boxes, masks = [], [], []
     for _ in range(n):
-        x = ndi.zoom(rng.random((14, 14)), 16, order=3)
-        x = (x - x.min()) / np.ptp(x)
-        maps.append(x)
+        maps.append(make_map(family, rng))
         b = []
         for _ in range(rng.integers(1, 4)):
             x0, x1 = np.sort(rng.integers(0, 224, 2))
@@ -127,7 +158,7 @@ def side_by_side(base, ours):
     return rb, ro, tb, to
 
 
-def main(n: int = 30) -> None:
+def main(n: int = 20) -> None:
     cv2.setNumThreads(1)
     numba_threads = "n/a"
     try:
@@ -141,27 +172,39 @@ def main(n: int = 30) -> None:
     # warm-up: numba compiles (or loads its cache) on first use
     metrics.max_box_acc(maps[:1], boxes[:1])
     metrics.max_box_acc(maps[:1], boxes[:1], multi_contour=False)
-    print(f"{n} CAM-like maps 224x224, 1-3 GT boxes each; OMP_NUM_THREADS="
+    print(f"{n} maps 224x224 per family, 1-3 GT boxes each; OMP_NUM_THREADS="
           f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, cv2 threads {cv2.getNumThreads()}, "
           f"numba threads {numba_threads}; "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"CPU ms per map, best of {REPEATS}; baseline = the plain contour loop")
+    family_rows = []
+    for family in FAMILIES:
+        fmaps, fboxes, _ = make_data(n, seed=FAMILIES.index(family), family=family)
+        for multi in (True, False):
+            deltas = (30, 50, 70) if multi else (50,)
+            name = "MaxBoxAccV2 (multi)" if multi else "MaxBoxAcc (single)"
+            cells = []
+            for interval in (0.01, 0.001):
+                rb, ro, tb, to = side_by_side(
+                    lambda interval=interval, multi=multi, deltas=deltas, fmaps=fmaps,
+                    fboxes=fboxes: plain_max_box_acc(fmaps, fboxes, interval, deltas, multi),
+                    lambda interval=interval, multi=multi, deltas=deltas, fmaps=fmaps,
+                    fboxes=fboxes: metrics.max_box_acc(
+                        fmaps, fboxes, iou_thresholds=deltas, cam_curve_interval=interval,
+                        multi_contour=multi),
+                )
+                assert np.array_equal(rb, ro), (family, rb, ro)
+                if interval == 0.01:  # the oracle is quadratic: checked at 0.01 only
+                    assert ro.tolist() == oracle.max_box_acc(fmaps, fboxes, interval, deltas,
+                                                             multi)
+                cells.append((tb / n * 1e3, to / n * 1e3))
+            family_rows.append((family, name, cells, os.getloadavg()[0]))
+    print(f"{'family':<7} {'metric':<20} {'plain@0.01':>10} {'ours@0.01':>9} {'ratio':>6}  "
+          f"{'plain@0.001':>11} {'ours@0.001':>10} {'ratio':>6}  load")
+    for family, name, ((b1, o1), (b2, o2)), load in family_rows:
+        print(f"{family:<7} {name:<20} {b1:10.3f} {o1:9.3f} {b1 / o1:5.1f}x  {b2:11.3f} "
+              f"{o2:10.3f} {b2 / o2:5.1f}x  {load:.2f}")
     rows = []
-    for multi in (True, False):
-        deltas = (30, 50, 70) if multi else (50,)
-        name = "MaxBoxAccV2 (multi-contour)" if multi else "MaxBoxAcc (single-contour)"
-        for interval in (0.01, 0.001):
-            rb, ro, tb, to = side_by_side(
-                lambda interval=interval, multi=multi, deltas=deltas: plain_max_box_acc(
-                    maps, boxes, interval, deltas, multi),
-                lambda interval=interval, multi=multi, deltas=deltas: metrics.max_box_acc(
-                    maps, boxes, iou_thresholds=deltas, cam_curve_interval=interval,
-                    multi_contour=multi),
-            )
-            assert np.array_equal(rb, ro), (rb, ro)
-            if interval == 0.01:  # the oracle is quadratic: checked at 0.01 only
-                assert ro.tolist() == oracle.max_box_acc(maps, boxes, interval, deltas, multi)
-            rows.append((f"{name} @ {interval}", tb, to, float(np.mean(ro))))
     for multi in (False, True):
         for interval in (0.01, 0.001):
             thr = np.arange(0, 1, interval)
@@ -190,4 +233,4 @@ def main(n: int = 30) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 30)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20)

@@ -1,95 +1,95 @@
-"""CREAM_Reg on the synthetic benchmark: pseudo-box quality, and CREAM_Reg vs CREAM_Base.
+"""CREAM_Reg on the synthetic benchmark: pseudo-box quality, and both regressor architectures
+beside CREAM_Base, CAM and image-blind boxes.
 
 One run, same data, same backbone (EfficientNet-Lite0 with its offline ImageNet weights):
 
 1. CREAM_Base (``CREAMLocalizer``) configured from ``skcream.presets.DEMO`` (data sizes,
-   ``feature_stage=3``, 128 px, 4 epochs) is trained on the training split; its box
+   ``feature_stage=3``, 128 px, 8 epochs) is trained on the training split; its box
    threshold is chosen on the validation split (the protocol's ``val``).
 2. Pseudo-box quality (paper Table 6): GT-known Loc of the pseudo boxes of the training
    images, generated at ``2 x image_size`` input (the paper's 448 for 224) and, for
    comparison, at ``image_size``; and their size relative to the ground truth.
-3. A ``PseudoBoxRegressor`` (from the same ImageNet weights, as in the paper) is trained on
-   the pseudo boxes (CREAM_Reg); how well it reproduces them on the training images is
-   printed. ``--oracle`` also trains one on the ground-truth boxes of the same images.
-4. On the test split: GT-known Loc, Top-1 Loc, Top-5 Loc of CREAM_Base and CREAM_Reg side
-   by side (protocol frame, IoU >= 0.5), their ratio, and the constant-box baselines (the
-   mean training pseudo box / GT box, relative to the image, on every test image).
+3. For each architecture of ``PseudoBoxRegressor`` (from the same ImageNet weights, as in
+   the paper) a regressor is trained on the pseudo boxes (CREAM_Reg):
+   ``"psol"``, the released CREAM_Reg (the classifier with its last layer replaced by the
+   box head, random resized crops overlapping the box, the 146 -> 128 centre crop at test
+   time, the DEMO's 256 -> 224), and ``"gap"`` (GAP head on the backbone, whole image, flip
+   only). ``--oracle`` also trains each on the ground-truth boxes of the same images.
+4. On the test split, in one frame for every row (the protocol's: boxes in original pixels
+   scaled to 224, ground truth ``int(x * 224 / W)``, inclusive IoU >= 0.5, over images):
+   GT-known / Top-1 / Top-5 Loc of CREAM_Base, CAM (``n_iter=0``, same network; its box
+   threshold chosen on val for CAM, and at CREAM_Base's), both regressors (class from CREAM_Base's classifier), and the image-blind
+   boxes (the mean training pseudo box / GT box, relative to the image, on every test
+   image). Then the ``"psol"`` regressor in its own frame as the reference counts it
+   (``CREAMReg.evaluate``: centre crop, IoU > 0.5, per class then over classes) beside
+   the blind mean pseudo box in that frame.
 
 Run::
 
-    python benchmarks/bench_regressor.py            # about 2.5 minutes on 2 CPU cores
-    python benchmarks/bench_regressor.py --oracle   # + a regressor on GT boxes (+1.5 min)
+    python benchmarks/bench_regressor.py            # CREAM_Base + the two regressors
+    python benchmarks/bench_regressor.py --oracle   # + regressors on GT boxes (10.6 min CPU)
     python benchmarks/bench_regressor.py --quick    # smaller, for a smoke run
 
 With 4 classes Top-5 Loc equals GT-known Loc (every class is in the top 5).
 
-Measured 2026-11-24 with ``python benchmarks/bench_regressor.py`` (defaults: DEMO preset,
-regressor 8 epochs at lr 1e-2; 1 thread; 138 s wall, 118 s user CPU on the shared 2-core
-machine at load ~2). CREAM_Base: box threshold 0.47; test GT-known 44.53, Top-1 Loc 17.19,
-top-1 cls 61.72. Pseudo boxes of the training images: GT-known 38.67 at 256 px (2x), 40.62
-at 128 px (1x); mean area 0.63 of the image against 0.30 for the ground truth. CREAM_Reg:
-test GT-known 19.53, Top-1 Loc 13.28 (0.44x / 0.77x CREAM_Base). Constant boxes: the mean
-training pseudo box 27.34, the mean GT box 32.03. ``--oracle`` (234 s): the regressor
-trained on GT boxes 25.78.
-
-Why the regressor does not help here:
-
-- It does not learn where the object is from 256 images in this budget. Its boxes hardly
-  vary (std of the coordinates 0.04-0.06 of the image against 0.15 for the pseudo boxes);
-  on its own training images it matches the pseudo box (IoU >= 0.5) for 66% of them, which
-  a large near-constant box achieves since the pseudo boxes are large, and the GT box for
-  13%. Even trained on GT boxes it stays below the constant mean GT box (25.78 < 32.03);
-  a separate trial with the same settings for 24 epochs (lr / 10 after 16; 7 min) reached
-  47.3 on its training images but 31.3 on test: it memorises rather than generalises. The
-  paper's regressors learn from 6k (CUB) to 1.2M (ILSVRC) images.
-- Even a perfect copy of the pseudo boxes would score about their 38.7, below CREAM_Base's
-  44.5 on test: at the threshold chosen on val the pseudo boxes are twice the objects' area,
-  so there is nothing better to distil. (The previous measurement, with a weak localizer at
-  112 px on last-stage features, CREAM_Base 16.7 and CREAM_Reg 25.8, showed a gain only
-  because regressing towards the average box beat a poor localizer.)
+Measured results are in ``benchmarks/README.md`` (section "CREAM_Reg").
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import numpy as np
 import torch
 
+from skcream.estimators import _boxes_target as bt
 from skcream.estimators.regressor import CREAMReg, PseudoBoxRegressor
 from skcream.metrics import localization_accuracy
 from skcream.presets import DEMO, QUICK, Preset
 
-#: regressor training: from ImageNet weights (as in the paper), whole image in (flip only:
-#: resize_size = image_size, no crop, so training and test see the same framing), SGD at
-#: one lr for backbone and head (head_lr_mult=1: at 10x the head collapsed to one constant
-#: box in a trial), constant lr
+#: regressor training, both architectures: from ImageNet weights (as in the paper), SGD at
+#: one lr for backbone and head (head_lr_mult=1: at 10x the "gap" head collapsed to one
+#: constant box in a trial), constant lr
 REG_EPOCHS = 8
 REG_LR = 1e-2
+ARCHITECTURES = ("psol", "gap")
+METRICS = ("gt_known_loc", "top1_loc", "top5_loc", "top1_acc")
 
 
-def regressor_params(preset: Preset, epochs: int, lr: float) -> dict:
-    """``PseudoBoxRegressor`` keyword arguments for a preset's backbone and input size."""
-    return dict(
-        backbone=preset.backbone, pretrained=preset.pretrained, modification="none",
-        image_size=preset.image_size, resize_size=preset.image_size, flip=True,
-        max_epochs=epochs, batch_size=preset.batch_size, lr=lr, head_lr_mult=1.0,
-        lr_step=None, random_state=0, verbose=0,
-    )
+def regressor_params(preset: Preset, architecture: str, epochs: int, lr: float) -> dict:
+    """``PseudoBoxRegressor`` keyword arguments for a preset's backbone and input size.
+
+    ``"psol"``: the released recipe's frames at the preset's size (random resized crops of
+    ``image_size``; the test image resized to ``resize_size``, centre crop ``image_size``).
+    ``"gap"``: the plain network (``modification="none"``), whole image in, flip only
+    (``resize_size = image_size``: no crop, so training and test see the same framing).
+    """
+    common = dict(backbone=preset.backbone, architecture=architecture,
+                  pretrained=preset.pretrained, image_size=preset.image_size, flip=True,
+                  max_epochs=epochs, batch_size=preset.batch_size, lr=lr, head_lr_mult=1.0,
+                  lr_step=None, random_state=0, verbose=0)
+    if architecture == "gap":
+        return {**common, "modification": "none", "resize_size": preset.image_size}
+    return {**common, "resize_size": preset.resize_size}
 
 
-def pseudo_box_gt_known(boxes: np.ndarray, dataset) -> float:
-    """GT-known Loc (percent) of one box per image in the protocol's 224 frame."""
+def protocol_scores(boxes: np.ndarray, dataset, scores: np.ndarray | None = None) -> dict:
+    """GT-known / Top-1 / Top-5 Loc (percent) of one box per image (original pixels) in the
+    protocol's 224 frame; classes ranked by ``scores`` (n, C) (None: GT-known only)."""
     pred, gt = [], []
     for box, row in zip(boxes, dataset):
         w, h = row["image"].size
         scale = np.array([224 / w, 224 / h, 224 / w, 224 / h])
         pred.append(np.asarray(box, float) * scale)
         gt.append(np.trunc(np.asarray(row["bboxes"], float).reshape(-1, 4) * scale))
-    n = len(pred)
-    acc = localization_accuracy(np.array(pred), gt, np.zeros((n, 1), int), np.zeros(n, int))
-    return acc["gt_known_loc"]
+    labels = np.asarray(dataset["label"])
+    if scores is None:
+        topk = labels[:, None]
+    else:
+        topk = np.argsort(-np.asarray(scores), axis=1, kind="stable")[:, :5]
+    return localization_accuracy(np.array(pred), gt, topk, labels)
 
 
 def unit_boxes(boxes: np.ndarray, dataset) -> np.ndarray:
@@ -98,11 +98,35 @@ def unit_boxes(boxes: np.ndarray, dataset) -> np.ndarray:
     return np.asarray(boxes, float) / np.concatenate([sizes, sizes], axis=1)
 
 
-def constant_box_gt_known(unit_box: np.ndarray, dataset) -> float:
-    """GT-known Loc of the same relative box on every image (a no-vision baseline)."""
+def constant_boxes(unit_box: np.ndarray, dataset) -> np.ndarray:
+    """The same relative box on every image (a blind box), in original pixels."""
     sizes = np.array([row["image"].size for row in dataset], dtype=float)
-    boxes = unit_box[None, :] * np.concatenate([sizes, sizes], axis=1)
-    return pseudo_box_gt_known(boxes, dataset)
+    return unit_box[None, :] * np.concatenate([sizes, sizes], axis=1)
+
+
+def psol_frame_blind_gt_known(reg: PseudoBoxRegressor, train, pseudo, test) -> float:
+    """GT-known Loc (percent, per class then over classes) in the ``"psol"`` frame of one
+    fixed crop box for every test image: the mean of the training pseudo boxes in the crop."""
+    arch = reg._arch()
+    crop = arch.eval_transform(reg, reg.data_config_)
+    sizes = [row["image"].size for row in train]
+    in_crop = np.concatenate([crop.transform_boxes(b, w, h) for b, (w, h) in zip(pseudo, sizes)])
+    mean = in_crop.mean(axis=0) / crop.crop
+    source = reg._source(test)
+    hits = arch.hits(np.repeat(mean[None], len(test), axis=0), reg._gt_frame(source, None), reg)
+    truth = np.asarray(test["label"])
+    one_hot = np.eye(int(truth.max()) + 1)[truth]  # GT-known needs no class
+    return bt.hit_scores(one_hot, hits, truth, per_class=True)["gt_known_loc"]
+
+
+def cam_with_own_threshold(loc, val):
+    """The fitted localizer read out as CAM (``n_iter=0``) with the box threshold chosen for
+    CAM on ``val`` by the localizer's own rule (best single-contour box accuracy at IoU 0.5,
+    ties to the smallest threshold), not CREAM's."""
+    thresholds, curve = loc.threshold_curve(val, n_iter=0, iou_threshold=50, multi_contour=False)
+    cam = copy.copy(loc)  # shares the network; only the threshold differs
+    cam.box_threshold_ = float(thresholds[int(np.argmax(curve))])
+    return cam
 
 
 def iou_hit_rate(a: np.ndarray, b: np.ndarray) -> float:
@@ -120,15 +144,22 @@ def mean_area(unit: np.ndarray) -> float:
     return float(np.mean((unit[:, 2] - unit[:, 0]) * (unit[:, 3] - unit[:, 1])))
 
 
+def _row(name: str, r: dict) -> str:
+    cells = [f"{r[k]:10.2f}" if k in r else f"{'':10s}" for k in METRICS]
+    return f"  {name:58s}" + "".join(cells)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reg-epochs", type=int, default=REG_EPOCHS)
     parser.add_argument("--reg-lr", type=float, default=REG_LR)
+    parser.add_argument("--architectures", nargs="+", choices=ARCHITECTURES,
+                        default=list(ARCHITECTURES))
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1: on a shared CPU, more threads "
                         "oversubscribe and run many times slower)")
     parser.add_argument("--oracle", action="store_true",
-                        help="also train a regressor on the ground-truth boxes (upper bound)")
+                        help="also train the regressors on the ground-truth boxes (upper bound)")
     parser.add_argument("--quick", action="store_true", help="the QUICK preset, 2 regressor epochs")
     args = parser.parse_args()
     preset = QUICK if args.quick else DEMO
@@ -139,68 +170,90 @@ def main() -> None:
     train, val, test = preset.make_data(0)
     s = preset.image_size
     loc = preset.estimator(validation_data=val, random_state=0, verbose=0)
-    reg = PseudoBoxRegressor(**regressor_params(preset, args.reg_epochs, args.reg_lr))
     print(f"synthetic ({preset.name} preset): {len(train)} train / {len(val)} val / "
           f"{len(test)} test images, {preset.n_classes} classes, {preset.data_size}px; "
           f"backbone {preset.backbone} (ImageNet); localizer: input {s}px, feature_stage "
-          f"{preset.feature_stage}, {preset.max_epochs} epochs; regressor: input {s}px, "
-          f"{args.reg_epochs} epochs, lr {args.reg_lr:g} (head x{reg.head_lr_mult:g}), "
-          f"flip, no crop; torch threads {torch.get_num_threads()}")
+          f"{preset.feature_stage}, {preset.max_epochs} epochs; regressors: "
+          f"{args.reg_epochs} epochs, lr {args.reg_lr:g} (head x1); torch threads "
+          f"{torch.get_num_threads()}")
 
     tic = time.perf_counter()
     loc.fit(train)
     print(f"CREAM_Base trained in {time.perf_counter() - tic:.1f} s "
           f"(box threshold {loc.box_threshold_:.2f})")
 
-    tic = time.perf_counter()
-    model = CREAMReg(loc, reg, pseudo_resolution=2 * s, prefit=True).fit(train)
-    print(f"CREAM_Reg: pseudo boxes at {2 * s}px + regressor trained in "
-          f"{time.perf_counter() - tic:.1f} s ({model.n_degenerate_pseudo_boxes_} degenerate "
-          "pseudo boxes left out)")
+    models = {}
+    for arch in args.architectures:
+        reg = PseudoBoxRegressor(**regressor_params(preset, arch, args.reg_epochs, args.reg_lr))
+        n_params = sum(p.numel() for p in reg.build_network().parameters())
+        tic = time.perf_counter()
+        models[arch] = CREAMReg(loc, reg, pseudo_resolution=2 * s, prefit=True).fit(train)
+        print(f"CREAM_Reg {arch!r} ({n_params:,} parameters): pseudo boxes at {2 * s}px + "
+              f"regressor trained in {time.perf_counter() - tic:.1f} s "
+              f"({models[arch].n_degenerate_pseudo_boxes_} degenerate pseudo boxes left out)")
+    first = next(iter(models.values()))
 
     # 2. pseudo-box quality on the training set (paper Table 6)
     gt_train = np.array([np.asarray(b, float).reshape(-1, 4)[0] for b in train["bboxes"]])
     unit_gt = unit_boxes(gt_train, train)
-    unit_pseudo = unit_boxes(model.pseudo_boxes_, train)
-    q_hi = pseudo_box_gt_known(model.pseudo_boxes_, train)
-    q_lo = pseudo_box_gt_known(loc.pseudo_boxes(train, resolution=s), train)
+    unit_pseudo = unit_boxes(first.pseudo_boxes_, train)
+    q_hi = protocol_scores(first.pseudo_boxes_, train)["gt_known_loc"]
+    q_lo = protocol_scores(loc.pseudo_boxes(train, resolution=s), train)["gt_known_loc"]
     print("\nPseudo-box quality, GT-known Loc of the training pseudo boxes (paper Table 6):")
     print(f"  at {2 * s}px input (2x, the paper's 448/224): {q_hi:6.2f}")
     print(f"  at {s}px input (1x):                      {q_lo:6.2f}")
     print(f"  mean area / image: pseudo boxes {mean_area(unit_pseudo):.2f}, GT boxes "
           f"{mean_area(unit_gt):.2f}")
-    fit_pred = unit_boxes(model.regressor_.predict(train), train)
-    print(f"  regressor on its training images: IoU >= 0.5 with the pseudo box "
-          f"{iou_hit_rate(fit_pred, unit_pseudo):.2f}%, with the GT box "
-          f"{iou_hit_rate(fit_pred, unit_gt):.2f}%; spread of its boxes (std of x0, y0, x1, "
-          f"y1 / image) {np.round(fit_pred.std(axis=0), 3).tolist()} vs pseudo "
-          f"{np.round(unit_pseudo.std(axis=0), 3).tolist()}")
+    for arch, model in models.items():
+        fit_pred = unit_boxes(model.regressor_.predict(train), train)
+        print(f"  {arch!r} regressor on its training images: IoU >= 0.5 with the pseudo box "
+              f"{iou_hit_rate(fit_pred, unit_pseudo):.2f}%, with the GT box "
+              f"{iou_hit_rate(fit_pred, unit_gt):.2f}%; spread of its boxes (std of x0, y0, "
+              f"x1, y1 / image) {np.round(fit_pred.std(axis=0), 3).tolist()} vs pseudo "
+              f"{np.round(unit_pseudo.std(axis=0), 3).tolist()}")
 
-    # 4. test split: CREAM_Base vs CREAM_Reg
-    base = loc.evaluate(test, metrics=["gt_known_loc", "top1_loc", "top5_loc", "top1_acc"])
-    creg = model.evaluate(test)
-    rows = [("CREAM_Base (CAM map + EM, threshold on val)", base),
-            ("CREAM_Reg (classifier + pseudo-box regressor)", creg)]
-    oracle = None
+    # 4. test split, one frame for all
+    logits = loc.decision_function(test)
+    loc_metrics = list(METRICS)
+    cam = cam_with_own_threshold(loc, val)
+    rows = [("CREAM_Base (CREAM map, threshold on val)", loc.evaluate(test, metrics=loc_metrics)),
+            (f"CAM (n_iter=0, same network, own threshold on val {cam.box_threshold_:.2f})",
+             cam.evaluate(test, metrics=loc_metrics, n_iter=0)),
+            ("CAM (n_iter=0, at CREAM_Base's threshold)",
+             loc.evaluate(test, metrics=loc_metrics, n_iter=0))]
+    acc = rows[0][1]["top1_acc"]
+    for arch, model in models.items():
+        r = protocol_scores(model.regressor_.predict(test), test, logits)
+        rows.append((f"CREAM_Reg {arch!r} (CREAM_Base's class)", {**r, "top1_acc": acc}))
     if args.oracle:
-        tic = time.perf_counter()
-        oracle = PseudoBoxRegressor(**reg.get_params()).fit(train).score(test)  # GT bbox column
-        print(f"GT-box regressor trained in {time.perf_counter() - tic:.1f} s")
-    print(f"\nTest split ({len(test)} images), percent:")
-    print(f"  {'method':48s} {'GT-known':>9s} {'Top-1 Loc':>10s} {'Top-5 Loc':>10s} "
-          f"{'Top-1 cls':>10s}")
+        for arch, model in models.items():
+            tic = time.perf_counter()
+            oracle = PseudoBoxRegressor(**model.regressor.get_params()).fit(train)  # GT boxes
+            r = protocol_scores(oracle.predict(test), test, logits)
+            rows.append((f"upper bound: {arch!r} regressor on GT boxes", r))
+            print(f"{arch!r} GT-box regressor trained in {time.perf_counter() - tic:.1f} s")
+    for name, unit in (("pseudo box", unit_pseudo), ("GT box", unit_gt)):
+        r = protocol_scores(constant_boxes(unit.mean(axis=0), test), test, logits)
+        rows.append((f"image-blind: mean training {name}, every image", r))
+    print(f"\nTest split ({len(test)} images), percent, protocol frame (224, IoU >= 0.5, "
+          "over images):")
+    print(f"  {'method':58s}" + "".join(f"{k:>10s}" for k in
+                                        ("GT-known", "Top-1 Loc", "Top-5 Loc", "Top-1 cls")))
     for name, r in rows:
-        print(f"  {name:48s} {r['gt_known_loc']:9.2f} {r['top1_loc']:10.2f} "
-              f"{r['top5_loc']:10.2f} {r['top1_acc']:10.2f}")
-    if oracle is not None:
-        print(f"  {'upper bound: regressor trained on GT boxes':48s} {oracle:9.2f}")
-    print(f"  {'baseline: mean training pseudo box, every image':48s} "
-          f"{constant_box_gt_known(unit_pseudo.mean(axis=0), test):9.2f}")
-    print(f"  {'baseline: mean training GT box, every image':48s} "
-          f"{constant_box_gt_known(unit_gt.mean(axis=0), test):9.2f}")
-    for key in ("gt_known_loc", "top1_loc"):
-        ratio = creg[key] / base[key] if base[key] > 0 else float("nan")
-        print(f"  CREAM_Reg / CREAM_Base {key}: {ratio:.3f}")
+        print(_row(name, r))
+    base = rows[0][1]
+    for name, r in rows[3:3 + len(models)]:
+        ratio = r["gt_known_loc"] / base["gt_known_loc"] if base["gt_known_loc"] else np.nan
+        print(f"  {name} / CREAM_Base GT-known: {ratio:.3f}")
+
+    if "psol" in models:
+        model = models["psol"]
+        own = model.evaluate(test)
+        blind = psol_frame_blind_gt_known(model.regressor_, train, model.pseudo_boxes_, test)
+        print("\n'psol' as the released CREAM_Reg counts it (inference.py: 146 -> 128 centre "
+              "crop, IoU > 0.5, per class then over classes):")
+        print(_row("CREAM_Reg 'psol'", own))
+        print(_row("image-blind: mean training pseudo box in the crop", {"gt_known_loc": blind}))
     print(f"\ntotal {time.perf_counter() - tic0:.1f} s")
 
 

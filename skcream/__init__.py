@@ -24,6 +24,7 @@ _PUBLIC = {
     "calibrate": "skcream.reactivation",
     "em_soft_clustering": "skcream.reactivation",
     "post_hoc_reactivate": "skcream.reactivation",
+    "reactivate_map": "skcream.reactivation",
     "ContextEmbeddings": "skcream.context",
     "update_context": "skcream.context",
     "box_iou": "skcream.metrics",

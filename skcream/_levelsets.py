@@ -63,7 +63,8 @@ import numpy as np
 
 from skcream._jit import njit
 
-__all__ = ["best_iou_multi", "best_single", "fill_holes", "all_component_boxes"]
+__all__ = ["best_both", "best_iou_multi", "best_single", "fill_holes", "all_component_boxes",
+           "euler_numbers"]
 
 
 @njit(nogil=True)
@@ -115,7 +116,7 @@ def _iou_max(x0: int, y0: int, x1: int, y1: int, gt: np.ndarray, area_b: np.ndar
 @njit(nogil=True)
 def _sweep(img: np.ndarray, conn8: bool, drop_border: bool, v_min: int, rule: int,
            gt: np.ndarray, area_b: np.ndarray, emit: bool, out_lv: np.ndarray,
-           out_bx: np.ndarray):
+           out_bx: np.ndarray, counts: np.ndarray):
     """Components of ``{img > v - 1}`` for ``v = 255 .. v_min``, in one union-find sweep.
 
     Returns ``best`` (256,) float64: at index ``v - 1`` the best IoU over the components
@@ -123,7 +124,8 @@ def _sweep(img: np.ndarray, conn8: bool, drop_border: bool, v_min: int, rule: in
     When ``emit``, the levels ``v - 1`` and boxes of every component at every level are
     written to ``out_lv`` and ``out_bx`` (sized by a first call without ``emit``).
     Boxes follow ``rule``: 0 tight ``[xmin, ymin, xmax, ymax]``, 1 the foreground
-    contour rule, 2 the hole contour rule.
+    contour rule, 2 the hole contour rule. ``counts`` (256,) receives the number of
+    components listed at each level ``v - 1``.
     """
     h, w = img.shape
     n = h * w
@@ -232,6 +234,7 @@ def _sweep(img: np.ndarray, conn8: bool, drop_border: bool, v_min: int, rule: in
                     level_best = cache[r]
         if v >= 1:
             best[v - 1] = level_best
+            counts[v - 1] = n_active
     return best, n_out
 
 
@@ -431,6 +434,87 @@ def _single_sweep(m: np.ndarray, v_min: int, gt: np.ndarray, area_b: np.ndarray)
     return best, boxes
 
 
+def _euler_table() -> np.ndarray:
+    """4 x the change of the 8-connected Euler number (components - holes) when a pixel
+    joins the foreground, for each of the 256 foreground patterns of its 8 neighbours.
+
+    From Gray's bit quads (Pratt, "Digital Image Processing"): over the 2x2 blocks of the
+    image padded with background, ``4 E = n(1 pixel) - n(3 pixels) - 2 n(diagonal pair)``;
+    only the four blocks holding the pixel change.
+    """
+    # neighbour bits: 0 up-left, 1 up, 2 up-right, 3 left, 4 right, 5 down-left, 6 down,
+    # 7 down-right; the blocks holding the centre c, as (top-left, top-right, bottom-left,
+    # bottom-right) with -1 = the centre
+    blocks = ((0, 1, 3, -1), (1, 2, -1, 4), (3, -1, 5, 6), (-1, 4, 6, 7))
+
+    def quad(a: int, b: int, c: int, d: int) -> int:
+        n = a + b + c + d
+        if n == 1:
+            return 1
+        if n == 3:
+            return -1
+        if n == 2 and a == d:  # the diagonal pairs: (a, d) or (b, c)
+            return -2
+        return 0
+
+    table = np.zeros(256, np.int64)
+    for mask in range(256):
+        bits = [(mask >> k) & 1 for k in range(8)]
+        for blk in blocks:
+            before = [0 if j < 0 else bits[j] for j in blk]
+            after = [1 if j < 0 else bits[j] for j in blk]
+            table[mask] += quad(*after) - quad(*before)
+    return table
+
+
+_EULER = _euler_table()
+
+
+@njit(nogil=True)
+def _euler_sweep(q: np.ndarray, table: np.ndarray) -> np.ndarray:
+    h, w = q.shape
+    d = np.zeros(257, np.int64)  # 4 x the change when the pixels of value v join
+    for y in range(h):
+        for x in range(w):
+            v = q[y, x]
+            mask = 0
+            k = 0
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    if dy == 0 and dx == 0:
+                        continue
+                    yy = y + dy
+                    xx = x + dx
+                    if 0 <= yy < h and 0 <= xx < w:
+                        u = q[yy, xx]
+                        # pixels join by decreasing value, earlier raster index first
+                        if u > v or (u == v and (dy < 0 or (dy == 0 and dx < 0))):
+                            mask |= 1 << k
+                    k += 1
+            d[v] += table[mask]
+    out = np.zeros(256, np.int64)
+    acc = 0
+    for v in range(255, 0, -1):  # {q > v - 1}: every pixel of value >= v has joined
+        acc += d[v]
+        out[v - 1] = acc // 4
+    return out
+
+
+def euler_numbers(q: np.ndarray) -> np.ndarray:
+    """The Euler number of ``{q > L}`` (8-connected components minus holes) for every level.
+
+    Parameters
+    ----------
+    q : ndarray (H, W) uint8
+
+    Returns
+    -------
+    ndarray (256,) int64
+        Entry ``L`` for ``L = 0..254`` (entry 255: the empty set, 0).
+    """
+    return _euler_sweep(np.ascontiguousarray(q), _EULER)
+
+
 _NO_GT = (np.zeros((0, 4)), np.zeros(0))
 _NO_OUT = (np.zeros(0, np.int32), np.zeros((0, 4), np.int32))
 
@@ -451,19 +535,25 @@ def _max_basins(n_pixels: int) -> int:
 
 def _level_sweep(img: np.ndarray, conn8: bool, v_min: int, rule: int, drop_border: bool,
                  single: bool, g: np.ndarray, area_b: np.ndarray,
-                 order: tuple[np.ndarray, np.ndarray] | None = None, flip: bool = False):
+                 order: tuple[np.ndarray, np.ndarray] | None = None, flip: bool = False,
+                 counts: np.ndarray | None = None):
     """``best`` (256,) and, when ``single``, ``boxes`` (256, 4): basins when few, else pixels.
 
     ``order``: the bucket order of ``img`` (of ``255 - img`` when ``flip``), if known.
+    ``counts`` (256,) int64, if given, receives the number of components at each level
+    (multi-contour mode).
     """
     if order is None:
         order, flip = _bucket_order(img), False
+    if counts is None:
+        counts = np.zeros(256, np.int64)
     label, nb = _basin_labels_sorted(img, conn8, _max_basins(img.size), *order, flip)
     if nb >= 0:
-        return _basin_sweep(img, label, nb, conn8, v_min, rule, drop_border, single, g, area_b)
+        return _basin_sweep(img, label, nb, conn8, v_min, rule, drop_border, single, g, area_b,
+                            counts)
     if single:
         return _single_sweep(img, v_min, g, area_b)
-    best, _ = _sweep(img, conn8, drop_border, v_min, rule, g, area_b, False, *_NO_OUT)
+    best, _ = _sweep(img, conn8, drop_border, v_min, rule, g, area_b, False, *_NO_OUT, counts)
     return best, None
 
 
@@ -484,10 +574,39 @@ def best_iou_multi(q: np.ndarray, gt: np.ndarray) -> np.ndarray:
     qmax = int(q.max())
     g, area_b = _gt_terms(gt)
     order = _bucket_order(q)  # sorts both sweeps' pixels
-    fg, _ = _level_sweep(q, True, 1, 1, False, False, g, area_b, order)
+    comps = np.zeros(256, np.int64)
+    fg, _ = _level_sweep(q, True, 1, 1, False, False, g, area_b, order, counts=comps)
+    # Holes exist at a level L iff the 8-connected components of {q > L} outnumber its
+    # Euler number (components - holes, one pass: :func:`euler_numbers`); maps with no
+    # hole at any level (smooth blobs, CAMs whose minima reach the border) skip the
+    # background sweep, whose best IoUs would all be -inf
+    if (comps[:qmax] == euler_numbers(q)[:qmax]).all():
+        return fg
     # background {q <= L} = {255 - q > 254 - L}: 255 - q at values >= 256 - qmax
     hole, _ = _level_sweep(255 - q, False, 256 - qmax, 2, True, False, g, area_b, order, True)
     return np.maximum(fg, hole[(254 - np.arange(256)) % 256])
+
+
+def best_both(q: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`best_iou_multi` and the ``best`` of :func:`best_single` of one map at once.
+
+    The two share the bucket order of ``q`` and, when ``{q > L}`` has no hole at any level
+    (the Euler test of :func:`best_iou_multi`), the hole filling: the filled map is ``q``
+    itself, so the single-contour sweep runs on ``q`` without :func:`fill_holes`.
+    """
+    q = np.ascontiguousarray(q)
+    qmax = int(q.max())
+    g, area_b = _gt_terms(gt)
+    order = _bucket_order(q)
+    comps = np.zeros(256, np.int64)
+    multi, _ = _level_sweep(q, True, 1, 1, False, False, g, area_b, order, counts=comps)
+    if (comps[:qmax] == euler_numbers(q)[:qmax]).all():
+        single, _ = _level_sweep(q, True, 1, 1, False, True, g, area_b, order)
+        return multi, single
+    hole, _ = _level_sweep(255 - q, False, 256 - qmax, 2, True, False, g, area_b, order, True)
+    multi = np.maximum(multi, hole[(254 - np.arange(256)) % 256])
+    single, _ = _level_sweep(fill_holes(q), True, 1, 1, False, True, g, area_b)
+    return multi, single
 
 
 def best_single(q: np.ndarray, gt: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -515,10 +634,11 @@ def all_component_boxes(img: np.ndarray, connectivity: int) -> tuple[np.ndarray,
     Returns ``levels`` (K,) int64 and ``boxes`` (K, 4) int64 ``[xmin, ymin, xmax, ymax]``.
     """
     img = np.ascontiguousarray(img)
-    _, k = _sweep(img, connectivity == 8, False, 1, 0, *_NO_GT, False, *_NO_OUT)
+    counts = np.zeros(256, np.int64)
+    _, k = _sweep(img, connectivity == 8, False, 1, 0, *_NO_GT, False, *_NO_OUT, counts)
     lv = np.empty(k, np.int32)
     bx = np.empty((k, 4), np.int32)
-    _sweep(img, connectivity == 8, False, 1, 0, *_NO_GT, True, lv, bx)
+    _sweep(img, connectivity == 8, False, 1, 0, *_NO_GT, True, lv, bx, counts)
     return lv.astype(np.int64), bx.astype(np.int64)
 
 
@@ -799,7 +919,8 @@ def _basin_tables(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, sing
 
 @njit(nogil=True)
 def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min: int,
-                 rule: int, drop_border: bool, single: bool, gt: np.ndarray, area_b: np.ndarray):
+                 rule: int, drop_border: bool, single: bool, gt: np.ndarray, area_b: np.ndarray,
+                 n_comp: np.ndarray):
     """The components of ``{img > v - 1}``, ``v = 255 .. v_min``, as groups of basins.
 
     Same results as :func:`_sweep` (multi-contour, ``rule`` 1 or 2; border-touching
@@ -810,6 +931,7 @@ def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min
     lists the basin edges, weighted by the best ``min(value)`` over adjacent pixel pairs
     of the two basins. The sweep then merges groups along the edges (Kruskal) and adds
     each level's table entries to the groups, so that nothing is recomputed per level.
+    ``n_comp`` (256,) receives the number of components at each level ``v - 1``.
     """
     h, w = img.shape
     big = np.int32(2**30)
@@ -903,6 +1025,7 @@ def _basin_sweep(img: np.ndarray, label: np.ndarray, nb: int, conn8: bool, v_min
                 level_best = _iou_max(bx0, by0, bx1, by1, gt, area_b)
         if v >= 1:
             best[v - 1] = level_best
+            n_comp[v - 1] = n_active
     return best, boxes
 
 

@@ -13,6 +13,13 @@ see :mod:`skcream.model`). The paper's three backbones follow ``WSOL_PROTOCOL.md
   and an extra 3x3 stride-2 max-pool before Mixed_6a (14x14, left out for 28x28), then two new
   3x3 convs to 1024 channels + ReLU with dropout 0.5.
 
+That is the CAM network's trunk (``trunk="cam"``, also HaS's and CutMix's). wsolevaluation
+builds ACoL, SPG and ADL on other trunks (``trunk=``, :data:`TRUNKS`): VGG16-ACoL with 3x3
+pools, pool5 at stride 1 and a 3x3 average smoothing instead of conv6 (512 channels);
+VGG16-SPG with conv1-3, conv4, a 3x3 stride-2 pool, conv5 and two new 3x3 convs to 512;
+InceptionV3-ACoL without new layers (Mixed_6e, 768 channels); InceptionV3-ADL without dropout.
+ResNet trunks are the same for every method.
+
 What else follows wsolevaluation (commit 96f4b88: ``wsol/vgg.py``, ``wsol/resnet.py``,
 ``wsol/inception.py``, ``main.py``, ``data_loaders.py``), backbone by backbone:
 
@@ -42,10 +49,9 @@ What else follows wsolevaluation (commit 96f4b88: ``wsol/vgg.py``, ``wsol/resnet
 * Normalisation: the benchmark feeds every backbone ImageNet mean/std inputs, including the
   Google InceptionV3 weights that timm (and torchvision's ``transform_input``) feed with
   mean = std = 0.5; ``data_config`` follows the benchmark.
-* 10x learning rate (``main.py``'s ``_FEATURE_PARAM_LAYER_PATTERNS``): everything but
-  ``features.*`` for VGG16 and but ``Mixed*`` / ``Conv2d_*`` for InceptionV3 (the new layers
-  and the head), and ``layer4.*`` + ``fc.*`` for ResNet50: :meth:`FeatureBackbone.fast_parameters`
-  holds every timm ResNet's layer4 (CAMNet trains it with the head).
+* 10x learning rate: ``main.py``'s rule by parameter name (``_FEATURE_PARAM_LAYER_PATTERNS``)
+  in :mod:`skcream.lr_groups`; a backbone declares the reference's names of its layers
+  (``reference_prefixes``: VGG16's ``features.`` / ``conv6.``, ResNet's ``layer4.``, ...).
 * Still different: with ``pretrained=False`` the timm layers keep timm's initialisation
   (the benchmark Xavier-initialises ResNet and InceptionV3 convolutions before loading the
   weights, which only matters without weights); the benchmark starts ResNet50's classifier on
@@ -58,6 +64,12 @@ ResNet-style modification (the last downsampling stage at stride 1, ``"stride1"`
 works through ``forward_features`` (or timm's dilation when it supports ``output_stride``);
 ``feature_stage`` picks an earlier, higher-resolution stage of ``model.feature_info``.
 
+Token models (ViT, DeiT, EVA, BEiT, Swin, MambaOut, ... whose timm metadata declares
+``num_prefix_tokens`` or a channels-last ``output_fmt``) are read through
+:mod:`skcream.token_models`: the last block's patch tokens, prefix tokens dropped, reshaped
+to the patch grid (14x14 for patch-16 ViTs at 224, 7x7 for Swin), built with
+``dynamic_img_size=True`` where timm offers it so that other image sizes work.
+
 Modifications change strides and paddings only: every pretrained tensor keeps its shape, so
 ImageNet weights load unchanged.
 """
@@ -66,14 +78,16 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from skcream._checks import as_int
+from skcream.token_models import assemble_tokens, create_sized, token_layout
 from skcream.weights import create_pretrained_timm, load_weights_into
 
 __all__ = [
@@ -81,14 +95,40 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MODIFICATIONS",
+    "TRUNKS",
     "WSOL_WEIGHTS",
     "available_backbones",
     "build_backbone",
     "build_classifier",
+    "trunk_layers",
 ]
 
 #: values of ``build_backbone(modification=...)``.
 MODIFICATIONS = ("auto", "stride1", "dilated", "none")
+
+#: values of ``build_backbone(trunk=...)``: wsolevaluation's ``architecture_type``, the trunk
+#: each method network is built on (its ``wsol/vgg.py``, ``resnet.py``, ``inception.py``)
+TRUNKS = {
+    "cam": "VGG16 conv1-5 (no pool5) + conv6 1024; ResNet50; InceptionV3 + two new convs "
+           "1024 with dropout 0.5 before each and before the classifier",
+    "acol": "VGG16 with 3x3 pools, pool5 at stride 1, 3x3 average smoothing, no conv6 (512); "
+            "ResNet50; InceptionV3 up to Mixed_6e (768), no new layer",
+    "spg": "VGG16 conv1-3, conv4, 3x3 stride-2 pool, conv5, two new convs 512 (no conv6); "
+           "ResNet50 (layer3 named SPG_A1 / SPG_A2); InceptionV3 as 'cam'",
+    "adl": "as 'cam', but InceptionV3 without dropout",
+}
+
+# trunks that build the same layers on a family (ResNets and other models: one for all; the
+# ResNet "spg" trunk differs only in the reference names of layer3, not in the rule's groups)
+_SAME_LAYERS = {"vgg": {"adl": "cam"}, "inception": {"spg": "cam"}}
+
+
+def trunk_layers(family: str, trunk: str) -> str:
+    """The trunk whose layers ``trunk`` builds on a backbone ``family`` (equal names: equal
+    networks), e.g. ``("vgg", "adl") -> "cam"``, ``("resnet", "acol") -> "cam"``."""
+    if family not in _SAME_LAYERS:
+        return "cam"
+    return _SAME_LAYERS[family].get(trunk, trunk)
 
 # Default for EfficientNets, chosen by measurement with the offline ImageNet efficientnet_lite0
 # (ImageNet head on chelsea pasted at 40 random places/sizes on a grey 224x224 canvas, CAM of
@@ -145,9 +185,16 @@ class FeatureBackbone(nn.Module):
     modification : str
         The modification applied (one of :data:`MODIFICATIONS` other than ``"auto"``, or the
         backbone-specific protocol name ``"wsol"``).
-    fast_prefixes : tuple of str
-        Names (prefixes, in ``body``) of pretrained layers trained at the new layers' 10x
-        learning rate (ResNet's ``model.layer4.``, as wsolevaluation).
+    family : str
+        ``"vgg"``, ``"resnet"``, ``"inception"`` (the reference's three families, every timm
+        model of the family), ``"efficientnet"`` or ``"generic"``: picks the learning-rate rule
+        (:mod:`skcream.lr_groups`) and where a method's layers go.
+    trunk : str
+        The method network this trunk is built for (:data:`TRUNKS`, wsolevaluation's
+        ``architecture_type``).
+    reference_prefixes : tuple of (str, str)
+        (prefix of a parameter name in this module, the reference's name of that layer), for
+        the learning-rate rule (:mod:`skcream.lr_groups`); must cover every parameter.
     head_init : {"normal", "xavier"}
         Initialisation of the classifier a :class:`skcream.model.CAMNet` puts on top:
         N(0, 0.01^2) (VGG16, ResNet50) or Xavier-uniform (InceptionV3's 1x1-conv head).
@@ -163,7 +210,7 @@ class FeatureBackbone(nn.Module):
         ``architecture`` is the timm model actually built, which can differ from ``name``:
         the offline ``efficientnet_lite0`` weights need ``tf_efficientnet_lite0``. Rebuild
         a trained network from ``architecture`` (with ``pretrained=False``), not ``name``.
-    fast_prefixes, head_init, head_dropout, weights
+    family, trunk, reference_prefixes, head_init, head_dropout, weights
     """
 
     def __init__(
@@ -177,7 +224,9 @@ class FeatureBackbone(nn.Module):
         feature_stride: int,
         modification: str,
         architecture: str | None = None,
-        fast_prefixes: tuple[str, ...] = (),
+        family: str = "generic",
+        trunk: str = "cam",
+        reference_prefixes: tuple[tuple[str, str], ...] | None = None,
         head_init: str = "normal",
         head_dropout: float = 0.0,
         weights: str | None = None,
@@ -193,7 +242,11 @@ class FeatureBackbone(nn.Module):
         self.feature_stride = int(feature_stride)
         self.modification = modification
         self.architecture = architecture if architecture is not None else name
-        self.fast_prefixes = tuple(fast_prefixes)
+        self.family = family
+        self.trunk = trunk
+        if reference_prefixes is None:  # pretrained body, new extra layers (skcream's rule)
+            reference_prefixes = (("body.", "features."), ("extra.", "new."))
+        self.reference_prefixes = tuple(reference_prefixes)
         self.head_init = head_init
         self.head_dropout = float(head_dropout)
         self.weights = weights
@@ -214,23 +267,26 @@ class FeatureBackbone(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"x: expected a (B,3,H,W) image batch, got shape {tuple(x.shape)}")
         features = self.extra(self.body(x))
-        if features.ndim != 4 or features.shape[1] != self.num_features:
+        if not isinstance(features, torch.Tensor) or features.ndim != 4 \
+                or features.shape[1] != self.num_features:
+            got = tuple(features.shape) if isinstance(features, torch.Tensor) \
+                else type(features).__name__
             raise ValueError(
-                f"backbone {self.name!r} returned shape {tuple(features.shape)}, not "
-                f"(B,{self.num_features},h,w): it is not a CNN with NCHW feature maps; "
-                "choose a convolutional timm model"
+                f"backbone {self.name!r} returned {got}, not "
+                f"(B,{self.num_features},h,w): it is not a CNN with NCHW feature maps, and "
+                "timm declares no token layout for it (num_prefix_tokens or an NHWC "
+                "output_fmt, see skcream.token_models); choose a CNN or a ViT / DeiT / EVA "
+                "/ Swin-style model"
             )
         return features
 
     def new_parameters(self) -> list[nn.Parameter]:
-        """Parameters of the layers added by the WSOL modification (10x learning rate)."""
-        return list(self.extra.parameters())
+        """Parameters of the layers added to the timm model (new, randomly initialised).
 
-    def fast_parameters(self) -> list[nn.Parameter]:
-        """Pretrained parameters trained at the 10x rate too (ResNet's layer4; else empty)."""
-        if not self.fast_prefixes:
-            return []
-        return [p for n, p in self.body.named_parameters() if n.startswith(self.fast_prefixes)]
+        Which parameters train at 10x is decided by :mod:`skcream.lr_groups` (by the
+        reference's names, ``reference_prefixes``), not by this list.
+        """
+        return list(self.extra.parameters())
 
     def pretrained_parameters(self) -> list[nn.Parameter]:
         """Parameters of the timm layers (pretrained when weights were given)."""
@@ -239,7 +295,8 @@ class FeatureBackbone(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"name={self.name!r}, num_features={self.num_features}, "
-            f"feature_stride={self.feature_stride}, modification={self.modification!r}"
+            f"feature_stride={self.feature_stride}, modification={self.modification!r}, "
+            f"trunk={self.trunk!r}"
         )
 
 
@@ -305,15 +362,17 @@ class _InceptionTrunk(nn.Module):
         self.Mixed_6a = _InceptionBStride1(model.Mixed_6a)
         self.Conv2d_1a_3x3.conv.padding = (1, 1)
         self.large_feature_map = large_feature_map
+        # a module, so that SPG's branch B1 can read its output (the reference's InceptionSpg
+        # feeds B1 the pooled Mixed_5d)
+        self.pool_5d = (nn.Identity() if large_feature_map
+                        else nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1, ceil_mode=True)
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
         x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1, ceil_mode=True)
-        x = self.Mixed_5d(self.Mixed_5c(self.Mixed_5b(x)))
-        if not self.large_feature_map:
-            x = F.max_pool2d(x, kernel_size=3, stride=2, ceil_mode=True)
+        x = self.pool_5d(self.Mixed_5d(self.Mixed_5c(self.Mixed_5b(x))))
         x = self.Mixed_6a(x)
         return self.Mixed_6e(self.Mixed_6d(self.Mixed_6c(self.Mixed_6b(x))))
 
@@ -336,16 +395,22 @@ def _xavier_init(module: nn.Module) -> nn.Module:
     return module
 
 
-def _inception_extra() -> nn.Module:
-    # wsolevaluation's SPG_A3_1b / SPG_A3_2b, Xavier-initialised as its InceptionCam. Its third
-    # dropout (on this output, before the 1x1 classifier) is CAMNet's head_dropout, so the
-    # feature map handed to CAM and to the context update stays clean.
-    return _xavier_init(nn.Sequential(
-        nn.Dropout(0.5),
-        nn.Conv2d(768, 1024, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Dropout(0.5),
-        nn.Conv2d(1024, 1024, 3, padding=1), nn.ReLU(inplace=True),
-    ))
+def _inception_extra(dropout: bool) -> tuple[nn.Module, tuple[tuple[str, str], ...]]:
+    """wsolevaluation's SPG_A3_1b / SPG_A3_2b (768 -> 1024 -> 1024, 3x3 + ReLU), Xavier.
+
+    With ``dropout`` (its InceptionCam / InceptionSpg) a dropout of 0.5 before each conv; its
+    third dropout (on this output, before the 1x1 classifier) is the network's
+    ``head_dropout``, so the feature map handed to CAM and to the context update stays clean.
+    InceptionAdl has none. Returns the layers and their reference names.
+    """
+    layers: list[nn.Module] = []
+    names = []
+    for in_ch, ref in ((768, "SPG_A3_1b.0."), (1024, "SPG_A3_2b.0.")):
+        if dropout:
+            layers.append(nn.Dropout(0.5))
+        names.append((f"extra.{len(layers)}.", ref))
+        layers += [nn.Conv2d(in_ch, 1024, 3, padding=1), nn.ReLU(inplace=True)]
+    return _xavier_init(nn.Sequential(*layers)), tuple(names)
 
 
 # ----------------------------------------------------------------------- modifications
@@ -392,14 +457,17 @@ def _family(model: nn.Module) -> str:
                      (EfficientNet, "efficientnet")):
         if isinstance(model, cls):
             return fam
-    return "generic"
+    return "tokens" if token_layout(model) is not None else "generic"
 
 
 # ----------------------------------------------------------------------------- public
 def available_backbones(pattern: str = "*") -> list[str]:
     """timm model names usable as backbones (``timm.list_models(pattern)``).
 
-    The CNNs work; transformer models without NCHW feature maps are rejected when built.
+    CNNs work, and so do token models whose timm metadata declares their tokens
+    (``num_prefix_tokens``: ViT, DeiT, EVA, BEiT, ...; an NHWC ``output_fmt``: Swin,
+    MambaOut, ...), see :mod:`skcream.token_models`; other models whose features are not
+    NCHW maps (e.g. MLP-Mixer, LeViT) are rejected at their first forward pass.
 
     Parameters
     ----------
@@ -451,6 +519,7 @@ def build_backbone(
     feature_stage: int | None = None,
     large_feature_map: bool = False,
     modification: str = "auto",
+    trunk: str = "cam",
 ) -> FeatureBackbone:
     """Build a WSOL feature extractor from a timm model name.
 
@@ -481,12 +550,19 @@ def build_backbone(
         last downsampling stage (ResNets, EfficientNets) at stride 1 without dilation.
         ``"dilated"``: timm's ``output_stride=16`` (8 with ``large_feature_map``), for
         models that support it. ``"none"``: timm's ``forward_features`` unchanged (stride 32).
+    trunk : {"cam", "acol", "spg", "adl"}, default="cam"
+        The method network the trunk is for (wsolevaluation's ``architecture_type``; HaS and
+        CutMix use ``"cam"``), see :data:`TRUNKS`. Only VGG and InceptionV3 trunks differ by
+        method; for ResNets only the reference names of ``"spg"`` differ, other models ignore
+        it. :meth:`skcream.methods.WSOLMethod.build` passes its method's trunk.
 
     Returns
     -------
     FeatureBackbone
     """
     name = check_backbone_name(name)
+    if trunk not in TRUNKS:
+        raise ValueError(f"trunk: expected one of {tuple(TRUNKS)}, got {trunk!r}")
     source_name = _weight_name(name, pretrained)
     if modification not in MODIFICATIONS:
         raise ValueError(f"modification: expected one of {MODIFICATIONS}, got {modification!r}")
@@ -503,7 +579,8 @@ def build_backbone(
     if modification == "dilated":
         kwargs["output_stride"] = 8 if large_feature_map else 16
     try:
-        model, state = create_pretrained_timm(source_name, pretrained, **kwargs)
+        # fixed-size transformers get dynamic_img_size=True where timm offers it
+        model, state = create_sized(create_pretrained_timm, source_name, pretrained, **kwargs)
     except TypeError as exc:
         if "output_stride" in kwargs and "output_stride" in str(exc):
             raise ValueError(f"modification='dilated': timm's {name!r} has no output_stride") from exc
@@ -513,9 +590,8 @@ def build_backbone(
     data_config = _data_config(model)
     if family in ("vgg", "inception"):  # the benchmark normalises every input this way
         data_config.update(mean=IMAGENET_MEAN, std=IMAGENET_STD, input_size=(3, 224, 224))
-    body, extra, num_features, stride, applied = _assemble(
-        model, family, name, feature_stage, large_feature_map, modification
-    )
+    built = _assemble(model, family, name, feature_stage, large_feature_map, modification, trunk)
+    body = built.body
     if state is not None:
         state = _drop_torchvision_only(state, snapshot, family)
         used = {id(t) for t in body.state_dict(keep_vars=True).values()}
@@ -523,14 +599,12 @@ def build_backbone(
         source = str(pretrained) if not isinstance(pretrained, bool) else f"{name} weights"
         load_weights_into(snapshot, state, required=required, source=source)
     return FeatureBackbone(
-        body, extra, name=name, num_features=num_features, data_config=data_config,
-        feature_stride=stride, modification=applied,
+        body, built.extra, name=name, num_features=built.num_features, data_config=data_config,
+        feature_stride=built.feature_stride, modification=built.modification,
         architecture=getattr(model, "pretrained_cfg", {}).get("architecture", name),
-        # main.py: ResNets train layer4 with the classifier at 10x (not with feature_stage,
-        # which prunes layer4)
-        fast_prefixes=("model.layer4.",) if family == "resnet" and feature_stage is None else (),
+        family=family, trunk=trunk, reference_prefixes=built.reference_prefixes,
         head_init="xavier" if family == "inception" else "normal",
-        head_dropout=0.5 if family == "inception" else 0.0,
+        head_dropout=built.head_dropout,
         weights=_weights_label(source_name, pretrained),
     )
 
@@ -579,6 +653,18 @@ def _drop_torchvision_only(
     return {k: v for k, v in state.items() if k in model_state or not k.startswith(prefixes)}
 
 
+class _Assembly(NamedTuple):
+    """What :func:`_assemble` builds (see :class:`FeatureBackbone` for the fields)."""
+
+    body: nn.Module
+    extra: nn.Module | None
+    num_features: int
+    feature_stride: int
+    modification: str
+    reference_prefixes: tuple[tuple[str, str], ...] = (("body.", "features."),)
+    head_dropout: float = 0.0
+
+
 def _assemble(
     model: nn.Module,
     family: str,
@@ -586,8 +672,11 @@ def _assemble(
     feature_stage: int | None,
     large: bool,
     modification: str,
-) -> tuple[nn.Module, nn.Module | None, int, int, str]:
-    """Apply the modification; return (body, extra, num_features, feature_stride, applied)."""
+    trunk: str = "cam",
+) -> _Assembly:
+    """Apply the modification and the method's trunk (VGG, InceptionV3) to a timm model."""
+    if family == "tokens":  # nothing added: every parameter a pretrained feature layer
+        return _Assembly(*assemble_tokens(model, name, feature_stage, large, modification))
     if family in ("vgg", "inception"):
         if feature_stage is not None or modification not in ("auto",):
             raise ValueError(
@@ -595,50 +684,123 @@ def _assemble(
                 f"modification={modification!r} are not available for it"
             )
         if family == "vgg":
-            return _assemble_vgg(model, large)
-        return _InceptionTrunk(model, large), _inception_extra(), 1024, 8 if large else 16, "wsol"
+            return _VGG_TRUNKS[trunk](model, large)
+        return _assemble_inception(model, large, trunk)
 
     if feature_stage is not None:
-        return _assemble_stage(model, name, feature_stage)
+        body, extra, dim, stride, applied = _assemble_stage(model, name, feature_stage)
+        return _Assembly(body, extra, dim, stride, applied, _timm_prefixes(model, family))
 
     if modification == "auto":
         modification = "stride1" if family == "resnet" else "none"
+    stride = 8 if large else 16
     if modification == "dilated":  # timm already built it with output_stride
-        model.reset_classifier(0)
-        return _ForwardFeatures(model), None, model.num_features, 8 if large else 16, "dilated"
-    if modification == "none":
+        pass
+    elif modification == "none":
         if large:
             raise ValueError(
                 f"large_feature_map: not available for {name!r} with modification='none'; use "
                 "modification='dilated' or an earlier feature_stage"
             )
-        model.reset_classifier(0)
-        return _ForwardFeatures(model), None, model.num_features, 32, "none"
-    # stride1
-    if family == "resnet":
-        stages = [model.layer3, model.layer4] if large else [model.layer4]
-    elif family == "efficientnet":
-        down = _downsampling_stages(model.blocks)
-        stages = [model.blocks[i] for i in down[-(2 if large else 1):]]
-    else:
-        raise ValueError(
-            f"modification='stride1' is implemented for ResNets and EfficientNets, not "
-            f"{type(model).__name__} ({name!r}); try modification='dilated' or 'none'"
-        )
-    for stage in stages:
-        _unstride_first_block(stage, where=f"{name!r}")
+        stride = 32
+    else:  # stride1
+        if family == "resnet":
+            stages = [model.layer3, model.layer4] if large else [model.layer4]
+        elif family == "efficientnet":
+            down = _downsampling_stages(model.blocks)
+            stages = [model.blocks[i] for i in down[-(2 if large else 1):]]
+        else:
+            raise ValueError(
+                f"modification='stride1' is implemented for ResNets and EfficientNets, not "
+                f"{type(model).__name__} ({name!r}); try modification='dilated' or 'none'"
+            )
+        for stage in stages:
+            _unstride_first_block(stage, where=f"{name!r}")
     model.reset_classifier(0)
-    return _ForwardFeatures(model), None, model.num_features, 8 if large else 16, "stride1"
+    prefixes = _timm_prefixes(model, family)
+    if family == "resnet" and trunk == "spg":
+        # wsolevaluation's ResNetSpg names layer3's first block SPG_A1 and the others SPG_A2
+        # (the inputs of SPG's branches B1, B2); only the names change
+        prefixes += (("body.model.layer3.0.", "SPG_A1.0."),) + tuple(
+            (f"body.model.layer3.{i}.", f"SPG_A2.{i - 1}.") for i in range(1, len(model.layer3))
+        )
+    return _Assembly(_ForwardFeatures(model), None, model.num_features, stride, modification,
+                     prefixes)
 
 
-def _assemble_vgg(model: nn.Module, large: bool) -> tuple[nn.Module, nn.Module, int, int, str]:
+def _timm_prefixes(model: nn.Module, family: str) -> tuple[tuple[str, str], ...]:
+    # timm's ResNet names are torchvision's, which are wsolevaluation's (conv1, layer1...)
+    return (("body.model.", ""),) if family == "resnet" else (("body.", "features."),)
+
+
+def _assemble_vgg(model: nn.Module, large: bool) -> _Assembly:
+    """wsolevaluation's VggCam (and VggCam with ADL): conv1-5 without pool5 (and pool4 with
+    ``large``), then a new conv6 3x3 -> 1024 + ReLU, He (fan_out) initialised."""
     layers = list(model.features)
     pools = [i for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)]
     drop = set(pools[-2:] if large else pools[-1:])
     body = nn.Sequential(*[m for i, m in enumerate(layers) if i not in drop])
-    in_ch = [m for m in layers if isinstance(m, nn.Conv2d)][-1].out_channels
+    in_ch = _vgg_width(layers)
     extra = _he_init(nn.Sequential(nn.Conv2d(in_ch, 1024, 3, padding=1), nn.ReLU(inplace=True)))
-    return body, extra, 1024, 8 if large else 16, "wsol"
+    return _Assembly(body, extra, 1024, 8 if large else 16, "wsol",
+                     (("body.", "features."), ("extra.0.", "conv6.")))
+
+
+def _assemble_vgg_acol(model: nn.Module, large: bool) -> _Assembly:
+    """wsolevaluation's VggAcol: its ``'M1'`` pools (3x3, stride 2, padding 1) where VGG has
+    2x2 ones, pool5 (and pool4 with ``large``) as ``'M2'`` (3x3, stride 1, padding 1), then
+    the 3x3 average smoothing of its forward (``extra``); no conv6: 512 channels."""
+    layers = list(model.features)
+    pools = [i for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)]
+    strided = set(pools[:3] if large else pools[:4])
+    for i in pools:
+        layers[i] = nn.MaxPool2d(kernel_size=3, stride=2 if i in strided else 1, padding=1)
+    extra = nn.AvgPool2d(kernel_size=3, stride=1, padding=1)  # count_include_pad, as F.avg_pool2d
+    return _Assembly(nn.Sequential(*layers), extra, _vgg_width(layers), 8 if large else 16,
+                     "wsol")
+
+
+def _assemble_vgg_spg(model: nn.Module, large: bool) -> _Assembly:
+    """wsolevaluation's VggSpg: conv1-3 with their pools (``features``), conv4 (``SPG_A_1``),
+    a 3x3 stride-2 max-pool (padding 1; none with ``large``), conv5 (``SPG_A_2``), then two
+    new 3x3 convs 512 -> 512 + ReLU (``SPG_A_3``, Xavier); no pool4, pool5 or conv6."""
+    layers = list(model.features)
+    pools = [i for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)]
+    body = nn.Sequential(OrderedDict(
+        features=nn.Sequential(*layers[:pools[2] + 1]),
+        SPG_A_1=nn.Sequential(*layers[pools[2] + 1:pools[3]]),
+        pool=nn.Identity() if large else nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+        SPG_A_2=nn.Sequential(*layers[pools[3] + 1:pools[4]]),
+    ))
+    extra = _xavier_init(nn.Sequential(
+        nn.Conv2d(_vgg_width(layers), 512, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(512, 512, 3, padding=1), nn.ReLU(inplace=True),
+    ))
+    prefixes = (("body.features.", "features."), ("body.SPG_A_1.", "SPG_A_1."),
+                ("body.SPG_A_2.", "SPG_A_2."), ("extra.", "SPG_A_3."))
+    return _Assembly(body, extra, 512, 8 if large else 16, "wsol", prefixes)
+
+
+def _vgg_width(layers: list[nn.Module]) -> int:
+    return [m for m in layers if isinstance(m, nn.Conv2d)][-1].out_channels
+
+
+#: the VGG trunk of each method network (wsolevaluation's ``architecture_type``)
+_VGG_TRUNKS = {"cam": _assemble_vgg, "adl": _assemble_vgg, "acol": _assemble_vgg_acol,
+               "spg": _assemble_vgg_spg}
+
+
+def _assemble_inception(model: nn.Module, large: bool, trunk: str) -> _Assembly:
+    """wsolevaluation's Inception{Cam,Spg} (the new convs with dropout), InceptionAdl (the new
+    convs, no dropout) and InceptionAcol (no new layer: Mixed_6e's 768 channels)."""
+    body = _InceptionTrunk(model, large)
+    stride = 8 if large else 16
+    if trunk == "acol":
+        return _Assembly(body, None, 768, stride, "wsol", (("body.", ""),))
+    dropout = trunk != "adl"
+    extra, names = _inception_extra(dropout)
+    return _Assembly(body, extra, 1024, stride, "wsol", (("body.", ""),) + names,
+                     head_dropout=0.5 if dropout else 0.0)
 
 
 def _assemble_stage(model: nn.Module, name: str, feature_stage: int):

@@ -1,4 +1,5 @@
-"""The ``skcream`` command: ``demo``, ``train``, ``evaluate``, ``report``, ``localize``.
+"""The ``skcream`` command: ``demo``, ``train``, ``evaluate``, ``report``, ``localize``,
+``evaluate-maps``.
 
 Every command composes the public estimators; nothing here re-implements them.
 User mistakes (a bad ``--data`` spec, a missing folder, a model folder that is
@@ -596,12 +597,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=_unit_float, default=None,
                    help="box threshold on the map (default: the model's own; post-hoc: "
                         "the measured default, see docs/post_hoc.md)")
+    p.add_argument("--cam", choices=_map_sources(), default="cam", metavar="NAME",
+                   help="map the post-hoc re-activation starts from: "
+                        + ", ".join(_map_sources()))
+    p.add_argument("--layer", default=None, metavar="NAME",
+                   help="with --post-hoc: the layer --cam reads, a module name of the timm "
+                        "model, e.g. blocks.5 (default: the last feature layer; a ViT's last "
+                        "blocks.N.norm1)")
+    p.add_argument("--no-reactivate", action="store_true",
+                   help="with --post-hoc: the --cam map itself, not re-activated")
+    p.add_argument("--save-maps", action="store_true",
+                   help="also write each map at the image's size as <stem>_map.npy "
+                        "(float32 in [0, 1]) beside the overlays")
     _add_common(p)
     p.set_defaults(func=_cmd_localize)
+
+    _add_evaluate_maps(sub)
     return parser
 
 
 # --------------------------------------------------------------------------- helpers
+def _map_sources() -> tuple[str, ...]:
+    from skcream.map_sources import MAP_SOURCES
+
+    return MAP_SOURCES
+
+
 def _is_main_process() -> bool:
     """True unless this is a non-zero rank of ``accelerate launch`` / torchrun."""
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0) == 0
@@ -637,7 +658,8 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
                    backbone: str = "efficientnet_lite0", pretrained: Any = True,
                    threshold: float | None = None, device: str | None = None,
                    batch_size: int = 32, verbose: int = 1,
-                   progress: Any = None) -> list[dict[str, Any]]:
+                   progress: Any = None, cam: str = "cam", reactivate: bool = True,
+                   save_maps: bool = False, layer: str | None = None) -> list[dict[str, Any]]:
     """Localize image files; write ``<stem>_overlay.png`` per image and ``boxes.json``.
 
     Images are read and processed ``batch_size`` at a time (never all held in memory).
@@ -660,20 +682,34 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
         measured default of :data:`skcream.post_hoc.POST_HOC_DEFAULTS`).
     progress : callable (index, total, record) or None
         Called after each image's overlay is written (the CLI prints one line).
+    cam : str, default="cam"
+        Post-hoc: the map source the re-activation starts from
+        (:data:`skcream.map_sources.MAP_SOURCES`).
+    reactivate : bool, default=True
+        Post-hoc: False draws the ``cam`` map itself.
+    save_maps : bool, default=False
+        Also write each map, at the image's size, as ``<stem>_map.npy`` (float32 in
+        [0, 1], written atomically).
+    layer : str or None, default=None
+        Post-hoc: the layer the ``cam`` map is computed on (a module name of the timm
+        model); None is the last feature layer (a ViT's last ``blocks.N.norm1``).
 
     Returns
     -------
     list of dict
         One record per image: ``image``, ``label``, ``class_name``, ``score``,
-        ``box`` (x0, y0, x1, y1 in the image's pixels), ``overlay``.
+        ``box`` (x0, y0, x1, y1 in the image's pixels), ``overlay`` (and ``map`` with
+        ``save_maps``).
     """
     from skcream.data.decode import decode_image
     from skcream.data.files import display_path
     from skcream.viz import overlay
 
     if model is None:
+        from skcream.map_sources import check_map_source
         from skcream.post_hoc import POST_HOC_DEFAULTS, PostHocClassifier
 
+        check_map_source(cam)
         post_hoc = PostHocClassifier(backbone, pretrained, device=device, batch_size=batch_size)
         box_threshold = POST_HOC_DEFAULTS["threshold"] if threshold is None else threshold
     elif threshold is not None:
@@ -697,7 +733,7 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
         images = [decode_image(path, f"IMAGE {display_path(path)}") for path in chunk]
         if model is None:
             boxes, maps, labels, scores, label_names = _post_hoc_chunk(
-                post_hoc, images, box_threshold)
+                post_hoc, images, box_threshold, cam, reactivate, layer)
         else:
             result = model.predict(images)
             position = {_jsonable(c): i for i, c in enumerate(model.classes_)}
@@ -718,12 +754,29 @@ def localize_files(paths: Sequence[Path], out: Path, *, model: Any = None,
             record = {"image": display_path(path), "label": _jsonable(labels[j]),
                       "class_name": label_names[j], "score": score, "box": box,
                       "overlay": name}
+            if save_maps:
+                record["map"] = name[:-len("_overlay.png")] + "_map.npy"
+                if main_process:
+                    _save_map(out / record["map"], maps[j])
             records.append(record)
             if progress is not None and main_process:
                 progress(len(records), total, record)
     if main_process:
         (out / "boxes.json").write_text(json.dumps(records, indent=2) + "\n")
     return records
+
+
+def _save_map(path: Path, full: Any) -> None:
+    """One map (H, W) as float32 ``.npy``, all-or-nothing (temporary file, fsync, rename)."""
+    import io
+
+    import numpy as np
+
+    from skcream.persistence import write_bytes_atomic
+
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(full, dtype=np.float32), allow_pickle=False)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def _name_max(folder: Path) -> int:
@@ -773,12 +826,13 @@ def overlay_name(stem: str, used: set[str], name_max: int = 255) -> str:
         k += 1
 
 
-def _post_hoc_chunk(post_hoc: Any, images: list, threshold: float):
+def _post_hoc_chunk(post_hoc: Any, images: list, threshold: float, cam: str = "cam",
+                    reactivate: bool = True, layer: str | None = None):
     """Boxes, maps at the original size, labels, scores and class names of images."""
     from skcream.post_hoc import boxes_at_original_size, post_hoc_maps
 
-    result = post_hoc.predict(images)
-    maps = post_hoc_maps(result)
+    result = post_hoc.predict(images, cam=cam, layer=layer)
+    maps = post_hoc_maps(result) if reactivate else post_hoc_maps(result, output="cam")
     boxes, full = boxes_at_original_size(maps, [im.size for im in images], threshold)
     names = [result.class_names[int(c)] for c in result.labels]
     return boxes, full, result.labels, result.scores, names
@@ -1091,6 +1145,10 @@ def _cmd_localize(args: argparse.Namespace) -> int:
         raise CLIError("--post-hoc uses the backbone's ImageNet classifier; drop --model")
     if not args.post_hoc and args.model is None:
         raise CLIError("give --model DIR (a trained model) or --post-hoc")
+    if not args.post_hoc and (args.cam != "cam" or args.no_reactivate
+                              or args.layer is not None):
+        raise CLIError("--cam, --layer and --no-reactivate choose the map of --post-hoc; a "
+                       "--model reads its own CAM")
     from skcream.data.files import display_path, file_problem
 
     for path in args.images:  # a FIFO is named, never opened (it would block)
@@ -1118,11 +1176,121 @@ def _cmd_localize(args: argparse.Namespace) -> int:
         records = localize_files(args.images, args.out, model=model, backbone=args.backbone,
                                  pretrained=args.pretrained, threshold=args.threshold,
                                  device=_device(args), batch_size=args.batch_size,
-                                 verbose=_verbose(args), progress=report)
+                                 verbose=_verbose(args), progress=report, cam=args.cam,
+                                 reactivate=not args.no_reactivate,
+                                 save_maps=args.save_maps, layer=args.layer)
     if not _is_main_process():
         return EXIT_OK
     print(f"wrote {len(records)} overlays and boxes.json to {args.out}")
     return EXIT_OK
+
+
+# --------------------------------------------------------------------------- evaluate-maps
+def _add_evaluate_maps(sub: Any) -> None:
+    """``skcream evaluate-maps``: the reference evaluator's command line, on maps you have."""
+    p = sub.add_parser(
+        "evaluate-maps",
+        help="score maps you already have (.npy per image), as wsolevaluation's evaluation.py",
+        description=(
+            "Score your own score maps with the WSOL protocol: a drop-in for wsolevaluation's "
+            "evaluation.py (same folders in, the same numbers out).\n"
+            "Reads <scoremap-root>/<image_id>.npy (or .png 8/16-bit heat maps, or an .npz "
+            "bundle keyed by image id), 224x224 float maps in [0, 1], for every id of "
+            "<metadata-root>/<dataset>/<split>/image_ids.txt; boxes from localization.txt "
+            "scaled to 224 with image_sizes.txt (CUB, ILSVRC), masks under --mask-root "
+            "(OpenImages).\nPrints MaxBoxAccV2 (multi-contour, mean over the IoU thresholds), "
+            "MaxBoxAcc (largest contour, IoU 50), each IoU's accuracy and best CAM threshold, "
+            "and PxAP where there are masks, beside an image-blind centre prior."
+        ),
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--scoremap-root", type=Path, required=True,
+                   help="folder of <image_id>.npy (or .png) maps, or an .npz bundle")
+    p.add_argument("--metadata-root", type=Path, required=True,
+                   help="folder holding <dataset>/<split>/image_ids.txt, image_sizes.txt, "
+                        "localization.txt, class_labels.txt (wsolevaluation/metadata)")
+    p.add_argument("--mask-root", type=Path, default=None,
+                   help="OpenImages masks: the folder holding OpenImages/<mask path> (as the "
+                        "reference's --mask_root), or the mask paths directly")
+    p.add_argument("--dataset", required=True, choices=_WSOL_DATASETS, type=_wsol_dataset,
+                   help="which benchmark's metadata (CUB and ILSVRC: boxes; OpenImages: masks)")
+    p.add_argument("--split", default="test", help="metadata split (val = train-fullsup)")
+    p.add_argument("--cam-curve-interval", type=_interval, default=0.01,
+                   help="CAM thresholds np.arange(0, 1, interval): 0.01 (100) or 0.001 (1000)")
+    p.add_argument("--iou-thresholds", type=_iou_percent, nargs="+", default=[30, 50, 70],
+                   metavar="IOU", help="IoU thresholds in percent; MaxBoxAccV2 is the mean "
+                                       "of the multi-contour MaxBoxAcc over them")
+    p.add_argument("--resize-maps", action="store_true",
+                   help="resize maps that are not 224x224 as the reference's inference.py "
+                        "does (OpenCV bicubic, then min-max) instead of refusing them")
+    p.add_argument("--n-jobs", type=_n_jobs, default=None, metavar="N",
+                   help="threads reading and scoring maps (-1: all cores; identical numbers)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: max_box_acc_v2, max_box_acc, pxap (null where "
+                        "it does not apply), per_iou, thresholds, n_images, ...")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_trust(p)
+    p.set_defaults(func=_cmd_evaluate_maps)
+
+
+def _wsol_dataset(value: str) -> str:
+    """A dataset name in any case -> its canonical spelling (argparse's choices names the rest)."""
+    return {d.lower(): d for d in _WSOL_DATASETS}.get(value.lower(), value)
+
+
+_interval = _number_parser(float, lambda v: 1e-5 <= v < 1.0,
+                           "a number in [1e-05, 1), e.g. 0.01 or 0.001")
+_iou_percent = _number_parser(float, lambda v: 1.0 < v <= 100.0,
+                              "a percentage in (1, 100], e.g. 50 for IoU >= 0.5")
+
+
+def _cmd_evaluate_maps(args: argparse.Namespace) -> int:
+    from skcream.metrics import evaluate_scoremaps
+    from skcream.priors import centre_prior
+
+    try:
+        report = evaluate_scoremaps(
+            args.scoremap_root, args.metadata_root, dataset=args.dataset, split=args.split,
+            mask_root=args.mask_root, cam_curve_interval=args.cam_curve_interval,
+            iou_thresholds=args.iou_thresholds, resize=args.resize_maps,
+            baseline=centre_prior(), n_jobs=args.n_jobs, verbose=_verbose(args),
+            allow_outside_root=args.allow_outside_root)
+    except TypeError as exc:  # a wrong kind of input file, not a bug: as the other data errors
+        raise ValueError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    print(_maps_table(report))
+    return EXIT_OK
+
+
+def _maps_table(report: dict[str, Any]) -> str:
+    """The text output of ``skcream evaluate-maps``."""
+    import numpy as np
+
+    base = report["baseline"] or {}
+    n_thr = len(np.arange(0, 1, report["cam_curve_interval"]))
+    rows = []
+    if report["max_box_acc_v2"] is not None:
+        ious = "/".join(report["per_iou"])
+        rows.append({"metric": f"MaxBoxAccV2 (multi-contour, IoU {ious})",
+                     "maps": report["max_box_acc_v2"], "prior": base.get("max_box_acc_v2")})
+        for key, value in report["per_iou"].items():
+            rows.append({"metric": f"  IoU {key}", "maps": value,
+                         "threshold": f"{report['thresholds'][key]:.4g}"})
+        rows.append({"metric": "MaxBoxAcc (largest contour, IoU 50)",
+                     "maps": report["max_box_acc"], "prior": base.get("max_box_acc"),
+                     "threshold": f"{report['max_box_acc_threshold']:.4g}"})
+    if report["pxap"] is not None:
+        rows.append({"metric": "PxAP", "maps": report["pxap"], "prior": base.get("pxap")})
+    head = (f"{report['dataset']} {report['split']}: {report['n_images']} maps, "
+            f"{n_thr} CAM thresholds (interval {report['cam_curve_interval']:g})")
+    if report["n_resized"]:
+        head += f"; {report['n_resized']} maps resized to 224x224 (bicubic, min-max)"
+    table = format_table(rows, ["metric", "maps", "prior", "threshold"],
+                         headers=["metric", "your maps", "centre prior", "best threshold"])
+    return (f"{head}\n{table}\n(the centre prior never looks at the image; percent, the "
+            "reference's numbers)")
 
 
 # --------------------------------------------------------------------------- entry point

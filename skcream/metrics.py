@@ -24,6 +24,7 @@ runs the GIL-free kernels in threads.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Mapping, Sequence
 from numbers import Integral
 from typing import Any
@@ -34,7 +35,14 @@ from skcream import _levelsets, _pxap
 from skcream._boxes import level_component_boxes
 from skcream._checks import as_real
 from skcream._masks import mask_codes
-from skcream.scoremaps import check_scoremap, contour_boxes, quantise
+from skcream.scoremaps import (
+    PROTOCOL_SHAPE,
+    check_scoremap,
+    contour_boxes,
+    quantise,
+    resize_scoremap,
+)
+from skcream.scoremaps import check_box_array as _check_boxes
 
 __all__ = [
     "box_iou",
@@ -50,6 +58,7 @@ __all__ = [
     "BoxAccumulator",
     "PxAPAccumulator",
     "ProtocolAccumulators",
+    "evaluate_scoremaps",
     "THRESHOLD_FREE_METRICS",
     "MIN_CAM_CURVE_INTERVAL",
     "NamedScorer",
@@ -63,36 +72,6 @@ ArrayLike = Any
 # ----------------------------------------------------------------------------- validation
 def _check_maps(scoremaps: ArrayLike, name: str = "scoremaps") -> list[np.ndarray]:
     return [check_scoremap(m, f"{name}[{i}]") for i, m in enumerate(_map_list(scoremaps, name))]
-
-
-def _check_boxes(boxes: ArrayLike, name: str, allow_empty: bool = False) -> np.ndarray:
-    """(k, 4) x0, y0, x1, y1 boxes: finite, non-negative, x1 >= x0, y1 >= y0."""
-    try:
-        arr = np.asarray(boxes)
-        if arr.dtype == object or not (
-            np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
-        ):
-            raise TypeError
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be numeric boxes x0, y0, x1, y1") from None
-    if arr.ndim == 1 and arr.size == 4:
-        arr = arr.reshape(1, 4)
-    if arr.ndim == 1 and arr.size == 0:
-        arr = arr.reshape(0, 4)
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"{name} must have shape (4,) or (k, 4), got {arr.shape}")
-    if arr.shape[0] == 0 and not allow_empty:
-        raise ValueError(f"{name} is empty: every image needs at least one box")
-    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or inf")
-    if (arr < 0).any():
-        raise ValueError(f"{name} has a negative coordinate")
-    if (arr[:, 2] < arr[:, 0]).any() or (arr[:, 3] < arr[:, 1]).any():
-        bad = int(np.flatnonzero((arr[:, 2] < arr[:, 0]) | (arr[:, 3] < arr[:, 1]))[0])
-        raise ValueError(f"{name}[{bad}] = {arr[bad].tolist()} has x1 < x0 or y1 < y0")
-    if arr.dtype == bool:
-        arr = arr.astype(np.int64)
-    return arr
 
 
 def _check_gt_boxes(gt_boxes: ArrayLike, n: int, name: str = "gt_boxes") -> list[np.ndarray]:
@@ -263,13 +242,17 @@ def _predicted_boxes_all_levels(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _best_iou_per_threshold(
-    q: np.ndarray, gt: np.ndarray, thresholds: np.ndarray, multi_contour: bool
+    q: np.ndarray, gt: np.ndarray, thresholds: np.ndarray, multi_contour: bool | None
 ) -> np.ndarray:
-    """Best IoU over predicted x GT boxes at each threshold, (n_thresholds,) float64."""
+    """Best IoU over predicted x GT boxes at each threshold, (n_thresholds,) float64; with
+    ``multi_contour=None`` both modes, (2, n_thresholds): multi-contour, single-contour."""
     qmax = int(q.max())
     levels = _levels(thresholds, qmax)
     if qmax == 0:  # no contour at any threshold: the box [0, 0, 0, 0]
-        return np.full(levels.size, _iou(np.zeros((1, 4), np.int64), gt).max())
+        best = np.full(levels.size, _iou(np.zeros((1, 4), np.int64), gt).max())
+        return best if multi_contour is not None else np.stack([best, best])
+    if multi_contour is None:  # one map's two modes share their work (_levelsets.best_both)
+        return np.stack(_levelsets.best_both(q, gt))[:, levels]
     if multi_contour:
         best = _levelsets.best_iou_multi(q, gt)
     else:
@@ -348,6 +331,11 @@ def _parallel(fn: Callable[[range], np.ndarray], n: int, n_jobs: int) -> np.ndar
     return np.sum(parts, axis=0)
 
 
+def _hits(best: np.ndarray, deltas: np.ndarray) -> np.ndarray:
+    """(n_iou, n_thresholds) bool: best IoU per threshold >= delta / 100 (inclusive)."""
+    return best[None, :] >= (deltas[:, None] / 100)
+
+
 def _box_counts(maps: list[Any], gts: list[np.ndarray], thresholds: np.ndarray,
                 deltas: np.ndarray, multi_contour: bool, checked: bool,
                 chunk: range) -> np.ndarray:
@@ -355,8 +343,8 @@ def _box_counts(maps: list[Any], gts: list[np.ndarray], thresholds: np.ndarray,
     correct = np.zeros((deltas.size, thresholds.size))
     for i in chunk:
         smap = maps[i] if checked else check_scoremap(maps[i], f"scoremaps[{i}]")
-        best = _best_iou_per_threshold(quantise(smap), gts[i], thresholds, multi_contour)
-        correct += best[None, :] >= (deltas[:, None] / 100)
+        correct += _hits(_best_iou_per_threshold(quantise(smap), gts[i], thresholds,
+                                                 multi_contour), deltas)
     return correct
 
 
@@ -409,8 +397,16 @@ class BoxAccumulator:
                               self.multi_contour, checked),
             len(maps), self.n_jobs,
         )
-        self.correct += counts  # only after the whole batch is valid
-        self.n_maps += len(maps)
+        return self.add_counts(counts, len(maps))  # only after the whole batch is valid
+
+    def add_counts(self, correct: np.ndarray, n_maps: int) -> BoxAccumulator:
+        """Add counts made elsewhere (another thread, process or :func:`_map_box_counts`):
+        ``correct`` (n_iou, n_thresholds), maps counted correct among ``n_maps`` maps."""
+        correct = np.asarray(correct, dtype=np.float64)
+        if correct.shape != self.correct.shape:
+            raise ValueError(f"correct must have shape {self.correct.shape}, got {correct.shape}")
+        self.correct += correct
+        self.n_maps += int(n_maps)
         return self
 
     def curve(self) -> tuple[np.ndarray, np.ndarray]:
@@ -631,8 +627,15 @@ class PxAPAccumulator:
             lambda chunk: _pxap_counts([(i, maps[i], masks[i]) for i in chunk], bins),
             len(maps), self.n_jobs,
         )
-        self.counts += counts  # only after the whole batch is valid
-        self.n_maps += len(maps)
+        return self.add_counts(counts, len(maps))  # only after the whole batch is valid
+
+    def add_counts(self, counts: np.ndarray, n_maps: int) -> PxAPAccumulator:
+        """Add per-bin counts made elsewhere (``_pxap_counts`` of other maps)."""
+        counts = np.asarray(counts, dtype=np.float64)
+        if counts.shape != self.counts.shape:
+            raise ValueError(f"counts must have shape {self.counts.shape}, got {counts.shape}")
+        self.counts += counts
+        self.n_maps += int(n_maps)
         return self
 
     def pxap(self) -> float:
@@ -734,6 +737,304 @@ def pxap(scoremaps: ArrayLike, gt_masks: ArrayLike, *, cam_curve_interval: float
     """
     acc = PxAPAccumulator(cam_curve_interval=cam_curve_interval, n_jobs=n_jobs)
     return acc.update(scoremaps, gt_masks).pxap()
+
+
+# ----------------------------------------------------------------------------- maps you have
+def _protocol_map(raw: Any, image_id: str, resize: bool) -> tuple[np.ndarray, bool]:
+    """One map as the reference evaluates it: checked, float64, 224x224; and whether it was
+    resized. ``raw`` is an array or a map file path (:func:`skcream._scoremap_io.read_map_file`)."""
+    from skcream._scoremap_io import read_map_file
+
+    arr = read_map_file(raw, image_id) if isinstance(raw, str) else raw
+    name = f"score map of image {image_id!r}"
+    smap = check_scoremap(arr, name)
+    if smap.shape == PROTOCOL_SHAPE:
+        return smap, False
+    if not resize:
+        raise ValueError(
+            f"{name} is {smap.shape[0]}x{smap.shape[1]} (H x W); the reference evaluates "
+            f"{PROTOCOL_SHAPE[0]}x{PROTOCOL_SHAPE[1]} maps (its boxes and masks are scaled to "
+            "224x224). resize=True (CLI: --resize-maps) resizes such maps as the reference's "
+            "inference.py does (OpenCV bicubic, then min-max)")
+    return resize_scoremap(smap, PROTOCOL_SHAPE), True
+
+
+class _FixedMap:
+    """The per-threshold boxes of one map used for every image (an image-blind baseline):
+    each image then costs one IoU table, not a sweep; the numbers are those of the map
+    repeated (the boxes of :func:`boxes_from_scoremap`, the reference's IoU)."""
+
+    def __init__(self, smap: np.ndarray, thresholds: np.ndarray) -> None:
+        self.map = smap
+        self.parts = []
+        for multi in (True, False):
+            boxes = boxes_from_scoremap(smap, thresholds, multi_contour=multi)
+            sizes = np.array([len(b) for b in boxes])
+            self.parts.append((np.concatenate(boxes), np.concatenate(([0], np.cumsum(sizes)[:-1]))))
+
+    def best(self, gt: np.ndarray, multi_contour: bool) -> np.ndarray:
+        boxes, starts = self.parts[0 if multi_contour else 1]
+        return np.maximum.reduceat(_iou(boxes, gt).max(axis=1), starts)
+
+
+class _MapsRun:
+    """The accumulators of one :func:`evaluate_scoremaps` run and the count of one chunk.
+
+    ``v2`` (multi-contour, the IoU list), ``single`` (largest contour, IoU 50) and ``px``
+    are None where the ground truth has no boxes / masks; ``prior`` holds the same three
+    for the baseline map.
+    """
+
+    def __init__(self, truth: Any, thresholds: np.ndarray, interval: float, deltas: np.ndarray,
+                 resize: bool, baseline: np.ndarray | None) -> None:
+        self.truth, self.thresholds, self.deltas, self.resize = truth, thresholds, deltas, resize
+        self.bins = _pxap_bins(interval)
+
+        def accumulators() -> dict[str, Any]:
+            box = truth.has_boxes
+            return {
+                "v2": BoxAccumulator(iou_thresholds=deltas, cam_curve_interval=interval)
+                if box else None,
+                "single": BoxAccumulator(iou_thresholds=(50,), cam_curve_interval=interval,
+                                         multi_contour=False) if box else None,
+                "px": PxAPAccumulator(cam_curve_interval=interval) if truth.has_masks else None,
+            }
+
+        self.accs = accumulators()
+        self.fixed = None
+        if baseline is not None:
+            smap = check_scoremap(baseline, "baseline")
+            if smap.shape != PROTOCOL_SHAPE:
+                raise ValueError(f"baseline must be a {PROTOCOL_SHAPE} map, got {smap.shape}")
+            self.fixed = _FixedMap(smap, thresholds)
+            self.prior = accumulators()
+        self.n_resized = 0
+
+    def count(self, items: list[tuple[int, str, Any]]) -> dict[str, Any]:
+        """Counts of one chunk of ``(index, image_id, map or path)`` (run in a worker)."""
+        n_thr, fixed = self.thresholds.size, self.fixed
+        out: dict[str, Any] = {
+            "v2": np.zeros((self.deltas.size, n_thr)), "single": np.zeros((1, n_thr)),
+            "prior_v2": np.zeros((self.deltas.size, n_thr)), "prior_single": np.zeros((1, n_thr)),
+            "n": len(items), "resized": 0,
+        }
+        px_items, prior_items = [], []
+        fifty = np.array([50.0])
+        for i, image_id, raw in items:
+            smap, resized = _protocol_map(raw, image_id, self.resize)
+            out["resized"] += resized
+            if self.truth.has_boxes:
+                gt = self.truth.boxes(i)
+                multi, single = _best_iou_per_threshold(quantise(smap), gt, self.thresholds,
+                                                        None)
+                out["v2"] += _hits(multi, self.deltas)
+                out["single"] += _hits(single, fifty)
+                if fixed is not None:
+                    out["prior_v2"] += _hits(fixed.best(gt, True), self.deltas)
+                    out["prior_single"] += _hits(fixed.best(gt, False), fifty)
+            if self.truth.has_masks:
+                mask = self.truth.mask(i)
+                px_items.append((i, smap, mask))
+                if fixed is not None:
+                    prior_items.append((i, fixed.map, mask))
+        if px_items:
+            out["px"] = _pxap_counts(px_items, self.bins)
+            if prior_items:
+                out["prior_px"] = _pxap_counts(prior_items, self.bins)
+        return out
+
+    def add(self, part: dict[str, Any]) -> None:
+        n = part["n"]
+        self.n_resized += part["resized"]
+        for key, accs in (("", self.accs), ("prior_", getattr(self, "prior", None))):
+            if accs is None:
+                continue
+            for name in ("v2", "single", "px"):
+                if accs[name] is not None:
+                    accs[name].add_counts(part[key + name], n)
+
+    def results(self, accs: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"max_box_acc_v2": None, "max_box_acc": None, "pxap": None,
+                               "per_iou": None, "thresholds": None,
+                               "max_box_acc_threshold": None}
+        if accs["v2"] is not None:
+            thr, acc = accs["v2"].curve()
+            keys = [f"{d:g}" for d in self.deltas]
+            out["per_iou"] = {k: float(a) for k, a in zip(keys, acc.max(axis=1))}
+            # the best CAM threshold: the first (lowest) one reaching the maximum
+            out["thresholds"] = {k: float(thr[j]) for k, j in zip(keys, acc.argmax(axis=1))}
+            out["max_box_acc_v2"] = float(np.average(acc.max(axis=1)))
+            thr, acc = accs["single"].curve()
+            out["max_box_acc"] = float(acc[0].max())
+            out["max_box_acc_threshold"] = float(thr[int(acc[0].argmax())])
+        if accs["px"] is not None:
+            out["pxap"] = accs["px"].pxap()
+        return out
+
+
+def _in_order(chunks: Sequence[range], make: Callable[[range], Any], work: Callable[[Any], Any],
+              n_jobs: int) -> Any:
+    """``work(make(chunk))`` for every chunk, yielded in order; ``make`` runs here, ``work``
+    in ``n_jobs`` threads with at most ``2 * n_jobs`` chunks in flight (flat memory)."""
+    if n_jobs <= 1:
+        for c in chunks:
+            yield work(make(c))
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        pending: deque = deque()
+        try:
+            for c in chunks:
+                pending.append(pool.submit(work, make(c)))
+                if len(pending) >= 2 * n_jobs:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()
+
+
+def evaluate_scoremaps(
+    scoremaps: Any,
+    ground_truth: Any,
+    *,
+    dataset: str | None = None,
+    split: str = "test",
+    mask_root: str | os.PathLike | None = None,
+    cam_curve_interval: float = 0.01,
+    iou_thresholds: Sequence[float] = (30, 50, 70),
+    resize: bool = False,
+    baseline: ArrayLike | None = None,
+    n_jobs: int | None = None,
+    verbose: int = 0,
+    chunk_size: int = 32,
+    allow_outside_root: bool = False,
+) -> dict[str, Any]:
+    """Score maps you already have, with the reference evaluator's numbers (``skcream
+    evaluate-maps``).
+
+    A drop-in for ``evaluation.py`` of ``wsolevaluation``: the same folders in, the same
+    numbers out (its box scaling ``int(x * 224 / W)``, threshold list, contour rules, IoU and
+    PxAP histograms; tested against it), read and scored map by map in constant memory.
+
+    Parameters
+    ----------
+    scoremaps : path, array or sequence
+        A folder with ``<image_id>.npy`` per image (the reference's layout; ``<image_id>.png``
+        8- or 16-bit greyscale heat maps are read as value / 255 or / 65535), an ``.npz``
+        bundle keyed by image id (``np.savez(path, **{image_id: map})``), or the maps
+        themselves in the order of the ground truth: an (n, H, W) array (a memmap too), a
+        sequence of 2-D maps, or any iterable of them (read once). Maps are float in [0, 1]
+        (float32 is converted), 224x224 unless ``resize``.
+    ground_truth : path or datasets.Dataset
+        The reference's ``metadata_root`` (``<dataset>/<split>/image_ids.txt``,
+        ``image_sizes.txt``, ``localization.txt``, ``class_labels.txt``), or a Dataset of the
+        skcream schema (``load_wsol``, ``load_cub``, ...: ``bboxes`` in original pixels,
+        ``mask``, ``image_id``).
+    dataset : {"CUB", "ILSVRC", "OpenImages"}, optional
+        With a metadata folder (required there). CUB and ILSVRC are scored with boxes,
+        OpenImages with masks, as the reference does.
+    split : str, default="test"
+    mask_root : path, optional
+        OpenImages masks: the reference's ``--mask_root`` (masks at
+        ``<mask_root>/OpenImages/<mask path>``; a folder without an ``OpenImages`` folder
+        holds the mask paths directly).
+    cam_curve_interval : float, default=0.01
+        The CAM thresholds are ``np.arange(0, 1, cam_curve_interval)``.
+    iou_thresholds : sequence of float, default=(30, 50, 70)
+        In percent, each in (1, 100] (:func:`iou_percents`); MaxBoxAccV2 is the mean of the
+        multi-contour MaxBoxAcc over these.
+    resize : bool, default=False
+        Maps of another size than 224x224 raise ValueError naming the image; True resizes
+        them as the reference's ``inference.py`` makes its maps (OpenCV bicubic, then
+        min-max: :func:`skcream.scoremaps.resize_scoremap`).
+    baseline : ndarray (224, 224), optional
+        An image-blind map (e.g. :func:`skcream.priors.centre_prior`) scored on the same
+        ground truth: the floor the maps' numbers must clear (``skcream evaluate-maps``
+        always shows the centre prior).
+    n_jobs : int, optional
+        Threads reading and scoring maps (joblib convention; identical numbers).
+    verbose : int, default=0
+        1: a progress bar (tqdm, on stderr).
+    chunk_size : int, default=32
+        Maps per unit of work; at most ``2 * n_jobs`` units are held at once.
+    allow_outside_root : bool, default=False
+        Accept image ids (and mask paths) that are absolute or climb out of their folder.
+
+    Returns
+    -------
+    dict
+        ``n_images``; ``max_box_acc_v2`` (multi-contour MaxBoxAcc averaged over
+        ``iou_thresholds``), ``max_box_acc`` (largest contour, IoU 50) and ``pxap``, each
+        None where the ground truth has no boxes / masks; ``per_iou`` (IoU threshold as text
+        -> multi-contour MaxBoxAcc) and ``thresholds`` (-> its best CAM threshold, the
+        lowest reaching the maximum), ``max_box_acc_threshold``; ``cam_curve_interval``,
+        ``iou_thresholds``, ``dataset``, ``split``, ``n_resized`` (maps resized) and
+        ``baseline`` (the same metrics of ``baseline``, or None). Percent.
+
+    Raises
+    ------
+    FileNotFoundError
+        Before any map is read: listing every image whose map (or mask) file is missing.
+    ValueError
+        Naming the image: a map that is not float, not 2-D, holds NaN or inf or values
+        outside [0, 1], has another size (without ``resize``), or an unreadable file; an
+        image without boxes, size or mask in the metadata.
+    """
+    from skcream import _scoremap_io
+
+    thresholds = _thresholds(cam_curve_interval)
+    deltas = iou_percents(iou_thresholds)
+    jobs = _n_jobs(n_jobs)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) \
+            or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    maps = _scoremap_io.open_maps(scoremaps)
+    if isinstance(ground_truth, (str, os.PathLike)):
+        if dataset is None:
+            raise ValueError("dataset ('CUB', 'ILSVRC' or 'OpenImages') is needed with a "
+                             "metadata folder")
+        ids_root = maps.root if isinstance(maps, _scoremap_io.FolderMaps) else os.fspath(
+            ground_truth)
+        truth = _scoremap_io.MetadataTruth(
+            os.fspath(ground_truth), dataset, split, ids_root=ids_root,
+            mask_root=None if mask_root is None else os.fspath(mask_root),
+            allow_outside_root=allow_outside_root)
+    else:
+        truth = _scoremap_io.DatasetTruth(ground_truth)
+    ids = truth.ids
+    maps.locate(ids)
+    run = _MapsRun(truth, thresholds, float(cam_curve_interval), deltas, bool(resize),
+                   None if baseline is None else np.asarray(baseline))
+    n = len(ids)
+    chunks = [range(s, min(s + int(chunk_size), n)) for s in range(0, n, int(chunk_size))]
+
+    def make(chunk: range) -> list[tuple[int, str, Any]]:
+        return [(i, ids[i], maps.item(i, ids[i])) for i in chunk]
+
+    from tqdm.auto import tqdm
+
+    with tqdm(total=n, desc="score maps", unit="map", disable=verbose < 1) as bar:
+        for part in _in_order(chunks, make, run.count, jobs):
+            run.add(part)
+            bar.update(part["n"])
+    if isinstance(maps, _scoremap_io.ArrayMaps):
+        maps.finish(n)
+    out: dict[str, Any] = {"n_images": n, "dataset": getattr(truth, "dataset", None),
+                           "split": split if isinstance(ground_truth, (str, os.PathLike))
+                           else None,
+                           "cam_curve_interval": float(cam_curve_interval),
+                           "iou_thresholds": [float(d) for d in deltas]}
+    out.update(run.results(run.accs))
+    out["n_resized"] = run.n_resized
+    out["baseline"] = None
+    if run.fixed is not None:
+        prior = run.results(run.prior)
+        out["baseline"] = {k: prior[k] for k in ("max_box_acc_v2", "max_box_acc", "pxap")}
+    return out
 
 
 # ----------------------------------------------------------------------------- Top-k Loc

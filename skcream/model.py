@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from skcream.cam import class_activation_maps
+from skcream.lr_groups import backbone_prefixes, rule_family, split_parameters
 
-__all__ = ["CAMNet", "NewLayersMixin"]
+__all__ = ["CAMNet", "NewLayersMixin", "ReferenceLRMixin"]
 
 
 class NewLayersMixin:
@@ -35,20 +36,38 @@ class NewLayersMixin:
         return [p for p in self.parameters() if id(p) not in new]
 
 
-class CAMNet(NewLayersMixin, nn.Module):
+class ReferenceLRMixin:
+    """The learning-rate split of a WSOL network by wsolevaluation's rule (paper: 10x on the
+    classifier), :func:`skcream.lr_groups.split_parameters`.
+
+    For ``nn.Module`` subclasses with ``reference_prefixes()`` (the reference's name of each
+    of their layers) and a ``backbone`` whose ``family`` picks the rule.
+    """
+
+    def new_parameters(self) -> list[nn.Parameter]:
+        """The 10x group (trained at ``head_lr_mult`` x lr)."""
+        return split_parameters(self)[1]
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """The 1x group."""
+        return split_parameters(self)[0]
+
+
+class CAMNet(ReferenceLRMixin, nn.Module):
     """GAP + linear classifier on a feature backbone.
 
     Parameters
     ----------
     backbone : nn.Module
         Maps (B,3,H,W) to (B,d,h,w) and has ``num_features`` (d), e.g. a
-        :class:`skcream.backbones.FeatureBackbone`. Its ``new_parameters()`` /
-        ``fast_parameters()`` (pretrained layers trained at 10x, ResNet's layer4) /
-        ``pretrained_parameters()`` are used for the learning-rate split when present, its
-        ``head_init`` and ``head_dropout`` attributes (default ``"normal"``, 0.0) for the
-        head.
+        :class:`skcream.backbones.FeatureBackbone`. Its ``reference_prefixes`` and ``family``
+        give the learning-rate split (:mod:`skcream.lr_groups`; a backbone without them: its
+        ``new_parameters()`` and the head at 10x, the rest at 1x), its ``head_init`` and
+        ``head_dropout`` attributes (default ``"normal"``, 0.0) the head's.
     n_classes : int
         C, at least 2.
+    head_init : {"normal", "xavier"}, optional
+        Overrides the backbone's ``head_init`` (SPG's classifier is Xavier on every backbone).
 
     Attributes
     ----------
@@ -64,7 +83,7 @@ class CAMNet(NewLayersMixin, nn.Module):
         returned features, which CAM and the context update use, are never dropped.
     """
 
-    def __init__(self, backbone: nn.Module, n_classes: int) -> None:
+    def __init__(self, backbone: nn.Module, n_classes: int, *, head_init: str | None = None) -> None:
         super().__init__()
         if isinstance(n_classes, bool) or not isinstance(n_classes, Integral):
             raise TypeError(f"n_classes: expected an int, got {n_classes!r}")
@@ -73,9 +92,11 @@ class CAMNet(NewLayersMixin, nn.Module):
         dim = getattr(backbone, "num_features", None)
         if not isinstance(dim, Integral) or dim <= 0:
             raise TypeError("backbone: expected a module with a positive int num_features attribute")
-        head_init = getattr(backbone, "head_init", "normal")
+        where = "head_init" if head_init is not None else "backbone.head_init"
+        if head_init is None:
+            head_init = getattr(backbone, "head_init", "normal")
         if head_init not in ("normal", "xavier"):
-            raise ValueError(f"backbone.head_init: expected 'normal' or 'xavier', got {head_init!r}")
+            raise ValueError(f"{where}: expected 'normal' or 'xavier', got {head_init!r}")
         self.backbone = backbone
         self.head_dropout = float(getattr(backbone, "head_dropout", 0.0))
         self.head = nn.Linear(int(dim), int(n_classes))
@@ -85,10 +106,26 @@ class CAMNet(NewLayersMixin, nn.Module):
             nn.init.normal_(self.head.weight, std=0.01)
         nn.init.zeros_(self.head.bias)
 
-    def new_parameters(self) -> list[nn.Parameter]:
-        """The head, the backbone's new layers and its ``fast_parameters()`` (10x lr)."""
-        fast = self.backbone.fast_parameters() if hasattr(self.backbone, "fast_parameters") else []
-        return super().new_parameters() + list(fast)
+    def reference_prefixes(self) -> list[tuple[str, str]]:
+        """(skcream prefix, wsolevaluation's name) of every layer (:mod:`skcream.lr_groups`)."""
+        return backbone_prefixes(self.backbone) + [("head.", self._head_reference() + ".")]
+
+    def _head_reference(self) -> str:
+        # wsolevaluation's CAM classifier: ``fc`` (VggCam, ResNetCam), the 1x1 conv ``SPG_A4``
+        # (InceptionCam, InceptionAdl)
+        return "SPG_A4" if self.family == "inception" else "fc"
+
+    @property
+    def family(self) -> str:
+        """The backbone's family for the learning-rate rule (``"generic"`` when unknown)."""
+        return rule_family(getattr(self.backbone, "family", None))
+
+    def head_input(self, features: torch.Tensor) -> torch.Tensor:
+        """The (B,d,h,w) map the classifier reads: ``features`` dropped out with
+        ``head_dropout`` in training (InceptionV3's dropout before its 1x1-conv classifier)."""
+        if self.head_dropout > 0 and self.training:
+            return F.dropout(features, self.head_dropout, training=True)
+        return features
 
     @property
     def n_classes(self) -> int:
@@ -144,12 +181,9 @@ class CAMNet(NewLayersMixin, nn.Module):
             The backbone output, on which CAM and the context update are computed.
         """
         features = self.backbone(x)
-        pooled = features
-        if self.head_dropout > 0 and self.training:
-            # the benchmark's dropout before its 1x1-conv head: (1x1 conv then GAP) of the
-            # dropped map equals the linear head of its GAP
-            pooled = F.dropout(features, self.head_dropout, training=True)
-        logits = self.head(pooled.mean(dim=(2, 3)))
+        # the benchmark's dropout before its 1x1-conv head: (1x1 conv then GAP) of the
+        # dropped map equals the linear head of its GAP
+        logits = self.head(self.head_input(features).mean(dim=(2, 3)))
         return logits, features
 
     def cams(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

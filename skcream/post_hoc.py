@@ -2,9 +2,11 @@
 
 What ``skcream localize --post-hoc`` runs, as a library function. The class and its
 probability come from the unmodified timm classifier (its real ImageNet output); the map
-comes from the WSOL feature map (higher resolution, same head) through
-:class:`~skcream.estimators.feature_reactivation.CREAMReactivation` with ``init="image"``
-(each image's own CAM-thresholded means start the EM; beyond the paper).
+comes from the WSOL feature map (higher resolution, same head): a class map of the
+chosen source (:mod:`skcream.map_sources`: CAM by default, or Grad-CAM, Grad-CAM++,
+XGrad-CAM, LayerCAM, Score-CAM, EigenCAM of the network "WSOL features + the classifier's
+head"), re-activated by :func:`skcream.reactivation.reactivate_map` (each image's own
+map-thresholded means start the EM; beyond the paper).
 
 The defaults (:data:`POST_HOC_DEFAULTS`) were chosen by measurement on real photos with
 hand-drawn boxes (``benchmarks/bench_post_hoc_defaults.py``, ``docs/post_hoc.md``): with
@@ -56,6 +58,11 @@ class PostHocResult:
     scores : ndarray (n,) float
         Its probability.
     class_names : list of str
+    maps : ndarray (n, h', w') float32 or None
+        Raw class maps of the labels from the source ``cam`` (``ClassMaps.maps``); None
+        means CAM, computed from ``features`` and ``weight`` when needed.
+    cam : str
+        The map source of ``maps`` (:data:`skcream.map_sources.MAP_SOURCES`).
     """
 
     features: np.ndarray
@@ -64,6 +71,8 @@ class PostHocResult:
     labels: np.ndarray
     scores: np.ndarray
     class_names: list[str]
+    maps: np.ndarray | None = None
+    cam: str = "cam"
 
 
 class PostHocClassifier:
@@ -101,26 +110,74 @@ class PostHocClassifier:
         self.classifier = classifier.to(self.features._device())
         self.batch_size = batch_size
         self.class_names = imagenet_names(len(self.weight))
+        self._net = None
+
+    @property
+    def net(self):
+        """The map sources' network: the WSOL feature extractor + the classifier's head.
+
+        A :class:`skcream.map_sources.ClassifierNet`; layer names are those of the timm
+        model inside the feature extractor (e.g. ``"blocks.5"``). A token model (ViT,
+        Swin, ...) has no WSOL modification and its head may read tokens the patch grid
+        lacks (the class token): the network is then the classifier itself, its tokens
+        reshaped to the grid the feature extractor gives (:mod:`skcream.token_models`).
+        """
+        if self._net is None:
+            from skcream.map_sources import ClassifierNet
+
+            backbone = self.features._network()
+            if getattr(backbone.body, "layout", None) is not None:  # a TokenGrid
+                self._net = ClassifierNet.from_timm(self.classifier)
+            else:
+                self._net = ClassifierNet.from_timm(
+                    self.classifier, features=backbone,
+                    layers=getattr(backbone.body, "model", backbone))
+        return self._net
 
     @with_thread_rule
-    def predict(self, images: Sequence[Any]) -> PostHocResult:
-        """Top-1 class, its probability and the WSOL feature maps of RGB PIL images."""
+    def predict(self, images: Sequence[Any], *, cam: str = "cam",
+                layer: str | None = None) -> PostHocResult:
+        """Top-1 class, its probability, the WSOL feature maps and the class maps of images.
+
+        Parameters
+        ----------
+        images : sequence of RGB PIL images
+        cam : str, default="cam"
+            The map source (:data:`skcream.map_sources.MAP_SOURCES`).
+        layer : str or None, default=None
+            The layer a gradient CAM reads (a module name of the timm model); None is the
+            last feature layer (a ViT's last ``blocks.N.norm1``, see
+            :func:`skcream.token_models.default_cam_layer`).
+
+        Returns
+        -------
+        PostHocResult
+        """
         import torch
 
+        from skcream.map_sources import check_map_source, class_maps
+
+        cam = check_map_source(cam)
         n = len(images)
-        probs, feats = [], []
+        probs, feats, maps = [], [], []
+        device = self.features._device()
         for start in range(0, n, self.batch_size):
             chunk = list(images[start:start + self.batch_size])
             batch = torch.stack([self.transform(im, np.zeros((0, 4)))[0] for im in chunk])
+            batch = batch.to(device)
             with torch.no_grad():
-                logits = self.classifier(batch.to(self.features._device()))
-            probs.append(logits.softmax(1).cpu().numpy())
-            feats.append(self.features._forward_batch(batch).numpy())
+                logits = self.classifier(batch)
+            prob = logits.softmax(1)
+            probs.append(prob.cpu().numpy())
+            out = class_maps(self.net, batch, prob.argmax(1), cam=cam, layer=layer)
+            feats.append(out.features.float().cpu().numpy())
+            maps.append(out.maps.float().cpu().numpy())
         prob = np.concatenate(probs)
         labels = prob.argmax(1)
         return PostHocResult(
             features=np.concatenate(feats), weight=self.weight, bias=self.bias, labels=labels,
             scores=prob[np.arange(n), labels], class_names=self.class_names,
+            maps=np.concatenate(maps), cam=cam,
         )
 
 
@@ -131,25 +188,29 @@ def post_hoc_predict(
     pretrained: Any = True,
     device: str | None = None,
     batch_size: int = 32,
+    cam: str = "cam",
+    layer: str | None = None,
 ) -> PostHocResult:
-    """``PostHocClassifier(backbone, pretrained, ...).predict(images)``.
+    """``PostHocClassifier(backbone, pretrained, ...).predict(images, cam=cam, layer=layer)``.
 
     Parameters
     ----------
     images : sequence of PIL images (RGB)
     backbone, pretrained, device, batch_size
         See :class:`PostHocClassifier`.
+    cam, layer
+        See :meth:`PostHocClassifier.predict`.
 
     Returns
     -------
     PostHocResult
     """
     return PostHocClassifier(backbone, pretrained, device=device,
-                             batch_size=batch_size).predict(images)
+                             batch_size=batch_size).predict(images, cam=cam, layer=layer)
 
 
 def post_hoc_maps(result: PostHocResult, **settings: Any) -> np.ndarray:
-    """Post-hoc maps (n, h, w) in [0, 1] of the top-1 classes.
+    """Post-hoc maps (n, h, w) in [0, 1] of the top-1 classes, re-activated from ``result.maps``.
 
     Parameters
     ----------
@@ -157,22 +218,32 @@ def post_hoc_maps(result: PostHocResult, **settings: Any) -> np.ndarray:
     **settings
         ``output``, ``kernel``, ``sigma``, ``n_iter``, ``fg_threshold`` overriding
         :data:`POST_HOC_DEFAULTS` (``threshold`` is accepted and ignored: it is the box
-        threshold, applied to the upsampled map).
+        threshold, applied to the upsampled map). ``output="cam"`` (or ``n_iter=0``) is
+        the source map itself, not re-activated (on its own grid).
 
     Returns
     -------
     ndarray (n, h, w) float32
     """
-    from skcream.estimators.feature_reactivation import CREAMReactivation
+    import torch
+
+    from skcream.cam import normalize_maps
+    from skcream.map_sources import maps_from_features
+    from skcream.reactivation import reactivate_map
 
     unknown = set(settings) - set(POST_HOC_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown post-hoc settings {sorted(unknown)}; "
                          f"choose from {sorted(POST_HOC_DEFAULTS)}")
     params = {k: v for k, v in {**POST_HOC_DEFAULTS, **settings}.items() if k in _MAP_KEYS}
-    cream = CREAMReactivation(init="image", classifier_weights=result.weight,
-                              classifier_bias=result.bias, **params).fit(result.features)
-    return cream.localize(result.features, result.labels)
+    features = torch.from_numpy(np.ascontiguousarray(result.features, dtype=np.float32))
+    if result.maps is not None:
+        maps = torch.from_numpy(np.ascontiguousarray(result.maps, dtype=np.float32))
+    else:
+        maps = maps_from_features(features, torch.from_numpy(np.asarray(result.weight,
+                                                                          dtype=np.float32)),
+                                  torch.from_numpy(np.asarray(result.labels)), "cam")
+    return normalize_maps(reactivate_map(features, maps, **params)).numpy()
 
 
 def imagenet_names(n: int) -> list[str]:

@@ -44,7 +44,8 @@ from skcream.cam import (
 )
 from skcream.context import cam_foreground, foreground_background_means
 
-__all__ = ["em_soft_clustering", "calibrate", "reactivate", "post_hoc_reactivate"]
+__all__ = ["em_soft_clustering", "calibrate", "reactivate", "post_hoc_reactivate",
+           "reactivate_map"]
 
 KERNELS = ("dot", "cosine")
 OUTPUTS = ("final", "calibrated", "posterior", "cam")
@@ -291,11 +292,9 @@ def post_hoc_reactivate(
     fg_threshold: float = 0.2,
     output: str = "final",
 ) -> torch.Tensor:
-    """Re-activation without learned embeddings: each image starts the EM from itself.
+    """Re-activation without learned embeddings, from each image's CAM.
 
-    The initial centroids are the image's own CAM-foreground and CAM-background
-    feature means (Eq. 4 with lambda = 0); a region that is empty starts at the
-    zero vector.
+    :func:`reactivate_map` with the CAM (Eq. 1) of ``classifier_weight`` as the map.
 
     Parameters
     ----------
@@ -312,8 +311,67 @@ def post_hoc_reactivate(
     Tensor (B, h, w)
     """
     cams = class_activation_maps(features, classifier_weight, labels)
-    fg_mean, bg_mean, _, _ = foreground_background_means(features, cams, fg_threshold)
-    return reactivate(
-        features, cams, fg_mean, bg_mean,
+    return reactivate_map(
+        features, cams,
         n_iter=n_iter, sigma=sigma, kernel=kernel, fg_threshold=fg_threshold, output=output,
     )
+
+
+def reactivate_map(
+    features: torch.Tensor,
+    maps: torch.Tensor,
+    *,
+    n_iter: int = 2,
+    sigma: float = 8.0,
+    kernel: str = "dot",
+    fg_threshold: float = 0.2,
+    output: str = "final",
+) -> torch.Tensor:
+    """Re-activation on top of any class map, without learned embeddings.
+
+    The map takes CAM's three places: its foreground ``M >= fg_threshold * max(M)``
+    (Eq. 3) and background give the initial centroids (each image's own feature means,
+    Eq. 4 with lambda = 0; an empty region starts at the zero vector), the calibration
+    (Eq. 10) compares the posteriors over that foreground, and the final map (Eq. 12)
+    adds the min-max normalised map. With CAM as the map this is
+    :func:`post_hoc_reactivate`; any map of :mod:`skcream.map_sources` (Grad-CAM, ...)
+    works the same way.
+
+    Parameters
+    ----------
+    features : Tensor (B, d, h, w)
+    maps : Tensor (B, h', w')
+        Raw class maps (e.g. ``ClassMaps.maps``). A map on another grid (a gradient CAM
+        of an earlier layer) is first resized to (h, w): bilinear, ``align_corners=False``,
+        antialiased when shrinking.
+    n_iter, sigma, kernel, fg_threshold, output
+        As in :func:`reactivate`. ``n_iter=0`` or ``output="cam"``: the min-max normalised
+        map itself, on its own grid (B, h', w').
+
+    Returns
+    -------
+    Tensor (B, h, w)
+    """
+    _check_float_tensor("features", features, 4, "(B, d, h, w)")
+    _check_float_tensor("maps", maps, 3, "(B, h, w)")
+    if maps.shape[0] != features.shape[0]:
+        raise ValueError(f"maps has {maps.shape[0]} maps but features has {features.shape[0]} "
+                         "samples")
+    if _check_n_iter(n_iter, 0) == 0 or _check_choice("output", output, OUTPUTS) == "cam":
+        return normalize_maps(maps)  # the map itself, on its own grid
+    maps = _on_grid(maps, tuple(features.shape[2:]))
+    fg_mean, bg_mean, _, _ = foreground_background_means(features, maps, fg_threshold)
+    return reactivate(
+        features, maps, fg_mean, bg_mean,
+        n_iter=n_iter, sigma=sigma, kernel=kernel, fg_threshold=fg_threshold, output=output,
+    )
+
+
+def _on_grid(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, h', w') maps resized to (h, w) (bilinear, antialiased when shrinking)."""
+    if tuple(maps.shape[1:]) == tuple(size):
+        return maps
+    shrink = maps.shape[1] > size[0] or maps.shape[2] > size[1]
+    return torch.nn.functional.interpolate(
+        maps[:, None], size=size, mode="bilinear", align_corners=False, antialias=shrink,
+    )[:, 0]

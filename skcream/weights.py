@@ -28,6 +28,7 @@ __all__ = [
     "clean_state_dict",
     "efficientnet_lite0_state_dict",
     "load_weights_into",
+    "torchvision_vgg_to_timm",
     "create_pretrained_timm",
     "weight_file_hint",
 ]
@@ -202,6 +203,42 @@ def efficientnet_lite0_state_dict(target: Mapping[str, torch.Tensor]) -> dict[st
             )
         mapped[dst_key] = value
     return mapped
+
+
+#: torchvision VGG classifier layers -> timm's VGG (fc6 and fc7 as 7x7 and 1x1 convolutions)
+_TORCHVISION_VGG = {"classifier.0.": "pre_logits.fc1.", "classifier.3.": "pre_logits.fc2.",
+                    "classifier.6.": "head.fc."}
+
+
+def torchvision_vgg_to_timm(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A torchvision VGG state dict (``vgg16-397923af.pth``) in timm's VGG names and shapes.
+
+    torchvision's fc6 ``classifier.0`` (4096, 25088) is timm's 7x7 convolution
+    ``pre_logits.fc1`` (4096, 512, 7, 7) (the flattened 512x7x7 map, channel-major, so the
+    same weights), fc7 ``classifier.3`` (4096, 4096) the 1x1 convolution ``pre_logits.fc2``,
+    and the ImageNet layer ``classifier.6`` timm's ``head.fc``. Other keys (``features.*``,
+    the same in both) are kept; a state dict without ``classifier.*`` keys is returned as is.
+
+    Parameters
+    ----------
+    state : mapping of str to Tensor
+
+    Returns
+    -------
+    dict of str to Tensor
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        for old, new in _TORCHVISION_VGG.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+                if key == "pre_logits.fc1.weight" and value.ndim == 2:
+                    value = value.reshape(value.shape[0], -1, 7, 7)
+                elif key == "pre_logits.fc2.weight" and value.ndim == 2:
+                    value = value.reshape(value.shape[0], value.shape[1], 1, 1)
+                break
+        out[key] = value
+    return out
 
 
 def load_weights_into(

@@ -17,6 +17,20 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread_for_the_session():
+    """One intra-op thread before any module- or session-scoped fixture runs: pytest sets up
+    wider-scoped fixtures first, so without this a module's shared fitted model trained on
+    the default thread count while the test beside it trained on one (different float
+    reduction order: ``pytest -n 0`` failed the bit-for-bit reproducibility tests)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """One intra-op thread per test, restored afterwards: the tests' models are tiny, and on a

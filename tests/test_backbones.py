@@ -309,14 +309,13 @@ def test_invalid_option_combinations():
         build_backbone("test_convnext", large_feature_map=True)
 
 
-def test_generic_cnn_and_non_cnn():
+def test_generic_cnn_and_token_model():
     backbone = build_backbone("test_convnext")
     assert isinstance(backbone, FeatureBackbone)
     f = _features(backbone, 64)
     assert f.shape == (1, backbone.num_features, 2, 2)
-    vit = build_backbone("test_vit")
-    with pytest.raises(ValueError, match="not a CNN"):
-        _features(vit, 160)
+    vit = build_backbone("test_vit")  # its patch grid (tests/test_token_models.py)
+    assert _features(vit, 160).shape == (1, 64, 10, 10)
     with pytest.raises(ValueError, match=r"\(B,3,H,W\)"):
         backbone(torch.zeros(3, 64, 64))
 

@@ -13,6 +13,10 @@ from skcream.data.transforms import (
     IMAGENET_STD,
     CropParams,
     EvalTransform,
+    RandomResizedBoxCrop,
+    ResizeCenterCrop,
+    ResizedCropParams,
+    TenCrop,
     TrainTransform,
     resize_mask,
 )
@@ -196,3 +200,160 @@ def test_to_tensor_matches_plain_formula():
         / torch.tensor(std, dtype=torch.float64).view(3, 1, 1)
     assert x.dtype == torch.float32
     torch.testing.assert_close(x.double(), ref, atol=1e-5, rtol=0)
+
+
+# --------------------------------------------------------------------------- PSOL / CREAM_Reg
+def _noise(w, h, seed=0):
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), np.uint8))
+
+
+@pytest.mark.parametrize("size,box,expected", [
+    # real CUB test boxes (x0, y0, x1, y1) and what the released CREAM_Reg's ResizedBBoxCrop
+    # ((256, 256)) + CenterBBoxCrop(224) make of them (float32, times 224), measured
+    ((500, 335), [60, 27, 385, 331], [14.720001, 4.6328354, 181.12001, 224.0]),
+    ((500, 347), [14, 112, 402, 298], [0.0, 66.62824, 189.82401, 203.85014]),
+    ((500, 470), [33, 53, 284, 448], [0.8959999, 12.868084, 129.408, 224.0]),
+])
+def test_center_crop_boxes_match_the_reference(size, box, expected):
+    t = ResizeCenterCrop(256, 224)
+    assert t.offset == 16
+    x, b = t(_solid(*size, 0), np.array([box], float))
+    assert x.shape == (3, 224, 224)
+    np.testing.assert_allclose(b[0], expected, rtol=0, atol=2e-4)
+
+
+def test_center_crop_image_is_torchvisions():
+    from torchvision import transforms as T
+
+    img = _noise(61, 47)
+    ours, _ = ResizeCenterCrop(40, 32)(img)
+    tv = T.Compose([T.Resize((40, 40)), T.CenterCrop(32), T.ToTensor(),
+                    T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])(img)
+    torch.testing.assert_close(ours, tv, rtol=0, atol=1e-5)
+
+
+def test_center_crop_box_in_the_margin_has_no_area_and_maps_back():
+    t = ResizeCenterCrop(256, 224)
+    # W = 512: x in [0, 16) lands in the 16 px margin the crop leaves out
+    b = t.transform_boxes(np.array([[2.0, 100.0, 30.0, 300.0]]), 512, 512)
+    np.testing.assert_allclose(b, [[0.0, 34.0, 0.0, 134.0]])
+    # back to the original pixels: (x + 16) * W / 256, clipped to the image
+    np.testing.assert_allclose(t.to_original(np.array([[0.0, 34.0, 224.0, 250.0]]), 512, 512),
+                               [[32.0, 100.0, 480.0, 512.0]])
+
+
+@settings(max_examples=60, deadline=None)
+@given(w=st.integers(20, 900), h=st.integers(20, 900), fx=st.floats(0.07, 0.45),
+       fy=st.floats(0.07, 0.45), fw=st.floats(0.01, 0.4), fh=st.floats(0.01, 0.4))
+def test_center_crop_boxes_map_back(w, h, fx, fy, fw, fh):
+    """A box inside the central crop maps into it and back to itself."""
+    t = ResizeCenterCrop(256, 224)
+    box = np.array([[fx * w, fy * h, (fx + fw) * w, (fy + fh) * h]])
+    crop = t.transform_boxes(box, w, h)
+    assert np.all((crop >= 0) & (crop <= 224))
+    np.testing.assert_allclose(t.to_original(crop, w, h), box, rtol=1e-9, atol=1e-9)
+
+
+def test_resized_box_crop_hand_computed():
+    t = RandomResizedBoxCrop(size=224, mean=(0, 0, 0), std=(1, 1, 1))
+    params = ResizedCropParams(left=30, top=50, width=300, height=200, flip=False)
+    _, b = t.apply(_solid(500, 335, 0), np.array([[60.0, 27.0, 385.0, 331.0]]), params)
+    # the window [30, 330) x [50, 250) cuts the box to [60, 50, 330, 250]: (x - 30) / 300
+    np.testing.assert_allclose(b, [[30 / 300 * 224, 0.0, 224.0, 224.0]])
+    _, b = t.apply(_solid(500, 335, 0), np.array([[60.0, 27.0, 385.0, 331.0]]),
+                   ResizedCropParams(30, 50, 300, 200, flip=True))
+    np.testing.assert_allclose(b, [[0.0, 0.0, 224 - 30 / 300 * 224, 224.0]])
+
+
+@pytest.mark.parametrize("left,top,width,height", [(0, 0, 40, 30), (5, 3, 20, 24),
+                                                    (17, 9, 23, 21)])
+def test_resized_box_crop_box_follows_the_pixels(left, top, width, height):
+    """Where a bright rectangle lands in the output is where the transformed box says."""
+    img = np.full((30, 40, 3), 10, np.uint8)
+    img[6:24, 12:33] = 250  # box [12, 6, 33, 24]
+    t = RandomResizedBoxCrop(size=64, mean=(0, 0, 0), std=(1, 1, 1))
+    for flip in (False, True):
+        params = ResizedCropParams(left, top, width, height, flip)
+        x, b = t.apply(img, np.array([[12.0, 6.0, 33.0, 24.0]]), params)
+        bright = x[0].numpy() > 0.5
+        rows, cols = np.nonzero(bright)
+        # bilinear resampling blurs the edge by up to one source pixel's width in output px
+        tol = 64 / min(width, height) + 1
+        np.testing.assert_allclose(b[0], [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1],
+                                   atol=tol)
+
+
+def test_resized_box_crop_image_is_torchvisions_and_flip_mirrors():
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    img = _noise(70, 50, seed=1)
+    t = RandomResizedBoxCrop(size=32, mean=(0, 0, 0), std=(1, 1, 1))
+    box = np.array([[10.0, 5.0, 50.0, 40.0]])
+    x, b = t.apply(img, box, ResizedCropParams(7, 4, 45, 38, flip=False))
+    tv = TF.to_tensor(TF.resized_crop(img, 4, 7, 38, 45, [32, 32], InterpolationMode.BILINEAR))
+    torch.testing.assert_close(x, tv, rtol=0, atol=1e-6)
+    xf, bf = t.apply(img, box, ResizedCropParams(7, 4, 45, 38, flip=True))
+    torch.testing.assert_close(xf, torch.flip(x, dims=[2]))  # flip symmetry: the image ...
+    np.testing.assert_allclose(bf, [[32 - b[0, 2], b[0, 1], 32 - b[0, 0], b[0, 3]]])  # ... box
+
+
+@settings(max_examples=80, deadline=None)
+@given(w=st.integers(8, 600), h=st.integers(8, 600), seed=st.integers(0, 10**6),
+       fx=st.floats(0, 0.99), fy=st.floats(0, 0.99), fw=st.floats(0.005, 1), fh=st.floats(0.005, 1))
+def test_resized_box_crop_window_invariants(w, h, seed, fx, fy, fw, fh):
+    """The window lies in the image, overlaps the box, and has the drawn area and aspect
+    (or is the fallback); the target is a proper box inside the crop."""
+    x0, y0 = fx * w, fy * h
+    box = np.array([[x0, y0, min(w, x0 + fw * w), min(h, y0 + fh * h)]])
+    t = RandomResizedBoxCrop(size=16, random_state=seed)
+    p = t.sample_params(w, h, box)
+    assert 0 <= p.left and p.left + p.width <= w and 0 <= p.top and p.top + p.height <= h
+    ix = min(box[0, 2], p.left + p.width) - max(box[0, 0], p.left)
+    iy = min(box[0, 3], p.top + p.height) - max(box[0, 1], p.top)
+    assert ix > 0 and iy > 0  # the crop must intersect the box
+    area = p.width * p.height / (w * h)
+    fallback = (p.left, p.top) == ((w - p.width) // 2, (h - p.height) // 2) or area == 1
+    if not fallback:  # area and aspect as drawn, up to rounding to whole pixels
+        assert 0.2 * (1 - 2 / min(p.width, p.height)) - 1e-9 <= area <= 1
+        ratio = p.width / p.height
+        slack = 1 / min(p.width, p.height)
+        assert 0.75 * (1 - 2 * slack) <= ratio <= 4 / 3 * (1 + 2 * slack)
+    _, b = t.apply(_solid(w, h, 0), box, p)
+    assert b[0, 2] > b[0, 0] and b[0, 3] > b[0, 1]
+    assert np.all((b >= 0) & (b <= 16))
+
+
+def test_resized_box_crop_fallback_and_draws():
+    # 400 x 20: no window of >= 0.2 of the area with aspect <= 4/3 fits in 20 px of height,
+    # so every draw fails and the reference's fallback is used: the central crop with the
+    # aspect clamped to 4/3, round(20 * 4/3) = 27 wide at (400 - 27) // 2 = 186
+    t = RandomResizedBoxCrop(size=8, random_state=0)
+    for _ in range(5):
+        p = t.sample_params(400, 20, np.array([[150.0, 0.0, 250.0, 20.0]]))
+        assert (p.left, p.top, p.width, p.height) == (186, 0, 27, 20)
+    # a one-pixel box in the corner, which that crop misses: the whole image (deviation: the
+    # reference's target would be an inverted box)
+    p = t.sample_params(400, 20, np.array([[0.0, 0.0, 1.0, 1.0]]))
+    assert (p.left, p.top, p.width, p.height) == (0, 0, 400, 20)
+    # reproducible with an int seed, and both flips drawn
+    a = RandomResizedBoxCrop(size=8, random_state=3)
+    b = RandomResizedBoxCrop(size=8, random_state=3)
+    box = np.array([[10.0, 10.0, 60.0, 50.0]])
+    da = [a.sample_params(80, 60, box) for _ in range(20)]
+    assert da == [b.sample_params(80, 60, box) for _ in range(20)]
+    assert {d.flip for d in da} == {False, True}
+    with pytest.raises(ValueError, match="needs the image's box"):
+        a(_solid(80, 60, 0))
+    with pytest.raises(ValueError, match="scale"):
+        RandomResizedBoxCrop(scale=(0.5, 0.2))
+
+
+def test_ten_crop_is_torchvisions():
+    from torchvision import transforms as T
+
+    img = _noise(53, 41, seed=2)
+    ours = TenCrop(40, 32)(img)
+    views = T.Compose([T.Resize((40, 40)), T.TenCrop(32)])(img)
+    norm = T.Compose([T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    torch.testing.assert_close(ours, torch.stack([norm(v) for v in views]), rtol=0, atol=1e-5)

@@ -163,6 +163,21 @@ def test_property_random_maps_equal_the_oracle(smap, multi, interval, seed):
     assert [b.tolist() for b in boxes] == [e.tolist() for e in exp_boxes]
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_both_modes_at_once_equal_each_mode(kind):
+    rng = np.random.default_rng(10 + KINDS.index(kind))
+    for _ in range(6):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        q = M.quantise(_family(kind, h, w, rng))
+        if q.max() == 0:
+            continue
+        gt = _gt(h, w, rng)
+        multi, single = LS.best_both(q, gt)
+        top = int(q.max())
+        assert np.array_equal(multi[:top], LS.best_iou_multi(q, gt)[:top])
+        assert np.array_equal(single[:top], LS.best_single(q, gt)[0][:top])
+
+
 def test_fill_holes_equals_a_priority_flood():
     rng = np.random.default_rng(0)
     for i in range(300):

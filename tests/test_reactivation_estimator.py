@@ -511,3 +511,73 @@ def test_score_needs_boxes(fitted, data):
     F, y, _ = data
     with pytest.raises(TypeError, match="box_targets"):
         fitted.score(F, y)
+
+
+# ----------------------------------------------------------------------------- map sources
+def plain_gradcam_pp(F, w):
+    """Grad-CAM++ (pytorch-grad-cam's formula) of a GAP + linear head, written out in numpy:
+    the gradient of the class score w.r.t. F is w_k / (h w) at every pixel."""
+    d, h, w_ = F.shape
+    F = F.astype(np.float64)
+    g = np.broadcast_to((w / (h * w_))[:, None, None], F.shape)
+    total = F.sum(axis=(1, 2), keepdims=True)
+    alpha = g**2 / (2 * g**2 + total * g**3 + 1e-6)
+    alpha = np.where(g != 0, alpha, 0.0)
+    weights = (np.maximum(g, 0) * alpha).sum(axis=(1, 2))
+    return np.maximum(np.tensordot(weights, F, axes=(0, 0)), 0)
+
+
+def test_cam_parameter_chooses_the_map_the_output_cam_returns(data):
+    F, _, _ = data
+    W = np.random.default_rng(1).normal(size=(5, F.shape[1]))
+    labels = np.arange(len(F)) % 5
+    est = CREAMReactivation(output="cam", init="image", classifier_weights=W,
+                            cam="gradcam++").fit(F)
+    maps = est.localize(F, labels)
+    for i in range(len(F)):
+        np.testing.assert_allclose(maps[i], plain_minmax(plain_gradcam_pp(F[i], W[labels[i]])),
+                                   atol=1e-5)
+    # the default is CAM, unchanged; set_params after fit takes effect
+    cam = est.set_params(cam="cam").localize(F, labels)
+    for i in range(3):
+        np.testing.assert_allclose(cam[i], plain_minmax(plain_cam(F[i], W[labels[i]])),
+                                   atol=1e-5)
+
+
+@pytest.mark.parametrize("cam", ["gradcam", "xgradcam", "layercam", "eigencam"])
+def test_post_hoc_reactivation_starts_from_the_chosen_map(data, cam):
+    from skcream.cam import normalize_maps
+    from skcream.map_sources import maps_from_features
+    from skcream.reactivation import reactivate_map
+
+    F, _, _ = data
+    W = np.random.default_rng(3).normal(size=(4, F.shape[1]))
+    labels = np.arange(len(F)) % 4
+    est = CREAMReactivation(init="image", classifier_weights=W, cam=cam, sigma=2.0).fit(F)
+    Ft = torch.from_numpy(F)
+    source = maps_from_features(Ft, torch.from_numpy(W).float(), torch.from_numpy(labels), cam)
+    expected = normalize_maps(reactivate_map(Ft, source, n_iter=2, sigma=2.0)).numpy()
+    np.testing.assert_allclose(est.localize(F, labels), expected, atol=1e-6)
+    if cam != "gradcam":  # Grad-CAM of a linear head is relu(CAM): same foreground as CAM
+        assert not np.allclose(est.localize(F, labels),
+                               est.set_params(cam="cam").localize(F, labels), atol=1e-3)
+
+
+def test_learned_context_is_learned_from_the_chosen_map(data):
+    F, y, _ = data
+    a = CREAMReactivation(random_state=0).fit(F, y)
+    b = CREAMReactivation(random_state=0, cam="eigencam").fit(F, y)
+    assert not np.allclose(a.fg_context_, b.fg_context_)
+    # Grad-CAM of a linear head is relu(CAM) / (h w): the same foreground (Eq. 3) as CAM,
+    # so the same tables
+    c = CREAMReactivation(random_state=0, cam="gradcam").fit(F, y)
+    np.testing.assert_array_equal(a.fg_context_, c.fg_context_)
+    np.testing.assert_array_equal(a.bg_context_, c.bg_context_)
+
+
+def test_score_cam_needs_the_network(data):
+    F, y, _ = data
+    with pytest.raises(ValueError, match="Score-CAM masks the input image"):
+        CREAMReactivation(cam="scorecam").fit(F, y)
+    with pytest.raises(ValueError, match="cam must be one of"):
+        CREAMReactivation(cam="GradCAM").fit(F, y)

@@ -129,7 +129,8 @@ def metadata_lines(path: str) -> Iterator[tuple[int, str]]:
                 yield lineno, line
 
 
-def combine_masks(mask_paths: list[str], ignore_path: str | None) -> np.ndarray:
+def combine_masks(mask_paths: list[str], ignore_path: str | None,
+                  size: tuple[int, int] | None = None) -> np.ndarray:
     """Combine OpenImages instance masks and the ignore mask as ``wsolevaluation`` does.
 
     Each file is read through the one decoder (:func:`skcream.data.decode.decode_image`, in
@@ -137,10 +138,21 @@ def combine_masks(mask_paths: list[str], ignore_path: str | None) -> np.ndarray:
     any non-zero instance pixel is foreground;
     ignore = ignore-box pixels that are not foreground.
 
+    Parameters
+    ----------
+    mask_paths : list of str
+        The instance masks of one image.
+    ignore_path : str or None
+    size : (W, H), optional
+        Resize every file to this size (nearest neighbour) before combining them: the
+        reference's ``get_mask`` order, exact for files of any sizes (``evaluate_scoremaps``
+        passes (224, 224)).
+
     Returns
     -------
     ndarray of shape (H, W), uint8
-        0 background, 1 foreground, 255 ignore, at the resolution of the first instance mask.
+        0 background, 1 foreground, 255 ignore, at ``size`` or else at the resolution of the
+        first instance mask.
         (Deviation, only for mismatched files: other masks of a different size are resized to
         it with nearest neighbour; the reference resizes each to 224x224 instead, which gives
         the same pixels whenever the sizes agree, as in every file we have seen.)
@@ -150,16 +162,16 @@ def combine_masks(mask_paths: list[str], ignore_path: str | None) -> np.ndarray:
     def read(path: str) -> np.ndarray:  # 8-bit luma, as cv2.IMREAD_GRAYSCALE in the reference
         return np.asarray(decode_image(path, f"mask file {path!r}").convert("L"))
 
-    if not mask_paths:
-        raise ValueError("at least one instance mask is needed")
-    first = read(mask_paths[0])
-    h, w = first.shape
-    fg = first > 0
-
     def fit(arr: np.ndarray) -> np.ndarray:
         if arr.shape != (h, w):
             arr = cv2.resize(arr, (w, h), interpolation=cv2.INTER_NEAREST)
         return arr
+
+    if not mask_paths:
+        raise ValueError("at least one instance mask is needed")
+    first = read(mask_paths[0])
+    h, w = first.shape if size is None else (int(size[1]), int(size[0]))
+    fg = fit(first) > 0
 
     for p in mask_paths[1:]:
         fg |= fit(read(p)) > 0

@@ -43,7 +43,7 @@ from ._build import (
 )
 from .files import RootResolver
 
-__all__ = ["MAX_SAMPLES_PER_CLASS", "WSOL_N_CLASSES", "load_wsol"]
+__all__ = ["MAX_SAMPLES_PER_CLASS", "WSOL_N_CLASSES", "load_wsol", "wsol_records"]
 
 #: Number of classes of each benchmark (the ClassLabel range when no names are given).
 WSOL_N_CLASSES = {"CUB": 200, "ILSVRC": 1000, "OpenImages": 100}
@@ -363,6 +363,37 @@ def _check_selection(dataset: str, split: str, samples_per_class: Any, proxy: An
                          f"train/{_PROXY_IDS}); got split={split!r}")
 
 
+def _check_layout(metadata_root: str, dataset: str, split: str, ids_name: str = _IDS) -> str:
+    """The metadata folder of ``dataset``/``split`` after the layout checks, or a clear error."""
+    if dataset not in WSOL_N_CLASSES:
+        raise ValueError(f"dataset must be one of {sorted(WSOL_N_CLASSES)}, got {dataset!r}")
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    require_dir(metadata_root, "metadata_root", _LAYOUT)
+    meta = require_dir(os.path.join(metadata_root, dataset, split), "metadata folder", _LAYOUT)
+    for name in (ids_name, "class_labels.txt"):
+        require_file(os.path.join(meta, name), "metadata file",
+                     _LAYOUT if ids_name == _IDS else _PROXY_LAYOUT)
+    return meta
+
+
+def wsol_records(metadata_root: str | os.PathLike, dataset: str, split: str, *,
+                 data_root: str | os.PathLike, mask_root: str | os.PathLike | None = None,
+                 allow_outside_root: bool = False) -> Iterator[Record]:
+    """The images of a split as :class:`~skcream.data._build.Record` s, no pixel read.
+
+    The metadata parsing of :func:`load_wsol` (same checks and errors, same streaming in
+    constant memory for aligned files), for callers that read other files per image id,
+    e.g. ``skcream.metrics.evaluate_scoremaps`` (score maps at ``data_root/<image id>``).
+    ``Record.path`` is ``data_root/<image id>``; OpenImages mask paths are joined to
+    ``mask_root`` (default ``data_root``).
+    """
+    data_root = os.fspath(data_root)
+    meta = _check_layout(os.fspath(metadata_root), dataset, split)
+    mask_root = data_root if mask_root is None else os.fspath(mask_root)
+    return _records(meta, data_root, mask_root, dataset, bool(allow_outside_root))
+
+
 def load_wsol(
     data_root: str | os.PathLike,
     metadata_root: str | os.PathLike,
@@ -441,11 +472,8 @@ def load_wsol(
     data_root = os.fspath(data_root)
     metadata_root = os.fspath(metadata_root)
     mask_root = data_root if mask_root is None else os.fspath(mask_root)
-    require_dir(metadata_root, "metadata_root", _LAYOUT)
-    meta = require_dir(os.path.join(metadata_root, dataset, split), "metadata folder", _LAYOUT)
     ids_name = _PROXY_IDS if proxy else _IDS
-    for name in (ids_name, "class_labels.txt"):
-        require_file(os.path.join(meta, name), "metadata file", _PROXY_LAYOUT if proxy else _LAYOUT)
+    meta = _check_layout(metadata_root, dataset, split, ids_name)
     require_dir(data_root, "data_root", _LAYOUT)
     if dataset == "OpenImages":
         require_dir(mask_root, "mask_root", _LAYOUT)

@@ -1,13 +1,16 @@
 """``PseudoBoxRegressor``: a class-agnostic single-box regressor (CREAM_Reg's regressor).
 
-A scikit-learn regressor from images to one box per image: :class:`BoxRegressionNet`
-(timm backbone, GAP, MLP head, sigmoid), trained with the MSE on the four box coordinates
-normalised to the (augmented) training image through the one Accelerate loop of
-:mod:`skcream.training`. Random crops and flips move the target box.
+A scikit-learn regressor from images to one box per image, trained with the MSE on the
+four box coordinates normalised to the (augmented) training crop through the one
+Accelerate loop of :mod:`skcream.training`. Two architectures
+(:mod:`~skcream.estimators._regressor_arch` holds everything that differs):
 
-Evaluation frame: ``score`` follows WSOL_PROTOCOL.md. Ground-truth boxes are scaled to
-224x224 with ``int(x * 224 / W)``; the regressor's boxes are continuous and are scaled to
-224 without truncation. IoU uses the protocol's inclusive +1 convention.
+* ``"psol"`` (default): the released CREAM_Reg, an ImageNet classifier with its last layer
+  replaced by the box head (:class:`PSOLBoxNet`), ``(x0, y0, w, h)`` targets on random
+  resized crops that overlap the box, evaluated on the 256 -> 224 centre crop at IoU > 0.5;
+* ``"gap"``: a WSOL backbone with GAP and the head (:class:`BoxRegressionNet`),
+  ``(x0, y0, x1, y1)`` targets on resize + random crops, evaluated in the protocol's
+  224 frame (WSOL_PROTOCOL.md: ground truth ``int(x * 224 / W)``, inclusive +1 IoU >= 0.5).
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ from skcream.estimators._common import (
     seeded,
     strip_prefix,
     train_config,
-    train_transform,
     unpickle_state,
 )
 from skcream.estimators._inputs import as_source
@@ -46,7 +48,7 @@ from skcream.estimators._params import (
     check_real,
     check_training_params,
 )
-from skcream.estimators._regressor_net import BoxRegressionNet, iou50_correct, mse_box_loss
+from skcream.estimators._regressor_arch import ARCHITECTURES, get_architecture
 from skcream.threads import with_thread_rule
 
 __all__ = ["PseudoBoxRegressor"]
@@ -61,7 +63,16 @@ def _validate_params(params: dict[str, Any], *, fitting: bool) -> dict[str, Any]
     return them with numbers as Python ints / floats / bools (what the estimator uses)."""
     params = check_training_params(params, fitting=fitting,
                                    columns=("image_column", "bbox_column"))
+    check_choice(params, "architecture", tuple(ARCHITECTURES))
     check_choice(params, "modification", _MODIFICATIONS)
+    if params["architecture"] == "psol" and (params["feature_stage"] is not None
+                                             or params["modification"] != "auto"):
+        raise ValueError(
+            "feature_stage and modification shape the WSOL backbone of architecture='gap'; "
+            "architecture='psol' keeps the whole ImageNet classifier (leave feature_stage=None "
+            f"and modification='auto'), got feature_stage={params['feature_stage']!r}, "
+            f"modification={params['modification']!r}"
+        )
     params["hidden"] = check_int(params, "hidden", 1)
     for name in ("lr", "head_lr_mult"):
         params[name] = check_real(params, name, 0.0, low_open=True)
@@ -70,34 +81,64 @@ def _validate_params(params: dict[str, Any], *, fitting: bool) -> dict[str, Any]
 
 # --------------------------------------------------------------------------- estimator
 class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
-    """Class-agnostic single-box regressor on a timm backbone (CREAM_Reg's regressor).
+    """Class-agnostic single-box regressor on a timm model (CREAM_Reg's regressor).
 
     Parameters
     ----------
     backbone : str, default="vgg16"
-        Any timm CNN name (WSOL modifications as :func:`skcream.backbones.build_backbone`).
+        A timm model name.
+    architecture : {"psol", "gap"}, default="psol"
+        ``"psol"``: the released CREAM_Reg (Jazzcharles/CREAM, after PSOL). The network is
+        the ImageNet classifier of ``backbone`` with its last layer replaced by
+        ``Linear(d, hidden) -> ReLU -> Linear(hidden, 4) -> Sigmoid``
+        (:func:`~skcream.estimators._regressor_net.build_psol_network`): for ``vgg16`` the
+        conv layers and the pretrained fc6 / fc7 (136,360,260 parameters), for
+        ``inception_v3`` the whole network with the auxiliary classifier on and its ``fc``
+        replaced by a head too (25,790,184); the reference releases these two, and builds
+        ResNet50 and DenseNet161 by the same rule, which any timm classifier
+        (``efficientnet_lite0``, ViTs, ...) follows here. It regresses ``(x0, y0, w, h)``
+        of the box clipped to a random resized crop (0.2-1 of the area, aspect 3/4-4/3,
+        overlapping the box; :class:`~skcream.data.transforms.RandomResizedBoxCrop`) of
+        ``image_size``, mirrored with ``flip``; at test time it sees the centre
+        ``image_size`` crop of the image resized to ``resize_size`` x ``resize_size``
+        (:class:`~skcream.data.transforms.ResizeCenterCrop`), and :meth:`score` counts
+        a box correct at continuous IoU > 0.5 with the ground truth mapped into that crop.
+        InceptionV3's auxiliary head is trained (PSOL: MSE + 0.3 x its MSE) only where it
+        can run, from 299 px inputs; at 224 px it cannot (torchvision raises there) and only
+        the main head learns. ``"gap"``: skcream's earlier regressor, a WSOL feature
+        backbone (:func:`skcream.backbones.build_backbone`, ``feature_stage`` and
+        ``modification`` apply; a token model gives its patch grid), global average pooling
+        and the head, trained on ``(x0, y0, x1, y1)`` of resize + random crops, evaluated
+        on the whole image resized to ``image_size`` in the protocol's 224 frame (inclusive
+        +1 IoU >= 0.5).
     pretrained : bool or path, default=True
-        ImageNet weights (offline for ``efficientnet_lite0``), False, or a state-dict file.
+        ImageNet weights (offline for ``efficientnet_lite0``), False, or a state-dict file
+        (torchvision's ``vgg16-397923af.pth`` / ``inception_v3_google-1a9a5a14.pth`` load as
+        they are; nothing is downloaded without network).
     hidden : int, default=512
         Width of the head's hidden layer.
     feature_stage : int or None, default=None
-        Read an earlier backbone stage (see ``build_backbone``).
+        ``"gap"`` only: read an earlier backbone stage (see ``build_backbone``).
     modification : {"auto", "stride1", "dilated", "none"}, default="auto"
-        Stride modification of the backbone; a regressor does not need high-resolution
-        maps, so ``"none"`` (the plain network) is cheaper for non-VGG/Inception models.
+        ``"gap"`` only: stride modification of the backbone; a regressor does not need
+        high-resolution maps, so ``"none"`` (the plain network) is cheaper for
+        non-VGG/Inception models.
     max_epochs : int, default=50
     batch_size : int, default=32
         Also the inference batch size.
     lr : float, default=1e-3
-        SGD lr of the pretrained layers (momentum 0.9, weight decay 1e-4).
+        SGD lr of the pretrained layers (momentum 0.9, weight decay 1e-4). PSOL trains
+        with 50 x the MSE at lr 1e-3 x batch / 256, which is the plain MSE at 50 x that lr
+        with weight decay 2e-6 (CREAM's training code is not released).
     head_lr_mult : float, default=10.0
-        lr multiplier of the new head (the paper's 10x for new layers).
+        lr multiplier of the new head (the paper's 10x for new layers; PSOL: 2x).
     lr_step : int or None, default=15
         Divide the lr by 10 every ``lr_step`` epochs.
     image_size : int, default=224
-        Training crop and inference size (the paper's regressor input: 224).
+        Training crop and test input size (the paper's regressor input: 224).
     resize_size : int or None, default=None
-        Training images are resized to this square before the random ``image_size`` crop.
+        ``"psol"``: the test image is resized to this square before the centre crop.
+        ``"gap"``: the training image is resized to this square before the random crop.
         None keeps the protocol's resize 256 / crop 224 ratio at any ``image_size``:
         ``round(image_size * 256 / 224)`` (256 at 224, 146 at 128).
     flip : bool, default=True
@@ -118,7 +159,7 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
 
     Attributes
     ----------
-    model_ : BoxRegressionNet
+    model_ : PSOLBoxNet or BoxRegressionNet
         Trained network (eval mode, on the inference device).
     data_config_ : dict
         Normalisation of the backbone.
@@ -133,6 +174,7 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
     def __init__(
         self,
         backbone: str = "vgg16",
+        architecture: str = "psol",
         pretrained: bool | str | os.PathLike = True,
         hidden: int = 512,
         feature_stage: int | None = None,
@@ -156,6 +198,7 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         verbose: int = 1,
     ) -> None:
         self.backbone = backbone
+        self.architecture = architecture
         self.pretrained = pretrained
         self.hidden = hidden
         self.feature_stage = feature_stage
@@ -199,6 +242,7 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
     @staticmethod
     def _net_spec(p: SimpleNamespace) -> dict[str, Any]:
         return {
+            "network": p.architecture,
             "backbone": p.backbone,
             "feature_stage": p.feature_stage,
             "modification": p.modification,
@@ -206,20 +250,37 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         }
 
     @staticmethod
-    def _build(spec: dict[str, Any], pretrained: Any) -> BoxRegressionNet:
-        from skcream.backbones import build_backbone
-
-        backbone = build_backbone(
-            spec.get("architecture", spec["backbone"]), pretrained,
-            feature_stage=spec["feature_stage"],
-            modification=spec["modification"],
-        )
-        return BoxRegressionNet(backbone, int(spec["hidden"]))
+    def _build(spec: dict[str, Any], pretrained: Any) -> torch.nn.Module:
+        # saves from before the "psol" architecture record no network: "gap"
+        return get_architecture(spec.get("network", "gap")).build(spec, pretrained)
 
     @staticmethod
-    def _untrained(spec: dict[str, Any]) -> BoxRegressionNet:
+    def _untrained(spec: dict[str, Any]) -> torch.nn.Module:
         """The network of a saved ``spec`` without pretrained weights (for the schema check)."""
         return PseudoBoxRegressor._build(spec, False)
+
+    def build_network(self) -> torch.nn.Module:
+        """The network ``fit`` starts from: the parameters' architecture with the
+        ``pretrained`` weights, the box head untrained.
+
+        Returns
+        -------
+        PSOLBoxNet (``architecture="psol"``) or BoxRegressionNet (``"gap"``)
+            (B, 3, H, W) -> (B, 4); count its parameters with
+            ``sum(p.numel() for p in net.parameters())`` (VGG16 ``"psol"``: 136,360,260).
+            Built under ``torch.device("meta")`` with ``pretrained=False`` it allocates
+            nothing.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Invalid parameters (as :meth:`fit`).
+        """
+        p = self._params(fitting=True)
+        return self._build(self._net_spec(p), p.pretrained)
+
+    def _arch(self):
+        return get_architecture(self.architecture)
 
     def _targets(self, source, y: Any) -> np.ndarray:
         """(n, 4) training boxes in original pixels: ``y`` or the bbox column."""
@@ -271,14 +332,17 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
 
         seed = resolve_seed(p.random_state)
         spec = self._net_spec(p)
+        arch = get_architecture(p.architecture)
         with seeded(seed):
             model = self._build(spec, p.pretrained)
         # rebuild (load, unpickle) from the timm model actually built: the offline
         # efficientnet_lite0 weights live in tf_efficientnet_lite0
-        spec["architecture"] = model.backbone.architecture
-        data_config = dict(model.backbone.data_config)
-        transform = train_transform(p, data_config, flip=p.flip)
-        dataset = bt.BoxTargetDataset(source, boxes, transform)
+        spec["architecture"] = model.architecture
+        if hasattr(model, "aux_trains_at"):  # InceptionV3's auxiliary head: from 299 px
+            model.aux_trains_at(p.image_size)
+        data_config = dict(model.data_config)
+        dataset = bt.BoxTargetDataset(source, boxes, arch.train_transform(p, data_config),
+                                      encode=arch.encode)
         config = train_config(p, seed, head_lr_mult=p.head_lr_mult)
         fingerprint = {
             "estimator": _CLASS,
@@ -288,12 +352,12 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
             "boxes": hashlib.sha256(np.ascontiguousarray(boxes).tobytes()).hexdigest(),
         }
         history = train(
-            model, dataset, loss_fn=mse_box_loss, config=config, fingerprint=fingerprint,
-            metric_fn=iou50_correct,
+            model, dataset, loss_fn=arch.loss_fn, config=config, fingerprint=fingerprint,
+            metric_fn=arch.metric_fn,
         )
         self.model_ = model.to(self._inference_device()).eval()
         self.data_config_ = data_config
-        self.feature_dim_ = int(model.backbone.num_features)
+        self.feature_dim_ = int(model.num_features)
         self.history_ = history
         self.n_train_ = len(source)
         self._spec = spec
@@ -301,16 +365,15 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ predict
     def _predict_unit(self, source) -> tuple[np.ndarray, np.ndarray]:
-        """Unit-frame boxes (n, 4) (corners ordered) and image sizes (n, 2) (W, H)."""
+        """Boxes (n, 4) ``x0, y0, x1, y1`` (ordered) divided by the size of the evaluation
+        input, and the image sizes (n, 2) (W, H)."""
         from torch.utils.data import DataLoader
 
         from skcream.data.adapters import TorchImageDataset, collate
-        from skcream.data.transforms import EvalTransform
+        from skcream.data.loading import pin_memory, resolve_num_workers
 
         p = self._params()
-        transform = EvalTransform(size=p.image_size, mean=self.data_config_["mean"],
-                                  std=self.data_config_["std"])
-        from skcream.data.loading import pin_memory, resolve_num_workers
+        transform = get_architecture(p.architecture).eval_transform(p, self.data_config_)
 
         device = self._inference_device()
         loader = DataLoader(TorchImageDataset(source, transform, with_boxes=False),
@@ -327,7 +390,7 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
                 idx = batch["index"].numpy()
                 unit[idx] = out
                 sizes[idx] = batch["size"].numpy()
-        return bt.order_corners(unit), sizes
+        return get_architecture(p.architecture).decode(unit), sizes
 
     @with_thread_rule
     def predict(self, X: Any) -> np.ndarray:
@@ -340,15 +403,19 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         Returns
         -------
         ndarray (n, 4) float64
-            ``x0, y0, x1, y1`` (``x0 <= x1``, ``y0 <= y1``) in each image's original pixels
-            (the image is resized to ``image_size`` without cropping, the network's unit
-            box is scaled by the original ``W``, ``H``).
+            ``x0, y0, x1, y1`` (``x0 <= x1``, ``y0 <= y1``) in each image's original pixels.
+            ``"psol"``: the box in the centre crop mapped back through the crop and the
+            square resize, clipped to the image (the crop shows the central
+            ``image_size / resize_size`` of each side; a box may reach into the margin).
+            ``"gap"``: the whole image was resized, the unit box is scaled by ``W``, ``H``.
         """
         self._check_fitted()
         unit, sizes = self._predict_unit(self._source(X))
-        return bt.denormalize_boxes(unit, sizes)
+        p = self._params()
+        return get_architecture(p.architecture).to_original(unit, sizes, p)
 
-    def _gt_protocol(self, source, gt_boxes: Any) -> list[np.ndarray]:
+    def _gt_frame(self, source, gt_boxes: Any) -> list[np.ndarray]:
+        """Ground-truth boxes of every image in the architecture's scoring frame."""
         n = len(source)
         ids = [source.image_id(i) for i in range(n)]
         if gt_boxes is None:
@@ -359,22 +426,36 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
                 )
             gt_boxes = [source.boxes(i) for i in range(n)]
         gt = bt.gt_box_lists(gt_boxes, n, "gt_boxes", image_ids=ids)
-        return [bt.to_protocol_frame(g, source.size(i), truncate=True) for i, g in enumerate(gt)]
+        p = self._params()
+        arch = get_architecture(p.architecture)
+        return [arch.gt_frame(g, source.size(i), p) for i, g in enumerate(gt)]
 
     @with_thread_rule
     def predict_protocol(self, X: Any) -> np.ndarray:
-        """Predicted boxes in the 224x224 evaluation frame (continuous), shape (n, 4)."""
+        """Predicted boxes (n, 4) in the scoring frame, continuous: the ``image_size`` centre
+        crop (``"psol"``) or the protocol's 224x224 frame (``"gap"``)."""
         self._check_fitted()
         unit, _ = self._predict_unit(self._source(X))
-        return unit * bt.PROTOCOL_SIZE
+        p = self._params()
+        return unit * get_architecture(p.architecture).frame_size(p)
+
+    def _box_hits(self, X: Any, gt_boxes: Any = None) -> np.ndarray:
+        """(n,) bool: whether each image's predicted box is correct (the architecture's rule)."""
+        source = self._source(X)
+        gt = self._gt_frame(source, gt_boxes)
+        unit, _ = self._predict_unit(source)
+        p = self._params()
+        return get_architecture(p.architecture).hits(unit, gt, p)
 
     @with_thread_rule
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
-        """GT-known localization accuracy (percent) of the predicted boxes.
+        """GT-known localization accuracy (percent) of the predicted boxes, over images.
 
-        An image counts when its box has IoU >= 0.5 with at least one of its ground-truth
-        boxes, in the protocol's 224x224 frame (``int(x * 224 / W)`` for the ground truth)
-        with the inclusive +1 IoU.
+        An image counts when its box is correct for at least one of its ground-truth boxes:
+        ``"psol"``: continuous IoU > 0.5 in the centre crop, the ground truth mapped into it
+        (the released CREAM_Reg's ``inference.py``, which then averages per class:
+        :meth:`CREAMReg.evaluate`); ``"gap"``: the protocol's inclusive +1 IoU >= 0.5 in the
+        224x224 frame (``int(x * 224 / W)`` for the ground truth).
 
         Parameters
         ----------
@@ -396,16 +477,7 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         if sample_weight is not None:
             raise ValueError("sample_weight is not supported by PseudoBoxRegressor.score")
         self._check_fitted()
-        source = self._source(X)
-        gt = self._gt_protocol(source, y)
-        unit, _ = self._predict_unit(source)
-        pred = unit * bt.PROTOCOL_SIZE
-        n = len(source)
-        from skcream.metrics import localization_accuracy
-
-        acc = localization_accuracy(pred, gt, np.zeros((n, 1), dtype=np.int64),
-                                    np.zeros(n, dtype=np.int64), iou_threshold=50)
-        return float(acc["gt_known_loc"])
+        return float(np.mean(self._box_hits(X, y)) * 100.0)
 
     # ------------------------------------------------------------------ persistence
     def _fitted_meta(self) -> dict[str, Any]:
@@ -437,6 +509,9 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
                           f"using {available_device(None)}", UserWarning, stacklevel=3)
             self.device = None
         spec = dict(fitted["net"])
+        # saves from before the "psol" architecture: their parameters have no architecture
+        spec.setdefault("network", "gap")
+        self.architecture = spec["network"]
         model = self._build(spec, False)
         model.load_state_dict(strip_prefix(tensors, "model."), strict=True)
         self.model_ = model.to(self._inference_device()).eval()
@@ -487,4 +562,5 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state = {"architecture": "gap", **state}  # pickled before the "psol" architecture
         unpickle_state(self, state, self._restore)

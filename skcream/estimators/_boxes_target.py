@@ -11,7 +11,8 @@ appear in the regressor (the localizer uses the protocol frame):
   ground-truth boxes are scaled with ``int(x * 224 / W)`` truncation.
 
 :func:`localization_scores` scores boxes in that frame together with the classifier's
-logits (Top-1 / Top-5 / GT-known Loc and top-1 accuracy).
+logits (Top-1 / Top-5 / GT-known Loc and top-1 accuracy); :func:`hit_scores` does the same
+from per-image box hits of any frame (:func:`protocol_hits`: the protocol's rule).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from skcream.scoremaps import to_protocol_frame  # noqa: F401 (the rule lives there)
 
 #: evaluation resolution of the protocol (images resized, maps upsampled to it)
 PROTOCOL_SIZE = 224
@@ -274,32 +277,6 @@ def gt_box_lists(gt_boxes: Any, n: int, name: str = "gt_boxes",
     return out
 
 
-def to_protocol_frame(boxes: np.ndarray, sizes: np.ndarray, size: int = PROTOCOL_SIZE,
-                      truncate: bool = False) -> np.ndarray:
-    """Scale boxes from original pixels to the ``size x size`` evaluation frame.
-
-    Parameters
-    ----------
-    boxes : ndarray of shape (k, 4)
-        Boxes of ONE image (or of images that share ``sizes``).
-    sizes : array-like of shape (2,) or (k, 2)
-        ``(W, H)``.
-    truncate : bool
-        ``True`` applies the protocol's ground-truth rule ``int(x * size / W)``;
-        ``False`` keeps the float (used for predicted boxes, which are
-        continuous regressor outputs).
-
-    Returns
-    -------
-    ndarray of shape (k, 4), float64
-    """
-    sizes = np.broadcast_to(np.asarray(sizes, dtype=np.float64).reshape(-1, 2), (len(boxes), 2))
-    scaled = np.asarray(boxes, dtype=np.float64) * size / np.concatenate([sizes, sizes], axis=1)
-    if truncate:
-        scaled = np.trunc(scaled)
-    return scaled
-
-
 class BoxTargetDataset:
     """Torch map-style dataset of augmented images and their box regression targets.
 
@@ -308,23 +285,28 @@ class BoxTargetDataset:
     source : skcream.data.adapters.ImageSource
     boxes : ndarray of shape (n, 4)
         One box per image in original pixels (validated by the caller).
-    transform : skcream.data.transforms.TrainTransform or EvalTransform
-        Box-aware: ``transform(image, boxes (1, 4)) -> (tensor (3, S, S), boxes (1, 4))``;
-        for :class:`TrainTransform` the crop and flip move the box (continuous
-        coordinates, clipped to the crop).
+    transform : box-aware transform
+        ``transform(image, boxes (1, 4)) -> (tensor (3, S, S), boxes (1, 4))``, e.g.
+        :class:`~skcream.data.transforms.TrainTransform` or
+        :class:`~skcream.data.transforms.RandomResizedBoxCrop`: the crop and flip move the
+        box (continuous coordinates, clipped to the crop).
+    encode : callable, optional
+        ``encode(unit (4,)) -> (4,)``: the regression target of the moved box divided by
+        the crop size (``x0, y0, x1, y1``); default: that box itself.
 
     Items
     -----
-    ``{"image": (3, S, S) float32, "target": (4,) float32 in [0, 1], "index": int}``:
-    the target is the transformed box divided by ``S`` (:func:`crop_target`).
+    ``{"image": (3, S, S) float32, "target": (4,) float32, "index": int}``: the target is
+    ``encode`` of the transformed box divided by ``S`` (:func:`crop_target`).
     """
 
-    def __init__(self, source, boxes: np.ndarray, transform) -> None:
+    def __init__(self, source, boxes: np.ndarray, transform, encode=None) -> None:
         if len(boxes) != len(source):
             raise ValueError(f"boxes has {len(boxes)} rows for {len(source)} images")
         self.source = source
         self.boxes = np.asarray(boxes, dtype=np.float64)
         self.transform = transform
+        self.encode = encode
 
     def __len__(self) -> int:
         return len(self.source)
@@ -335,8 +317,25 @@ class BoxTargetDataset:
         image = self.source.image(index)
         x, moved = self.transform(image, self.boxes[index : index + 1])
         size = (int(x.shape[-1]), int(x.shape[-2]))
-        target = torch.from_numpy(crop_target(moved, size))
-        return {"image": x, "target": target, "index": int(index)}
+        unit = crop_target(moved, size)
+        target = unit if self.encode is None else np.asarray(self.encode(unit), np.float32)
+        return {"image": x, "target": torch.from_numpy(target), "index": int(index)}
+
+
+def protocol_hits(boxes: np.ndarray, gt: Sequence[np.ndarray]) -> np.ndarray:
+    """(n,) bool: the protocol's rule, inclusive +1 IoU >= 0.5 with the best ground-truth box.
+
+    Parameters
+    ----------
+    boxes : ndarray (n, 4)
+        Predicted boxes in the protocol frame.
+    gt : list of n ndarrays (k_i, 4)
+        Ground-truth boxes in the protocol frame.
+    """
+    from skcream.metrics import box_iou
+
+    return np.array([box_iou(b, g).max() >= 0.5 for b, g in zip(np.asarray(boxes), gt)],
+                    dtype=bool)
 
 
 def localization_scores(
@@ -358,14 +357,48 @@ def localization_scores(
     Returns
     -------
     dict
-        ``top1_loc``, ``top5_loc``, ``gt_known_loc`` (:func:`skcream.metrics.localization_accuracy`)
-        and ``top1_acc``.
+        ``top1_loc``, ``top5_loc``, ``gt_known_loc`` (the protocol's
+        :func:`skcream.metrics.localization_accuracy`, :func:`protocol_hits`) and
+        ``top1_acc``, over images.
     """
-    from skcream.metrics import localization_accuracy
+    return hit_scores(logits, protocol_hits(boxes, gt), truth)
 
-    k = min(5, logits.shape[1])
-    topk = np.argsort(-logits, axis=1, kind="stable")[:, :k]
-    acc = localization_accuracy(boxes, gt, topk, truth, iou_threshold=50)
-    out = {name: float(acc[name]) for name in ("top1_loc", "top5_loc", "gt_known_loc")}
-    out["top1_acc"] = float(np.mean(topk[:, 0] == truth) * 100.0)
-    return out
+
+def hit_scores(
+    scores: np.ndarray, hits: np.ndarray, truth: np.ndarray, *, per_class: bool = False
+) -> dict[str, float]:
+    """Top-1 Loc, Top-5 Loc, GT-known Loc and top-1 accuracy (percent) of given box hits.
+
+    Parameters
+    ----------
+    scores : ndarray (n, C)
+        Class scores (logits or probabilities); the top 5 (or C) classes by score, ties to
+        the lower index.
+    hits : ndarray (n,) bool
+        Whether each image's box is correct (the frame's IoU rule).
+    truth : ndarray (n,) int
+        Ground-truth class indices (columns of ``scores``).
+    per_class : bool, default=False
+        Average over the images of each class, then over the classes present (the released
+        CREAM_Reg's ``inference.py``); else over all images (the protocol).
+
+    Returns
+    -------
+    dict
+        ``top1_loc`` (box correct and top-1 class right), ``top5_loc`` (box correct and the
+        class among the top 5), ``gt_known_loc`` (box correct), ``top1_acc``.
+    """
+    scores = np.asarray(scores)
+    hits = np.asarray(hits, dtype=bool).reshape(-1)
+    truth = np.asarray(truth).reshape(-1)
+    k = min(5, scores.shape[1])
+    topk = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    top1 = topk[:, 0] == truth
+    top5 = (topk == truth[:, None]).any(axis=1)
+    rows = {"top1_loc": hits & top1, "top5_loc": hits & top5, "gt_known_loc": hits,
+            "top1_acc": top1}
+    if per_class:
+        groups = [truth == c for c in np.unique(truth)]
+        return {name: float(np.mean([v[g].mean() for g in groups]) * 100.0)
+                for name, v in rows.items()}
+    return {name: float(v.mean() * 100.0) for name, v in rows.items()}

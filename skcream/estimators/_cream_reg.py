@@ -4,6 +4,10 @@
 (CREAM_Base: the class, and the pseudo boxes of the training set at 448x448) and a
 :class:`~skcream.estimators.regressor.PseudoBoxRegressor` trained on those pseudo boxes
 (the box at test time).
+
+As released (Jazzcharles/CREAM ``inference.py``) the class comes from a classifier separate
+from the regressor: here the fitted localizer's, on its own evaluation input or, with
+``ten_crop=True``, the mean softmax of ten crops (the reference's ``--ten-crop``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,50 @@ from skcream.estimators._common import ImageEstimatorMixin
 from skcream.estimators._inputs import as_source, encode_labels, raw_labels, take_rows
 from skcream.threads import with_thread_rule
 
-__all__ = ["CREAMReg", "box_masks"]
+__all__ = ["CREAMReg", "box_masks", "ten_crop_proba"]
+
+
+def ten_crop_proba(localizer: Any, X: Any) -> np.ndarray:
+    """Class probabilities of a fitted localizer, averaged over ten crops per image.
+
+    Each image is resized to the localizer's ``resize_size`` square; the four corner crops,
+    the centre crop of ``image_size`` and those of the mirrored image
+    (:class:`~skcream.data.transforms.TenCrop`) go through its network; the softmax of the
+    logits is averaged over the ten (the released CREAM_Reg's ``--ten-crop``).
+
+    Parameters
+    ----------
+    localizer : fitted CREAMLocalizer
+    X : images or Dataset
+
+    Returns
+    -------
+    ndarray (n, C) float32, rows sum to 1, columns follow ``localizer.classes_``.
+    """
+    from skcream.data.transforms import TenCrop
+
+    p = localizer._params()  # the validated parameters
+    source, _ = as_source(X, None, image_column=p.image_column, label_column=p.label_column)
+    cfg = localizer.data_config_
+    crops = TenCrop(resize=p.resize_size, crop=p.image_size, mean=cfg["mean"], std=cfg["std"])
+    device = localizer._inference_device()
+    model = localizer.model_
+    n = len(source)
+    out = np.zeros((n, len(localizer.classes_)), dtype=np.float32)
+    per_batch = max(1, p.batch_size // 10)  # images per forward pass
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, n, per_batch):
+                idx = range(start, min(n, start + per_batch))
+                x = torch.cat([crops(source.image(i)) for i in idx]).to(device)
+                logits = model(x)[0].float()
+                proba = torch.softmax(logits, dim=1).view(len(idx), 10, -1).mean(dim=1)
+                out[start : start + len(idx)] = proba.cpu().numpy()
+    finally:
+        model.train(was_training)
+    return out
 
 
 def box_masks(boxes: np.ndarray, sizes: np.ndarray) -> list[np.ndarray]:
@@ -76,6 +123,14 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
         Use ``localizer`` as already fitted (not cloned, not refitted). ``clone`` drops
         the fitted weights, so inside ``GridSearchCV`` prefer ``prefit=False`` with a
         localizer ``memory=`` cache.
+    ten_crop : bool, default=False
+        Classes from the localizer's softmax averaged over ten crops
+        (:func:`ten_crop_proba`) instead of its single evaluation input.
+
+    The class and the box come from separate networks (paper Fig. 3): labels and
+    probabilities from the localizer's classifier, boxes from the regressor, which
+    :meth:`evaluate` scores in its architecture's frame (``"psol"``: the released
+    CREAM_Reg's, per class then over classes; ``"gap"``: the protocol's, over images).
 
     Attributes
     ----------
@@ -88,11 +143,13 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
     """
 
     def __init__(self, localizer: Any = None, regressor: Any = None,
-                 pseudo_resolution: int = 448, prefit: bool = False) -> None:
+                 pseudo_resolution: int = 448, prefit: bool = False,
+                 ten_crop: bool = False) -> None:
         self.localizer = localizer
         self.regressor = regressor
         self.pseudo_resolution = pseudo_resolution
         self.prefit = prefit
+        self.ten_crop = ten_crop
 
     _fitted_markers = ("regressor_", "localizer_")
 
@@ -110,6 +167,7 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
             raise TypeError("regressor must be a PseudoBoxRegressor (fit, predict, score), "
                             f"got {type(regressor).__name__}")
         as_bool(self.prefit, "prefit")
+        as_bool(self.ten_crop, "ten_crop")
         return localizer, regressor
 
     @with_thread_rule
@@ -172,25 +230,37 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
         Returns
         -------
         skcream.localize.Localization
-            ``labels`` / ``scores`` from the localizer's classifier, ``maps`` its CREAM maps
-            (original size), ``boxes`` (n, 4) from the regressor in original pixels,
-            ``masks`` the filled boxes.
+            ``labels`` / ``scores`` from the localizer's classifier (ten crops with
+            ``ten_crop``), ``maps`` its CREAM maps of those labels (original size),
+            ``boxes`` (n, 4) from the regressor in original pixels, ``masks`` the filled
+            boxes.
         """
         self._check_fitted()
-        loc = self.localizer_.predict(X)
+        if self.ten_crop:
+            proba = ten_crop_proba(self.localizer_, X)
+            best = np.argmax(proba, axis=1)
+            loc = self.localizer_.localize(X, self.classes_[best])
+            loc = dataclasses.replace(
+                loc, scores=proba[np.arange(len(best)), best].astype(np.float64))
+        else:
+            loc = self.localizer_.predict(X)
         boxes = self.regressor_.predict(X)
         sizes = np.array([m.shape[::-1] for m in loc.maps], dtype=np.int64)
         return dataclasses.replace(loc, boxes=boxes, masks=box_masks(boxes, sizes))
 
     @with_thread_rule
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities of the localizer's classifier, (n, C)."""
+        """Class probabilities of the localizer's classifier (ten crops with ``ten_crop``),
+        (n, C)."""
         self._check_fitted()
+        if self.ten_crop:
+            return ten_crop_proba(self.localizer_, X)
         return self.localizer_.predict_proba(X)
 
     @with_thread_rule
     def score(self, X: Any, y: Any = None) -> float:
-        """GT-known localization accuracy (percent) of the regressor's boxes (protocol frame).
+        """GT-known localization accuracy (percent) of the regressor's boxes, over images
+        (the regressor's :meth:`~PseudoBoxRegressor.score`).
 
         Parameters
         ----------
@@ -205,8 +275,13 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
     def evaluate(self, X: Any, y: Any = None) -> dict[str, float]:
         """Top-1 Loc, Top-5 Loc, GT-known Loc and top-1 classification accuracy (percent).
 
-        Boxes from the regressor, classes from the localizer's classifier, IoU >= 0.5 in
-        the protocol's 224x224 frame (:func:`skcream.metrics.localization_accuracy`).
+        Boxes from the regressor, classes from the localizer's classifier (ten crops with
+        ``ten_crop``). The regressor's architecture decides when a box is correct and how
+        images are averaged: ``"psol"`` as the released CREAM_Reg's ``inference.py``
+        (256 -> 224 centre crop, the ground truth mapped into it, continuous IoU > 0.5;
+        each metric averaged over the images of each class, then over the classes);
+        ``"gap"`` as the protocol (224x224 frame, inclusive +1 IoU >= 0.5, over images;
+        :func:`skcream.metrics.localization_accuracy`).
 
         Parameters
         ----------
@@ -230,11 +305,10 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
                              "label column")
         truth = encode_labels(values, loc.classes_, loc.class_names_,
                               "y" if y is not None else "labels", n_images=len(source))
-        reg_source = self.regressor_._source(X)
-        gt = self.regressor_._gt_protocol(reg_source, None)
-        unit, _ = self.regressor_._predict_unit(reg_source)
-        logits = loc.decision_function(X)
-        return bt.localization_scores(logits, unit * bt.PROTOCOL_SIZE, gt, truth)
+        hits = self.regressor_._box_hits(X)
+        scores = ten_crop_proba(loc, X) if self.ten_crop else loc.decision_function(X)
+        return bt.hit_scores(scores, hits, truth,
+                             per_class=self.regressor_._arch().per_class_mean)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
@@ -266,7 +340,7 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
             meta = {
                 "class": "CREAMReg",
                 "params": {"pseudo_resolution": int(self.pseudo_resolution),
-                           "prefit": bool(self.prefit)},
+                           "prefit": bool(self.prefit), "ten_crop": bool(self.ten_crop)},
                 "fitted": {"n_degenerate_pseudo_boxes_": self.n_degenerate_pseudo_boxes_},
             }
             tensors = {"pseudo_boxes": torch.from_numpy(np.ascontiguousarray(self.pseudo_boxes_))}

@@ -206,6 +206,7 @@ def check_localizer(meta: Mapping[str, Any], shapes: Shapes, source: str,
     dim = net.int("feature_dim", 1, 10**6)
     net.real("momentum", 0.0, 1.0)
     net.real("context_threshold", 0.0, 1.0)
+    net.int("networks", 1, 10**6, none_ok=True)  # skcream.methods.NETWORKS_REVISION; older: none
     # the WSOL method (saves from before the method zoo have none: CAM); ACoL's class maps
     # come from a 1x1 conv on its branch features (feature_dim = the branch width)
     from skcream.methods import METHODS, get_method
@@ -271,10 +272,18 @@ def check_regressor(meta: Mapping[str, Any], shapes: Shapes, source: str,
                     build_model: Callable[[dict[str, Any]], torch.nn.Module]) -> None:
     """Like :func:`check_localizer` for a saved ``PseudoBoxRegressor``."""
     from skcream.backbones import MODIFICATIONS
+    from skcream.estimators._regressor_arch import ARCHITECTURES
 
     weights_source = weights_source or source
     params, fitted, net = _sections(meta, source)
     architecture = _check_backbone_fields(net, params)
+    # saves from before the "psol" architecture record none: "gap"
+    network = net.obj.get("network", "gap")
+    if network not in ARCHITECTURES:
+        raise net.fail("network", f"one of {list(ARCHITECTURES)}", network)
+    if params is not None and params.get("architecture", optional=True) not in (None, network):
+        raise net.fail("network", f"the saved parameter architecture "
+                       f"{params.get('architecture')!r}", network)
     if net.get("modification") not in MODIFICATIONS:
         raise net.fail("modification", f"one of {MODIFICATIONS}", net.get("modification"))
     hidden = net.int("hidden", 1, 10**6)

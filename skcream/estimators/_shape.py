@@ -35,18 +35,21 @@ def probe_feature_shape(
     Raises
     ------
     ValueError
-        When the network cannot take an input this small (a pooling or convolution window
-        larger than the map) or the feature map is smaller than 2 x 2: a 1 x 1 map makes every
+        When the network cannot take an input of this size (a pooling or convolution window
+        larger than the map, a transformer built for another size) or the feature map is
+        smaller than 2 x 2: a 1 x 1 map makes every
         class activation map constant, so no localization is possible.
     """
     with torch.no_grad():
         try:
             feats = forward(torch.zeros(1, 3, image_size, image_size, device=device))
-        except RuntimeError as err:
+        except (RuntimeError, AssertionError) as err:  # timm asserts on sizes it cannot take
+            native = getattr(forward, "data_config", {}).get("input_size")
+            hint = f" or the model's native {native[-1]}" if native else ""
             raise ValueError(
-                f"image_size={image_size} is too small for backbone {backbone!r} (the network "
-                f"fails on it: {str(err).splitlines()[0]}); use a larger image_size (CLI: "
-                "--image-size; the protocol uses 224)"
+                f"image_size={image_size} does not fit backbone {backbone!r} (the network "
+                f"fails on it: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+                f"); use a larger image_size{hint} (CLI: --image-size; the protocol uses 224)"
             ) from None
     d, h, w = (int(s) for s in feats.shape[-3:])
     if min(h, w) < 2:

@@ -10,8 +10,10 @@ predicted class, ``localize(F, labels)`` those of given classes (GT-known).
 
 With ``init="image"`` (post-hoc re-activation, beyond the paper) no embedding is
 learned: each image's own CAM-thresholded foreground / background means start
-the EM (:func:`skcream.reactivation.post_hoc_reactivate`). Combined with
+the EM (:func:`skcream.reactivation.reactivate_map`). Combined with
 ``classifier_weights`` (any pretrained linear head), ``fit(F)`` needs no label.
+``cam=`` chooses the class map the EM starts from (:mod:`skcream.map_sources`: CAM by
+default, or Grad-CAM, Grad-CAM++, XGrad-CAM, LayerCAM, EigenCAM of the last feature layer).
 
 A fitted ``CREAMLocalizer``'s read-out. :meth:`CREAMReactivation.from_localizer`
 carries the fine-tuned head, the learned context tables and the inference
@@ -258,8 +260,9 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
         Bias of the given classifier; used for ``predict`` only (CAM, Eq. 1,
         ignores it).
     output : {"final", "calibrated", "cam", "posterior"}, default="final"
-        What the maps are: Eq. 12, Eq. 11, the CAM of the same classifier, or
-        Z^fg. Every output is min-max normalised per map to [0, 1].
+        What the maps are: Eq. 12, Eq. 11, the map of ``cam`` (CAM of the same
+        classifier by default), or Z^fg. Every output is min-max normalised per map
+        to [0, 1].
     C : float, default=1.0
         Inverse regularisation of the ``LogisticRegression`` head.
     max_iter : int, default=1000
@@ -278,6 +281,14 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
     classes : array-like of shape (C,) or None, default=None
         Labels of the rows of ``classifier_weights`` (sorted, unique); ``None`` is
         ``arange(C)``. Only with ``classifier_weights``.
+    cam : {"cam", "gradcam", "gradcam++", "xgradcam", "layercam", "eigencam"}, default="cam"
+        The class map the EM starts from (:mod:`skcream.map_sources`): its foreground
+        (Eq. 3, for the context update and the post-hoc initial centroids), the
+        calibration (Eq. 10) and the map term of Eq. 12; ``output="cam"`` returns it.
+        The gradient CAMs are those of the last feature layer under the linear head on
+        GAP(F), computed from F and ``coef_`` alone
+        (:func:`skcream.map_sources.maps_from_features`); Score-CAM needs the images and
+        the network (``skcream.post_hoc``).
 
     Attributes
     ----------
@@ -316,6 +327,7 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
         random_state: Any = None,
         context_embeddings: Any = None,
         classes: Any = None,
+        cam: str = "cam",
     ) -> None:
         self.n_iter = n_iter
         self.sigma = sigma
@@ -332,6 +344,7 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.context_embeddings = context_embeddings
         self.classes = classes
+        self.cam = cam
 
     @classmethod
     def from_localizer(cls, localizer: Any, **params: Any) -> CREAMReactivation:
@@ -411,6 +424,10 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
             raise ValueError(f"init must be one of {_INITS}; got {self.init!r}")
         if self.output not in _OUTPUTS:
             raise ValueError(f"output must be one of {_OUTPUTS}; got {self.output!r}")
+        from skcream.map_sources import FEATURE_SOURCES, check_map_source
+
+        check_map_source(self.cam, FEATURE_SOURCES, "Score-CAM masks the input image; "
+                         "use skcream.post_hoc or skcream.map_sources.class_maps")
         as_real(self.C, "C", low=0.0, low_open=True)
         for name in ("max_iter", "batch_size"):
             as_int(getattr(self, name), name, low=1)
@@ -621,8 +638,8 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
         The batched update of ``skcream.context`` equals the sample-by-sample
         momentum rule in the same order (tested there and in our tests).
         """
-        from skcream.cam import class_activation_maps
         from skcream.context import ContextEmbeddings
+        from skcream.map_sources import maps_from_features
 
         n_classes, d = self.coef_.shape
         ctx = ContextEmbeddings(
@@ -635,7 +652,7 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
         for start in range(0, F.shape[0], self.batch_size):
             sel = order[start:start + self.batch_size]
             feats, lab = F[sel], labels[sel]
-            cams = class_activation_maps(feats, weight, lab)
+            cams = maps_from_features(feats, weight, lab, self.cam)
             ctx.update(feats, cams, lab)
         self.fg_context_ = ctx.fg.detach().double().numpy().copy()
         self.bg_context_ = ctx.bg.detach().double().numpy().copy()
@@ -678,8 +695,9 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
         return self.classes_[np.argmax(self.predict_proba(F), axis=1)]
 
     def _maps(self, F: torch.Tensor, idx: np.ndarray) -> np.ndarray:
-        from skcream.cam import class_activation_maps, normalize_maps
-        from skcream.reactivation import post_hoc_reactivate, reactivate
+        from skcream.cam import normalize_maps
+        from skcream.map_sources import maps_from_features
+        from skcream.reactivation import reactivate, reactivate_map
 
         if self.init == "learned":
             missing = ~self.context_fitted_[idx]
@@ -700,13 +718,13 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
             sl = slice(start, start + self.batch_size)
             feats = F[sl]
             lab = torch.from_numpy(idx[sl])
+            cams = maps_from_features(feats, weight, lab, self.cam)
             if self.init == "learned":
-                cams = class_activation_maps(feats, weight, lab)
                 fg = torch.from_numpy(self.fg_context_[idx[sl]]).float()
                 bg = torch.from_numpy(self.bg_context_[idx[sl]]).float()
                 maps = reactivate(feats, cams, fg, bg, **keywords)
             else:
-                maps = post_hoc_reactivate(feats, weight, lab, **keywords)
+                maps = reactivate_map(feats, cams, **keywords)
             out[sl] = normalize_maps(maps).numpy()
         return out
 

@@ -21,7 +21,12 @@ from skcream.methods.cutmix import CutMix
 from skcream.methods.has import HaS
 from skcream.methods.spg import SPG
 
-__all__ = ["METHODS", "WSOLMethod", "get_method", "method_param_names"]
+__all__ = ["METHODS", "NETWORKS_REVISION", "WSOLMethod", "get_method", "method_param_names"]
+
+#: bumped whenever the construction of a method network changes (trunks, initialisation,
+#: learning-rate groups), so that ``memory=`` caches do not return a network built the old
+#: way; 2: wsolevaluation's trunks and lr rule by name (issue 23)
+NETWORKS_REVISION = 2
 
 #: ``method=`` values and their classes, in the order of the paper's Table 1
 METHODS: dict[str, type[WSOLMethod]] = {

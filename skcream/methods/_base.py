@@ -6,7 +6,9 @@ A method (one module per method in this package) changes training in at most thr
 * the **input** of a training step (HaS hides grid cells, CutMix mixes images and labels):
   :meth:`WSOLMethod.forward`;
 * the **network** (ACoL's second branch, SPG's auxiliary maps, ADL's layers inside the
-  backbone): :meth:`WSOLMethod.build_network`;
+  backbone) and the backbone trunk it sits on (:attr:`WSOLMethod.trunk`, wsolevaluation's
+  ``architecture_type``): :meth:`WSOLMethod.build` (timm name -> network), which builds the
+  trunk and calls :meth:`WSOLMethod.build_network`;
 * the **loss** (ACoL's two cross-entropies, SPG's self-produced guidance, CutMix's label
   mixing): :meth:`WSOLMethod.loss`.
 
@@ -90,11 +92,67 @@ class WSOLMethod:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"{type(self).__name__}({args})"
 
+    @property
+    def trunk(self) -> str:
+        """The backbone trunk of this method's network (``build_backbone(trunk=...)``):
+        wsolevaluation's ``architecture_type``, ``"cam"`` for CAM, HaS and CutMix."""
+        return "cam"
+
+    def build(
+        self,
+        backbone: str,
+        pretrained: Any = False,
+        *,
+        n_classes: int,
+        feature_stage: int | None = None,
+        large_feature_map: bool = False,
+    ) -> nn.Module:
+        """The untrained network of this method on a timm backbone, its trunk included.
+
+        Every path that builds a method network (fitting, loading a saved model, the
+        comparison benchmark) goes through here, so the trunk always matches the method.
+
+        Parameters
+        ----------
+        backbone : str
+            A timm model name (see :func:`skcream.backbones.build_backbone`).
+        pretrained : bool or str or PathLike, default=False
+        n_classes : int
+        feature_stage : int, optional
+        large_feature_map : bool, default=False
+
+        Returns
+        -------
+        nn.Module
+            ``model(x) -> (logits, features, ...)`` with ``model.backbone`` the
+            :class:`~skcream.backbones.FeatureBackbone`.
+        """
+        from skcream.backbones import build_backbone
+
+        trunk = build_backbone(backbone, pretrained, feature_stage=feature_stage,
+                               large_feature_map=large_feature_map, trunk=self.trunk)
+        return self.build_network(trunk, n_classes)
+
+    def check_trunk(self, backbone: nn.Module) -> None:
+        """Raise ValueError when ``backbone``'s trunk is not this method's (different layers,
+        :func:`skcream.backbones.trunk_layers`; hand-made backbones pass)."""
+        from skcream.backbones import trunk_layers
+
+        built_for = getattr(backbone, "trunk", self.trunk)
+        family = getattr(backbone, "family", "generic")
+        if trunk_layers(family, built_for) != trunk_layers(family, self.trunk):
+            raise ValueError(
+                f"backbone: built with trunk={built_for!r}, but method {self.name!r} "
+                f"({self!r}) needs trunk={self.trunk!r}; use build_backbone(..., "
+                f"trunk={self.trunk!r}) or {type(self).__name__}.build(...)"
+            )
+
     # ------------------------------------------------------------------ hooks
     def build_network(self, backbone: nn.Module, n_classes: int) -> nn.Module:
         """The network trained by this method (default: CAM's GAP + linear head)."""
         from skcream.model import CAMNet
 
+        self.check_trunk(backbone)
         return CAMNet(backbone, n_classes)
 
     def forward(self, model: nn.Module, batch: Mapping[str, torch.Tensor]) -> Any:

@@ -15,10 +15,16 @@ same places there and one rule for every other timm CNN with a ``feature_info``:
   (``S[0]`` is the first block of a sequential stage, or of its ``blocks``, else the
   stage itself.)
 * VGG: ADL after pool3, after conv4_3 (ReLU) and after conv5_3 (ReLU), before conv6 (the
-  reference's ``'A'`` entries); SPG's B1 on pool4's output (conv4_3 when pool4 is removed by
+  reference's ``'A'`` entries). SPG (its own trunk, ``VggSpg``): B1 on the 3x3 stride-2 pool
+  after conv4 (on conv4 with ``large_feature_map``), B2 on conv5. SPG on the CAM trunk
+  (``spg_trunk="cam"``): B1 on pool4's output (conv4_3 when pool4 is removed by
   ``large_feature_map``), B2 on conv5_3.
 * InceptionV3: ADL after Mixed_5d, Mixed_6e and the new convs (``ADL_5d``, ``ADL_6e``,
-  ``ADL_A3_2b``); SPG's B1 on Mixed_5d, B2 on Mixed_6d.
+  ``ADL_A3_2b``); SPG's B1 on Mixed_5d after its pool (``InceptionSpg``), B2 on Mixed_6d.
+
+SPG's branch width (B_1a, B_2a and B_shared's channels) is that of B2's input (VGG16 512,
+ResNet50 1024, as the reference), except on InceptionV3, where the reference uses 512
+(:func:`spg_width`).
 
 Places are modules whose *output* is used (forward hooks), so the backbone's parameters,
 their names and the pretrained weights are untouched.
@@ -28,7 +34,7 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["adl_points", "spg_points"]
+__all__ = ["adl_points", "spg_points", "spg_width"]
 
 
 def _first(stage: nn.Module) -> nn.Module:
@@ -61,6 +67,14 @@ def _vgg_relus(backbone) -> tuple[list[nn.Module], list[int]]:
 def _stages(backbone, method: str) -> tuple[nn.Module, nn.Module]:
     """(penultimate, last) feature stages of a timm body."""
     body = backbone.body
+    layout = getattr(body, "layout", None)  # a token model (skcream.token_models.TokenGrid)
+    if layout is not None:
+        raise ValueError(
+            f"method={method!r}: its layers act on (B,C,H,W) feature maps inside the backbone, "
+            f"but {backbone.name!r} is a token model ({layout} tokens between its blocks); "
+            "use method 'cam', 'has', 'cutmix' or 'acol', which act on the input or the "
+            "final feature map"
+        )
     model = getattr(body, "model", None)
     info = getattr(model, "feature_info", None)
     if model is None or info is None:
@@ -85,12 +99,8 @@ def _stages(backbone, method: str) -> tuple[nn.Module, nn.Module]:
 
 
 def _family(backbone) -> str:
-    body = type(backbone.body).__name__
-    if body == "_InceptionTrunk":
-        return "inception"
-    if isinstance(backbone.body, nn.Sequential) and backbone.modification == "wsol":
-        return "vgg"
-    return "generic"
+    family = getattr(backbone, "family", None)
+    return family if family in ("vgg", "inception") else "generic"
 
 
 def adl_points(backbone) -> list[nn.Module]:
@@ -115,12 +125,20 @@ def adl_points(backbone) -> list[nn.Module]:
 def spg_points(backbone) -> tuple[nn.Module, nn.Module]:
     """Modules whose outputs feed SPG's branches B1 and B2 (see the module docstring)."""
     family = _family(backbone)
+    if family == "vgg" and backbone.trunk == "spg":
+        return backbone.body.pool, backbone.body.SPG_A_2
     if family == "vgg":
         pools = [m for m in backbone.body if isinstance(m, nn.MaxPool2d)]
         relus, blocks = _vgg_relus(backbone)
         b1 = pools[3] if len(pools) >= 4 else relus[sum(blocks[:4]) - 1]
         return b1, relus[-1]
     if family == "inception":
-        return backbone.body.Mixed_5d, backbone.body.Mixed_6d
+        return backbone.body.pool_5d, backbone.body.Mixed_6d
     prev, _ = _stages(backbone, "spg")
     return _first(prev), prev
+
+
+def spg_width(backbone) -> int | None:
+    """Channels of SPG's B_1a / B_2a / B_shared: 512 on InceptionV3 (``InceptionSpg``), else
+    None (the channels of B2's input, as ``VggSpg`` and ``ResNetSpg``)."""
+    return 512 if _family(backbone) == "inception" else None

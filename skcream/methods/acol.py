@@ -9,9 +9,28 @@ scores are branch A's. ACoL's map (the reference's ``return_cam``) is the elemen
 maximum of the two branches' min-max normalised maps of the class, B computed on F erased by
 that class's map from A.
 
-Deviation: for VGG16 the branches start from skcream's WSOL trunk (with its conv6, 1024
-channels) instead of the reference's trunk without conv6 and with 3x3 pools; initialisation
-is He for the 3x3 convs and N(0, 0.01^2) for the 1x1 classifiers (CAMNet's head).
+The network is wsolevaluation's ``VggAcol`` / ``ResNetAcol`` / ``InceptionAcol`` (commit
+96f4b88): the branches sit on the ACoL trunk (``trunk="acol"``, see
+:data:`skcream.backbones.TRUNKS`): VGG16 with 3x3 pools, pool5 at stride 1 and a 3x3 average
+smoothing, no conv6 (512 channels); ResNet50's layer4 (2048); InceptionV3's Mixed_6e (768, no
+new conv, no dropout). Every conv of both branches is Xavier-uniform initialised (VGG16,
+InceptionV3) or He (fan_out; ResNet50), 1x1 classifiers included, biases 0. Learning rates
+follow the reference's rule by name (:mod:`skcream.lr_groups`): the branches at 10x on VGG16
+and InceptionV3, at 1x on ResNet50 (where layer4 trains at 10x).
+
+``acol_trunk="cam"`` (skcream's earlier network, kept as an option) puts the branches on the
+CAM network's trunk instead: VGG16 with conv6 (1024 channels), InceptionV3 with its two new
+convs and their dropout (1024); ResNet50 is the same either way.
+
+On other timm backbones (e.g. efficientnet_lite0 of the DEMO preset) the branches sit on the
+backbone's feature map and train at 10x (the paper's rule for new layers,
+:mod:`skcream.lr_groups`). Their initialisation is skcream's choice, as the reference's
+differs by backbone: the 3x3 convs He (fan_out, as VggCam's new conv6), the 1x1 classifiers
+N(0, 0.01^2) with bias 0 (the reference's init of a new linear classifier, CAMNet's head).
+Measured on the DEMO preset (seed 0, the Table-1 benchmark): this init gives top-1 96.9%,
+MaxBoxAccV2 31.0; Xavier on every conv (VggAcol's) 45.3% and 23.2 at the DEMO's learning
+rate (5e-2 on new layers). He fan_out on the 1x1 classifiers too (ResNetAcol's) would give
+each weight std sqrt(2 / C), logits in the tens at the first step for a few classes.
 
 Which map CREAM uses and why
 ----------------------------
@@ -43,7 +62,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from skcream.cam import class_activation_maps, normalize_maps
+from skcream.lr_groups import backbone_prefixes
 from skcream.methods._base import ParamSpec, WSOLMethod
+from skcream.model import ReferenceLRMixin
 
 __all__ = ["ACoL", "ACoLNet", "acol_erase"]
 
@@ -74,15 +95,27 @@ def _branch(in_ch: int, width: int) -> nn.Sequential:
     )
 
 
-def _classifier(width: int, n_classes: int) -> nn.Conv2d:
-    # the 1x1 conv is the linear head on each cell: CAMNet's init, N(0, 0.01^2) and bias 0
+#: initialisation of the branches per backbone family: wsolevaluation's ResNetAcol calls
+#: initialize_weights(init_mode='he'), VggAcol and InceptionAcol 'xavier', on every conv;
+#: other backbones "skcream": He 3x3 convs, N(0, 0.01^2) 1x1 classifiers (module docstring)
+_BRANCH_INIT = {"resnet": "he", "vgg": "xavier", "inception": "xavier"}
+
+
+def _classifier(width: int, n_classes: int, scheme: str) -> nn.Conv2d:
+    from skcream.backbones import _he_init, _xavier_init
+
     conv = nn.Conv2d(width, n_classes, 1)
-    nn.init.normal_(conv.weight, std=0.01)
-    nn.init.zeros_(conv.bias)
+    if scheme == "he":
+        _he_init(conv)
+    elif scheme == "xavier":
+        _xavier_init(conv)
+    else:  # the 1x1 conv is a linear head on each cell: CAMNet's init
+        nn.init.normal_(conv.weight, std=0.01)
+        nn.init.zeros_(conv.bias)
     return conv
 
 
-class ACoLNet(nn.Module):
+class ACoLNet(ReferenceLRMixin, nn.Module):
     """Backbone + ACoL's two classifier branches.
 
     Parameters
@@ -93,6 +126,8 @@ class ACoLNet(nn.Module):
         ``acol_threshold``.
     width : int, default=1024
         Channels of the branches' hidden convs (the reference's 1024).
+    cream_features : {"branch", "backbone"}, default="branch"
+        CREAM's feature space (see the module docstring).
 
     Attributes
     ----------
@@ -109,14 +144,16 @@ class ACoLNet(nn.Module):
         cream_features: str = "branch",
     ) -> None:
         super().__init__()
-        from skcream.backbones import _he_init
+        from skcream.backbones import _he_init, _xavier_init
 
         dim = int(backbone.num_features)
         self.backbone = backbone
         self.threshold = float(threshold)
-        self.hidden_a, self.hidden_b = _he_init(_branch(dim, width)), _he_init(_branch(dim, width))
-        self.classifier_a = _classifier(width, n_classes)
-        self.classifier_b = _classifier(width, n_classes)
+        scheme = _BRANCH_INIT.get(getattr(backbone, "family", None), "skcream")
+        init = _xavier_init if scheme == "xavier" else _he_init
+        self.hidden_a, self.hidden_b = init(_branch(dim, width)), init(_branch(dim, width))
+        self.classifier_a = _classifier(width, n_classes, scheme)
+        self.classifier_b = _classifier(width, n_classes, scheme)
         self.cream_features = cream_features
         self.readout_dim = int(width) if cream_features == "branch" else dim
 
@@ -125,15 +162,15 @@ class ACoLNet(nn.Module):
         """C."""
         return self.classifier_a.out_channels
 
-    def new_parameters(self) -> list[nn.Parameter]:
-        """The branches and the backbone's new layers (10x learning rate)."""
-        extra = self.backbone.new_parameters() if hasattr(self.backbone, "new_parameters") else []
-        branches = (self.hidden_a, self.hidden_b, self.classifier_a, self.classifier_b)
-        return list(extra) + [p for m in branches for p in m.parameters()]
-
-    def pretrained_parameters(self) -> list[nn.Parameter]:
-        new = {id(p) for p in self.new_parameters()}
-        return [p for p in self.parameters() if id(p) not in new]
+    def reference_prefixes(self) -> list[tuple[str, str]]:
+        """(skcream prefix, wsolevaluation's name) of every layer (:mod:`skcream.lr_groups`):
+        each branch is the reference's ``classifier_A`` / ``classifier_B`` Sequential."""
+        out = backbone_prefixes(self.backbone)
+        for ours, ref in (("a", "A"), ("b", "B")):
+            out += [(f"hidden_{ours}.0.", f"classifier_{ref}.0."),
+                    (f"hidden_{ours}.2.", f"classifier_{ref}.2."),
+                    (f"classifier_{ours}.", f"classifier_{ref}.4.")]
+        return out
 
     def forward(
         self, x: torch.Tensor, labels: torch.Tensor | None = None, aux: bool = False
@@ -190,9 +227,16 @@ class ACoL(WSOLMethod):
         "acol_width": ParamSpec(1024, int, 1),
         # skcream's: the feature space of CREAM's context and EM (see the module docstring)
         "acol_cream_features": ParamSpec("branch", str, choices=("branch", "backbone")),
+        # skcream's: the reference's ACoL trunk, or the CAM network's (see the module docstring)
+        "acol_trunk": ParamSpec("reference", str, choices=("reference", "cam")),
     }
 
+    @property
+    def trunk(self) -> str:
+        return "acol" if self.params["acol_trunk"] == "reference" else "cam"
+
     def build_network(self, backbone: nn.Module, n_classes: int) -> nn.Module:
+        self.check_trunk(backbone)
         p = self.params
         return ACoLNet(backbone, n_classes, p["acol_threshold"], p["acol_width"], p["acol_cream_features"])
 

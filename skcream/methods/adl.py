@@ -10,7 +10,8 @@ max(A)`` (hides the most discriminative region), else the **importance map**
 named stages).
 
 The layers are forward hooks on backbone modules: they hold no parameters, so the network's
-state dict is CAM's and pretrained weights load unchanged. The map is CAM's; CREAM's context
+state dict is CAM's and pretrained weights load unchanged. The trunk is CAM's, except on
+InceptionV3, where wsolevaluation's ``InceptionAdl`` has no dropout at all (``trunk="adl"``). The map is CAM's; CREAM's context
 learns from the CAM of the training forward, i.e. with ADL active.
 """
 
@@ -90,9 +91,14 @@ class ADL(WSOLMethod):
         "adl_threshold": ParamSpec(0.9, float, 0.0, 1.0),
     }
 
+    @property
+    def trunk(self) -> str:
+        return "adl"  # InceptionV3 without dropout (InceptionAdl); the CAM trunk elsewhere
+
     def build_network(self, backbone: nn.Module, n_classes: int) -> nn.Module:
         from skcream.model import CAMNet
 
+        self.check_trunk(backbone)
         for module in adl_points(backbone):
             module.register_forward_hook(ADLHook(self.params["adl_drop_rate"], self.params["adl_threshold"]))
         return CAMNet(backbone, n_classes)

@@ -171,7 +171,6 @@ def step_costs(
     -------
     dict of method -> CPU seconds per step (median over rounds x steps)
     """
-    from skcream.backbones import build_backbone
     from skcream.context import ContextEmbeddings
     from skcream.methods import METHODS, get_method
 
@@ -184,8 +183,8 @@ def step_costs(
     setups = {}
     for m in methods:
         method = get_method(m, method_params)
-        backbone = build_backbone(preset.backbone, preset.pretrained, feature_stage=preset.feature_stage)
-        net = method.build_network(backbone, preset.n_classes).train()
+        net = method.build(preset.backbone, preset.pretrained, n_classes=preset.n_classes,
+                           feature_stage=preset.feature_stage).train()
         ctx = ContextEmbeddings(preset.n_classes, net.readout_dim, random_state=0)
         opt = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9)
         setups[m] = (method, net, ctx, opt)

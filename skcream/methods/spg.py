@@ -6,10 +6,12 @@ pixel-wise binary cross-entropy on masks that the network produces itself
 
 * B1 = ``B_shared(B_1a(x1))`` and B2 = ``B_shared(B_2a(x2))`` on two intermediate feature
   maps x1, x2 (places: :mod:`skcream.methods._positions`), C = ``SPG_C(F)`` on the final
-  features; ``B_1a``/``B_2a`` are conv3x3 + ReLU to ``c2`` channels (the channels of x2),
-  ``B_shared`` conv3x3 + ReLU + conv1x1 -> 1, ``SPG_C`` conv3x3 (->512) + ReLU + conv1x1 -> 1.
-  All Xavier-uniform initialised with zero biases, as the reference's ``initialize_weights(
-  ..., init_mode='xavier')``.
+  features (after the classifier's dropout on InceptionV3, as ``InceptionSpg``);
+  ``B_1a``/``B_2a`` are conv3x3 + ReLU to w channels (VGG16 512, ResNet50 1024, InceptionV3
+  512: :func:`~skcream.methods._positions.spg_width`), ``B_shared`` conv3x3 + ReLU + conv1x1
+  -> 1, ``SPG_C`` conv3x3 (->512) + ReLU + conv1x1 -> 1. All Xavier-uniform initialised with
+  zero biases, the classifier too, as the reference's ``initialize_weights(...,
+  init_mode='xavier')``.
 * Masks (:func:`spg_mask`), from a map ``a`` in [0, 1] at the input resolution: 1 where
   ``a > high`` (if fewer than 30 pixels pass, where ``a > 0.7 max(a)``), 0 where ``a < low``
   (this wins over 1), ignored elsewhere.
@@ -18,9 +20,17 @@ pixel-wise binary cross-entropy on masks that the network produces itself
   + BCE(C | mask of (sigmoid(B1) + sigmoid(B2)) / 2, 3h/3l = 0.7/0.1);
   every map upsampled (bilinear) to the input size (the reference's fixed 224).
 
-Deviation: the trunks are skcream's WSOL backbones (VGG16 keeps its conv6; the reference's
-``VggSpg`` replaces conv4-5 + conv6 by its own ``SPG_A`` convs); the class map is the linear
-head on GAP, identical to the reference's 1x1 ``SPG_A4`` conv followed by GAP.
+The trunk is the reference's SPG trunk (``trunk="spg"``, :data:`skcream.backbones.TRUNKS`):
+VGG16 conv1-3, conv4, a 3x3 stride-2 pool, conv5 and two new convs to 512 (``VggSpg``'s
+``SPG_A_1`` ... ``SPG_A_3``, no conv6); ResNet50 and InceptionV3 as for CAM. The class map is
+the linear head on GAP, identical to the reference's 1x1 ``SPG_A4`` conv followed by GAP.
+Learning rates follow the reference's rule by name (:mod:`skcream.lr_groups`): on VGG16 every
+layer but conv1-3 at 10x (conv4/conv5 are named ``SPG_A_1``/``SPG_A_2`` there), on ResNet50
+only layer4, on InceptionV3 every new layer. ``spg_trunk="cam"`` (skcream's earlier network,
+an option) keeps VGG16's CAM trunk with conv6 (B1 on pool4, B2 on conv5_3); on ResNet50 and
+InceptionV3 both trunks are the same. On other timm backbones B1 and B2 sit on the stages
+before the last (:mod:`~skcream.methods._positions`) with w = B2's channels, and the new
+layers train at 10x (the paper's rule, :mod:`skcream.lr_groups`).
 
 Which map CREAM uses and why
 ----------------------------
@@ -42,7 +52,7 @@ from torch import nn
 
 from skcream.cam import normalize_maps
 from skcream.methods._base import ParamSpec, WSOLMethod
-from skcream.methods._positions import spg_points
+from skcream.methods._positions import spg_points, spg_width
 from skcream.model import CAMNet
 
 __all__ = ["SPG", "SPGNet", "spg_loss", "spg_mask"]
@@ -101,7 +111,8 @@ class SPGNet(CAMNet):
     """
 
     def __init__(self, backbone: nn.Module, n_classes: int, probe_size: int = 96) -> None:
-        super().__init__(backbone, n_classes)
+        # the classifier is the reference's 1x1 conv SPG_A4 (SPG_A_4), Xavier on every backbone
+        super().__init__(backbone, n_classes, head_init="xavier")
         from skcream.backbones import _xavier_init
 
         self._captured: dict[str, torch.Tensor] = {}
@@ -109,31 +120,39 @@ class SPGNet(CAMNet):
         p1.register_forward_hook(_Capture(self._captured, "x1"))
         p2.register_forward_hook(_Capture(self._captured, "x2"))
         c1, c2 = self._probe_channels(probe_size)
+        w = spg_width(backbone) or c2
         # Xavier-uniform, zero bias: the reference's VggSpg, ResNetSpg and InceptionSpg all call
         # initialize_weights(..., init_mode='xavier'). (He fan_out init, used before, gives the
         # last 1x1 conv to one channel std sqrt(2) per weight: aux logits of ~300 at step 1,
         # BCE gradients that blow the branches up, NaN within two epochs at lr 5e-3.)
-        self.spg_b1 = _xavier_init(nn.Sequential(nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU()))
-        self.spg_b2 = _xavier_init(nn.Sequential(nn.Conv2d(c2, c2, 3, padding=1), nn.ReLU()))
+        self.spg_b1 = _xavier_init(nn.Sequential(nn.Conv2d(c1, w, 3, padding=1), nn.ReLU()))
+        self.spg_b2 = _xavier_init(nn.Sequential(nn.Conv2d(c2, w, 3, padding=1), nn.ReLU()))
         self.spg_b_shared = _xavier_init(nn.Sequential(
-            nn.Conv2d(c2, c2, 3, padding=1), nn.ReLU(), nn.Conv2d(c2, 1, 1)))
+            nn.Conv2d(w, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, 1, 1)))
         self.spg_c = _xavier_init(nn.Sequential(
             nn.Conv2d(self.backbone.num_features, 512, 3, padding=1), nn.ReLU(), nn.Conv2d(512, 1, 1)))
 
     def _probe_channels(self, size: int) -> tuple[int, int]:
         was = self.backbone.training
         self.backbone.eval()
+        device = next(self.backbone.parameters()).device  # "meta" when built without memory
         try:
             with torch.no_grad():
-                self.backbone(torch.zeros(1, 3, size, size))
+                self.backbone(torch.zeros(1, 3, size, size, device=device))
         finally:
             self.backbone.train(was)
         x1, x2 = self._captured.pop("x1"), self._captured.pop("x2")
         return int(x1.shape[1]), int(x2.shape[1])
 
-    def new_parameters(self) -> list[nn.Parameter]:
-        extra = [p for m in (self.spg_b1, self.spg_b2, self.spg_b_shared, self.spg_c) for p in m.parameters()]
-        return super().new_parameters() + extra
+    def reference_prefixes(self) -> list[tuple[str, str]]:
+        """(skcream prefix, wsolevaluation's name) of every layer (:mod:`skcream.lr_groups`)."""
+        return super().reference_prefixes() + [
+            ("spg_b1.", "SPG_B_1a."), ("spg_b2.", "SPG_B_2a."),
+            ("spg_b_shared.", "SPG_B_shared."), ("spg_c.", "SPG_C."),
+        ]
+
+    def _head_reference(self) -> str:
+        return "SPG_A_4" if self.family == "vgg" else "SPG_A4"  # VggSpg / ResNetSpg, InceptionSpg
 
     def forward(
         self, x: torch.Tensor, labels: torch.Tensor | None = None, aux: bool = False
@@ -144,7 +163,10 @@ class SPGNet(CAMNet):
         of ``labels`` (default: the predicted class) from which SPG's first mask is made.
         """
         try:
-            logits, features = super().forward(x)
+            features = self.backbone(x)
+            # InceptionSpg: its classifier SPG_A4 and branch SPG_C read the same dropped-out map
+            dropped = self.head_input(features)
+            logits = self.head(dropped.mean(dim=(2, 3)))
             if not aux:
                 return logits, features
             x1, x2 = self._captured["x1"], self._captured["x2"]
@@ -152,8 +174,8 @@ class SPGNet(CAMNet):
             b2 = self.spg_b_shared(self.spg_b2(x2))
             if labels is None:
                 labels = logits.argmax(dim=1)
-            cam = self.cams(features, labels)
-            return logits, features, b1, b2, self.spg_c(features), cam
+            cam = self.cams(dropped, labels)  # the reference's attention: SPG_A4 of that map
+            return logits, features, b1, b2, self.spg_c(dropped), cam
         finally:
             self._captured.clear()
 
@@ -189,9 +211,16 @@ class SPG(WSOLMethod):
         "spg_threshold_2l": ParamSpec(0.05, float, 0.0, 1.0),
         "spg_threshold_3h": ParamSpec(0.7, float, 0.0, 1.0),
         "spg_threshold_3l": ParamSpec(0.1, float, 0.0, 1.0),
+        # skcream's: the reference's SPG trunk, or the CAM network's (see the module docstring)
+        "spg_trunk": ParamSpec("reference", str, choices=("reference", "cam")),
     }
 
+    @property
+    def trunk(self) -> str:
+        return "spg" if self.params["spg_trunk"] == "reference" else "cam"
+
     def build_network(self, backbone: nn.Module, n_classes: int) -> nn.Module:
+        self.check_trunk(backbone)
         return SPGNet(backbone, n_classes)
 
     def forward(self, model: nn.Module, batch: Mapping[str, torch.Tensor]) -> Any:

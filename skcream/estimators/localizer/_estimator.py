@@ -80,7 +80,10 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
     ----------
     backbone : str, default="vgg16"
         Any timm CNN name; ``vgg16``, ``resnet50`` and ``inception_v3`` get the standard WSOL
-        modifications (14x14 maps at 224). Unknown names raise ValueError with close matches.
+        modifications (14x14 maps at 224). Token models (ViT, DeiT, EVA, Swin, ...) work on
+        their patch grid (14x14 for patch-16 ViTs at 224, 7x7 for Swin; see
+        :mod:`skcream.token_models`); methods ``"adl"`` / ``"spg"`` need a CNN. Unknown names
+        raise ValueError with close matches.
     method : {"cam", "has", "acol", "spg", "adl", "cutmix"}, default="cam"
         The WSOL method that trains the network (the paper's Table 1, as in
         wsolevaluation; :mod:`skcream.methods`): CAM, Hide-and-Seek, ACoL, SPG, ADL,

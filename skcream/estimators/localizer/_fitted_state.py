@@ -60,20 +60,27 @@ _CLASS = "CREAMLocalizer"
 def build_model(net: dict[str, Any]):
     """An untrained network of the recorded architecture and method (``net`` as in
     :func:`build_network`): CAMNet, or the method's network (ACoL, SPG; ADL's hooks)."""
-    from skcream.backbones import build_backbone
     from skcream.methods import get_method
 
-    backbone = build_backbone(
+    # saves from before the method zoo have no "method": they are CAM networks
+    params = dict(net.get("method_params") or {})
+    if (net.get("networks") or 1) < 2:
+        # saved before wsolevaluation's method trunks (skcream.methods.NETWORKS_REVISION 2):
+        # ACoL and SPG sat on the CAM trunk, today's acol_trunk / spg_trunk="cam" (the same
+        # tensors, except InceptionV3-SPG's branch widths and InceptionV3-ADL's dropout
+        # positions, which cannot be rebuilt and fail the shape check)
+        params.setdefault("acol_trunk", "cam")
+        params.setdefault("spg_trunk", "cam")
+    method = get_method(net.get("method", "cam"), params)
+    return method.build(
         # the timm model actually built at fit time (offline efficientnet_lite0 weights live
         # in tf_efficientnet_lite0); older saves without it rebuild the name
         net.get("architecture", net["backbone"]),
         pretrained=False,
+        n_classes=int(net["n_classes"]),
         feature_stage=net["feature_stage"],
         large_feature_map=bool(net["large_feature_map"]),
     )
-    # saves from before the method zoo have no "method": they are CAM networks
-    method = get_method(net.get("method", "cam"), net.get("method_params"))
-    return method.build_network(backbone, int(net["n_classes"]))
 
 
 def check_saved(meta: dict[str, Any], shapes, source: str,
@@ -92,7 +99,8 @@ def build_network(net: dict[str, Any]):
     ----------
     net : dict
         ``backbone``, ``feature_stage``, ``large_feature_map``, ``n_classes``,
-        ``feature_dim``, ``momentum``, ``context_threshold``, ``method``, ``method_params``.
+        ``feature_dim``, ``momentum``, ``context_threshold``, ``method``, ``method_params``,
+        ``networks`` (:data:`skcream.methods.NETWORKS_REVISION` at fit time; 1 when absent).
 
     Returns
     -------

@@ -71,9 +71,10 @@ def _data_fingerprint(source, codes: np.ndarray) -> str:
 
 def _key_params(est, p, validation: Validation | None = None) -> dict[str, Any]:
     """What decides the fitted network: the training parameters (``p``, validated: numbers
-    as Python values; a weight file by the digest of its bytes), and with ``keep="best"``
-    what picks the epoch (the validation data and the read-out that scores it)."""
-    from skcream.methods import get_method
+    as Python values; a weight file by the digest of its bytes), how the method networks are
+    built (:data:`skcream.methods.NETWORKS_REVISION`), and with ``keep="best"`` what picks the
+    epoch (the validation data and the read-out that scores it)."""
+    from skcream.methods import NETWORKS_REVISION, get_method
 
     out = {k: getattr(p, k) for k in TRAINING_PARAMS}
     if isinstance(out["random_state"], np.random.RandomState):
@@ -83,6 +84,9 @@ def _key_params(est, p, validation: Validation | None = None) -> dict[str, Any]:
     out["method_params"] = get_method(p.method, p.method_params).params
     # resize_size=None and its resolved value train the same network: one cache entry
     out["resize_size"] = resolved_resize_size(p.image_size, p.resize_size)
+    # how the method networks are built (trunks, initialisation, lr groups): a cached fit of
+    # an older construction is another run
+    out["networks"] = NETWORKS_REVISION
     if out["keep"] == "last":
         # the last epoch is what every fit kept before ``keep`` existed: cache entries and
         # checkpoints written then stay valid
@@ -150,10 +154,9 @@ def fit_network(est, p, source, class_label: bool) -> dict[str, Any]:
         ``n_classes_``, ``feature_dim_``, ``feature_shape_``, ``data_config_``,
         ``history_``, ``_net_spec``.
     """
-    from skcream.backbones import build_backbone
     from skcream.context import ContextEmbeddings
     from skcream.data.adapters import TorchImageDataset, collate
-    from skcream.methods import get_method
+    from skcream.methods import NETWORKS_REVISION, get_method
     from skcream.training import train
 
     classes, codes, names = training_classes(source, class_label)
@@ -190,13 +193,14 @@ def fit_network(est, p, source, class_label: bool) -> dict[str, Any]:
     method = get_method(p.method, p.method_params)
     seed = resolve_seed(p.random_state)
     with seeded(seed):
-        backbone = build_backbone(
+        model = method.build(
             p.backbone,
             p.pretrained,
+            n_classes=len(classes),
             feature_stage=p.feature_stage,
             large_feature_map=p.large_feature_map,
         )
-        model = method.build_network(backbone, len(classes))
+    backbone = model.backbone
     # before any training: an input the network cannot take fails here, in words
     probe_feature_shape(backbone.eval(), p.image_size, "cpu", p.backbone)
     backbone.train()
@@ -225,6 +229,7 @@ def fit_network(est, p, source, class_label: bool) -> dict[str, Any]:
         "feature_dim": int(model.readout_dim),
         "method": method.name,
         "method_params": dict(method.params),
+        "networks": NETWORKS_REVISION,
         "momentum": p.momentum,
         "context_threshold": p.context_threshold,
     }
