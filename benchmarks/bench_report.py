@@ -84,7 +84,7 @@ def browser_figures(index: Path) -> dict | None:
         fetched = sum(Path(u[len("file://"):]).stat().st_size for u in set(urls)
                       if u.startswith("file://"))
         slider = page.evaluate("""() => new Promise(done => {
-            const s = document.getElementById('tau'); const t0 = performance.now(); let k = 0;
+            const s = document.querySelector('#sliders input'); const t0 = performance.now(); let k = 0;
             const step = () => {
               s.value = String((Number(s.value) + 7) % (Number(s.max) + 1));
               s.dispatchEvent(new Event('input'));

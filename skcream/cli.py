@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from skcream._tables import format_table
+from skcream.presets import DEMO_TIMES, PRESETS
 
 __all__ = ["CLIError", "DataSpec", "build_parser", "main", "parse_data_spec"]
 
@@ -44,6 +45,8 @@ DATA_HELP = (
     "metadata.jsonl) | synthetic[:N] (the built-in benchmark, N images)"
 )
 _WSOL_DATASETS = ("CUB", "ILSVRC", "OpenImages")
+#: default share of the training images ``skcream train`` holds out to choose the threshold
+VAL_FRACTION = 0.2
 
 
 class CLIError(Exception):
@@ -98,6 +101,23 @@ _positive_float = _number_parser(float, lambda v: 0 < v < float("inf"), "a finit
 _image_side = _number_parser(int, lambda v: v >= 8, "an integer >= 8 (pixels; the protocol uses 224)")
 _unit_float = _number_parser(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 _n_jobs = _number_parser(int, lambda v: v != 0, "a non-zero integer (-1: all cores)")
+_fraction = _number_parser(float, lambda v: 0.0 <= v < 1.0, "a fraction in [0, 1)")
+_stage = _number_parser(int, lambda v: v >= -100, "an integer (an index into timm's "
+                        "feature_info; negative counts from the last stage)")
+
+
+def _lr_step(text: str) -> int | tuple[int, ...] | None:
+    """``--lr-step``: ``none``, N (divide by 10 every N epochs) or N1,N2,... (after those)."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or values[0] < 1 or any(b <= a for a, b in zip(values, values[1:])):
+        raise argparse.ArgumentTypeError(
+            f"expected 'none', an integer >= 1 or increasing integers like 14,29,44, got {text!r}")
+    return values[0] if len(values) == 1 else values
 
 
 def _pretrained(text: str) -> bool | str:
@@ -340,10 +360,21 @@ def _add_device(p: argparse.ArgumentParser) -> None:
                    help="torch device: 'auto' (CUDA when available), 'cpu', 'cuda:0', ...")
 
 
+#: help of every command's --threads (the rule lives in skcream.threads)
+THREADS_HELP = ("torch intra-op threads (default: 1 on a machine with <= 2 usable cores, where "
+                "2 threads trained 4-8x and predicted ~9x slower under load; else torch's own; "
+                "see skcream.threads)")
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=_positive_int, default=None, help=THREADS_HELP)
+
+
 def _add_common(p: argparse.ArgumentParser, *, per_process_batch: bool = False) -> None:
     _add_device(p)
+    _add_threads(p)
     if per_process_batch:  # None tells an explicit --batch-size from the default
-        p.add_argument("--batch-size", type=_positive_int, default=None,
+        p.add_argument("--batch-size", type=_positive_int, default=None, action=_Explicit,
                        help="images per batch and process (default: 32)")
     else:
         p.add_argument("--batch-size", type=_positive_int, default=32, help="images per batch")
@@ -376,8 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Build the synthetic WSOL benchmark, fine-tune a CREAMLocalizer on it (offline "
             "ImageNet EfficientNet-Lite0), print CAM vs calibrated map vs CREAM, and write "
-            "pictures and the model to --out.\nFull run: about 3 minutes on a 2-core CPU; "
-            "--quick: under a minute."
+            "pictures, an HTML report and the model to --out.\nFull run: "
+            f"{DEMO_TIMES['demo']} on a 2-core CPU; --quick: {DEMO_TIMES['quick']} "
+            f"({DEMO_TIMES['measured']}; benchmarks/bench_doc_timings.py)."
         ),
         formatter_class=_Formatter,
     )
@@ -388,9 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smaller data and shorter training (skcream.presets.QUICK)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the data and training")
     _add_device(p)
-    p.add_argument("--threads", type=_positive_int, default=None,
-                   help="torch intra-op threads (default: 1 on a machine with <= 2 usable "
-                        "cores, where 2 threads train ~4x slower; else torch's default)")
+    _add_threads(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--methods", action="store_true",
                    help="instead: the paper's Table 1, every WSOL method (CAM, HaS, ACoL, SPG, "
@@ -404,6 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Fine-tune a CREAMLocalizer (the paper's recipe: SGD, lr 1e-3, 10x on the new "
             "head, step decay, resize 256 / crop 224 / flip) and save it to --out.\n"
+            "--preset demo trains exactly the demo's network (skcream train --preset demo "
+            "--out run; then skcream evaluate --model run --data synthetic:128 scores it on "
+            "the demo's test split); --recipe CUB the paper's setting.\n"
+            "The box threshold is chosen on --val-data, else on a held-out share of the "
+            "training images (--val-fraction).\n"
             "Several processes / GPUs (also N CPU processes): accelerate launch --multi_gpu "
             "--num_processes N -m skcream.cli train ...\n"
             "--batch-size is per process: one SGD step sees batch-size x N images at the "
@@ -411,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=_Formatter,
     )
-    p.add_argument("--data", type=parse_data_spec, required=True, metavar="SPEC", help=DATA_HELP)
+    p.add_argument("--data", type=parse_data_spec, default=None, metavar="SPEC",
+                   help=DATA_HELP + "; required unless --preset gives the demo's data")
     p.add_argument("--split", default=None,
                    help="split of --data to train on (default: train; an imagefolder without "
                         "split subfolders is used whole)")
@@ -421,28 +457,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-split", default=None,
                    help="split of --val-data (default: val; an imagefolder without split "
                         "subfolders is used whole)")
+    p.add_argument("--val-fraction", type=_fraction, default=VAL_FRACTION, action=_Explicit,
+                   metavar="F",
+                   help="without --val-data: hold out this share of the training images "
+                        "(stratified by class; never a class's only image) and choose the "
+                        "box threshold on them, not on images the network trained on; 0: "
+                        "train on all, threshold 0.2")
     p.add_argument("--keep", choices=("last", "best"), default="last",
                    help="the weights to save: the last epoch's, or those of the epoch with "
-                        "the best --val-data localization (MaxBoxAccV2; PxAP for masks), "
-                        "as wsolevaluation's --eval_checkpoint_type")
-    p.add_argument("--backbone", default="vgg16", help="timm model name")
-    p.add_argument("--recipe", choices=_RECIPE_DATASETS, default=None, type=_recipe_dataset,
-                   help="train with the paper's / WSOL benchmark's setting of --backbone "
-                        "(vgg16, resnet50 or inception_v3) on this dataset "
-                        "(skcream.recipes.recipe): epochs, lr schedule, Nesterov SGD, "
-                        "large_feature_map, ...; --epochs / --lr / --image-size override it")
-    p.add_argument("--pretrained", type=_pretrained, default=True,
+                        "the best localization on the validation images (--val-data, the "
+                        "preset's or the --val-fraction held out; MaxBoxAccV2, PxAP for "
+                        "masks), as wsolevaluation's --eval_checkpoint_type")
+    presets = p.add_mutually_exclusive_group()
+    presets.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                         help="train what 'skcream demo' (demo) or 'skcream demo --quick' "
+                              "(quick) trains (skcream.presets): its backbone, sizes, epochs, "
+                              "lr and, without --data, its synthetic train and val splits; "
+                              "any option given overrides it")
+    presets.add_argument("--recipe", choices=_RECIPE_DATASETS, default=None,
+                         type=_recipe_dataset,
+                         help="train with the paper's / WSOL benchmark's setting of --backbone "
+                              "(vgg16, resnet50 or inception_v3) on this dataset "
+                              "(skcream.recipes.recipe): epochs, lr schedule, Nesterov SGD, "
+                              "large_feature_map, ...; any option given overrides it")
+    p.add_argument("--backbone", default="vgg16", action=_Explicit,
+                   help="timm model name (with --preset: the preset's)")
+    p.add_argument("--pretrained", type=_pretrained, default=True, action=_Explicit,
                    help="true (timm hub; efficientnet_lite0 offline), false, or a path to a "
                         ".pth/.safetensors state dict")
     p.add_argument("--epochs", type=_positive_int, default=50, action=_Explicit,
-                   help="training epochs (with --recipe: the recipe's unless given)")
+                   help="training epochs (with --recipe / --preset: theirs unless given)")
     p.add_argument("--lr", type=_positive_float, default=1e-3, action=_Explicit,
                    help="learning rate of the pretrained layers (new layers: 10x; with "
-                        "--recipe: the recipe's unless given)")
+                        "--recipe / --preset: theirs unless given)")
+    p.add_argument("--lr-step", type=_lr_step, default=15, action=_Explicit, metavar="N",
+                   help="divide the lr by 10 every N epochs; N1,N2,...: after those epochs; "
+                        "none: constant (with --recipe / --preset: theirs unless given)")
     p.add_argument("--image-size", type=_image_side, default=224, action=_Explicit,
-                   help="network input side (random crops of it are cut from images resized "
-                        "to 256, or to 8/7 of it when larger than 224; with --recipe: the "
-                        "recipe's unless given)")
+                   help="network input side: random crops of it are cut from images resized "
+                        "to --resize-size (with --recipe / --preset: theirs unless given)")
+    p.add_argument("--resize-size", type=_image_side, default=None, action=_Explicit,
+                   help="side training images are resized to before the random crop "
+                        "(default: the protocol's 256/224 of --image-size, 146 at 128)")
+    p.add_argument("--feature-stage", type=_stage, default=None, action=_Explicit,
+                   metavar="K",
+                   help="read the maps at stage K of the backbone (timm's feature_info; the "
+                        "demo uses 3 for efficientnet_lite0) instead of the last stage")
     p.add_argument("--out", type=Path, required=True,
                    help="output folder: the saved model, plus checkpoints/ for --resume")
     p.add_argument("--resume", action="store_true",
@@ -590,7 +650,7 @@ def _load_model(path: Path, device: str | None = None):
 # --------------------------------------------------------------------------- localize
 #: overlays of images whose shorter side is below this are upsampled (bicubic) to it
 OVERLAY_MIN_SIDE = 384
-#: contrasting line drawn on both sides of every box line of an overlay
+#: contrasting line drawn on both sides of every (bold) box line of an overlay
 OVERLAY_OUTLINE = (0, 0, 0)
 
 
@@ -797,7 +857,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     out: Path = args.out
-    _per_process_batch(args.batch_size, args.global_batch_size)  # before --out is touched
+    # usage mistakes before --out is touched
+    _per_process_batch(args.batch_size, args.global_batch_size)
+    _check_train_data_options(args)
     if not _is_main_process():
         return _train(args)
     from skcream._locks import FolderLock
@@ -813,9 +875,8 @@ def _train(args: argparse.Namespace) -> int:
     from skcream.training import has_checkpoint
 
     ckpt = out / "checkpoints"
-    if args.keep == "best" and args.val_data is None:
-        raise CLIError("--keep best chooses the epoch on --val-data; give --val-data")
-    args.data.check_splits([args.split or "train"], "--data")
+    if args.data is not None:
+        args.data.check_splits([args.split or "train"], "--data")
     if args.val_data is not None:
         args.val_data.check_splits([args.val_split or "val"], "--val-data")
     # a committed checkpoint, not any file: a run killed before its first epoch leaves its
@@ -832,31 +893,11 @@ def _train(args: argparse.Namespace) -> int:
                        "--out")
     from skcream.estimators.localizer import CREAMLocalizer
 
-    settings: dict[str, Any] = {}
-    if args.recipe is not None:
-        from skcream.recipes import BACKBONES, recipe
-
-        if args.backbone not in BACKBONES:
-            raise CLIError(f"--recipe: recipes exist for --backbone {', '.join(BACKBONES)}; "
-                           f"got {args.backbone!r}")
-        settings.update(recipe(args.recipe, args.backbone))
-    explicit = getattr(args, "explicit_options", set())
-    for key, dest in (("max_epochs", "epochs"), ("lr", "lr"), ("image_size", "image_size")):
-        if args.recipe is None or dest in explicit:
-            settings[key] = getattr(args, dest)
-    if args.recipe is None or "image_size" in explicit:
-        # the recipe's resize 256 / crop 224, scaled up for larger inputs (the CLI has no
-        # --resize-size, so the library's resize_size >= image_size error cannot happen)
-        settings["resize_size"] = max(256, round(settings["image_size"] * 256 / 224))
-    settings.update(backbone=args.backbone, pretrained=args.pretrained,
-                    batch_size=batch_size)
-    trust = args.allow_outside_root
-    train = args.data.load(args.split, default="train", random_state=args.seed,
-                           allow_outside_root=trust)
-    val = None
-    if args.val_data is not None:
-        val = args.val_data.load(args.val_split, default="val", option="--val-split",
-                                 random_state=args.seed, allow_outside_root=trust)
+    settings = _train_settings(args, batch_size)
+    train, val, note = _train_data(args)
+    if args.keep == "best" and val is None:
+        raise CLIError(f"--keep best chooses the epoch on validation images, and there are "
+                       f"none: {note}")
     model = CREAMLocalizer(
         **settings,
         validation_data=val,
@@ -868,6 +909,16 @@ def _train(args: argparse.Namespace) -> int:
         mixed_precision=args.mixed_precision,
         checkpoint_dir=str(ckpt),
     )
+    if _is_main_process():
+        import torch
+
+        from skcream.threads import usable_cores
+
+        shown = ", ".join(f"{k}={v!r}" for k, v in settings.items())
+        print(f"training CREAMLocalizer({shown})", flush=True)
+        print(f"data: {len(train)} training images; {note}", flush=True)
+        print(f"torch intra-op threads: {torch.get_num_threads()} ({usable_cores()} usable "
+              f"cores, load average {os.getloadavg()[0]:.2f} at start)", flush=True)
     model.fit(train)
     if _is_main_process():
         last = model.history_[-1] if model.history_ else {}
@@ -875,9 +926,12 @@ def _train(args: argparse.Namespace) -> int:
         print(f"trained on {n_proc} process(es): global batch "
               f"{last.get('global_batch_size', batch_size * n_proc)} ({batch_size} per "
               f"process), lr {model.lr:g}")
+        where = (f"chosen on the {len(val)} validation images" if val is not None
+                 else "the default: no validation images")
+        print(f"box threshold {model.box_threshold_:.2f} ({where})")
         if args.keep == "best":
-            print(f"kept epoch {model.best_epoch_} of {len(model.history_)} (best on "
-                  "--val-data)")
+            print(f"kept epoch {model.best_epoch_} of {len(model.history_)} (best on the "
+                  "validation images)")
         saved = save_or_save_beside(model, target, overwrite=args.resume)
         if saved != target:
             print(f"skcream train: error: could not save the model to {target}; saved it to "
@@ -885,6 +939,96 @@ def _train(args: argparse.Namespace) -> int:
             return EXIT_FAILURE
         print(f"saved the model to {target}")
     return EXIT_OK
+
+
+#: estimator parameter -> ``skcream train`` option (dest) that sets it
+_TRAIN_OPTIONS = {"backbone": "backbone", "pretrained": "pretrained", "max_epochs": "epochs",
+                  "lr": "lr", "lr_step": "lr_step", "image_size": "image_size",
+                  "resize_size": "resize_size", "feature_stage": "feature_stage"}
+
+
+def _train_settings(args: argparse.Namespace, batch_size: int) -> dict[str, Any]:
+    """CREAMLocalizer parameters: the recipe's or preset's, then every option given (an
+    option not given keeps the recipe's / preset's value, else the option's default)."""
+    base: dict[str, Any] = {}
+    if args.recipe is not None:
+        from skcream.recipes import BACKBONES, recipe
+
+        if args.backbone not in BACKBONES:
+            raise CLIError(f"--recipe: recipes exist for --backbone {', '.join(BACKBONES)}; "
+                           f"got {args.backbone!r}")
+        base = recipe(args.recipe, args.backbone)
+    elif args.preset is not None:
+        base = PRESETS[args.preset].estimator_params()
+    explicit = getattr(args, "explicit_options", set())
+    settings = dict(base)
+    for key, dest in _TRAIN_OPTIONS.items():
+        if key not in base or dest in explicit:
+            settings[key] = getattr(args, dest)
+    given_batch = "batch_size" in explicit or args.global_batch_size is not None
+    settings["batch_size"] = batch_size if given_batch or "batch_size" not in base \
+        else base["batch_size"]
+    size, resize = settings["image_size"], settings.get("resize_size")
+    if resize is not None and resize < size:
+        raise CLIError(f"--resize-size {resize} is smaller than --image-size {size}: random "
+                       "crops of --image-size are cut from the resized image")
+    return settings
+
+
+def _check_train_data_options(args: argparse.Namespace) -> None:
+    """The data options of ``skcream train`` that exclude each other (a usage error)."""
+    explicit = getattr(args, "explicit_options", set())
+    if args.data is None and args.preset is None:
+        raise CLIError("--data is required (or --preset, to train on the demo's data)")
+    if args.val_data is not None and "val_fraction" in explicit:
+        raise CLIError("give --val-data or --val-fraction, not both")
+    if args.keep == "best" and args.val_data is None and args.data is not None \
+            and args.val_fraction == 0:
+        raise CLIError("--keep best chooses the epoch on validation images: give --val-data "
+                       "or a --val-fraction above 0")
+    if args.data is None and "val_fraction" in explicit:
+        raise CLIError("--val-fraction holds out part of --data; without --data, --preset "
+                       "trains on its own train split and chooses the threshold on its val "
+                       "split")
+
+
+def _train_data(args: argparse.Namespace) -> tuple[Any, Any, str]:
+    """Training and validation data of ``skcream train``, and a line saying where the box
+    threshold will be chosen: ``--val-data``; else a stratified ``--val-fraction`` held out of
+    the training images (when they have boxes); ``--preset`` without ``--data``: the
+    preset's own synthetic train and val splits (the demo's)."""
+    _check_train_data_options(args)
+    trust = args.allow_outside_root
+    val = None
+    if args.data is None:
+        train, val, _ = PRESETS[args.preset].make_data(random_state=args.seed)
+        where = f"the preset's {len(val)} synthetic validation images"
+    else:
+        train = args.data.load(args.split, default="train", random_state=args.seed,
+                               allow_outside_root=trust)
+    if args.val_data is not None:
+        val = args.val_data.load(args.val_split, default="val", option="--val-split",
+                                 random_state=args.seed, allow_outside_root=trust)
+        where = f"the {len(val)} images of --val-data"
+    if val is not None:
+        return train, val, f"box threshold chosen on {where}"
+    if args.val_fraction == 0:
+        return train, None, "no validation images (--val-fraction 0): box threshold 0.2"
+    from skcream.data.adapters import ImageSource
+    from skcream.data.splits import stratified_holdout
+
+    source = ImageSource.from_input(train)
+    if not source.has_boxes or source.labels is None:
+        return train, None, ("the training images have no boxes to choose the box threshold "
+                             "on: it stays 0.2 (give --val-data with boxes)")
+    keep, held = stratified_holdout(source.labels, args.val_fraction, args.seed)
+    if len(held) == 0:
+        return train, None, ("no class has two images to hold one out: box threshold 0.2 "
+                             "(give --val-data)")
+    val, train = train.select(held), train.select(keep)
+    return train, val, (f"held out {len(held)} more (--val-fraction {args.val_fraction:g}, "
+                        "stratified by class) to choose the box threshold on images the "
+                        "network does not train on (--val-fraction 0: train on all)")
 
 
 def _world_size() -> int:
@@ -1150,6 +1294,17 @@ def _maps_table(report: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- entry point
+def _run_command(args: argparse.Namespace) -> int | None:
+    """Run the command under the torch thread rule of :mod:`skcream.threads` (``--threads N``:
+    N threads); the demo applies it itself (it prints the count)."""
+    if args.command == "demo" or not hasattr(args, "threads"):
+        return args.func(args)
+    from skcream.threads import torch_threads
+
+    with torch_threads(args.threads):
+        return args.func(args)
+
+
 class _Terminated(BaseException):
     """SIGTERM arrived: unwinds like Ctrl-C, so locks are released and temporary files
     removed (Python's default SIGTERM ends the process without running any cleanup)."""
@@ -1188,7 +1343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get("SKCREAM_DEBUG", "") not in ("", "0")
     try:
         with _sigterm_unwinds():
-            return int(args.func(args) or EXIT_OK)
+            return int(_run_command(args) or EXIT_OK)
     except _Terminated:
         print(f"{prog}: terminated (SIGTERM)", file=sys.stderr)
         return 128 + signal.SIGTERM

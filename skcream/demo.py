@@ -16,7 +16,6 @@ numbers and :mod:`skcream.viz` for the pictures.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
@@ -26,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from skcream._checks import as_int
 from skcream._fs import describe, make_dirs
 
 __all__ = [
@@ -344,10 +342,10 @@ def run_demo(
     n_examples : int, default=6
         Rows of the example grid.
     threads : int, optional
-        torch intra-op threads for the run (restored afterwards). Default: one thread on a
-        machine with at most 2 usable cores (measured: two threads on 2 shared cores train
-        about 4x slower than one), otherwise torch's own default. Printed with the load
-        average, because every time the demo reports depends on both.
+        torch intra-op threads for the run (restored afterwards). Default: the rule of
+        :mod:`skcream.threads` (one thread on a machine with at most 2 usable cores, where
+        two threads train several times slower; ``SKCREAM_TORCH_THREADS`` overrides it).
+        Printed with the load average, because every time the demo reports depends on both.
 
     Returns
     -------
@@ -358,36 +356,16 @@ def run_demo(
     out = prepare_output_dir(out)  # first: refuse a user's folder before any work
     preset = _preset(quick)
     params = preset.estimator_params()
-    with _torch_threads(threads) as n_threads:
-        _print(verbose, f"torch intra-op threads: {n_threads} ({_usable_cores()} usable cores, "
+    from skcream.threads import torch_threads, usable_cores
+
+    with torch_threads(threads) as n_threads:
+        _print(verbose, f"torch intra-op threads: {n_threads} ({usable_cores()} usable cores, "
                         f"load average {os.getloadavg()[0]:.2f} at start)")
         result = _run(out, preset, params, random_state=random_state, device=device,
                       verbose=verbose, n_examples=n_examples)
     result["settings"]["threads"] = n_threads
     (out / "results.json").write_text(json.dumps(_jsonable(result), indent=2) + "\n")
     return result
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int | None):
-    """Set torch's intra-op thread count for the block (see :func:`run_demo`)."""
-    import torch
-
-    threads = as_int(threads, "threads", low=1, none_ok=True)
-    before = torch.get_num_threads()
-    n = threads if threads is not None else (1 if _usable_cores() <= 2 else before)
-    torch.set_num_threads(n)
-    try:
-        yield n
-    finally:
-        torch.set_num_threads(before)
 
 
 def _run(out: Path, preset: Any, params: dict[str, Any], *, random_state: int,
@@ -578,7 +556,9 @@ def run_methods_demo(
     preset = _preset(quick)
     data = preset.make_data(random_state=int(random_state))
     log = (lambda s: _print(verbose, s)) if verbose >= 0 else None
-    with _torch_threads(threads) as n_threads:
+    from skcream.threads import torch_threads
+
+    with torch_threads(threads) as n_threads:
         _print(verbose, f"torch intra-op threads: {n_threads}")
         result = compare_methods(preset, data=data, random_state=int(random_state), log=log,
                                  estimator_params={"device": device})

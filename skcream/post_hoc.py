@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from skcream.threads import with_thread_rule
+
 __all__ = ["POST_HOC_DEFAULTS", "PostHocClassifier", "PostHocResult", "boxes_at_original_size",
            "imagenet_names", "post_hoc_maps", "post_hoc_predict"]
 
@@ -132,6 +134,7 @@ class PostHocClassifier:
                     layers=getattr(backbone.body, "model", backbone))
         return self._net
 
+    @with_thread_rule
     def predict(self, images: Sequence[Any], *, cam: str = "cam",
                 layer: str | None = None) -> PostHocResult:
         """Top-1 class, its probability, the WSOL feature maps and the class maps of images.

@@ -34,7 +34,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["DEMO", "PRESETS", "QUICK", "Preset"]
+__all__ = ["DEMO", "DEMO_TIMES", "PRESETS", "QUICK", "Preset"]
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,14 @@ class Preset:
         )
 
 
-#: the demo: data generation + training + evaluation in about 3 minutes on 2 CPU cores
+#: wall time of ``skcream demo`` and ``skcream demo --quick`` on our 2-core CPU, as
+#: ``benchmarks/bench_doc_timings.py`` measured them (``skcream demo --help`` prints these;
+#: README.md gives the same figures with the load average of the run)
+DEMO_TIMES = {"demo": "1 min 43 s", "quick": "30 s",
+              "measured": "2026-12-06, one torch thread, load average 0.7-1.3; 8 min 52 s / "
+                          "3 min 45 s at load 11.6 / 7.7"}
+
+#: the demo: data generation, training, evaluation, pictures and report (DEMO_TIMES["demo"])
 DEMO = Preset(
     name="demo",
     n_train=256,
@@ -131,7 +138,7 @@ DEMO = Preset(
     feature_stage=3,
 )
 
-#: ``--quick``: under a minute
+#: ``--quick`` (DEMO_TIMES["quick"])
 QUICK = Preset(
     name="quick",
     n_train=128,

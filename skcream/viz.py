@@ -10,7 +10,8 @@ and nothing needs closing.
 Conventions: boxes are ``x0, y0, x1, y1`` in pixel coordinates of the image
 they are drawn on, inclusive (the WSOL protocol's convention); maps are 2-D
 float arrays in [0, 1], resized to the image when their size differs.
-Ground-truth boxes are drawn in green, predicted boxes in red.
+Ground-truth boxes are drawn in green, predicted boxes in red. Each method has one colour
+in every figure and in the HTML report (:data:`METHOD_COLORS`, :func:`method_colors`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ from skcream._checks import as_int
 
 __all__ = [
     "GT_COLOR",
+    "METHOD_COLORS",
+    "OUTLINE_COLOR",
     "PRED_COLOR",
     "boxes_to_mask",
     "example_grid",
+    "method_colors",
     "overlay",
     "plot_activation_histograms",
     "plot_threshold_curves",
@@ -37,6 +41,42 @@ __all__ = [
 GT_COLOR = (0, 255, 0)
 #: RGB colour of predicted boxes.
 PRED_COLOR = (255, 0, 0)
+#: RGB colour of the contrasting line on both sides of a box (``overlay(outline=...)``)
+OUTLINE_COLOR = (0, 0, 0)
+
+#: one colour per method, the same in every figure and in the report (matplotlib's tab10)
+METHOD_COLORS = {
+    "CAM": "#1f77b4",
+    "CREAM": "#ff7f0e",
+    "calibrated": "#9467bd",
+    "centre prior": "#7f7f7f",
+    "train-box prior": "#8c564b",
+}
+#: colours of other methods, given in order of appearance
+_OTHER_COLORS = ("#2ca02c", "#e377c2", "#17becf", "#bcbd22", "#d62728")
+
+
+def method_colors(names: Sequence[str]) -> dict[str, str]:
+    """The colour of each name: :data:`METHOD_COLORS` for the methods it lists, the others
+    in turn for the rest. A name's method is the text before its first ``" ("``, so a legend
+    label such as ``"CAM (MaxBoxAccV2 32.8)"`` gets CAM's colour.
+
+    Returns
+    -------
+    dict of str to str
+        ``name -> "#rrggbb"``.
+    """
+    out: dict[str, str] = {}
+    k = 0
+    for name in names:
+        base = str(name).split(" (", 1)[0]
+        if base in METHOD_COLORS:
+            out[name] = METHOD_COLORS[base]
+        else:
+            out[name] = _OTHER_COLORS[k % len(_OTHER_COLORS)]
+            k += 1
+    return out
+
 
 # Colours of the two histogram populations (paper Fig. 1: fg red, bg blue).
 _FG_HIST = "#d62728"
@@ -139,8 +179,10 @@ def _resize_map(scoremap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def _line_width(width: int, height: int) -> int:
+def _line_width(width: int, height: int, *, bold: bool = False) -> int:
     """Box line width that stays visible on small and large images alike."""
+    if bold:
+        return max(2, int(round(min(width, height) / 64)))
     return max(1, int(round(min(width, height) / 112)))
 
 
@@ -208,15 +250,17 @@ def overlay(
         Min-max normalise ``map`` first (for raw CAMs of any range); otherwise a
         map outside [0, 1] is an error.
     line_width : int, optional
-        Box outline width in pixels; default ``max(1, round(min(H, W) / 112))``
-        (of the upsampled image with ``min_side``).
+        Box line width in pixels (of the upsampled image with ``min_side``); default
+        ``max(1, round(min(H, W) / 112))``, and with ``outline`` a bold
+        ``max(2, round(min(H, W) / 64))`` (6 px on a 384-px overlay).
     label : str, optional
         Text drawn on a dark plate at the top-left corner of the first predicted box
         (e.g. ``"tabby cat 0.83"``), kept inside the image.
     outline : (r, g, b), optional
-        Colour of a thin contrasting line drawn on both sides of every box line, so
-        that a box stays visible on any map colour and along the image border (boxes
-        are always drawn inside the image). None: plain boxes.
+        Colour of a contrasting line (half the box line's width) drawn on both sides of
+        every box line, so that a box stays visible on any map colour and along the image
+        border (boxes are always drawn inside the image), e.g. :data:`OUTLINE_COLOR`.
+        None: plain boxes.
     min_side : int, optional
         Upsample (bicubic) an image whose shorter side is below ``min_side`` to that
         size first; the map and the boxes follow (boxes stay in ``image``'s pixels).
@@ -242,7 +286,7 @@ def overlay(
                         for b in (pred, gt))
             width, height = size
     if line_width is None:
-        line_width = _line_width(width, height)
+        line_width = _line_width(width, height, bold=outline is not None)
     elif int(line_width) < 1:
         raise ValueError(f"line_width must be >= 1, got {line_width}")
 
@@ -329,7 +373,7 @@ def plot_threshold_curves(
     """Box accuracy as a function of the map threshold, one line per method.
 
     The picture of the paper's Fig. 6: a method robust to the threshold has a
-    high, flat curve.
+    high, flat curve. Each method has its colour of :func:`method_colors`.
 
     Parameters
     ----------
@@ -376,10 +420,11 @@ def plot_threshold_curves(
     fig = ax.figure if ax is not None else _new_figure((6.0, 4.0))
     if ax is None:
         ax = fig.add_subplot()
+    colours = method_colors(list(arrays))
     for name, arr in arrays.items():
         i = int(np.argmax(arr))
         label = f"{name} (max {arr[i]:.1f} at {xs[i]:.2f})" if mark_best else name
-        (line,) = ax.plot(xs, arr, label=label, linewidth=2)
+        (line,) = ax.plot(xs, arr, label=label, linewidth=2, color=colours[name])
         if mark_best:
             ax.plot(xs[i], arr[i], "o", color=line.get_color())
     ax.set_xlabel(xlabel)
@@ -555,11 +600,11 @@ def example_grid(
     axes = fig.subplots(n, n_cols, squeeze=False)
     for r in range(n):
         gt = None if gt_boxes is None else gt_boxes[r]
-        cells = [("image", overlay(images[r], None, gt_boxes=gt))]
+        cells = [("image", overlay(images[r], None, gt_boxes=gt, outline=OUTLINE_COLOR))]
         for name, seq in maps.items():
             pred = boxes[name][r] if name in boxes else None
             cells.append((name, overlay(images[r], seq[r], boxes=pred, gt_boxes=gt,
-                                        alpha=alpha, cmap=cmap)))
+                                        alpha=alpha, cmap=cmap, outline=OUTLINE_COLOR)))
         for c, (name, picture) in enumerate(cells):
             ax = axes[r, c]
             ax.imshow(picture)

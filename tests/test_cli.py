@@ -1,8 +1,8 @@
-"""The ``skcream`` command: help texts, argument errors, and (slow) the quick demo end to end."""
+"""The ``skcream`` command: help texts, argument errors, options. (The README's commands,
+``skcream demo --quick`` among them, run end to end in tests/test_readme_snippets.py.)"""
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -108,7 +108,6 @@ def test_parse_data_spec_errors(text, match):
     [
         ([], "the following arguments are required: COMMAND"),
         (["fly"], "invalid choice: 'fly'"),
-        (["train", "--out", "x"], "the following arguments are required: --data"),
         (["train", "--data", "coco:/x", "--out", "x"], "unknown data kind 'coco'"),
         (["train", "--data", "synthetic", "--out", "x", "--epochs", "0"],
          "expected a positive integer, got 0"),
@@ -325,34 +324,6 @@ def test_readout_maps_equal_the_estimators_own_maps(tiny_localizer):
 
 
 @pytest.mark.slow
-def test_demo_quick_end_to_end(tmp_path):
-    out = tmp_path / "demo"
-    env = dict(os.environ, MPLBACKEND="Agg")
-    run = subprocess.run([sys.executable, "-m", "skcream.cli", "demo", "--quick", "--quiet",
-                          "--threads", "1", "--out", str(out)], capture_output=True, text=True, env=env,
-                         cwd=tmp_path, timeout=600)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    for row in ("centre prior", "train-box prior", "CAM", "calibrated", "CREAM", "MaxBoxAccV2",
-                "PxAP", "Top-1 Loc", "ms/img", "torch intra-op threads: 1"):
-        assert row in run.stdout
-    for name in ("demo_examples.png", "demo_threshold_curves.png", "demo_histograms.png",
-                 "results.json", ".skcream-demo"):
-        assert (out / name).is_file(), name
-    assert (out / "report" / "index.html").is_file()  # tested in test_report_browser.py
-    results = json.loads((out / "results.json").read_text())
-    rows = {r["method"]: r for r in results["rows"]}
-    assert list(rows) == ["centre prior", "train-box prior", "CAM", "calibrated", "CREAM"]
-    assert results["settings"]["threads"] == 1
-    # the quick demo's classifier works (issue 10: >= 80% on the 4 classes)
-    assert rows["CREAM"]["top1_acc"] >= 80.0
-    assert rows["CAM"]["top1_acc"] == rows["CREAM"]["top1_acc"]
-    assert rows["centre prior"]["top1_acc"] is None
-    from skcream import CREAMLocalizer
-
-    CREAMLocalizer.load(out / "model")  # the saved model loads
-
-
-@pytest.mark.slow
 def test_evaluate_and_localize_a_saved_model(tiny_localizer, tmp_path, capsys):
     from PIL import Image
 
@@ -413,3 +384,117 @@ def test_localize_post_hoc_names_the_imagenet_class(tmp_path, capsys):
     assert record["label"] == 285 and "cat" in record["class_name"].lower()
     assert 0.0 < record["score"] <= 1.0
     assert (tmp_path / "o" / "chelsea_overlay.png").is_file()
+
+
+# --------------------------------------------------------------------------- train options
+@pytest.fixture
+def fake_fit(monkeypatch):
+    """CREAMLocalizer.fit/save replaced: record the parameters, data and torch threads."""
+    import torch
+
+    from skcream import CREAMLocalizer
+
+    seen = {}
+
+    def fit(self, X, y=None, **kwargs):
+        seen.clear()
+        seen.update(self.get_params(deep=False), n_train=len(X),
+                    threads=torch.get_num_threads(), X=X)
+        self.history_ = []
+        self.auto_box_threshold_ = 0.2  # what fit chooses without validation images
+        return self
+
+    monkeypatch.setattr(CREAMLocalizer, "fit", fit)
+    monkeypatch.setattr(CREAMLocalizer, "save", lambda self, path, **kw: None)
+    return seen
+
+
+def test_train_preset_sets_the_demos_parameters_and_data(fake_fit, tmp_path, capsys):
+    from skcream.presets import QUICK
+
+    code, out, err = _run(["train", "--preset", "quick", "--out", str(tmp_path / "a"),
+                           "--quiet"], capsys)
+    assert code == 0, err
+    assert {k: fake_fit[k] for k in QUICK.estimator_params()} == QUICK.estimator_params()
+    train, val, _ = QUICK.make_data(0)
+    assert fake_fit["n_train"] == len(train) and len(fake_fit["validation_data"]) == len(val)
+    assert fake_fit["X"]["image_id"] == train["image_id"]  # the demo's own train split
+    assert "the preset's 32 synthetic validation images" in out
+    # every option given overrides the preset; the rest stays the preset's
+    code, out, err = _run(["train", "--preset", "quick", "--out", str(tmp_path / "b"),
+                           "--epochs", "2", "--feature-stage", "2", "--resize-size", "120",
+                           "--lr-step", "none", "--image-size", "100", "--batch-size", "8",
+                           "--quiet"], capsys)
+    assert code == 0, err
+    assert (fake_fit["max_epochs"], fake_fit["feature_stage"], fake_fit["resize_size"],
+            fake_fit["lr_step"], fake_fit["image_size"], fake_fit["batch_size"]) == (
+        2, 2, 120, None, 100, 8)
+    assert (fake_fit["lr"], fake_fit["backbone"]) == (QUICK.lr, QUICK.backbone)
+    # without --preset: the library's resize rule, the default lr schedule
+    _run(["train", "--data", "synthetic:8", "--out", str(tmp_path / "c"), "--image-size", "128",
+          "--lr-step", "3,5", "--quiet"], capsys)
+    assert (fake_fit["resize_size"], fake_fit["lr_step"], fake_fit["feature_stage"]) == (
+        None, (3, 5), None)
+
+
+def test_train_holds_out_a_stratified_validation_share(fake_fit, tmp_path, capsys):
+    from collections import Counter
+
+    code, out, err = _run(["train", "--data", "synthetic:40", "--out", str(tmp_path / "a"),
+                           "--quiet"], capsys)
+    assert code == 0, err
+    val = fake_fit["validation_data"]
+    assert fake_fit["n_train"] + len(val) == 40 and 6 <= len(val) <= 10  # about 20%
+    assert not set(val["image_id"]) & set(fake_fit["X"]["image_id"])  # never trained on
+    assert set(Counter(val["label"])) == set(Counter(fake_fit["X"]["label"]))  # every class
+    assert f"held out {len(val)} more (--val-fraction 0.2" in out
+    code, out, err = _run(["train", "--data", "synthetic:40", "--out", str(tmp_path / "b"),
+                           "--val-fraction", "0", "--quiet"], capsys)
+    assert code == 0 and fake_fit["validation_data"] is None and fake_fit["n_train"] == 40
+    assert "box threshold 0.2" in out
+    _run(["train", "--data", "synthetic:40", "--out", str(tmp_path / "c"), "--val-data",
+          "synthetic:6", "--quiet"], capsys)
+    assert fake_fit["n_train"] == 40 and len(fake_fit["validation_data"]) == 6
+
+
+def test_train_runs_under_the_thread_rule(fake_fit, tmp_path, capsys):
+    import torch
+
+    from skcream.threads import default_threads
+
+    before = torch.get_num_threads()
+    code, out, _ = _run(["train", "--data", "synthetic:8", "--out", str(tmp_path / "a"),
+                         "--threads", "3", "--quiet"], capsys)
+    assert code == 0 and fake_fit["threads"] == 3 and "torch intra-op threads: 3" in out
+    _run(["train", "--data", "synthetic:8", "--out", str(tmp_path / "b"), "--quiet"], capsys)
+    assert fake_fit["threads"] == (default_threads() or before)
+    assert torch.get_num_threads() == before  # restored
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--out", "o"], "--data is required (or --preset"),
+    (["--data", "synthetic:8", "--out", "o", "--val-data", "synthetic:4", "--val-fraction",
+      "0.1"], "give --val-data or --val-fraction, not both"),
+    (["--preset", "quick", "--out", "o", "--val-fraction", "0.1"], "--val-fraction holds out"),
+    (["--data", "synthetic:8", "--out", "o", "--image-size", "128", "--resize-size", "100"],
+     "--resize-size 100 is smaller than --image-size 128"),
+])
+def test_train_option_errors(argv, fragment, fake_fit, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _run(["train", *argv], capsys)
+    assert code == 2 and fragment in _one_line_error(err, "skcream train: error:")
+    if "--data" not in argv:
+        assert not (tmp_path / "o").exists()  # refused before --out was touched
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--preset", "demo", "--recipe", "CUB"], "not allowed with argument"),
+    (["--preset", "big"], "invalid choice: 'big'"),
+    (["--val-fraction", "1"], "expected a fraction in [0, 1), got 1"),
+    (["--lr-step", "5,3"], "increasing integers like 14,29,44"),
+    (["--resize-size", "4"], "expected an integer >= 8"),
+    (["--feature-stage", "x"], "expected an integer"),
+])
+def test_train_option_usage_errors(argv, fragment, capsys):
+    code, _, err = _run(["train", "--data", "synthetic:8", "--out", "o", *argv], capsys)
+    assert code == 2 and fragment in _one_line_error(err, "skcream train: error:")

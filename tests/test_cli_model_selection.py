@@ -63,11 +63,13 @@ def test_spec_options_apply_to_their_split(shared_dir, tmp_path):
 
 
 def test_train_keep_best_needs_val_data(tmp_path, capsys):
-    code, _, err = _run(["train", "--data", "synthetic:8", "--keep", "best", "--out",
-                         str(tmp_path / "o")], capsys)
+    # validation images: --val-data, the preset's, or the --val-fraction held out (issue 21)
+    code, _, err = _run(["train", "--data", "synthetic:8", "--keep", "best", "--val-fraction",
+                         "0", "--out", str(tmp_path / "o")], capsys)
     assert code == 2
-    assert "--keep best chooses the epoch on --val-data" in _one_line_error(err, "skcream train")
-    assert not (tmp_path / "o" / "checkpoints").exists()
+    assert "--keep best chooses the epoch on validation images: give --val-data or a " \
+        "--val-fraction above 0" in _one_line_error(err, "skcream train")
+    assert not (tmp_path / "o").exists()
 
 
 def test_train_keep_best(tmp_path, capsys):
@@ -82,7 +84,7 @@ def test_train_keep_best(tmp_path, capsys):
     assert model.keep == "best" and len(model.history_) == 2
     scores = [r["val_max_box_acc_v2"] for r in model.history_]
     assert model.best_epoch_ == scores.index(max(scores)) + 1
-    assert f"kept epoch {model.best_epoch_} of 2 (best on --val-data)" in out
+    assert f"kept epoch {model.best_epoch_} of 2 (best on the validation images)" in out
     assert os.path.isdir(tmp_path / "o" / "checkpoints")
 
 

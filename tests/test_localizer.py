@@ -382,6 +382,34 @@ def test_memory_reuses_the_network_for_inference_params(ds, tmp_path, count_trai
     assert len(count_training) == 4  # base, fresh (no memory), lr, data
 
 
+def test_resize_size_none_follows_image_size(ds, tmp_path, count_training):
+    """Issue 21: ``resize_size=None`` (default) is the protocol's 256 / 224 of image_size,
+    for both trained estimators; an explicit value is kept; None and its resolved value are
+    one training (one ``memory=`` entry, identical weights)."""
+    from skcream import PseudoBoxRegressor
+    from skcream.estimators._common import train_transform
+    from skcream.estimators._params import resolved_resize_size
+    from skcream.presets import DEMO, QUICK
+
+    assert [resolved_resize_size(s, None) for s in (224, 128, 96, 32, 448)] == [
+        256, 146, 110, 37, 512]
+    assert resolved_resize_size(128, 200) == 200
+    # the demo's explicit sizes are the rule's: its numbers do not move
+    for preset in (DEMO, QUICK):
+        assert preset.resize_size == resolved_resize_size(preset.image_size, None)
+    cfg = {"mean": (0.5,) * 3, "std": (0.5,) * 3}
+    for cls in (CREAMLocalizer, PseudoBoxRegressor):
+        assert cls().resize_size is None
+        assert train_transform(cls(image_size=128), cfg, flip=True).resize == 146
+        assert train_transform(cls(image_size=128, resize_size=200), cfg, flip=True).resize == 200
+    params = {**TINY, "resize_size": None}
+    auto = CREAMLocalizer(**params, memory=tmp_path / "cache").fit(ds)
+    given = CREAMLocalizer(**{**params, "resize_size": 37}, memory=tmp_path / "cache").fit(ds)
+    assert len(count_training) == 1 and _same_weights(auto, given)
+    with pytest.raises(ValueError, match="resize_size must be >= image_size"):
+        CREAMLocalizer(**{**params, "resize_size": 30}).fit(ds)
+
+
 def test_grid_search_over_inference_params_on_a_dataset(ds, tmp_path, count_training):
     est = CREAMLocalizer(**TINY, memory=str(tmp_path / "cache"))
     grid = GridSearchCV(est, {"sigma": [4.0, 8.0], "n_iter": [0, 2]}, cv=KFold(2),

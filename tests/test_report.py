@@ -138,7 +138,13 @@ def test_written_folder_and_page_data(case, tmp_path):
         np.testing.assert_array_equal(boxes, results[m].boxes)
         code = np.frombuffer(base64.b64decode(data["iou"][m]), "<u2").reshape(n, s)
         np.testing.assert_array_equal(code >> 15, results[m].hits)
-    assert data["initial"] == data["tau"]["CREAM"] and data["judge"] == "CREAM"
+    # every gallery map's slider starts at its own tau (the table's), not the judge's
+    assert data["judge"] == "CREAM"
+    for m in ("CAM", "CREAM"):
+        assert data["grid"][data["tau"][m]] == pytest.approx(results[m].row["threshold"])
+    from skcream.viz import METHOD_COLORS
+
+    assert data["colors"] == {m: METHOD_COLORS[m] for m in ("CAM", "CREAM")}
 
 
 def test_existing_folders(case, tmp_path):
@@ -221,3 +227,29 @@ def test_cli_report_of_a_saved_model_matches_evaluate(tmp_path, capsys):
     assert float(cam["max_box_acc_v2"]) == baselines["CAM"]["max_box_acc_v2"]
     assert "(val)" in rows["CAM"] and "(given)" in rows["CREAM"]
     assert len(_page_data(text)["label"]) == 6
+
+
+def test_report_without_prior_or_validation_data(tmp_path, capsys):
+    """Issue 21: ``skcream report --model M --data D --out O`` and ``model.report(test,
+    out=...)`` as the README writes them: no prior data, no validation split. The train-box
+    prior row is left out and the page says so; CAM's tau is the model's (given)."""
+    from skcream import CREAMLocalizer
+    from skcream.cli import main
+    from skcream.data import make_synthetic
+    from skcream.priors import PRIOR_NAMES
+
+    data = make_synthetic(8, n_classes=2, image_size=32, random_state=0)
+    model = CREAMLocalizer(backbone="resnet18", pretrained=False, image_size=32,
+                           max_epochs=1, batch_size=4, random_state=0, verbose=0).fit(data)
+    model.save(tmp_path / "run" / "model")
+    for index in (model.report(data, out=tmp_path / "py"),
+                  tmp_path / "cli" / "index.html"):
+        if index.parent.name == "cli":
+            code = main(["report", "--model", str(tmp_path / "run"), "--data", "synthetic:6",
+                         "--out", str(index.parent), "--quiet"])
+            assert code == 0, capsys.readouterr().err
+        text = index.read_text()
+        rows = re.findall(r'<tr data-method="([^"]+)"', text)
+        assert rows == ["CAM", "CREAM", PRIOR_NAMES["centre"]]
+        assert "not shown: no prior_data (CLI: --prior-split) was given" in text
+        assert "(given)" in text

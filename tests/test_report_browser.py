@@ -64,8 +64,15 @@ class Page:
         return int(self.page.get_attribute(f'#summary output[data-method="{method}"]',
                                            "data-hits"))
 
-    def tau(self) -> float:
-        return float(self.page.inner_text("#tau-value"))
+    def tau(self, method: str) -> float:
+        return float(self.page.inner_text(f'label.tau[data-method="{method}"] output'))
+
+    def slider(self, method: str):
+        return self.page.locator(f'#sliders input[data-method="{method}"]')
+
+    def wait_tau(self, method: str, index: int) -> None:
+        self.page.wait_for_selector(
+            f'#summary output[data-method="{method}"][data-tau="{index}"]', timeout=5000)
 
     def cell(self, method: str, key: str) -> tuple[str, str]:
         sel = f'#metric-table tr[data-method="{method}"] td[data-key="{key}"]'
@@ -116,20 +123,20 @@ def test_slider_hit_counts_equal_the_metric(browser, synthetic_report):
         curves = {m: box_acc_curve(maps[m], gt, iou_thresholds=(50,), multi_contour=False)
                   for m in ("CAM", "CREAM")}
         thresholds = curves["CAM"][0]
-        assert pg.tau() == pytest.approx(0.3)  # starts at CREAM's tau
-        slider = pg.page.locator("#tau")
-        slider.focus()
-        slider.press("Home")
-        seen = set()
-        for t in range(len(thresholds)):  # every threshold, moved with the keyboard
-            if t:
-                slider.press("ArrowRight")
-            pg.page.wait_for_selector(f'#summary[data-tau="{t}"]', timeout=5000)
-            assert pg.tau() == pytest.approx(thresholds[t])
-            for m, (_, acc) in curves.items():
+        assert pg.tau("CREAM") == pytest.approx(0.3)  # each map starts at its own tau
+        for m, (_, acc) in curves.items():
+            slider = pg.slider(m)
+            slider.focus()
+            slider.press("Home")
+            seen = set()
+            for t in range(len(thresholds)):  # every threshold, moved with the keyboard
+                if t:
+                    slider.press("ArrowRight")
+                pg.wait_tau(m, t)
+                assert pg.tau(m) == pytest.approx(thresholds[t])
                 assert pg.hits(m) == round(acc[0][t] * n / 100), (m, t)
-            seen.add(pg.hits("CREAM"))
-        assert len(seen) >= 3  # the slider did change the count
+                seen.add(pg.hits(m))
+            assert len(seen) >= 3  # the slider did change the count
         assert pg.errors == []
     finally:
         pg.page.close()
@@ -139,21 +146,21 @@ def test_sorting_and_filtering_change_order_and_count(browser, synthetic_report)
     index, maps, gt, labels = synthetic_report
     pg = Page(browser, index)
     try:
-        tau = pg.tau()
+        tau, tau_cam = pg.tau("CREAM"), pg.tau("CAM")
         iou = np.round(_best_iou(maps["CREAM"], gt, tau) * 10000)
         worst_first = sorted(range(len(gt)), key=lambda i: (iou[i], i))
         assert pg.order() == worst_first
-        slider = pg.page.locator("#tau")  # a committed slider move re-sorts at the new tau
-        start = int(pg.page.get_attribute("#summary", "data-tau"))
+        slider = pg.slider("CREAM")  # a committed slider move re-sorts at the new tau
+        start = int(pg.page.get_attribute('#summary output[data-method="CREAM"]', "data-tau"))
         for _ in range(15):
             slider.press("ArrowRight")
-        pg.page.wait_for_selector(f'#summary[data-tau="{start + 15}"]')
+        pg.wait_tau("CREAM", start + 15)
         iou_new = np.round(_best_iou(maps["CREAM"], gt, tau + 0.15) * 10000)
         assert pg.order() == sorted(range(len(gt)), key=lambda i: (iou_new[i], i))
         assert list(iou_new) != list(iou)
         for _ in range(15):
             slider.press("ArrowLeft")
-        pg.page.wait_for_selector(f'#summary[data-tau="{start}"]')
+        pg.wait_tau("CREAM", start)
         assert pg.order() == worst_first
         pg.page.select_option("#sort", "iou-desc")
         assert pg.order() == sorted(range(len(gt)), key=lambda i: (-iou[i], i))
@@ -166,8 +173,8 @@ def test_sorting_and_filtering_change_order_and_count(browser, synthetic_report)
         hit = _best_iou(maps["CREAM"], gt, tau) >= 0.5
         expected = [i for i in range(len(gt)) if labels[i] == 1 and not hit[i]]
         assert pg.order() == expected and pg.shown() == len(expected)
-        pg.page.select_option("#judge", "CAM")
-        hit_cam = _best_iou(maps["CAM"], gt, tau) >= 0.5
+        pg.page.select_option("#judge", "CAM")  # at CAM's own tau
+        hit_cam = _best_iou(maps["CAM"], gt, tau_cam) >= 0.5
         assert pg.order() == [i for i in range(len(gt)) if labels[i] == 1 and not hit_cam[i]]
         assert pg.errors == []
     finally:
@@ -221,5 +228,44 @@ def test_localizer_report_table_equals_evaluate(browser, tmp_path):
                                              "els => els.map(e => e.textContent)")
         assert names == ["CAM", "CREAM", PRIOR_NAMES["centre"], PRIOR_NAMES["boxes"]]
         assert isinstance(ds, datasets.Dataset)
+    finally:
+        pg.page.close()
+
+
+def test_each_map_starts_at_its_own_tau_and_agrees_with_the_table(browser, synthetic_report):
+    """Issue 21: one slider per map; at the start each header count is the table's GT-known
+    Loc of that map at its tau (a single slider at CREAM's tau gave CAM a wrong count)."""
+    from skcream.viz import METHOD_COLORS
+
+    index, maps, gt, labels = synthetic_report
+    pg = Page(browser, index)
+    try:
+        n = len(gt)
+        for m in ("CAM", "CREAM"):
+            _, tau = pg.cell(m, "threshold")
+            assert pg.tau(m) == pytest.approx(float(tau), abs=1e-9), m
+            _, gt_known = pg.cell(m, "gt_known_loc")
+            assert pg.hits(m) * 100.0 / n == pytest.approx(float(gt_known)), m
+        assert pg.tau("CAM") != pg.tau("CREAM")
+        # one colour per method: table row, header count and slider use the figures' colour
+        for m in ("CAM", "CREAM"):
+            for sel in (f'#metric-table tr[data-method="{m}"] .swatch',
+                        f'label.tau[data-method="{m}"] .swatch'):
+                colour = pg.page.eval_on_selector(sel, "e => getComputedStyle(e).backgroundColor")
+                r, g, b = (int(METHOD_COLORS[m][k:k + 2], 16) for k in (1, 3, 5))
+                assert colour == f"rgb({r}, {g}, {b})", (m, sel, colour)
+        # moving CAM's slider leaves CREAM's boxes and count alone
+        before = pg.hits("CREAM")
+        pg.slider("CAM").focus()
+        pg.slider("CAM").press("End")
+        pg.wait_tau("CAM", len(pg.page.evaluate("JSON.parse(document.getElementById("
+                                                  "'report-data').textContent).grid")) - 1)
+        assert pg.hits("CREAM") == before and pg.tau("CREAM") == pytest.approx(0.3)
+        pg.page.click("#tau-reset")
+        _, tau = pg.cell("CAM", "threshold")
+        pg.page.wait_for_function(
+            "t => Number(document.querySelector('label.tau[data-method=\"CAM\"] output')"
+            ".textContent) === t", arg=round(float(tau), 2))
+        assert pg.errors == []
     finally:
         pg.page.close()

@@ -466,7 +466,11 @@ def test_train_with_val_data_and_large_image_size(tmp_path, capsys):
     from skcream.estimators.localizer import CREAMLocalizer
 
     model = CREAMLocalizer.load(tmp_path / "o" / "model")
-    assert model.image_size == 300 and model.resize_size == 343  # 300 * 256 / 224
+    from skcream.estimators._params import resolved_resize_size
+
+    # resize_size=None (the default): the protocol's 256 / 224 of image_size
+    assert model.image_size == 300 and model.resize_size is None
+    assert resolved_resize_size(model.image_size, model.resize_size) == 343  # 300 * 256 / 224
     assert "val_max_box_acc_v2" in model.history_[-1]  # --val-data reached the estimator
 
 

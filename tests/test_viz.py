@@ -180,9 +180,12 @@ def test_example_grid_layout_and_cells():
     assert [ax.get_title() for ax in fig.axes[:3]] == ["image", "CAM", "CREAM"]
     first = fig.axes[0].get_images()[0].get_array()
     assert first.shape == (20, 30, 3)
-    assert tuple(first[0, 10]) == viz.GT_COLOR  # GT outline on the plain image
+    # boxes are bold and outlined (visible on any map colour): the GT box on the plain
+    # image, at the top border, reads black (outline), green, black from the edge inwards
+    column = [tuple(first[y, 10]) for y in range(4)]
+    assert column == [viz.OUTLINE_COLOR, viz.GT_COLOR, viz.GT_COLOR, viz.OUTLINE_COLOR]
     cream = fig.axes[2].get_images()[0].get_array()
-    assert tuple(cream[1, 5]) == viz.PRED_COLOR
+    assert tuple(cream[1, 5]) == viz.OUTLINE_COLOR and tuple(cream[2, 5]) == viz.PRED_COLOR
 
 
 def test_example_grid_bad_input():
@@ -201,3 +204,41 @@ def test_histogram_threshold_per_method():
     assert lines == [[0.31], [0.07]]
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "τ = 0.31" in labels
+
+
+def test_outlined_box_is_bold_and_visible_at_the_frame_edge():
+    """Issue 21: a whole-frame box of ``skcream localize`` on a 128-px image (upsampled to a
+    384-px overlay) on the jet colormap's red: from the edge inwards a black band, a 6-px
+    red band, a black band, and only then the map (was a 3-px red line, lost on red)."""
+    img = np.full((128, 128, 3), 90, dtype=np.uint8)
+    heat = np.ones((128, 128))  # red everywhere under jet
+    out = np.asarray(viz.overlay(img, heat, boxes=[0, 0, 127, 127], outline=viz.OUTLINE_COLOR,
+                                 min_side=384, alpha=1.0))
+    assert out.shape[:2] == (384, 384)
+    for line in (out[192, :14], out[:14, 192], out[192, ::-1][:14], out[::-1, 192][:14]):
+        colours = [tuple(int(v) for v in px) for px in line]
+        assert colours[:3] == [viz.OUTLINE_COLOR] * 3
+        assert colours[3:9] == [viz.PRED_COLOR] * 6
+        assert colours[9:12] == [viz.OUTLINE_COLOR] * 3
+        assert colours[12] not in (viz.OUTLINE_COLOR,)  # the map again
+
+
+def test_one_colour_per_method_in_every_figure():
+    """Issue 21: CAM was green and CREAM red in the demo's PNG (priors came first in the
+    colour cycle) and blue / orange in the report's: the colour is now the method's."""
+    from matplotlib.colors import to_hex
+
+    grid = np.linspace(0, 0.99, 100)
+    demo_like = {"centre prior (MaxBoxAccV2 19.8)": grid, "train-box prior (MaxBoxAccV2 20)": grid,
+                 "CAM (MaxBoxAccV2 32.8)": grid, "CREAM (MaxBoxAccV2 42.2)": grid}
+    report_like = {"CAM": grid, "CREAM": grid, "centre prior": grid}
+    for curves in (demo_like, report_like):
+        fig = viz.plot_threshold_curves(curves, grid)
+        lines = [ln for ln in fig.axes[0].get_lines() if len(ln.get_xdata()) > 1]
+        for name, line in zip(curves, lines):
+            assert to_hex(line.get_color()) == viz.METHOD_COLORS[name.split(" (")[0]], name
+    assert len(set(viz.METHOD_COLORS.values())) == len(viz.METHOD_COLORS)
+    others = viz.method_colors(["HaS", "CAM", "ACoL"])
+    assert others["CAM"] == viz.METHOD_COLORS["CAM"]
+    assert len({others["HaS"], others["ACoL"], others["CAM"]}) == 3
+    assert not {others["HaS"], others["ACoL"]} & set(viz.METHOD_COLORS.values())

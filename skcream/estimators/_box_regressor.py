@@ -49,6 +49,7 @@ from skcream.estimators._params import (
     check_training_params,
 )
 from skcream.estimators._regressor_arch import ARCHITECTURES, get_architecture
+from skcream.threads import with_thread_rule
 
 __all__ = ["PseudoBoxRegressor"]
 
@@ -135,9 +136,11 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         Divide the lr by 10 every ``lr_step`` epochs.
     image_size : int, default=224
         Training crop and test input size (the paper's regressor input: 224).
-    resize_size : int, default=256
+    resize_size : int or None, default=None
         ``"psol"``: the test image is resized to this square before the centre crop.
         ``"gap"``: the training image is resized to this square before the random crop.
+        None keeps the protocol's resize 256 / crop 224 ratio at any ``image_size``:
+        ``round(image_size * 256 / 224)`` (256 at 224, 146 at 128).
     flip : bool, default=True
         Random horizontal flips in training (the target box is flipped too).
     device : str, torch.device or None, default=None
@@ -182,7 +185,7 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         head_lr_mult: float = 10.0,
         lr_step: int | None = 15,
         image_size: int = 224,
-        resize_size: int = 256,
+        resize_size: int | None = None,
         flip: bool = True,
         device: str | torch.device | None = None,
         mixed_precision: str = "no",
@@ -297,6 +300,7 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         return boxes
 
     # ------------------------------------------------------------------ fit
+    @with_thread_rule
     def fit(self, X: Any, y: Any = None) -> PseudoBoxRegressor:
         """Train the network on one box per image.
 
@@ -388,6 +392,7 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
                 sizes[idx] = batch["size"].numpy()
         return get_architecture(p.architecture).decode(unit), sizes
 
+    @with_thread_rule
     def predict(self, X: Any) -> np.ndarray:
         """One box per image.
 
@@ -425,6 +430,7 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         arch = get_architecture(p.architecture)
         return [arch.gt_frame(g, source.size(i), p) for i, g in enumerate(gt)]
 
+    @with_thread_rule
     def predict_protocol(self, X: Any) -> np.ndarray:
         """Predicted boxes (n, 4) in the scoring frame, continuous: the ``image_size`` centre
         crop (``"psol"``) or the protocol's 224x224 frame (``"gap"``)."""
@@ -441,6 +447,7 @@ class PseudoBoxRegressor(ImageEstimatorMixin, RegressorMixin, BaseEstimator):
         p = self._params()
         return get_architecture(p.architecture).hits(unit, gt, p)
 
+    @with_thread_rule
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """GT-known localization accuracy (percent) of the predicted boxes, over images.
 

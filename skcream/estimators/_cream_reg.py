@@ -28,6 +28,7 @@ from skcream.estimators import _boxes_target as bt
 from skcream.estimators._box_regressor import PseudoBoxRegressor
 from skcream.estimators._common import ImageEstimatorMixin
 from skcream.estimators._inputs import as_source, encode_labels, raw_labels, take_rows
+from skcream.threads import with_thread_rule
 
 __all__ = ["CREAMReg", "box_masks", "ten_crop_proba"]
 
@@ -169,6 +170,7 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
         as_bool(self.ten_crop, "ten_crop")
         return localizer, regressor
 
+    @with_thread_rule
     def fit(self, X: Any, y: Any = None) -> CREAMReg:
         """Fit CREAM_Base (unless ``prefit``), make pseudo boxes, fit the regressor on them.
 
@@ -221,6 +223,7 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
         self.n_degenerate_pseudo_boxes_ = int(bad.sum())
         return self
 
+    @with_thread_rule
     def predict(self, X: Any):
         """Class from the localizer, box (and box mask) from the regressor.
 
@@ -245,6 +248,7 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
         sizes = np.array([m.shape[::-1] for m in loc.maps], dtype=np.int64)
         return dataclasses.replace(loc, boxes=boxes, masks=box_masks(boxes, sizes))
 
+    @with_thread_rule
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities of the localizer's classifier (ten crops with ``ten_crop``),
         (n, C)."""
@@ -253,6 +257,7 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
             return ten_crop_proba(self.localizer_, X)
         return self.localizer_.predict_proba(X)
 
+    @with_thread_rule
     def score(self, X: Any, y: Any = None) -> float:
         """GT-known localization accuracy (percent) of the regressor's boxes, over images
         (the regressor's :meth:`~PseudoBoxRegressor.score`).
@@ -266,6 +271,7 @@ class CREAMReg(ImageEstimatorMixin, BaseEstimator):
         self._check_fitted()
         return self.regressor_.score(X)
 
+    @with_thread_rule
     def evaluate(self, X: Any, y: Any = None) -> dict[str, float]:
         """Top-1 Loc, Top-5 Loc, GT-known Loc and top-1 classification accuracy (percent).
 

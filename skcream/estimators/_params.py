@@ -30,9 +30,32 @@ __all__ = [
     "check_int",
     "check_real",
     "check_training_params",
+    "resolved_resize_size",
 ]
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
+
+
+def resolved_resize_size(image_size: int, resize_size: int | None) -> int:
+    """The side training images are resized to before the random ``image_size`` crop.
+
+    ``resize_size=None`` keeps the WSOL protocol's ratio, resize 256 / crop 224, at any input
+    size: ``round(image_size * 256 / 224)`` (224 -> 256, 128 -> 146, 96 -> 110), so the crop
+    always sees the same share of the image; an explicit ``resize_size`` is used as given.
+
+    Parameters
+    ----------
+    image_size : int
+        Side of the training crop.
+    resize_size : int or None
+
+    Returns
+    -------
+    int
+    """
+    if resize_size is None:
+        return int(round(int(image_size) * 256 / 224))
+    return int(resize_size)
 
 
 def check_int(params: dict[str, Any], name: str, low: int, *, none_ok: bool = False) -> int | None:
@@ -139,10 +162,11 @@ def check_training_params(
     if fitting and isinstance(pretrained, str | os.PathLike) and not os.path.isfile(pretrained):
         raise ValueError(f"pretrained: no such weight file {os.fspath(pretrained)!r}")
     for name, low in (("max_epochs", 1), ("batch_size", 1), ("image_size", 8),
-                      ("resize_size", 8), ("gradient_accumulation_steps", 1), ("verbose", 0)):
+                      ("gradient_accumulation_steps", 1), ("verbose", 0)):
         params[name] = check_int(params, name, low)
+    params["resize_size"] = check_int(params, "resize_size", 8, none_ok=True)
     params["lr_step"] = check_lr_step(params["lr_step"])
-    if params["resize_size"] < params["image_size"]:
+    if params["resize_size"] is not None and params["resize_size"] < params["image_size"]:
         raise ValueError(
             f"resize_size must be >= image_size (random crops of image_size are cut from the "
             f"resized image), got resize_size={params['resize_size']} < "

@@ -46,6 +46,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from skcream._checks import as_int, as_real
+from skcream.threads import with_thread_rule
 
 __all__ = ["CREAMReactivation", "box_targets", "box_targets_from", "PROTOCOL_SIZE"]
 
@@ -540,6 +541,7 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
         return idx.astype(np.int64)
 
     # ------------------------------------------------------------------ fit
+    @with_thread_rule
     def fit(self, F: Any, y: Any = None) -> CREAMReactivation:
         """Learn the CAM classifier (unless given) and the context embeddings.
 
@@ -659,6 +661,7 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
         self.context_fitted_ = fitted
 
     # ------------------------------------------------------------------ inference
+    @with_thread_rule
     def decision_function(self, F: Any) -> np.ndarray:
         """Class scores ``GAP(F) @ coef_.T + intercept_`` (n, C).
 
@@ -669,6 +672,7 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
         Ft = self._check_F(F)
         return _gap(Ft) @ self.coef_.T + self.intercept_
 
+    @with_thread_rule
     def predict_proba(self, F: Any) -> np.ndarray:
         """Class probabilities (n, C) of the linear head.
 
@@ -684,6 +688,7 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
         e = np.exp(s)
         return e / e.sum(axis=1, keepdims=True)
 
+    @with_thread_rule
     def predict(self, F: Any) -> np.ndarray:
         """Predicted class labels (n,) (``classes_[argmax predict_proba]``)."""
         check_is_fitted(self)
@@ -723,6 +728,7 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
             out[sl] = normalize_maps(maps).numpy()
         return out
 
+    @with_thread_rule
     def transform(self, F: Any) -> np.ndarray:
         """Maps (n, h, w) in [0, 1] of each sample's predicted class.
 
@@ -742,6 +748,7 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
         idx = np.argmax(_gap(Ft) @ self.coef_.T + self.intercept_, axis=1)
         return self._maps(Ft, idx)
 
+    @with_thread_rule
     def localize(self, F: Any, labels: Any) -> np.ndarray:
         """Maps (n, h, w) in [0, 1] for given classes (GT-known).
 
@@ -762,6 +769,7 @@ class CREAMReactivation(TransformerMixin, BaseEstimator):
             raise ValueError(f"labels has {lab.shape[0]} entries but F has {Ft.shape[0]} samples")
         return self._maps(Ft, self._encode(lab))
 
+    @with_thread_rule
     def score(self, F: Any, y: Any) -> float:
         """GT-known MaxBoxAccV2 (percent) of the maps under the WSOL protocol.
 

@@ -50,6 +50,7 @@ from skcream._device import check_device
 from skcream._fs import make_dirs
 from skcream.estimators._cache import weights_key
 from skcream.estimators._shape import probe_feature_shape
+from skcream.threads import with_thread_rule
 
 __all__ = ["TimmFeatures", "TrainedBackbone"]
 
@@ -373,6 +374,7 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
             )
         _resolve_device(self.device)
 
+    @with_thread_rule
     def fit(self, X: Any = None, y: Any = None) -> TimmFeatures:
         """Build the frozen network and resolve its data configuration.
 
@@ -540,6 +542,7 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
         make_dirs(path, "memory")
         return path
 
+    @with_thread_rule
     def transform(self, X: Any) -> np.ndarray | torch.Tensor:
         """Feature maps of images.
 
@@ -609,6 +612,7 @@ class TimmFeatures(TransformerMixin, BaseEstimator):
             return torch.from_numpy(out)
         return out
 
+    @with_thread_rule
     def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray | torch.Tensor:
         """``fit(X).transform(X)``: see :meth:`transform`."""
         return self.fit(X, y).transform(X)

@@ -27,6 +27,7 @@ import numpy as np
 
 from skcream._fs import describe
 from skcream.report._compute import HIT_IOU, MethodResult, evaluate_methods
+from skcream.viz import method_colors
 
 __all__ = ["HIT_IOU", "MARKER", "MethodResult", "default_priors", "priors_from_data",
            "write_report"]
@@ -184,8 +185,9 @@ def write_report(
     gallery : sequence of str, optional
         Methods shown in the gallery (default: "CAM" and "CREAM" when present, else all).
     judge : str, optional
-        The gallery method that sorting, the hit/miss filter and the slider's start follow
-        (default: the last gallery method).
+        The gallery method that sorting and the hit/miss filter follow, at its own threshold
+        (default: the last gallery method). Every gallery method has its own threshold
+        slider, starting at its tau of the table.
     settings : mapping of section -> mapping, optional
         Shown under Settings (model, data, ...); versions and the date are added.
     title : str
@@ -262,10 +264,10 @@ def write_report(
         pred = None if logits is None else np.asarray(logits).argmax(axis=1)
         ids = [source.image_id(i) for i in range(n)]
         data = _page.gallery_data(
-            grid=grid, results=results, methods=gallery, judge=judge, initial=taus[judge],
-            taus=taus, labels=labels, pred=pred, class_names=names, ids=ids, gt=gt,
+            grid=grid, results=results, methods=gallery, judge=judge, taus=taus, labels=labels, pred=pred, class_names=names, ids=ids, gt=gt,
             strip=_images.strip_size(1 + len(gallery)), panel=_images.PANEL, pad=_images.PAD,
             thumb_scale=_images.THUMB_SCALE, digits=digits)
+        colours = method_colors(list(results))
         date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         versions = _versions()
         all_settings = {**(settings or {}),
@@ -293,8 +295,8 @@ def write_report(
                 + (f"; {len(keep)} of {n} images, evenly spaced" if step > 1 else "")),
             "method_list": html_escape(" and ".join(gallery)),
             "summary": " &middot; ".join(
-                f'{html_escape(m)}: <output data-method="{html_escape(m)}"></output>'
-                for m in gallery),
+                f'{_page.swatch(colours[m])}{html_escape(m)}: '
+                f'<output data-method="{html_escape(m)}"></output>' for m in gallery),
             "settings": _page.settings_list(all_settings),
             "version": html_escape(versions.get("skcream", "")),
             "date": html_escape(date),

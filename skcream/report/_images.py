@@ -17,6 +17,7 @@ from PIL import Image
 
 from skcream.viz import (
     boxes_to_mask,
+    method_colors,
     overlay,
     plot_activation_histograms,
     plot_threshold_curves,
@@ -88,9 +89,10 @@ def write_figures(folder: Path, curve_grid: np.ndarray, curves: Mapping[str, np.
     fig = plot_threshold_curves(dict(curves), curve_grid,
                                 title="BoxAccV2 over the map threshold (paper Fig. 6)")
     ax = fig.axes[0]
+    colours = method_colors(list(curves))
     for name, tau in taus.items():
         if name in curves:
-            ax.axvline(tau, linestyle=":", linewidth=1, color="0.4")
+            ax.axvline(tau, linestyle=":", linewidth=1.2, color=colours[name])
     fig.savefig(folder / "threshold_curves.png", dpi=100)
     fg = (list(masks) if masks is not None
           else [boxes_to_mask(b, (PANEL, PANEL)) for b in gt])

@@ -66,9 +66,12 @@ def torch_labels(values: np.ndarray, device: Any):
     return torch.as_tensor(values, device=device)
 
 
-def _train_box_prior(est: Any, prior_data: Any) -> dict[str, np.ndarray]:
+def _blind_priors(est: Any, prior_data: Any) -> dict[str, np.ndarray]:
+    """The centre prior, and the train-box prior when ``prior_data`` (with boxes) is given."""
     from skcream.report import priors_from_data
 
+    if prior_data is None:
+        return priors_from_data(None)
     source, _ = est._source(prior_data)
     return priors_from_data(source)
 
@@ -95,7 +98,7 @@ def localizer_report(est: Any, X: Any, out: str | os.PathLike, *, y: Any = None,
         val_maps, val_gt = v["maps"], v["gt"]
     elif validation_data is None:
         thresholds["CAM"] = float(est.box_threshold_)
-    priors = _train_box_prior(est, prior_data)
+    priors = _blind_priors(est, prior_data)
     params = est.get_params(deep=False)
     names = list(getattr(est, "class_names_", None) or [str(c) for c in est.classes_])
     model = {"estimator": type(est).__name__,
@@ -104,7 +107,8 @@ def localizer_report(est: Any, X: Any, out: str | os.PathLike, *, y: Any = None,
     data = {"images": len(r["source"]), "masks": r["masks"] is not None,
             "validation images": ("the reported images themselves" if same
                                   else None if val_gt is None else len(val_gt)),
-            "train-box prior from": "prior_data" if prior_data is not None else "not given",
+            "train-box prior": ("from the boxes of prior_data" if prior_data is not None else
+                                "not shown: no prior_data (CLI: --prior-split) was given"),
             **(data_settings or {})}
     return write_report(out, r["source"], r["maps"], r["gt"], r["labels"], logits=r["logits"],
                         class_names=names, masks=r["masks"], priors=priors,

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from skcream.report._compute import MethodResult
+from skcream.viz import method_colors
 
 #: table columns: key -> (header, description for the notes)
 COLUMNS = {
@@ -54,6 +55,7 @@ def metric_table(results: Mapping[str, MethodResult], with_pxap: bool) -> str:
         vals = [r.row[k] for r in results.values() if r.row[k] is not None]
         best[k] = max(vals) if vals else None
     head = "".join(f'<th scope="col">{COLUMNS[k]}</th>' for k in keys)
+    colours = method_colors(list(results))
     lines = ['<table id="metric-table">',
              "<caption>Percent. Loc metrics at the threshold &tau; of the last column. "
              "Best value of each column in bold, blind priors included.</caption>",
@@ -75,9 +77,14 @@ def metric_table(results: Mapping[str, MethodResult], with_pxap: bool) -> str:
                      f'({html.escape(r.row["threshold_source"])})</td>')
         cls = ' class="blind"' if r.blind else ""
         lines.append(f'<tr data-method="{html.escape(name)}"{cls}><th scope="row">'
-                     f'{html.escape(name)}</th>{"".join(cells)}</tr>')
+                     f'{swatch(colours[name])}{html.escape(name)}</th>{"".join(cells)}</tr>')
     lines.append("</tbody></table>")
     return "\n".join(lines)
+
+
+def swatch(colour: str) -> str:
+    """A small square of the method's colour (the colour of its curve in the figures)."""
+    return f'<span class="swatch" style="background:{html.escape(colour)}"></span>'
 
 
 def settings_list(settings: Mapping[str, Mapping[str, Any]]) -> str:
@@ -93,11 +100,12 @@ def settings_list(settings: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def gallery_data(*, grid: np.ndarray, results: Mapping[str, MethodResult],
-                 methods: Sequence[str], judge: str, initial: int, taus: Mapping[str, int],
+                 methods: Sequence[str], judge: str, taus: Mapping[str, int],
                  labels: np.ndarray, pred: np.ndarray | None, class_names: Sequence[str],
                  ids: Sequence[str], gt: Sequence[np.ndarray], strip: tuple[int, int],
                  panel: int, pad: int, thumb_scale: float, digits: int) -> dict[str, Any]:
-    """The JSON the page's script reads (see the module docstring)."""
+    """The JSON the page's script reads (see the module docstring): ``tau`` is, per gallery
+    method, the slider position of its own threshold (where its slider starts)."""
     boxes, iou = {}, {}
     for m in methods:
         r = results[m]
@@ -105,7 +113,8 @@ def gallery_data(*, grid: np.ndarray, results: Mapping[str, MethodResult],
         iou[m] = _b64(encode_scores(r.iou, r.hits))
     return {
         "n": len(labels), "grid": [round(float(t), 6) for t in grid], "methods": list(methods),
-        "judge": judge, "initial": int(initial), "tau": {m: int(taus[m]) for m in methods},
+        "judge": judge, "tau": {m: int(taus[m]) for m in methods},
+        "colors": method_colors(list(results)),
         "label": [int(v) for v in labels],
         "pred": None if pred is None else [int(v) for v in pred],
         "classes": [str(c) for c in class_names], "ids": [str(i) for i in ids],

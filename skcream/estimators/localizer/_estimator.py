@@ -50,6 +50,7 @@ from skcream.metrics import (
     ProtocolAccumulators,
     iou_percents,
 )
+from skcream.threads import with_thread_rule
 
 __all__ = [
     "CREAMLocalizer",
@@ -154,8 +155,10 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         trains with it (``skcream.recipes.recipe`` sets it).
     image_size : int, default=224
         Training crop and evaluation size.
-    resize_size : int, default=256
-        Training images are resized to this square before the random crop.
+    resize_size : int or None, default=None
+        Training images are resized to this square before the random ``image_size`` crop.
+        None keeps the protocol's resize 256 / crop 224 ratio at any ``image_size``:
+        ``round(image_size * 256 / 224)`` (256 at 224, 146 at 128).
     feature_stage : int or None, default=None
         Use an earlier (higher-resolution) stage of the backbone (index into timm's
         ``feature_info``).
@@ -263,7 +266,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         lr_step: int | Sequence[int] | None = 15,
         nesterov: bool = False,
         image_size: int = 224,
-        resize_size: int = 256,
+        resize_size: int | None = None,
         feature_stage: int | None = None,
         large_feature_map: bool = False,
         device: str | torch.device | None = None,
@@ -366,6 +369,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         )
 
     # ------------------------------------------------------------------ fit
+    @with_thread_rule
     def fit(self, X: Any, y: Any = None) -> CREAMLocalizer:
         """Train the network and learn the context embeddings.
 
@@ -483,6 +487,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             yield batch.index, batch.logits, maps, lab
 
     # ------------------------------------------------------------------ predictions
+    @with_thread_rule
     def decision_function(self, X: Any) -> np.ndarray:
         """Class logits.
 
@@ -508,6 +513,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         distributed.gather_rows(done, out)
         return out
 
+    @with_thread_rule
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities (softmax of the logits).
 
@@ -518,6 +524,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         logits = torch.from_numpy(self.decision_function(X))
         return torch.softmax(logits, dim=1).numpy()
 
+    @with_thread_rule
     def transform(self, X: Any, labels: Any = None) -> np.ndarray:
         """CREAM re-activation maps at feature resolution, min-max normalised.
 
@@ -548,6 +555,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         distributed.gather_rows(done, out)
         return np.stack(out)
 
+    @with_thread_rule
     def predict(self, X: Any) -> Localization:
         """Predicted class, box and mask of every image (the map of the predicted class).
 
@@ -565,6 +573,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         self._check_fitted()
         return self._localize(self._source(X)[0], None)
 
+    @with_thread_rule
     def localize(self, X: Any, labels: Any = None) -> Localization:
         """Like :meth:`predict` for given classes (GT-known localization).
 
@@ -607,6 +616,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
             maps_out, self.box_threshold_, self.classes_[labels_out], scores=scores
         )
 
+    @with_thread_rule
     def pseudo_boxes(
         self, X: Any, y: Any = None, *, labels: Any = None, resolution: int = 448
     ) -> np.ndarray:
@@ -672,6 +682,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
 
         return source, batches()
 
+    @with_thread_rule
     def score(self, X: Any, y: Any = None, *, n_iter: int | None = None) -> float:
         """MaxBoxAccV2 (percent) under the WSOL protocol, GT-known.
 
@@ -700,6 +711,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         distributed.sum_across(acc, "correct", "n_maps")
         return acc.max_box_acc_v2()
 
+    @with_thread_rule
     def evaluate(
         self, X: Any, y: Any = None, *, metrics: Sequence[str] | None = None,
         n_jobs: int | None = None, n_iter: int | None = None, baselines: bool = False,
@@ -816,6 +828,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         table["CREAM"] = model
         return table
 
+    @with_thread_rule
     def threshold_curve(
         self, X: Any, y: Any = None, *, n_iter: int | None = None, iou_threshold: float = 50,
         multi_contour: bool = True,
@@ -844,6 +857,7 @@ class CREAMLocalizer(ImageEstimatorMixin, TransformerMixin, BaseEstimator):
         thresholds, curve = acc.curve()
         return thresholds, curve[0]
 
+    @with_thread_rule
     def report(
         self, X: Any, y: Any = None, *, out: str | os.PathLike, validation_data: Any = None,
         prior_data: Any = None, title: str = "skcream evaluation report",

@@ -28,8 +28,11 @@
   function pad5(i) { return ("0000" + i).slice(-5); }
   function fmt(x) { return x.toFixed(2); }
 
-  var state = { tau: data.initial, judge: data.judge, sort: "iou-asc", cls: "all",
+  // every map has its own threshold: it starts at the tau of that map in the table
+  var state = { tau: {}, judge: data.judge, sort: "iou-asc", cls: "all",
                 result: "all", order: [], visible: [], open: -1 };
+  methods.forEach(function (m) { state.tau[m] = data.tau[m]; });
+  function tauText(m) { return data.grid[state.tau[m]].toFixed(data.digits); }
 
   // ------------------------------------------------------------------ boxes in SVG
   function origin(k) { return [data.pad + k * (data.panel + data.pad), data.pad]; }
@@ -70,7 +73,7 @@
       data.gt[i].forEach(function (b) { rectPair(svg, "gt", b, k); });
     }
     var preds = {};
-    methods.forEach(function (m, j) { preds[m] = rectPair(svg, "pred", boxAt(m, i, state.tau), j + 1); });
+    methods.forEach(function (m, j) { preds[m] = rectPair(svg, "pred", boxAt(m, i, state.tau[m]), j + 1); });
     span.appendChild(img);
     span.appendChild(svg);
     return { el: span, preds: preds };
@@ -120,7 +123,7 @@
   }
   function fillScores(cells, i) {
     methods.forEach(function (m) {
-      var c = cells[m], code = scores[m][i * S + state.tau];
+      var c = cells[m], code = scores[m][i * S + state.tau[m]];
       if (code === c.code) return;  // same IoU and hit: nothing to redraw
       c.code = code;
       var ok = (code & 0x8000) !== 0;
@@ -148,13 +151,44 @@
   }
 
   // ------------------------------------------------------------------ controls
-  var slider = document.getElementById("tau");
   var judge = document.getElementById("judge");
   var sortSel = document.getElementById("sort");
   var clsSel = document.getElementById("class-filter");
   var resSel = document.getElementById("result-filter");
-  slider.max = String(S - 1);
-  slider.value = String(state.tau);
+  var sliders = {}, tauOut = {};
+  var holder = document.getElementById("sliders");
+  methods.forEach(function (m, j) {
+    var label = document.createElement("label");
+    label.className = "tau";
+    label.setAttribute("data-method", m);
+    label.htmlFor = "tau-" + j;
+    var head = document.createElement("span");
+    var sw = document.createElement("span");
+    sw.className = "swatch";
+    sw.style.background = data.colors[m];
+    head.appendChild(sw);
+    head.appendChild(document.createTextNode("\u03c4 of " + m + " = "));
+    var out = document.createElement("output");
+    out.htmlFor = "tau-" + j;
+    head.appendChild(out);
+    var input = document.createElement("input");
+    input.type = "range";
+    input.id = "tau-" + j;
+    input.min = "0"; input.max = String(S - 1); input.step = "1";
+    input.value = String(state.tau[m]);
+    input.setAttribute("data-method", m);
+    input.setAttribute("aria-label", "Box threshold of " + m);
+    input.addEventListener("input", function () { setTau(m, Number(input.value), false); });
+    input.addEventListener("change", function () { setTau(m, Number(input.value), true); });
+    label.appendChild(head);
+    label.appendChild(input);
+    holder.appendChild(label);
+    sliders[m] = input;
+    tauOut[m] = out;
+  });
+  document.getElementById("tau-reset").addEventListener("click", function () {
+    methods.forEach(function (m) { setTau(m, data.tau[m], true); });
+  });
   methods.forEach(function (m) {
     var o = document.createElement("option");
     o.value = m; o.textContent = m;
@@ -167,14 +201,6 @@
     o.value = String(k); o.textContent = c;
     clsSel.appendChild(o);
   });
-  var tauButtons = document.getElementById("tau-buttons");
-  methods.forEach(function (m) {
-    var b = document.createElement("button");
-    b.type = "button";
-    b.textContent = "\u03c4 of " + m + " (" + fmt(data.grid[data.tau[m]]) + ")";
-    b.addEventListener("click", function () { setTau(data.tau[m], true); });
-    tauButtons.appendChild(b);
-  });
 
   function hitCount(m, t) {
     var c = 0;
@@ -185,26 +211,26 @@
     for (var i = 0; i < n; i++) {
       var card = cards[i];
       methods.forEach(function (m, j) {
-        var box = boxAt(m, i, state.tau), key = box.join(",");
+        var box = boxAt(m, i, state.tau[m]), key = box.join(",");
         if (card.drawn[m] === key) return;  // the box did not move
         card.drawn[m] = key;
         placeRects(card.preds[m], box, j + 1);
       });
       fillScores(card.cells, i);
     }
-    var t = data.grid[state.tau];
-    document.getElementById("tau-value").textContent = t.toFixed(data.digits);
-    slider.setAttribute("aria-valuetext", t.toFixed(data.digits));
     methods.forEach(function (m) {
-      var h = hitCount(m, state.tau);
+      var t = state.tau[m], h = hitCount(m, t);
+      tauOut[m].textContent = tauText(m);
+      sliders[m].setAttribute("aria-valuetext", tauText(m));
       var out = document.querySelector('#summary output[data-method="' + m + '"]');
-      out.textContent = h + " of " + n + " hits (" + (100 * h / n).toFixed(1) + "%)";
+      out.textContent = h + " of " + n + " hits (" + (100 * h / n).toFixed(1) + "%) at \u03c4 " +
+        tauText(m);
       out.setAttribute("data-hits", String(h));
+      out.setAttribute("data-tau", String(t));
     });
-    document.getElementById("summary").setAttribute("data-tau", String(state.tau));
   }
   function arrange() {
-    var m = state.judge, t = state.tau, idx = [];
+    var m = state.judge, t = state.tau[m], idx = [];
     for (var i = 0; i < n; i++) idx.push(i);
     if (state.sort === "iou-asc" || state.sort === "iou-desc") {
       var sign = state.sort === "iou-asc" ? 1 : -1;
@@ -235,10 +261,11 @@
   // While the slider is dragged ("input") only boxes, scores and counts follow; the gallery is
   // re-sorted and re-filtered when the value is committed ("change": release, or a key press).
   var pending = false;
-  function setTau(t, rearrange) {
-    state.tau = t;
-    slider.value = String(t);
-    state.rearrange = state.rearrange || rearrange;
+  function setTau(m, t, rearrange) {
+    state.tau[m] = t;
+    sliders[m].value = String(t);
+    // the gallery follows the judge's threshold only
+    state.rearrange = state.rearrange || (rearrange && m === state.judge);
     if (pending) return;
     pending = true;
     requestAnimationFrame(function () {
@@ -249,8 +276,6 @@
       if (state.open >= 0) fillViewer(state.open);
     });
   }
-  slider.addEventListener("input", function () { setTau(Number(slider.value), false); });
-  slider.addEventListener("change", function () { setTau(Number(slider.value), true); });
   judge.addEventListener("change", function () { state.judge = judge.value; arrange(); });
   sortSel.addEventListener("change", function () { state.sort = sortSel.value; arrange(); });
   clsSel.addEventListener("change", function () { state.cls = clsSel.value; arrange(); });
@@ -258,16 +283,16 @@
 
   // ------------------------------------------------------------------ enlarged view
   var dialog = document.getElementById("viewer");
-  var holder = document.getElementById("viewer-frame");
+  var viewerFrame = document.getElementById("viewer-frame");
   var big = null;
   function fillViewer(i) {
-    holder.textContent = "";
+    viewerFrame.textContent = "";
     big = frame(i, true);
-    holder.appendChild(big.el);
+    viewerFrame.appendChild(big.el);
     var info = document.getElementById("viewer-info");
     info.textContent = "";
-    document.getElementById("viewer-title").textContent =
-      "Image " + data.ids[i] + " \u00b7 \u03c4 = " + data.grid[state.tau].toFixed(data.digits);
+    document.getElementById("viewer-title").textContent = "Image " + data.ids[i] + " \u00b7 \u03c4: " +
+      methods.map(function (m) { return m + " " + tauText(m); }).join(", ");
     info.appendChild(classLine(i));
     fillScores(scoreList(i, info), i);
   }
