@@ -418,6 +418,7 @@ def test_cli_train_recipe(monkeypatch, tmp_path, capsys):
     def fake_fit(self, X, y=None, **kwargs):
         seen.update(self.get_params(deep=False))
         self.history_ = []  # what the CLI reads after a fit
+        self.auto_box_threshold_ = 0.2
         return self
 
     monkeypatch.setattr(CREAMLocalizer, "fit", fake_fit)
