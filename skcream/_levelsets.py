@@ -1122,9 +1122,19 @@ def _filled_keys(K: np.ndarray, q: np.ndarray, label4: np.ndarray, F: np.ndarray
     return Kf, qf
 
 
-_NO_VAL = np.zeros(0, np.int32)
 _NO_GAIN = np.zeros(0, np.uint8)
-_NO_FLOOR = np.full(256, -np.inf)
+
+
+@njit(nogil=True, inline="always")
+def _run_time_flags(h: int) -> tuple[bool, bool, int]:
+    """``False``, ``True`` and ``1`` as values known only at run time (``h >= 1``).
+
+    numba compiles a kernel once per combination of argument types, and a constant argument
+    (``True``, ``1``, a global array) is a type of its own. The basin sweeps pass these
+    instead, so :func:`_basins`, :func:`_edges` and :func:`_kruskal` compile once each: the
+    first metric call of an install compiles every kernel, and this makes it shorter.
+    """
+    return h < 1, h >= 1, min(h, 1)
 
 
 @njit(nogil=True)
@@ -1135,11 +1145,12 @@ def _single_basins(K: np.ndarray, q: np.ndarray, ptr: np.ndarray, n_roots: int, 
     h, w = q.shape
     if n_up <= 1:
         return _profile_boxes(q, want, gt, area_b)
+    no, yes, one = _run_time_flags(h)
     qf = q.ravel()
-    label, nb, roots, T, A = _basins(ptr, qf, n_roots, h, w, True, _block_gains(K, h, w))
-    ea, ec, ew = _edges(qf, label, nb, h, w, True, _PAIR_TABLE_MAX)
-    _, best, boxes, _ = _kruskal(qf, roots, nb, T, A, ea, ec, ew, h, w, gt, area_b, want, 1,
-                                 False, False, True, _NO_VAL, _NO_FLOOR)
+    label, nb, roots, T, A = _basins(ptr, qf, n_roots, h, w, yes, _block_gains(K, h, w))
+    ea, ec, ew = _edges(qf, label, nb, h, w, yes, _PAIR_TABLE_MAX)
+    _, best, boxes, _ = _kruskal(qf, roots, nb, T, A, ea, ec, ew, h, w, gt, area_b, want, one,
+                                 no, no, yes, np.zeros(0, np.int32), np.full(256, -np.inf))
     return best, boxes
 
 
@@ -1153,6 +1164,7 @@ def _levels_best(K: np.ndarray, q: np.ndarray, gt: np.ndarray, area_b: np.ndarra
     levels not wanted (or of a mode not asked) are meaningless.
     """
     h, w = q.shape
+    no, yes, one = _run_time_flags(h)
     qmax = int(q.max())
     ptr8, n8, n8_up = _pointers8(K, h, w)
     ptr4, n4, n4_inner = _pointers4(K, h, w)
@@ -1164,10 +1176,10 @@ def _levels_best(K: np.ndarray, q: np.ndarray, gt: np.ndarray, area_b: np.ndarra
         if multi:
             no_lv = np.zeros(0, np.int32)
             no_bx = np.zeros((0, 4), np.int32)
-            fg, _ = _sweep(q, True, False, 1, 1, gt, area_b, False, no_lv, no_bx,
+            fg, _ = _sweep(q, yes, no, one, one, gt, area_b, no, no_lv, no_bx,
                            np.zeros(256, np.int64))
-            hole, _ = _sweep(255 - q, False, True, 256 - qmax, 2, gt, area_b, False, no_lv,
-                             no_bx, np.zeros(256, np.int64))
+            hole, _ = _sweep((255 - q).astype(np.uint8), no, yes, 256 - qmax, one + one, gt,
+                             area_b, no, no_lv, no_bx, np.zeros(256, np.int64))
             for L in range(256):
                 best[L] = max(fg[L], hole[(254 - L) % 256])
         if single:
@@ -1178,23 +1190,25 @@ def _levels_best(K: np.ndarray, q: np.ndarray, gt: np.ndarray, area_b: np.ndarra
         return b, b, bx
     qf = q.ravel()
     if multi:
-        gains = _block_gains(K, h, w) if single and not holes else _NO_GAIN
-        label, nb, roots, T, A = _basins(ptr8, qf, n8, h, w, True, gains)
-        ea, ec, ew = _edges(qf, label, nb, h, w, True, _PAIR_TABLE_MAX)
+        gains = (_block_gains(K, h, w) if single and not holes
+                 else np.zeros(0, np.uint8))
+        label, nb, roots, T, A = _basins(ptr8, qf, n8, h, w, yes, gains)
+        ea, ec, ew = _edges(qf, label, nb, h, w, yes, _PAIR_TABLE_MAX)
         best, best_single, boxes, _ = _kruskal(qf, roots, nb, T, A, ea, ec, ew, h, w, gt,
-                                               area_b, want, 1, False, True,
-                                               single and not holes, _NO_VAL, _NO_FLOOR)
+                                               area_b, want, one, no, yes,
+                                               single and not holes, np.zeros(0, np.int32),
+                                               np.full(256, -np.inf))
     elif single and not holes:
         best_single, boxes = _single_basins(K, q, ptr8, n8, n8_up, gt, area_b, want)
     if not holes:
         return best, best_single, boxes
     # the holes: 4-connected components of {q <= L} = {255 - q >= 255 - L} off the border
-    u = 255 - qf
-    label4, nb4, roots4, T4, A4 = _basins(ptr4, u, n4, h, w, multi, _NO_GAIN)
-    ea, ec, ew = _edges(u, label4, nb4, h, w, False, _PAIR_TABLE_MAX)
+    u = (255 - qf).astype(np.uint8)  # uint8 like qf: one compiled variant of each kernel
+    label4, nb4, roots4, T4, A4 = _basins(ptr4, u, n4, h, w, multi, np.zeros(0, np.uint8))
+    ea, ec, ew = _edges(u, label4, nb4, h, w, no, _PAIR_TABLE_MAX)
     # (with the foreground's best IoU as the floor: most hole boxes are too small to beat it)
     best, _, _, F = _kruskal(u, roots4, nb4, T4, A4, ea, ec, ew, h, w, gt, area_b, want,
-                             256 - qmax, True, multi, False,
+                             256 - qmax, yes, multi, no,
                              _border_values(u, label4, nb4, h, w), best)
     if single:  # the largest contour encloses its holes: the filled map's components
         Kf, qfill = _filled_keys(K, q, label4, F)

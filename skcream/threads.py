@@ -7,7 +7,10 @@ the previous count back afterwards. Measured side by side on our 2-core machine 
 other jobs (``benchmarks/bench_doc_timings.py``, QUICK preset, load average 2.7-2.9,
 2026-12-06): two threads, torch's own default there, made one training epoch 4-8x and
 ``predict`` about 9x slower, because OpenMP threads spin while they wait for a core another
-process holds. With more usable cores torch's own setting is kept.
+process holds; on the idle machine (load average 1.0, 2026-12-07) two threads were 1.7x
+faster for the epoch and 1.4x for ``predict``. One thread is the rule: its worst case is
+mild, two threads' is severe, and one thread gives the same numbers on every run. With more
+usable cores torch's own setting is kept.
 
 The rule gives way to any choice of yours, in this order:
 
