@@ -867,6 +867,21 @@ def _entries(T: np.ndarray, top: np.ndarray, nb: int):
 
 
 @njit(nogil=True)
+def _sweep_order(val: np.ndarray, roots: np.ndarray, nb: int, T: np.ndarray, ew: np.ndarray):
+    """What a basin sweep visits, in order (shared by :func:`_kruskal` and
+    :func:`_basin_emit`): ``top`` (nb,) int32 each basin's root value, the table entries
+    (:func:`_entries`), and the edges by weight and the basins by ``top`` as counting orders
+    ``(starts, order)``."""
+    top = np.empty(nb, np.int32)
+    for b in range(nb):
+        top[b] = val[roots[b]]
+    n_ent, ent = _entries(T, top, nb)
+    e_start, e_order = _counting_order(ew, 256)
+    b_start, by_top = _counting_order(top, 256)
+    return top, n_ent, ent, e_start, e_order, b_start, by_top
+
+
+@njit(nogil=True)
 def _kruskal(val: np.ndarray, roots: np.ndarray, nb: int, T: np.ndarray, A: np.ndarray,
              ea: np.ndarray, ec: np.ndarray, ew: np.ndarray, h: int, w: int, gt: np.ndarray,
              area_b: np.ndarray, want: np.ndarray, v_min: int, holes: bool, multi: bool,
@@ -891,12 +906,7 @@ def _kruskal(val: np.ndarray, roots: np.ndarray, nb: int, T: np.ndarray, A: np.n
     (``256 - v_min`` if never; -1 for basins never in the sweep).
     """
     xs = _xbits(w)
-    top = np.empty(nb, np.int32)
-    for b in range(nb):
-        top[b] = val[roots[b]]
-    n_ent, ent = _entries(T, top, nb)
-    e_start, e_order = _counting_order(ew, 256)
-    b_start, by_top = _counting_order(top, 256)
+    top, n_ent, ent, e_start, e_order, b_start, by_top = _sweep_order(val, roots, nb, T, ew)
     if holes:
         bv = np.where(border_val < 0, 256, border_val).astype(np.int32)
         t_start, by_border = _counting_order(bv, 257)
@@ -1348,12 +1358,7 @@ def _basin_emit(val: np.ndarray, roots: np.ndarray, nb: int, T: np.ndarray, ea: 
     :func:`_kruskal`.
     """
     xs = _xbits(w)
-    top = np.empty(nb, np.int32)
-    for b in range(nb):
-        top[b] = val[roots[b]]
-    n_ent, ent = _entries(T, top, nb)
-    e_start, e_order = _counting_order(ew, 256)
-    b_start, by_top = _counting_order(top, 256)
+    top, n_ent, ent, e_start, e_order, b_start, by_top = _sweep_order(val, roots, nb, T, ew)
     parent = np.arange(nb).astype(np.int32)
     size = np.ones(nb, np.int32)
     node = np.arange(nb).astype(np.int32)  # the merge-tree node of each root
