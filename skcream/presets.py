@@ -115,9 +115,9 @@ class Preset:
 #: wall time of ``skcream demo`` and ``skcream demo --quick`` on our 2-core CPU, as
 #: ``benchmarks/bench_doc_timings.py`` measured them (``skcream demo --help`` prints these;
 #: README.md gives the same figures with the load average of the run)
-DEMO_TIMES = {"demo": "1 min 43 s", "quick": "30 s",
-              "measured": "2026-12-06, one torch thread, load average 0.7-1.3; 8 min 52 s / "
-                          "3 min 45 s at load 11.6 / 7.7"}
+DEMO_TIMES = {"demo": "1 min 58 s", "quick": "35 s",
+              "measured": "2026-12-07, one torch thread, load average 0.5-1.1; 8 min 52 s / "
+                          "3 min 45 s at load 11.6 / 7.7 on 2026-12-06"}
 
 #: the demo: data generation, training, evaluation, pictures and report (DEMO_TIMES["demo"])
 DEMO = Preset(
