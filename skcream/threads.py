@@ -9,8 +9,9 @@ other jobs (``benchmarks/bench_doc_timings.py``, QUICK preset, load average 2.7-
 ``predict`` about 9x slower, because OpenMP threads spin while they wait for a core another
 process holds; on the idle machine (load average 1.0, 2026-12-07) two threads were 1.7x
 faster for the epoch and 1.4x for ``predict``. One thread is the rule: its worst case is
-mild, two threads' is severe, and one thread gives the same numbers on every run. With more
-usable cores torch's own setting is kept.
+mild, two threads' is severe, and every number the README states was measured with it (a
+different thread count may change a network's last digits). With more usable cores torch's
+own setting is kept.
 
 The rule gives way to any choice of yours, in this order:
 
