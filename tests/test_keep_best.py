@@ -27,6 +27,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from _interrupt import fit_interrupted_at
 from PIL import Image
 from sklearn.base import clone
 from test_localizer import TINY, _dataset
@@ -204,23 +205,9 @@ def test_keep_best_equals_a_model_trained_for_that_many_epochs(ds, val, best):
 
 
 def test_keep_best_resumes_after_an_interruption(ds, val, best, tmp_path, monkeypatch):
-    from skcream.estimators.localizer import _training
-
     params = {**PARAMS, "max_epochs": 4, "checkpoint_dir": tmp_path / "ckpt",
               "validation_data": val, "keep": "best"}
-    real_call = _training._ContextHook.__call__
-    steps = []
-
-    def interrupt(self, accelerator, batch, outputs):
-        steps.append(1)
-        if len(steps) == 7:  # first step of epoch 4 (two steps per epoch)
-            raise KeyboardInterrupt
-        real_call(self, accelerator, batch, outputs)
-
-    monkeypatch.setattr(_training._ContextHook, "__call__", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        CREAMLocalizer(**params).fit(ds)
-    monkeypatch.setattr(_training._ContextHook, "__call__", real_call)
+    fit_interrupted_at(7, params, ds, monkeypatch)  # first step of epoch 4 (two steps per epoch)
     resumed = CREAMLocalizer(**params).fit(ds)
     assert resumed.best_epoch_ == best.best_epoch_
     assert _untimed(resumed.history_) == _untimed(best.history_)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _interrupt import fit_interrupted_at
 from PIL import Image
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
@@ -400,8 +401,11 @@ def test_resize_size_none_follows_image_size(ds, tmp_path, count_training):
     cfg = {"mean": (0.5,) * 3, "std": (0.5,) * 3}
     for cls in (CREAMLocalizer, PseudoBoxRegressor):
         assert cls().resize_size is None
-        assert train_transform(cls(image_size=128), cfg, flip=True).resize == 146
-        assert train_transform(cls(image_size=128, resize_size=200), cfg, flip=True).resize == 200
+        # every path reads the validated parameters, where None is resolved (one place)
+        assert cls(image_size=128)._params().resize_size == 146
+        assert train_transform(cls(image_size=128)._params(), cfg, flip=True).resize == 146
+        assert train_transform(cls(image_size=128, resize_size=200)._params(), cfg,
+                               flip=True).resize == 200
     params = {**TINY, "resize_size": None}
     auto = CREAMLocalizer(**params, memory=tmp_path / "cache").fit(ds)
     given = CREAMLocalizer(**{**params, "resize_size": 37}, memory=tmp_path / "cache").fit(ds)
@@ -435,23 +439,9 @@ def test_cross_val_score_and_pipeline(ds):
 
 # ----------------------------------------------------------------------- checkpoints
 def test_interrupted_fit_resumes_from_the_last_checkpoint(ds, tmp_path, monkeypatch):
-    from skcream.estimators.localizer import _training
-
     params = {**TINY, "max_epochs": 2, "checkpoint_dir": tmp_path / "ckpt"}
     uninterrupted = CREAMLocalizer(**{**params, "checkpoint_dir": None}).fit(ds)
-    real_call = _training._ContextHook.__call__
-    steps = []
-
-    def interrupt(self, accelerator, batch, outputs):
-        steps.append(1)
-        if len(steps) == 3:  # first step of epoch 2 (two steps per epoch)
-            raise KeyboardInterrupt
-        real_call(self, accelerator, batch, outputs)
-
-    monkeypatch.setattr(_training._ContextHook, "__call__", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        CREAMLocalizer(**params).fit(ds)
-    monkeypatch.setattr(_training._ContextHook, "__call__", real_call)
+    fit_interrupted_at(3, params, ds, monkeypatch)  # first step of epoch 2 (two steps per epoch)
     resumed = CREAMLocalizer(**params).fit(ds)
     assert [r["epoch"] for r in resumed.history_] == [1, 2]
     assert _same_weights(resumed, uninterrupted)

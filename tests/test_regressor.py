@@ -706,6 +706,28 @@ def test_creamreg_psol_evaluate_matches_plain_reference(cream_reg, synthetic):
     assert model.score(test) == pytest.approx(100 * hits.mean())
 
 
+def test_ten_crop_with_the_default_resize_size(cream_reg, synthetic):
+    """resize_size=None (the default) is the protocol's ratio here too: round(32 * 256 / 224)
+    = 37 for the ten crops (it used to reach TenCrop as None and raise)."""
+    import copy
+
+    from torchvision import transforms as T
+
+    from skcream.estimators.regressor import ten_crop_proba
+
+    _, test = synthetic
+    loc = copy.deepcopy(cream_reg.localizer_).set_params(resize_size=None)
+    cfg = loc.data_config_
+    views = T.Compose([T.Resize((37, 37)), T.TenCrop(loc.image_size)])
+    norm = T.Compose([T.ToTensor(), T.Normalize(cfg["mean"], cfg["std"])])
+    with torch.no_grad():
+        expected = np.array([
+            torch.softmax(loc.model_.eval()(torch.stack([norm(v) for v in views(
+                row["image"].convert("RGB"))]))[0], dim=1).mean(dim=0).numpy()
+            for row in test])
+    np.testing.assert_allclose(ten_crop_proba(loc, test), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_creamreg_ten_crop_classes(cream_reg, synthetic):
     """ten_crop: the localizer's softmax averaged over torchvision's ten crops."""
     import copy

@@ -183,12 +183,11 @@ def train_config(est: Any, seed: int | None, **extra: Any):
 
 def train_transform(est: Any, data_config: Mapping[str, Any], *, flip: bool):
     """Random ``resize_size`` -> ``image_size`` crop (and flip) normalised by ``data_config``
-    (``resize_size=None``: :func:`~skcream.estimators._params.resolved_resize_size`)."""
+    (``est``: validated parameters, ``resize_size`` resolved)."""
     from skcream.data.transforms import TrainTransform
-    from skcream.estimators._params import resolved_resize_size
 
     return TrainTransform(
-        resize=resolved_resize_size(est.image_size, est.resize_size),
+        resize=est.resize_size,
         crop=est.image_size,
         flip=flip,
         mean=data_config["mean"],

@@ -172,6 +172,9 @@ def check_training_params(
             f"resized image), got resize_size={params['resize_size']} < "
             f"image_size={params['image_size']}"
         )
+    # None becomes its value here, the one place every path reads it from (training crops,
+    # PSOL's evaluation frame, ten-crop classes, cache keys): None and 256 at 224 are one run
+    params["resize_size"] = resolved_resize_size(params["image_size"], params["resize_size"])
     params["feature_stage"] = check_int(params, "feature_stage", -100, none_ok=True)
     check_device(params["device"], "device")  # before any data is read
     check_choice(params, "mixed_precision", MIXED_PRECISION)

@@ -144,9 +144,8 @@ class _PSOL(RegressorArchitecture):
 
     def eval_transform(self, est, data_config):
         from skcream.data.transforms import ResizeCenterCrop
-        from skcream.estimators._params import resolved_resize_size
 
-        return ResizeCenterCrop(resize=resolved_resize_size(est.image_size, est.resize_size),
+        return ResizeCenterCrop(resize=est.resize_size,
                                 crop=est.image_size,
                                 mean=data_config["mean"], std=data_config["std"])
 

@@ -244,9 +244,7 @@ class BoxRegressionNet(NewLayersMixin, nn.Module):
         super().__init__()
         dim = int(backbone.num_features)
         self.backbone = backbone
-        self.head = nn.Sequential(
-            nn.Linear(dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 4), nn.Sigmoid()
-        )
+        self.head = box_head(dim, hidden)
         for layer in (self.head[0], self.head[2]):
             nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
             nn.init.zeros_(layer.bias)

@@ -27,7 +27,6 @@ from skcream.estimators._common import (
     train_transform,
 )
 from skcream.estimators._inputs import training_classes
-from skcream.estimators._params import resolved_resize_size
 from skcream.estimators._shape import probe_feature_shape
 from skcream.estimators.localizer._fitted_state import (
     check_saved,
@@ -82,8 +81,6 @@ def _key_params(est, p, validation: Validation | None = None) -> dict[str, Any]:
     out["pretrained"] = weights_key(out["pretrained"])
     # the resolved values of the chosen method only: {} and explicit defaults are one run
     out["method_params"] = get_method(p.method, p.method_params).params
-    # resize_size=None and its resolved value train the same network: one cache entry
-    out["resize_size"] = resolved_resize_size(p.image_size, p.resize_size)
     # how the method networks are built (trunks, initialisation, lr groups): a cached fit of
     # an older construction is another run
     out["networks"] = NETWORKS_REVISION
