@@ -125,7 +125,7 @@ def cam_with_own_threshold(loc, val):
     ties to the smallest threshold), not CREAM's."""
     thresholds, curve = loc.threshold_curve(val, n_iter=0, iou_threshold=50, multi_contour=False)
     cam = copy.copy(loc)  # shares the network; only the threshold differs
-    cam.box_threshold_ = float(thresholds[int(np.argmax(curve))])
+    cam.set_params(box_threshold=float(thresholds[int(np.argmax(curve))]))
     return cam
 
 
